@@ -1,0 +1,127 @@
+//! Typed configuration from `ORDERLY_*` environment variables.
+//!
+//! Every setting is read with [`var`], which parses it with `FromStr` and
+//! names the variable when the value is malformed. Defaults work on a
+//! developer machine. (A generic env-to-serde mapper was tried and dropped:
+//! it typed "12345" as a number and then refused it for string settings.)
+
+use std::{fmt::Display, str::FromStr};
+
+/// The prefix of every orderly environment variable.
+pub const ENV_PREFIX: &str = "ORDERLY_";
+
+/// A configuration value was malformed.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+impl ConfigError {
+    /// A failure of variable `ORDERLY_<name>`.
+    pub fn invalid(name: &str, why: impl Display) -> Self {
+        Self(format!("{ENV_PREFIX}{name}: {why}"))
+    }
+}
+
+/// Reads `ORDERLY_<name>`, or returns `default` when it is unset or empty.
+pub fn var<T>(name: &str, default: T) -> Result<T, ConfigError>
+where
+    T: FromStr,
+    T::Err: Display,
+{
+    match std::env::var(format!("{ENV_PREFIX}{name}")) {
+        Ok(raw) if !raw.trim().is_empty() => raw
+            .trim()
+            .parse()
+            .map_err(|e| ConfigError::invalid(name, format!("{e} (got {raw:?})"))),
+        Ok(_) | Err(std::env::VarError::NotPresent) => Ok(default),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            Err(ConfigError::invalid(name, "is not valid UTF-8"))
+        }
+    }
+}
+
+/// Postgres connection settings shared by every component with a database.
+#[derive(Debug, Clone)]
+pub struct PostgresConfig {
+    /// `ORDERLY_DATABASE_URL`: libpq-style URL of the orderly database.
+    pub database_url: String,
+    /// `ORDERLY_DATABASE_POOL_SIZE`: connections per component.
+    pub database_pool_size: usize,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        Self {
+            database_url: "postgres://postgres@127.0.0.1:5432/orderly".to_owned(),
+            database_pool_size: 16,
+        }
+    }
+}
+
+/// Limits applied by every gRPC server.
+#[derive(Debug, Clone)]
+pub struct GrpcLimits {
+    /// `ORDERLY_GRPC_REQUEST_TIMEOUT_MS`: upper bound on any request.
+    pub grpc_request_timeout_ms: u64,
+    /// `ORDERLY_GRPC_CONCURRENCY_LIMIT`: requests in flight per server before
+    /// new ones are refused with RESOURCE_EXHAUSTED.
+    pub grpc_concurrency_limit: usize,
+    /// `ORDERLY_GRPC_MAX_MESSAGE_BYTES`: largest request message accepted.
+    pub grpc_max_message_bytes: usize,
+}
+
+impl Default for GrpcLimits {
+    fn default() -> Self {
+        Self {
+            grpc_request_timeout_ms: 10_000,
+            grpc_concurrency_limit: 1024,
+            grpc_max_message_bytes: 1024 * 1024,
+        }
+    }
+}
+
+impl PostgresConfig {
+    /// Reads the settings, defaulting each unset variable.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let d = Self::default();
+        Ok(Self {
+            database_url: var("DATABASE_URL", d.database_url)?,
+            database_pool_size: var("DATABASE_POOL_SIZE", d.database_pool_size)?,
+        })
+    }
+}
+
+impl GrpcLimits {
+    /// Reads the settings, defaulting each unset variable.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let d = Self::default();
+        Ok(Self {
+            grpc_request_timeout_ms: var("GRPC_REQUEST_TIMEOUT_MS", d.grpc_request_timeout_ms)?,
+            grpc_concurrency_limit: var("GRPC_CONCURRENCY_LIMIT", d.grpc_concurrency_limit)?,
+            grpc_max_message_bytes: var("GRPC_MAX_MESSAGE_BYTES", d.grpc_max_message_bytes)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unset_variables_take_the_default() {
+        let value: u64 = var("SURELY_UNSET_IN_TESTS", 7).expect("default");
+        assert_eq!(value, 7);
+    }
+
+    #[test]
+    fn a_malformed_value_names_its_variable() {
+        let error = "lots"
+            .parse::<usize>()
+            .map_err(|e| ConfigError::invalid("GRPC_CONCURRENCY_LIMIT", e))
+            .expect_err("not a number");
+        assert!(
+            error.to_string().contains("ORDERLY_GRPC_CONCURRENCY_LIMIT"),
+            "{error}"
+        );
+    }
+}

@@ -1,0 +1,103 @@
+//! Kafka settings, topic names and topic provisioning.
+
+use std::time::Duration;
+
+use rdkafka::{
+    ClientConfig,
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
+    error::{KafkaError, RDKafkaErrorCode},
+};
+
+use crate::config::{ConfigError, var};
+
+/// Topic of order events (record key: order id).
+pub const ORDER_TOPIC: &str = "orderly.order.v1";
+/// Topic of payment events (record key: the paid order's id).
+pub const PAYMENT_TOPIC: &str = "orderly.payment.v1";
+/// Every topic the platform publishes to.
+pub const TOPICS: [&str; 2] = [ORDER_TOPIC, PAYMENT_TOPIC];
+
+/// Kafka settings.
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    /// `ORDERLY_KAFKA_BROKERS`: bootstrap servers, comma separated.
+    pub kafka_brokers: String,
+    /// `ORDERLY_KAFKA_TOPIC_PREFIX`: prepended to every topic name, so
+    /// several deployments (or tests) can share one cluster.
+    pub kafka_topic_prefix: String,
+    /// `ORDERLY_KAFKA_TOPIC_PARTITIONS`: partitions of each topic created.
+    pub kafka_topic_partitions: i32,
+    /// `ORDERLY_KAFKA_REPLICATION_FACTOR`: replicas of each topic created.
+    pub kafka_replication_factor: i32,
+    /// `ORDERLY_KAFKA_SESSION_TIMEOUT_MS`: consumer group session timeout; a
+    /// joining member waits about half of it.
+    pub kafka_session_timeout_ms: u64,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            kafka_brokers: "127.0.0.1:9092".to_owned(),
+            kafka_topic_prefix: String::new(),
+            kafka_topic_partitions: 6,
+            kafka_replication_factor: 1,
+            kafka_session_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl KafkaConfig {
+    /// Reads the settings, defaulting each unset variable.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let d = Self::default();
+        Ok(Self {
+            kafka_brokers: var("KAFKA_BROKERS", d.kafka_brokers)?,
+            kafka_topic_prefix: var("KAFKA_TOPIC_PREFIX", d.kafka_topic_prefix)?,
+            kafka_topic_partitions: var("KAFKA_TOPIC_PARTITIONS", d.kafka_topic_partitions)?,
+            kafka_replication_factor: var("KAFKA_REPLICATION_FACTOR", d.kafka_replication_factor)?,
+            kafka_session_timeout_ms: var("KAFKA_SESSION_TIMEOUT_MS", d.kafka_session_timeout_ms)?,
+        })
+    }
+
+    /// The deployed name of a platform topic.
+    pub fn topic(&self, base: &str) -> String {
+        format!("{}{base}", self.kafka_topic_prefix)
+    }
+
+    /// Client settings shared by producers, consumers and admin clients.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.kafka_brokers);
+        config
+    }
+}
+
+/// Creates the platform's topics that do not exist yet.
+pub async fn ensure_topics(config: &KafkaConfig) -> Result<Vec<String>, KafkaError> {
+    let admin: AdminClient<DefaultClientContext> = config.client_config().create()?;
+    let names: Vec<String> = TOPICS.iter().map(|base| config.topic(base)).collect();
+    let topics: Vec<NewTopic<'_>> = names
+        .iter()
+        .map(|name| {
+            NewTopic::new(
+                name,
+                config.kafka_topic_partitions,
+                TopicReplication::Fixed(config.kafka_replication_factor),
+            )
+        })
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let mut created = Vec::new();
+    for result in admin.create_topics(&topics, &options).await? {
+        match result {
+            Ok(name) => created.push(name),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                tracing::error!(topic = %name, ?code, "cannot create topic");
+                return Err(KafkaError::AdminOp(code));
+            }
+        }
+    }
+    Ok(created)
+}

@@ -1,0 +1,53 @@
+//! Postgres connection pool and error classification.
+
+use std::{str::FromStr, time::Duration};
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
+use tokio_postgres::{NoTls, error::SqlState};
+
+use crate::config::{ConfigError, PostgresConfig};
+
+/// How long a request waits for a pooled connection before failing with
+/// UNAVAILABLE rather than hanging.
+const POOL_WAIT: Duration = Duration::from_secs(5);
+
+/// Builds a connection pool. Connections open lazily, so a database that is
+/// down makes requests fail (UNAVAILABLE), not startup.
+pub fn pool(config: &PostgresConfig) -> Result<Pool, ConfigError> {
+    let pg_config = tokio_postgres::Config::from_str(&config.database_url)
+        .map_err(|e| ConfigError::invalid("DATABASE_URL", e))?;
+    let manager = Manager::from_config(
+        pg_config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(config.database_pool_size.max(1))
+        .timeouts(Timeouts {
+            wait: Some(POOL_WAIT),
+            create: Some(POOL_WAIT),
+            recycle: Some(POOL_WAIT),
+        })
+        .runtime(Runtime::Tokio1)
+        .build()
+        .map_err(|e| ConfigError::invalid("DATABASE_URL", e))
+}
+
+/// Whether a database error is worth retrying: the connection failed, or the
+/// server aborted the transaction for reasons unrelated to the request
+/// (serialization failure, deadlock, shutdown).
+pub fn is_transient(error: &tokio_postgres::Error) -> bool {
+    match error.code() {
+        None => true,
+        Some(code) => {
+            *code == SqlState::T_R_SERIALIZATION_FAILURE
+                || *code == SqlState::T_R_DEADLOCK_DETECTED
+                || *code == SqlState::ADMIN_SHUTDOWN
+                || *code == SqlState::CANNOT_CONNECT_NOW
+                || *code == SqlState::TOO_MANY_CONNECTIONS
+                || code.code().starts_with("08")
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! Conventions for turning failures into gRPC statuses (DESIGN §7): field
+//! violations become INVALID_ARGUMENT with `google.rpc.BadRequest` details.
+//! Each crate's `From<Error> for Status` is the one place codes are chosen;
+//! these helpers keep the details uniform.
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// One invalid request field: its path (`items[2].quantity`) and what is
+/// wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    /// Path of the field in the request, e.g. `items[0].sku`.
+    pub field: String,
+    /// What is wrong, e.g. "must be between 1 and 1000".
+    pub description: String,
+}
+
+/// Every violation found in one request; never empty when returned as an
+/// error.
+#[derive(Debug, Clone, Default, PartialEq, Eq, thiserror::Error)]
+#[error("invalid request: {}", summary(.0))]
+pub struct Violations(pub Vec<FieldViolation>);
+
+impl Violations {
+    /// Records that `field` is invalid because of `description`.
+    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
+        self.0.push(FieldViolation {
+            field: field.into(),
+            description: description.into(),
+        });
+    }
+
+    /// `Ok(value)` when nothing was recorded, else these violations.
+    pub fn into_result<T>(self, value: T) -> Result<T, Self> {
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(self)
+        }
+    }
+
+    /// Whether `field` has a violation (tests use it).
+    pub fn names(&self, field: &str) -> bool {
+        self.0.iter().any(|v| v.field == field)
+    }
+}
+
+fn summary(violations: &[FieldViolation]) -> String {
+    violations
+        .iter()
+        .map(|v| format!("{}: {}", v.field, v.description))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl From<Violations> for Status {
+    fn from(violations: Violations) -> Self {
+        let message = violations.to_string();
+        let details = ErrorDetails::with_bad_request(
+            violations
+                .0
+                .into_iter()
+                .map(|v| tonic_types::FieldViolation::new(v.field, v.description))
+                .collect::<Vec<_>>(),
+        );
+        Status::with_error_details(Code::InvalidArgument, message, details)
+    }
+}
+
+/// The field names of a status's `BadRequest` details (empty when none);
+/// clients and tests use it to see which fields were rejected.
+pub fn violated_fields(status: &Status) -> Vec<String> {
+    status
+        .get_details_bad_request()
+        .map(|bad| bad.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn violations_become_invalid_argument_with_field_details() {
+        let mut violations = Violations::default();
+        violations.add("items[0].quantity", "must be between 1 and 1000");
+        let status = Status::from(violations);
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(violated_fields(&status), vec!["items[0].quantity"]);
+        assert!(status.message().contains("items[0].quantity"));
+    }
+}
