@@ -1,0 +1,28 @@
+-- Adds a signed delta to a SKU's available stock, never below zero nor above
+-- 10^12 (kept well inside the integers Lua numbers hold exactly). A positive
+-- delta on an unknown SKU creates it.
+--
+-- KEYS[1]  the SKU's stock hash: {<prefix>}:stock:<sku>
+-- ARGV[1]  the delta, a non-zero integer
+--
+-- Reply: {status, available, reserved, sold} (the levels after the call)
+--   'OK'            applied
+--   'OUT_OF_RANGE'  not applied: available would leave 0..10^12
+
+local key = KEYS[1]
+local delta = tonumber(ARGV[1])
+if not delta or delta == 0 or delta ~= math.floor(delta) then
+  return redis.error_reply('ERR adjust_stock: delta must be a non-zero integer')
+end
+local level = redis.call('HMGET', key, 'available', 'reserved', 'sold')
+local available = tonumber(level[1] or '0')
+local reserved = tonumber(level[2] or '0')
+local sold = tonumber(level[3] or '0')
+local after = available + delta
+if after < 0 or after > 1000000000000 then
+  return {'OUT_OF_RANGE', available, reserved, sold}
+end
+redis.call('HINCRBY', key, 'available', string.format('%d', delta))
+redis.call('HSETNX', key, 'reserved', 0)
+redis.call('HSETNX', key, 'sold', 0)
+return {'OK', after, reserved, sold}

@@ -1,0 +1,77 @@
+//! Building and running the inventory service.
+
+use std::net::SocketAddr;
+
+use orderly::{config::GrpcLimits, proto::v1::inventory_service_server::InventoryServiceServer};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+
+use crate::{
+    config::Config,
+    error::Error,
+    grpc::InventoryGrpc,
+    store::{Keys, Store},
+};
+
+/// The fully qualified gRPC service name health reports on.
+pub const SERVICE_NAME: &str = "orderly.v1.InventoryService";
+
+/// A built inventory service: listener bound, Redis pool ready.
+#[derive(Debug)]
+pub struct App {
+    listener: TcpListener,
+    addr: SocketAddr,
+    store: Store,
+    limits: GrpcLimits,
+}
+
+impl App {
+    /// Builds the Redis pool and binds the gRPC listener (port 0 picks a
+    /// free port; see [`App::grpc_addr`]).
+    ///
+    /// Redis is not contacted here: connections open on first use and the
+    /// scripts load on first call (EVALSHA, then SCRIPT LOAD on NOSCRIPT),
+    /// so the service starts while Redis is down and answers UNAVAILABLE
+    /// until it is back.
+    pub async fn build(config: Config) -> Result<Self, Error> {
+        let keys = Keys::new(&config.redis.redis_key_prefix)?;
+        let pool = orderly::redis::pool(&config.redis)?;
+        let listener = orderly::grpc::bind(config.grpc_addr).await?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| orderly::grpc::ServeError::Bind {
+                addr: config.grpc_addr,
+                source,
+            })?;
+        Ok(Self {
+            listener,
+            addr,
+            store: Store::new(pool, keys),
+            limits: config.grpc,
+        })
+    }
+
+    /// The address the gRPC listener is bound to.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves gRPC (with health and reflection) until `shutdown` is
+    /// cancelled, then drains in-flight requests.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
+        let service = InventoryServiceServer::new(InventoryGrpc::new(self.store))
+            .max_decoding_message_size(self.limits.grpc_max_message_bytes);
+        tracing::info!(addr = %self.addr, "inventory service listening");
+        orderly::grpc::serve(
+            self.listener,
+            Routes::new(service),
+            &[SERVICE_NAME],
+            &self.limits,
+            shutdown,
+        )
+        .await?;
+        tracing::info!("inventory service stopped");
+        Ok(())
+    }
+}

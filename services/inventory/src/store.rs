@@ -1,0 +1,282 @@
+//! Stock and reservations in Redis. Every change is one Lua script from
+//! `lua/` (atomic, so nothing is read-modify-written from Rust), invoked by
+//! SHA with a reload on NOSCRIPT (`redis::Script::invoke_async`).
+//!
+//! Key layout, all under one hash tag so every script is valid on Redis
+//! Cluster: `{<prefix>}:stock:<sku>` is a hash with fields `available`,
+//! `reserved` and `sold`; `{<prefix>}:res:<order_id>` is the order's
+//! reservation record (see `lua/reserve.lua` for its fields).
+
+mod record;
+
+use std::{fmt, sync::Arc};
+
+use deadpool_redis::{Connection, Pool};
+use redis::Script;
+
+use crate::{
+    domain::{OrderId, Reservation, ReserveCommand, Sku, StockLevel},
+    error::Error,
+};
+
+/// Source of the reserve script (public so benchmarks can call it raw).
+pub const RESERVE_SCRIPT: &str = include_str!("../../../lua/reserve.lua");
+const COMMIT_SCRIPT: &str = include_str!("../../../lua/commit.lua");
+const RELEASE_SCRIPT: &str = include_str!("../../../lua/release.lua");
+const SET_STOCK_SCRIPT: &str = include_str!("../../../lua/set_stock.lua");
+const ADJUST_STOCK_SCRIPT: &str = include_str!("../../../lua/adjust_stock.lua");
+const GET_STOCK_SCRIPT: &str = include_str!("../../../lua/get_stock.lua");
+
+/// Builds the service's Redis keys from the configured prefix.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    tag: String,
+}
+
+impl Keys {
+    /// Keys under `{prefix}`. A prefix containing `{` or `}` would change
+    /// the hash tag and split the keys across cluster slots, so it is refused.
+    pub fn new(prefix: &str) -> Result<Self, Error> {
+        if prefix.is_empty() || prefix.contains(['{', '}']) {
+            return Err(Error::Config(orderly::config::ConfigError::invalid(
+                "REDIS_KEY_PREFIX",
+                "must be non-empty and contain neither '{' nor '}'",
+            )));
+        }
+        Ok(Self {
+            tag: format!("{{{prefix}}}"),
+        })
+    }
+
+    /// The stock hash of `sku`.
+    pub fn stock(&self, sku: &str) -> String {
+        format!("{}:stock:{sku}", self.tag)
+    }
+
+    /// The reservation record of `order_id`.
+    pub fn reservation(&self, order_id: &OrderId) -> String {
+        format!("{}:res:{order_id}", self.tag)
+    }
+}
+
+/// The scripts, hashed once; Redis caches them by SHA after the first call.
+struct Scripts {
+    reserve: Script,
+    commit: Script,
+    release: Script,
+    set_stock: Script,
+    adjust_stock: Script,
+    get_stock: Script,
+}
+
+/// Inventory storage: a Redis pool, the key layout and the scripts.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+    keys: Keys,
+    scripts: Arc<Scripts>,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store").field("keys", &self.keys).finish()
+    }
+}
+
+/// A script's reply: a status word and the record's fields (HGETALL).
+type RecordReply = (String, Vec<String>);
+
+impl Store {
+    /// A store on `pool`; connections open lazily, so Redis may be down.
+    pub fn new(pool: Pool, keys: Keys) -> Self {
+        let scripts = Scripts {
+            reserve: Script::new(RESERVE_SCRIPT),
+            commit: Script::new(COMMIT_SCRIPT),
+            release: Script::new(RELEASE_SCRIPT),
+            set_stock: Script::new(SET_STOCK_SCRIPT),
+            adjust_stock: Script::new(ADJUST_STOCK_SCRIPT),
+            get_stock: Script::new(GET_STOCK_SCRIPT),
+        };
+        Self {
+            pool,
+            keys,
+            scripts: Arc::new(scripts),
+        }
+    }
+
+    async fn conn(&self) -> Result<Connection, Error> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// Sets `sku`'s available units to `quantity`.
+    pub async fn set_stock(&self, sku: &Sku, quantity: i64) -> Result<StockLevel, Error> {
+        let mut conn = self.conn().await?;
+        let reply: (String, i64, i64, i64) = self
+            .scripts
+            .set_stock
+            .key(self.keys.stock(sku.as_str()))
+            .arg(quantity)
+            .invoke_async(&mut conn)
+            .await?;
+        level(sku, reply)
+    }
+
+    /// Adds `delta` to `sku`'s available units, refusing to leave 0..10^12.
+    pub async fn adjust_stock(&self, sku: &Sku, delta: i64) -> Result<StockLevel, Error> {
+        let mut conn = self.conn().await?;
+        let reply: (String, i64, i64, i64) = self
+            .scripts
+            .adjust_stock
+            .key(self.keys.stock(sku.as_str()))
+            .arg(delta)
+            .invoke_async(&mut conn)
+            .await?;
+        if reply.0 == "OUT_OF_RANGE" {
+            return Err(Error::FailedPrecondition(format!(
+                "adjusting sku {sku} by {delta} would leave available stock ({}) outside 0..10^12",
+                reply.1
+            )));
+        }
+        level(sku, reply)
+    }
+
+    /// Reads the levels of `skus` in one snapshot; unknown SKUs are left out.
+    pub async fn get_stock(&self, skus: &[Sku]) -> Result<Vec<StockLevel>, Error> {
+        let mut conn = self.conn().await?;
+        let mut invocation = self.scripts.get_stock.prepare_invoke();
+        for sku in skus {
+            invocation.key(self.keys.stock(sku.as_str()));
+        }
+        let values: Vec<i64> = invocation.invoke_async(&mut conn).await?;
+        if values.len() != skus.len() * 4 {
+            return Err(Error::Internal(
+                "get_stock replied with a wrong length".into(),
+            ));
+        }
+        Ok(skus
+            .iter()
+            .zip(values.chunks_exact(4))
+            .filter(|(_, v)| v[0] == 1)
+            .map(|(sku, v)| StockLevel {
+                sku: sku.clone(),
+                available: v[1],
+                reserved: v[2],
+                sold: v[3],
+            })
+            .collect())
+    }
+
+    /// Reserves the command's items, or records why not; a replay returns
+    /// the record of the first call. Use [`Reservation::into_reserve_answer`]
+    /// for the outcome.
+    pub async fn reserve(&self, command: &ReserveCommand) -> Result<Reservation, Error> {
+        let mut conn = self.conn().await?;
+        let mut invocation = self.scripts.reserve.prepare_invoke();
+        invocation.key(self.keys.reservation(&command.order_id));
+        for item in &command.items {
+            invocation
+                .key(self.keys.stock(item.sku.as_str()))
+                .arg(item.sku.as_str())
+                .arg(item.quantity);
+        }
+        let (status, fields): RecordReply = invocation.invoke_async(&mut conn).await?;
+        let record = record::decode(command.order_id, &fields)?;
+        match status.as_str() {
+            "OK" => Ok(record),
+            "MISMATCH" => Err(Error::AlreadyExists(format!(
+                "order {} was already reserved with different items",
+                command.order_id
+            ))),
+            other => Err(unexpected("reserve", other)),
+        }
+    }
+
+    /// Commits the order's reservation (RESERVED → COMMITTED).
+    pub async fn commit(&self, order_id: OrderId) -> Result<Reservation, Error> {
+        let (status, fields) = self.transition(&self.scripts.commit, order_id).await?;
+        match status.as_str() {
+            "OK" => record::decode(order_id, &fields),
+            "NOT_FOUND" => Err(Error::NotFound(order_id.to_string())),
+            "CONFLICT" => {
+                let record = record::decode(order_id, &fields)?;
+                Err(Error::FailedPrecondition(format!(
+                    "order {order_id} cannot be committed: its reservation is {:?}",
+                    record.state
+                )))
+            }
+            other => Err(unexpected("commit", other)),
+        }
+    }
+
+    /// Releases the order's reservation, or records a tombstone.
+    pub async fn release(&self, order_id: OrderId) -> Result<Reservation, Error> {
+        let (status, fields) = self.transition(&self.scripts.release, order_id).await?;
+        match status.as_str() {
+            "OK" => record::decode(order_id, &fields),
+            "CONFLICT" => Err(Error::FailedPrecondition(format!(
+                "order {order_id} is committed; sold units cannot be released"
+            ))),
+            other => Err(unexpected("release", other)),
+        }
+    }
+
+    /// Reads the order's reservation record.
+    pub async fn get_reservation(&self, order_id: OrderId) -> Result<Reservation, Error> {
+        let mut conn = self.conn().await?;
+        let fields: Vec<String> = redis::cmd("HGETALL")
+            .arg(self.keys.reservation(&order_id))
+            .query_async(&mut conn)
+            .await?;
+        if fields.is_empty() {
+            return Err(Error::NotFound(order_id.to_string()));
+        }
+        record::decode(order_id, &fields)
+    }
+
+    /// Runs commit or release. Their stock keys are in the record, and a
+    /// script must be given every key it touches, so a first call without
+    /// them may answer NEED_KEYS with the record; recorded items never
+    /// change, so the second call cannot ask again.
+    async fn transition(&self, script: &Script, order_id: OrderId) -> Result<RecordReply, Error> {
+        let mut conn = self.conn().await?;
+        let mut items = String::new();
+        for _ in 0..2 {
+            let mut invocation = script.key(self.keys.reservation(&order_id));
+            invocation.arg(&items);
+            for sku in record::item_skus(&items) {
+                invocation.key(self.keys.stock(sku));
+            }
+            let (status, fields): RecordReply = invocation.invoke_async(&mut conn).await?;
+            if status != "NEED_KEYS" {
+                return Ok((status, fields));
+            }
+            items = record::field(&fields, "items")
+                .unwrap_or_default()
+                .to_owned();
+        }
+        Err(Error::Internal(format!(
+            "the items of order {order_id} changed between two script calls"
+        )))
+    }
+}
+
+fn level(
+    sku: &Sku,
+    (status, available, reserved, sold): (String, i64, i64, i64),
+) -> Result<StockLevel, Error> {
+    if status != "OK" {
+        return Err(unexpected("stock", &status));
+    }
+    Ok(StockLevel {
+        sku: sku.clone(),
+        available,
+        reserved,
+        sold,
+    })
+}
+
+fn unexpected(script: &str, status: &str) -> Error {
+    Error::Internal(format!(
+        "{script} script replied with unknown status {status:?}"
+    ))
+}
