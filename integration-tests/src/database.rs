@@ -1,0 +1,61 @@
+//! A fresh, migrated database per test.
+
+use orderly::config::PostgresConfig;
+use tokio_postgres::{Client, NoTls};
+
+use crate::{FIX_COMMAND, unique_id};
+
+/// The tests' Postgres server, without a database name:
+/// `ORDERLY_TEST_POSTGRES_URL`, default the local server.
+fn server_url() -> String {
+    std::env::var("ORDERLY_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+/// A database of its own for one test, with every migration applied. Test
+/// databases are named `orderly_test_*`; the test command drops old ones.
+#[derive(Debug, Clone)]
+pub struct TestDatabase {
+    /// Settings that point a component at this database.
+    pub config: PostgresConfig,
+    /// The database's name.
+    pub name: String,
+}
+
+impl TestDatabase {
+    /// Creates and migrates a new database.
+    pub async fn create() -> Self {
+        let server = server_url();
+        let admin = connect(&format!("{server}/postgres")).await;
+        let name = format!("orderly_test_{}", unique_id());
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create test database");
+        let config = PostgresConfig {
+            database_url: format!("{server}/{name}"),
+            database_pool_size: 8,
+        };
+        orderly::migrate::run(&config)
+            .await
+            .expect("migrate test database");
+        Self { config, name }
+    }
+
+    /// A direct connection for assertions and fault injection.
+    pub async fn client(&self) -> Client {
+        connect(&self.config.database_url).await
+    }
+}
+
+async fn connect(url: &str) -> Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .unwrap_or_else(|e| {
+            panic!("cannot reach Postgres at {url}: {e}\n  start it with: {FIX_COMMAND}")
+        });
+    tokio::spawn(connection);
+    client
+}

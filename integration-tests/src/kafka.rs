@@ -1,0 +1,167 @@
+//! Kafka for tests: a topic prefix on the shared broker, or a broker process
+//! of the test's own when the test needs to pause or kill it.
+
+use std::{
+    net::{SocketAddr, TcpStream},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use orderly::kafka::KafkaConfig;
+
+use crate::{FIX_COMMAND, eventually, unique_id};
+
+/// Settings that point a component at a test broker under a topic prefix of
+/// its own.
+#[derive(Debug)]
+pub struct TestKafka {
+    /// Settings for a component; `kafka_topic_prefix` is unique to the test.
+    pub config: KafkaConfig,
+    /// The broker process, when the test has its own.
+    pub broker: Option<BrokerProcess>,
+}
+
+impl TestKafka {
+    /// The shared broker (`ORDERLY_TEST_KAFKA_BROKERS`, default
+    /// 127.0.0.1:9092) with fresh topics under a unique prefix.
+    pub async fn shared() -> Self {
+        let brokers = std::env::var("ORDERLY_TEST_KAFKA_BROKERS")
+            .unwrap_or_else(|_| "127.0.0.1:9092".to_owned());
+        Self::on(brokers, None).await
+    }
+
+    /// A broker process of the test's own, for tests that stop or kill it.
+    pub async fn dedicated() -> Self {
+        let broker = BrokerProcess::start().await;
+        Self::on(broker.addr.to_string(), Some(broker)).await
+    }
+
+    async fn on(brokers: String, broker: Option<BrokerProcess>) -> Self {
+        let first = brokers.split(',').next().unwrap_or_default().to_owned();
+        let reachable = first
+            .parse::<SocketAddr>()
+            .ok()
+            .is_some_and(|addr| TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok());
+        assert!(
+            reachable,
+            "cannot reach the Kafka broker at {brokers}\n  start it with: {FIX_COMMAND}"
+        );
+        let config = KafkaConfig {
+            kafka_brokers: brokers,
+            kafka_topic_prefix: format!("t{}.", unique_id()),
+            kafka_topic_partitions: 3,
+            kafka_replication_factor: 1,
+            // A joining consumer waits about half of this (see INFRA notes).
+            kafka_session_timeout_ms: 6_000,
+        };
+        orderly::kafka::ensure_topics(&config)
+            .await
+            .expect("create test topics");
+        Self { config, broker }
+    }
+
+    /// A consumer group name unique to this test.
+    pub fn group(&self, name: &str) -> String {
+        format!("{}{name}", self.config.kafka_topic_prefix)
+    }
+}
+
+/// A broker process owned by one test; killed when dropped.
+#[derive(Debug)]
+pub struct BrokerProcess {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    child: Child,
+}
+
+impl BrokerProcess {
+    /// Starts a broker with in-memory storage on a free port and waits until
+    /// it accepts connections.
+    pub async fn start() -> Self {
+        let binary = tansu_binary();
+        let port = free_port();
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let url = format!("tcp://{addr}");
+        let child = Command::new(&binary)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        let broker = Self { addr, child };
+        eventually(
+            "the test broker to accept connections",
+            Duration::from_secs(20),
+            || async {
+                TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+                    .ok()
+                    .map(|_| ())
+            },
+        )
+        .await;
+        broker
+    }
+
+    /// Freezes the broker (SIGSTOP): connections stay open, nothing answers,
+    /// no data is lost.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Thaws a paused broker (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} failed");
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        // A stopped process must be continued before it can die.
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The broker binary: `ORDERLY_TANSU_BIN`, `tansu` on PATH, or the copy
+/// `scripts/dev-stack.sh` builds into its cache.
+fn tansu_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("ORDERLY_TANSU_BIN") {
+        return PathBuf::from(path);
+    }
+    let cached = std::env::var_os("HOME")
+        .map(|home| PathBuf::from(home).join(".cache/orderly/tansu-0.6.0/bin/tansu"));
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("tansu"))
+            .find(|candidate| candidate.is_file())
+    });
+    on_path
+        .or(cached.filter(|p| p.is_file()))
+        .unwrap_or_else(|| panic!("no tansu broker binary found\n  build it with: {FIX_COMMAND}"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("find a free port")
+}

@@ -1,0 +1,31 @@
+//! The integration-test harness: every test gets its own database, Redis key
+//! prefix and Kafka topic prefix (and, when it needs to break the broker, its
+//! own broker process), so tests run in parallel against real services.
+//!
+//! A service that cannot be reached fails the test loudly with the command
+//! that fixes it; nothing is skipped.
+
+mod database;
+mod eventually;
+mod kafka;
+mod platform;
+mod redis;
+
+pub use database::TestDatabase;
+pub use eventually::eventually;
+pub use kafka::{BrokerProcess, TestKafka};
+pub use platform::TestPlatform;
+pub use redis::TestRedis;
+
+/// The command that starts every service the tests need.
+pub const FIX_COMMAND: &str = "scripts/dev-stack.sh up";
+
+/// A short random id for naming a test's database, prefixes and groups.
+pub fn unique_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
+}
+
+/// Installs test logging once; `ORDERLY_LOG=debug` shows what components do.
+pub fn init_logging() {
+    orderly::telemetry::init();
+}

@@ -1,0 +1,73 @@
+//! A platform under test: chosen components running in-process on port 0
+//! against the test's own database (and, as components need them, its own
+//! Redis prefix and Kafka topics).
+
+use std::net::SocketAddr;
+
+use orderly::{config::GrpcLimits, proto::v1::order_service_client::OrderServiceClient};
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tonic::transport::Channel;
+
+use crate::{TestDatabase, init_logging};
+
+/// Running components; stopped when dropped.
+#[derive(Debug)]
+pub struct TestPlatform {
+    /// The test's database.
+    pub db: TestDatabase,
+    order_addr: Option<SocketAddr>,
+    _stop: DropGuard,
+}
+
+/// Chooses the components a test runs.
+#[derive(Debug, Default)]
+pub struct TestPlatformBuilder {
+    order: bool,
+}
+
+impl TestPlatform {
+    /// Starts choosing components.
+    pub fn builder() -> TestPlatformBuilder {
+        TestPlatformBuilder::default()
+    }
+
+    /// A client of the order service.
+    pub async fn order_client(&self) -> OrderServiceClient<Channel> {
+        let addr = self.order_addr.expect("the order service was not started");
+        OrderServiceClient::connect(format!("http://{addr}"))
+            .await
+            .expect("connect to the order service")
+    }
+}
+
+impl TestPlatformBuilder {
+    /// Runs the order service.
+    pub fn order(mut self) -> Self {
+        self.order = true;
+        self
+    }
+
+    /// Creates the test's database and starts the chosen components.
+    pub async fn start(self) -> TestPlatform {
+        init_logging();
+        let db = TestDatabase::create().await;
+        let stop = CancellationToken::new();
+        let mut order_addr = None;
+        if self.order {
+            let app = orderly_order::App::build(orderly_order::Config {
+                grpc_addr: ([127, 0, 0, 1], 0).into(),
+                postgres: db.config.clone(),
+                grpc: GrpcLimits::default(),
+            })
+            .await
+            .expect("start the order service");
+            order_addr = Some(app.grpc_addr());
+            tokio::spawn(app.run(stop.clone()));
+        }
+        TestPlatform {
+            db,
+            order_addr,
+            _stop: stop.drop_guard(),
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Wiring: pool, migration check, listener, server.
+
+use std::net::SocketAddr;
+
+use orderly::proto::v1::order_service_server::OrderServiceServer;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    config::Config,
+    error::{Error, StartupError},
+    grpc::OrderApi,
+    service::Orders,
+};
+
+/// The fully qualified gRPC service name, as health reports it.
+pub const SERVICE_NAME: &str = "orderly.v1.OrderService";
+
+/// A built order service: its listener is bound, nothing is served yet.
+#[derive(Debug)]
+pub struct App {
+    config: Config,
+    listener: TcpListener,
+    grpc_addr: SocketAddr,
+    orders: Orders,
+}
+
+impl App {
+    /// Builds the pool, checks the schema is migrated, and binds the gRPC
+    /// listener (port 0 picks a free port).
+    pub async fn build(config: Config) -> Result<Self, Error> {
+        let pool = orderly::postgres::pool(&config.postgres).map_err(StartupError::from)?;
+        let client = pool.get().await?;
+        orderly::migrate::check(&client)
+            .await
+            .map_err(StartupError::from)?;
+        drop(client);
+        let listener = orderly::grpc::bind(config.grpc_addr)
+            .await
+            .map_err(StartupError::from)?;
+        let grpc_addr = listener
+            .local_addr()
+            .map_err(|source| orderly::grpc::ServeError::Bind {
+                addr: config.grpc_addr,
+                source,
+            })
+            .map_err(StartupError::from)?;
+        Ok(Self {
+            config,
+            listener,
+            grpc_addr,
+            orders: Orders::new(pool),
+        })
+    }
+
+    /// The address the gRPC API is bound to.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
+    }
+
+    /// Serves until `shutdown` is cancelled, then drains in-flight requests.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
+        tracing::info!(addr = %self.grpc_addr, "order service listening");
+        let service = OrderServiceServer::new(OrderApi::new(self.orders))
+            .max_decoding_message_size(self.config.grpc.grpc_max_message_bytes);
+        let routes = tonic::service::Routes::new(service);
+        orderly::grpc::serve(
+            self.listener,
+            routes,
+            &[SERVICE_NAME],
+            &self.config.grpc,
+            shutdown,
+        )
+        .await
+        .map_err(StartupError::from)?;
+        Ok(())
+    }
+}

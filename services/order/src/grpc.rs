@@ -1,0 +1,82 @@
+//! `orderly.v1.OrderService`: protobuf in, use case, protobuf out.
+
+use orderly::proto::v1::{self as pb, order_service_server::OrderService};
+use tonic::{Request, Response, Status, metadata::MetadataMap};
+
+use crate::{
+    convert,
+    domain::{CreateOrder, parse_order_id, validate_cancel_reason},
+    error::Error,
+    events::TraceContext,
+    service::Orders,
+};
+
+/// The gRPC face of [`Orders`].
+#[derive(Debug, Clone)]
+pub struct OrderApi {
+    orders: Orders,
+}
+
+impl OrderApi {
+    /// Serves `orders`.
+    pub fn new(orders: Orders) -> Self {
+        Self { orders }
+    }
+}
+
+fn trace_context(metadata: &MetadataMap) -> TraceContext {
+    let header = |name: &str| metadata.get(name).and_then(|v| v.to_str().ok());
+    TraceContext::new(header("traceparent"), header("tracestate"))
+}
+
+#[tonic::async_trait]
+impl OrderService for OrderApi {
+    async fn create_order(
+        &self,
+        request: Request<pb::CreateOrderRequest>,
+    ) -> Result<Response<pb::CreateOrderResponse>, Status> {
+        let trace = trace_context(request.metadata());
+        let request = request.into_inner();
+        let command = CreateOrder {
+            customer_id: request.customer_id,
+            items: request
+                .items
+                .into_iter()
+                .map(|i| (i.sku, i.quantity, i.unit_price_minor))
+                .collect(),
+            currency: request.currency,
+            payment_method: request.payment_method,
+            idempotency_key: request.idempotency_key,
+        };
+        let new = command.validate().map_err(Error::from)?;
+        let order = self.orders.create(new, &trace).await?;
+        Ok(Response::new(pb::CreateOrderResponse {
+            order: Some(convert::order(&order)),
+        }))
+    }
+
+    async fn get_order(
+        &self,
+        request: Request<pb::GetOrderRequest>,
+    ) -> Result<Response<pb::GetOrderResponse>, Status> {
+        let id = parse_order_id("order_id", &request.get_ref().order_id).map_err(Error::from)?;
+        let order = self.orders.get(id).await?;
+        Ok(Response::new(pb::GetOrderResponse {
+            order: Some(convert::order(&order)),
+        }))
+    }
+
+    async fn cancel_order(
+        &self,
+        request: Request<pb::CancelOrderRequest>,
+    ) -> Result<Response<pb::CancelOrderResponse>, Status> {
+        let trace = trace_context(request.metadata());
+        let request = request.into_inner();
+        let id = parse_order_id("order_id", &request.order_id).map_err(Error::from)?;
+        validate_cancel_reason(&request.reason).map_err(Error::from)?;
+        let order = self.orders.cancel(id, &request.reason, &trace).await?;
+        Ok(Response::new(pb::CancelOrderResponse {
+            order: Some(convert::order(&order)),
+        }))
+    }
+}

@@ -1,0 +1,18 @@
+//! The order service: takes orders and moves them through their states, each
+//! change one Postgres transaction together with its outbox event.
+//!
+//! [`App`] is what the `orderly` binary and the integration tests run.
+
+mod app;
+mod config;
+mod convert;
+pub mod domain;
+mod error;
+mod events;
+mod grpc;
+mod service;
+mod store;
+
+pub use app::{App, SERVICE_NAME};
+pub use config::Config;
+pub use error::{Error, StartupError};

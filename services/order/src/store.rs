@@ -1,0 +1,180 @@
+//! SQL of the order service. Queries live in `store/*.sql`; every write takes
+//! the caller's transaction, so a command's rows commit or vanish together.
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
+use tokio_postgres::{Error, Row};
+use uuid::Uuid;
+
+use crate::domain::{LineItem, NewOrder, Order, OrderStatus, Transition};
+
+/// An event to be published, as stored in `orders.outbox`.
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    /// UUIDv7 of the event.
+    pub event_id: Uuid,
+    /// Base topic name (the relay adds the deployment's prefix).
+    pub topic: &'static str,
+    /// Kafka record key.
+    pub partition_key: String,
+    /// Payload message name.
+    pub event_type: &'static str,
+    /// The encoded `EventEnvelope`.
+    pub payload: Vec<u8>,
+    /// Kafka headers, a flat JSON object of strings.
+    pub headers: serde_json::Value,
+}
+
+/// Inserts a new order row. Returns its creation time, or `None` when the
+/// customer already used the idempotency key.
+pub async fn insert_order(
+    tx: &impl GenericClient,
+    id: Uuid,
+    order: &NewOrder,
+    request_digest: &[u8],
+) -> Result<Option<DateTime<Utc>>, Error> {
+    let statement = tx
+        .prepare_cached(include_str!("store/insert_order.sql"))
+        .await?;
+    let total = order.total_minor;
+    let row = tx
+        .query_opt(
+            &statement,
+            &[
+                &id,
+                &order.customer_id,
+                &order.currency,
+                &total,
+                &order.payment_method,
+                &order.idempotency_key,
+                &request_digest,
+            ],
+        )
+        .await?;
+    Ok(row.map(|row| row.get(0)))
+}
+
+/// Inserts an order's lines.
+pub async fn insert_items(
+    tx: &impl GenericClient,
+    id: Uuid,
+    items: &[LineItem],
+) -> Result<(), Error> {
+    let statement = tx
+        .prepare_cached(include_str!("store/insert_items.sql"))
+        .await?;
+    let line_nos: Vec<i32> = (0..).take(items.len()).collect();
+    let skus: Vec<&str> = items.iter().map(|i| i.sku.as_str()).collect();
+    // Quantities are validated to 1..=1000, so they fit.
+    let quantities: Vec<i32> = items.iter().map(|i| i.quantity as i32).collect();
+    let prices: Vec<i64> = items.iter().map(|i| i.unit_price_minor).collect();
+    tx.execute(&statement, &[&id, &line_nos, &skus, &quantities, &prices])
+        .await?;
+    Ok(())
+}
+
+/// Inserts an event into the outbox.
+pub async fn insert_outbox(tx: &impl GenericClient, row: &OutboxRow) -> Result<(), Error> {
+    let statement = tx
+        .prepare_cached(include_str!("store/insert_outbox.sql"))
+        .await?;
+    tx.execute(
+        &statement,
+        &[
+            &row.event_id,
+            &row.topic,
+            &row.partition_key,
+            &row.event_type,
+            &row.payload,
+            &row.headers,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The order a customer created under an idempotency key, with the digest of
+/// the request that created it.
+pub async fn find_by_idempotency_key(
+    client: &impl GenericClient,
+    customer_id: &str,
+    key: &str,
+) -> Result<Option<(Uuid, Vec<u8>)>, Error> {
+    let statement = client
+        .prepare_cached(include_str!("store/find_by_idempotency_key.sql"))
+        .await?;
+    let row = client.query_opt(&statement, &[&customer_id, &key]).await?;
+    Ok(row.map(|row| {
+        (
+            row.get(0),
+            row.get::<_, Option<Vec<u8>>>(1).unwrap_or_default(),
+        )
+    }))
+}
+
+/// Loads an order with its lines.
+pub async fn load_order(client: &impl GenericClient, id: Uuid) -> Result<Option<Order>, Error> {
+    let statement = client
+        .prepare_cached(include_str!("store/select_order.sql"))
+        .await?;
+    let Some(row) = client.query_opt(&statement, &[&id]).await? else {
+        return Ok(None);
+    };
+    let statement = client
+        .prepare_cached(include_str!("store/select_items.sql"))
+        .await?;
+    let items = client
+        .query(&statement, &[&id])
+        .await?
+        .iter()
+        .map(|row| LineItem {
+            sku: row.get(0),
+            quantity: row.get::<_, i32>(1).unsigned_abs(),
+            unit_price_minor: row.get(2),
+        })
+        .collect();
+    Ok(Some(order_from_row(&row, items)))
+}
+
+/// Applies a transition if the stored version still matches. Returns the
+/// change time, or `None` when the order moved meanwhile.
+pub async fn update_status(
+    tx: &impl GenericClient,
+    transition: &Transition,
+) -> Result<Option<DateTime<Utc>>, Error> {
+    let statement = tx
+        .prepare_cached(include_str!("store/update_status.sql"))
+        .await?;
+    // Versions are counted from 1 and grow by one per transition.
+    let expected = i64::try_from(transition.expected_version).unwrap_or(i64::MAX);
+    let row = tx
+        .query_opt(
+            &statement,
+            &[
+                &transition.order_id,
+                &expected,
+                &transition.to.as_str(),
+                &transition.reason,
+            ],
+        )
+        .await?;
+    Ok(row.map(|row| row.get(0)))
+}
+
+fn order_from_row(row: &Row, items: Vec<LineItem>) -> Order {
+    let status: String = row.get(2);
+    Order {
+        id: row.get(0),
+        customer_id: row.get(1),
+        // The column's CHECK constraint admits only known names.
+        status: OrderStatus::from_db(&status).unwrap_or(OrderStatus::Pending),
+        currency: row.get::<_, String>(3).trim_end().to_owned(),
+        total_minor: row.get(4),
+        payment_method: row.get(5),
+        reason: row.get(6),
+        version: row.get::<_, i64>(7).unsigned_abs(),
+        created_at: row.get(8),
+        updated_at: row.get(9),
+        items,
+    }
+}

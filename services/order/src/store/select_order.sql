@@ -1,0 +1,4 @@
+SELECT id, customer_id, status, currency, total_minor, payment_method, reason,
+       version, created_at, updated_at
+FROM orders.orders
+WHERE id = $1

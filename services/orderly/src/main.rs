@@ -1,0 +1,149 @@
+//! `orderly`: runs one component, every component in one process, or the
+//! migrations. Configuration comes from `ORDERLY_*` environment variables.
+
+use std::{process::ExitCode, time::Duration};
+
+use anyhow::{Context, bail};
+use futures::future::BoxFuture;
+use tokio_util::sync::CancellationToken;
+
+const USAGE: &str = "\
+usage: orderly <command>
+
+commands:
+  order      run the order service (gRPC :50051)
+  all        run every component in one process, each on its own port
+  migrate    apply database migrations and create the Kafka topics
+  help       show this text
+
+Configuration: ORDERLY_* environment variables (see README).";
+
+/// How long shutdown waits for components to drain before exiting anyway.
+const DEFAULT_GRACE_MS: u64 = 10_000;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    orderly::telemetry::init();
+    let command = std::env::args().nth(1).unwrap_or_default();
+    match run(&command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("orderly {command}: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: &str) -> anyhow::Result<()> {
+    match command {
+        "migrate" => migrate().await,
+        "all" => serve(&["order"]).await,
+        "order" => serve(&["order"]).await,
+        "help" | "--help" | "-h" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        "" => bail!("no command given\n\n{USAGE}"),
+        other => bail!("unknown command {other:?}\n\n{USAGE}"),
+    }
+}
+
+/// A component that is built (listeners bound) and ready to run.
+type Running = BoxFuture<'static, anyhow::Result<()>>;
+
+/// Builds every named component first, so a bad config or a port in use
+/// fails before anything serves, then runs them until a signal.
+async fn serve(components: &[&'static str]) -> anyhow::Result<()> {
+    let grace = Duration::from_millis(orderly::config::var("SHUTDOWN_GRACE_MS", DEFAULT_GRACE_MS)?);
+    let shutdown = CancellationToken::new();
+    let mut tasks = Vec::new();
+    for name in components {
+        tasks.push((*name, build(name, shutdown.clone()).await?));
+    }
+    let signals = orderly::shutdown::cancel_on_signal();
+    let mut set = tokio::task::JoinSet::new();
+    for (name, task) in tasks {
+        set.spawn(async move { (name, task.await) });
+    }
+    let mut failure = None;
+    tokio::select! {
+        _ = signals.cancelled() => {}
+        Some(joined) = set.join_next() => {
+            // A component stopped on its own: stop the others too.
+            failure = Some(describe(joined));
+        }
+    }
+    shutdown.cancel();
+    let drained = tokio::time::timeout(grace, async {
+        while let Some(joined) = set.join_next().await {
+            if let Err(error) = describe(joined) {
+                tracing::error!("{error:#}");
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(?grace, "components did not drain in time; exiting");
+    }
+    match failure {
+        Some(result) => result.and_then(|()| bail!("a component stopped unexpectedly")),
+        None => Ok(()),
+    }
+}
+
+fn describe(
+    joined: Result<(&'static str, anyhow::Result<()>), tokio::task::JoinError>,
+) -> anyhow::Result<()> {
+    match joined {
+        Ok((name, result)) => result.with_context(|| format!("{name} failed")),
+        Err(error) => Err(anyhow::anyhow!("a component panicked: {error}")),
+    }
+}
+
+async fn build(name: &str, shutdown: CancellationToken) -> anyhow::Result<Running> {
+    Ok(match name {
+        "order" => {
+            let config = orderly_order::Config::from_env()?;
+            let app = orderly_order::App::build(config)
+                .await
+                .context("starting the order service")?;
+            Box::pin(async move { Ok(app.run(shutdown).await?) })
+        }
+        other => bail!("unknown component {other:?}"),
+    })
+}
+
+async fn migrate() -> anyhow::Result<()> {
+    let postgres = orderly::config::PostgresConfig::from_env()?;
+    let applied = orderly::migrate::run(&postgres)
+        .await
+        .context("applying database migrations")?;
+    if applied.is_empty() {
+        println!(
+            "database: up to date (version {})",
+            orderly::migrate::latest_version()
+        );
+    } else {
+        for migration in applied {
+            println!("database: applied {migration}");
+        }
+    }
+    let kafka = orderly::kafka::KafkaConfig::from_env()?;
+    let created = tokio::time::timeout(
+        Duration::from_secs(30),
+        orderly::kafka::ensure_topics(&kafka),
+    )
+    .await
+    .with_context(|| format!("Kafka at {} did not answer in 30 s", kafka.kafka_brokers))?
+    .with_context(|| format!("creating topics on Kafka at {}", kafka.kafka_brokers))?;
+    for topic in orderly::kafka::TOPICS {
+        let name = kafka.topic(topic);
+        let state = if created.contains(&name) {
+            "created"
+        } else {
+            "exists"
+        };
+        println!("kafka: topic {name} {state}");
+    }
+    Ok(())
+}
