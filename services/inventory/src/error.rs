@@ -86,7 +86,8 @@ impl From<Error> for Status {
                 tracing::debug!(%violations, "invalid request");
                 Status::from(violations)
             }
-            Error::NotFound(why) => {
+            error @ Error::NotFound(_) => {
+                let why = error.to_string();
                 tracing::debug!(%why, "not found");
                 Status::not_found(why)
             }

@@ -1,0 +1,146 @@
+//! Bad input, illegal transitions and an unreachable Redis: each maps to
+//! its gRPC code (DESIGN §7), never UNKNOWN and never a panic.
+
+use orderly::{proto::v1 as pb, redis::RedisConfig, status::violated_fields};
+use tonic::Code;
+
+use super::support::{Inventory, order_id, reserve_request};
+
+#[tokio::test]
+async fn bad_input_is_invalid_argument_naming_the_field() {
+    let inv = Inventory::start().await;
+    let mut client = inv.client.clone();
+    let order = order_id();
+    let long_sku = "S".repeat(1024);
+    let many: Vec<(&str, u32)> = vec![("A", 1); 10_000];
+    let cases: Vec<(pb::ReserveRequest, &str)> = vec![
+        (reserve_request(&order, &[("A", 0)]), "items[0].quantity"),
+        (
+            reserve_request(&order, &[("A", 1), ("B", 1001)]),
+            "items[1].quantity",
+        ),
+        (reserve_request(&order, &[]), "items"),
+        (reserve_request(&order, &many), "items"),
+        (reserve_request(&order, &[("has space", 1)]), "items[0].sku"),
+        (reserve_request(&order, &[(&long_sku, 1)]), "items[0].sku"),
+        (reserve_request("not-a-uuid", &[("A", 1)]), "order_id"),
+    ];
+    for (request, field) in cases {
+        let status = client.reserve(request).await.expect_err(field);
+        assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
+        assert!(
+            violated_fields(&status).contains(&field.to_owned()),
+            "{field}: {status:?}"
+        );
+    }
+
+    let negative = pb::SetStockRequest {
+        sku: "A".into(),
+        quantity: -1,
+    };
+    let status = client
+        .set_stock(negative)
+        .await
+        .expect_err("negative stock");
+    assert_eq!(violated_fields(&status), vec!["quantity"]);
+    let spaced = pb::SetStockRequest {
+        sku: "a b".into(),
+        quantity: 1,
+    };
+    let status = client.set_stock(spaced).await.expect_err("bad sku");
+    assert_eq!(violated_fields(&status), vec!["sku"]);
+    let zero = pb::AdjustStockRequest {
+        sku: "A".into(),
+        delta: 0,
+    };
+    let status = client.adjust_stock(zero).await.expect_err("zero delta");
+    assert_eq!(violated_fields(&status), vec!["delta"]);
+    let empty = pb::GetStockRequest { skus: vec![] };
+    let status = client.get_stock(empty).await.expect_err("no skus");
+    assert_eq!(violated_fields(&status), vec!["skus"]);
+    let status = inv.commit("nope").await.expect_err("bad id");
+    assert_eq!(violated_fields(&status), vec!["order_id"]);
+}
+
+#[tokio::test]
+async fn illegal_transitions_are_failed_precondition() {
+    let inv = Inventory::start().await;
+    inv.set("A", 3).await;
+
+    let released = order_id();
+    inv.reserve(&released, &[("A", 1)]).await.expect("reserve");
+    inv.release(&released).await.expect("release");
+    let status = inv
+        .commit(&released)
+        .await
+        .expect_err("commit after release");
+    assert_eq!(status.code(), Code::FailedPrecondition);
+
+    let committed = order_id();
+    inv.reserve(&committed, &[("A", 1)]).await.expect("reserve");
+    inv.commit(&committed).await.expect("commit");
+    let status = inv
+        .release(&committed)
+        .await
+        .expect_err("release after commit");
+    assert_eq!(status.code(), Code::FailedPrecondition);
+
+    let status = inv.commit(&order_id()).await.expect_err("no record");
+    assert_eq!(status.code(), Code::NotFound);
+    let lookup = pb::GetReservationRequest {
+        order_id: order_id(),
+    };
+    let status = inv
+        .client
+        .clone()
+        .get_reservation(lookup)
+        .await
+        .expect_err("none");
+    assert_eq!(status.code(), Code::NotFound);
+
+    let below_zero = pb::AdjustStockRequest {
+        sku: "A".into(),
+        delta: -3,
+    };
+    let status = inv
+        .client
+        .clone()
+        .adjust_stock(below_zero)
+        .await
+        .expect_err("negative");
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert_eq!(inv.levels(&["A"]).await["A"], (2, 0, 1));
+}
+
+#[tokio::test]
+async fn unreachable_redis_is_unavailable() {
+    let inv = Inventory::start_with(RedisConfig {
+        redis_url: "redis://127.0.0.1:1".into(),
+        redis_pool_size: 2,
+        redis_key_prefix: "orderly_test_unreachable".into(),
+    })
+    .await;
+    let mut client = inv.client.clone();
+
+    let status = inv
+        .reserve(&order_id(), &[("A", 1)])
+        .await
+        .expect_err("down");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    let status = inv.commit(&order_id()).await.expect_err("down");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    let set = pb::SetStockRequest {
+        sku: "A".into(),
+        quantity: 1,
+    };
+    let status = client.set_stock(set).await.expect_err("down");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    let get = pb::GetStockRequest {
+        skus: vec!["A".into()],
+    };
+    let status = client.get_stock(get).await.expect_err("down");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    // Validation still answers without Redis.
+    let status = inv.commit("bad").await.expect_err("invalid");
+    assert_eq!(status.code(), Code::InvalidArgument);
+}

@@ -1,0 +1,131 @@
+//! Starting the inventory service in-process and talking to it.
+
+use std::collections::HashMap;
+
+use orderly::{
+    config::GrpcLimits,
+    proto::v1::{self as pb, inventory_service_client::InventoryServiceClient},
+    redis::RedisConfig,
+};
+use orderly_integration_tests::{TestRedis, init_logging};
+use orderly_inventory::{App, Config};
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tonic::transport::Channel;
+
+/// A running inventory service with its own Redis prefix; stopped on drop.
+pub struct Inventory {
+    pub client: InventoryServiceClient<Channel>,
+    /// Where the service keeps its keys.
+    pub redis: RedisConfig,
+    _stop: DropGuard,
+}
+
+impl Inventory {
+    /// Starts the service against the test Redis under a fresh prefix.
+    pub async fn start() -> Self {
+        let redis = TestRedis::new().await.config;
+        Self::start_with(redis).await
+    }
+
+    /// Starts the service against `redis`, which need not be reachable.
+    pub async fn start_with(redis: RedisConfig) -> Self {
+        init_logging();
+        let app = App::build(Config {
+            grpc_addr: "127.0.0.1:0".parse().expect("address"),
+            redis: redis.clone(),
+            grpc: GrpcLimits::default(),
+        })
+        .await
+        .expect("build the inventory service");
+        let addr = app.grpc_addr();
+        let stop = CancellationToken::new();
+        tokio::spawn(app.run(stop.clone()));
+        // The listener is already bound, so connecting cannot race startup.
+        let client = InventoryServiceClient::connect(format!("http://{addr}"))
+            .await
+            .expect("connect to the inventory service");
+        Self {
+            client,
+            redis,
+            _stop: stop.drop_guard(),
+        }
+    }
+
+    pub async fn set(&self, sku: &str, quantity: i64) -> pb::StockLevel {
+        self.client
+            .clone()
+            .set_stock(pb::SetStockRequest {
+                sku: sku.into(),
+                quantity,
+            })
+            .await
+            .expect("set stock")
+            .into_inner()
+            .level
+            .expect("level")
+    }
+
+    /// `(available, reserved, sold)` of every known SKU among `skus`.
+    pub async fn levels(&self, skus: &[&str]) -> HashMap<String, (i64, i64, i64)> {
+        let levels = self
+            .client
+            .clone()
+            .get_stock(pb::GetStockRequest {
+                skus: skus.iter().map(|s| (*s).to_owned()).collect(),
+            })
+            .await
+            .expect("get stock")
+            .into_inner()
+            .levels;
+        levels
+            .into_iter()
+            .map(|l| (l.sku, (l.available, l.reserved, l.sold)))
+            .collect()
+    }
+
+    pub async fn reserve(
+        &self,
+        order_id: &str,
+        items: &[(&str, u32)],
+    ) -> Result<pb::ReserveResponse, tonic::Status> {
+        self.client
+            .clone()
+            .reserve(reserve_request(order_id, items))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    pub async fn commit(&self, order_id: &str) -> Result<pb::Reservation, tonic::Status> {
+        let request = pb::CommitRequest {
+            order_id: order_id.into(),
+        };
+        let response = self.client.clone().commit(request).await?;
+        Ok(response.into_inner().reservation.expect("reservation"))
+    }
+
+    pub async fn release(&self, order_id: &str) -> Result<pb::Reservation, tonic::Status> {
+        let request = pb::ReleaseRequest {
+            order_id: order_id.into(),
+        };
+        let response = self.client.clone().release(request).await?;
+        Ok(response.into_inner().reservation.expect("reservation"))
+    }
+}
+
+pub fn reserve_request(order_id: &str, items: &[(&str, u32)]) -> pb::ReserveRequest {
+    pb::ReserveRequest {
+        order_id: order_id.into(),
+        items: items
+            .iter()
+            .map(|(sku, quantity)| pb::ReservationItem {
+                sku: (*sku).into(),
+                quantity: *quantity,
+            })
+            .collect(),
+    }
+}
+
+/// A fresh order id.
+pub fn order_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
