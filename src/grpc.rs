@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Status, body::Body, service::Routes, transport::Server};
 use tonic_health::ServingStatus;
 use tower::{BoxError, ServiceBuilder, load_shed::error::Overloaded};
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::{config::GrpcLimits, proto::FILE_DESCRIPTOR_SET};
 
@@ -69,8 +69,13 @@ pub async fn serve(
         .add_service(reflection_v1alpha);
 
     let stack = ServiceBuilder::new()
-        // One span per request, carrying method and status.
-        .layer(TraceLayer::new_for_grpc())
+        // One span per request, carrying method and status. Failed requests
+        // are logged once where the error is mapped to a status, so the
+        // layer's own failure log stays at debug level.
+        .layer(
+            TraceLayer::new_for_grpc()
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
+        )
         // Turn a shed request into RESOURCE_EXHAUSTED instead of a
         // transport error the client would see as UNKNOWN.
         .map_result(overload_to_status)
@@ -107,6 +112,8 @@ fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
     tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        // Lets grpcurl decode google.rpc.BadRequest error details.
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
 }
 
 fn overload_to_status(

@@ -17,7 +17,7 @@ pub enum MigrateError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// The database could not be reached or refused a statement.
-    #[error("database error: {0}")]
+    #[error("database error: {}", crate::postgres::describe(.0))]
     Database(#[from] tokio_postgres::Error),
     /// A migration failed.
     #[error("migration failed: {0}")]

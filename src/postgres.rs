@@ -51,3 +51,16 @@ pub fn is_transient(error: &tokio_postgres::Error) -> bool {
         }
     }
 }
+
+/// The error with its causes ("error connecting to server: Connection
+/// refused"), since tokio-postgres's own message omits them.
+pub fn describe(error: &tokio_postgres::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}

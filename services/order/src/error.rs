@@ -32,7 +32,7 @@ pub enum Error {
     #[error("database unavailable: {0}")]
     Unavailable(String),
     /// A database failure that is not the request's fault nor transient.
-    #[error("database error: {0}")]
+    #[error("database error: {}", orderly::postgres::describe(.0))]
     Database(tokio_postgres::Error),
     /// Startup failed.
     #[error(transparent)]
@@ -56,7 +56,7 @@ pub enum StartupError {
 impl From<tokio_postgres::Error> for Error {
     fn from(error: tokio_postgres::Error) -> Self {
         if orderly::postgres::is_transient(&error) {
-            Self::Unavailable(error.to_string())
+            Self::Unavailable(orderly::postgres::describe(&error))
         } else {
             Self::Database(error)
         }

@@ -106,7 +106,7 @@ async fn build(name: &str, shutdown: CancellationToken) -> anyhow::Result<Runnin
             let config = orderly_order::Config::from_env()?;
             let app = orderly_order::App::build(config)
                 .await
-                .context("starting the order service")?;
+                .context("starting the order service (check ORDERLY_DATABASE_URL and run `orderly migrate`)")?;
             Box::pin(async move { Ok(app.run(shutdown).await?) })
         }
         other => bail!("unknown component {other:?}"),

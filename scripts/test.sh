@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The full test suite: formatting, lints, unit and integration tests against
+# real Postgres, Redis and a Kafka-protocol broker (started here if needed).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/dev-stack.sh up
+
+# Test databases and Redis keys of earlier runs (tests name theirs
+# orderly_test_*; each run makes fresh ones).
+psql -h 127.0.0.1 -U postgres -d postgres -Atc \
+  "SELECT datname FROM pg_database WHERE datname LIKE 'orderly_test_%'" |
+  while read -r db; do
+    psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)"
+  done
+if command -v redis-cli >/dev/null; then
+  redis-cli -h 127.0.0.1 --scan --pattern '*orderly_test_*' | xargs -r -n 500 redis-cli -h 127.0.0.1 del >/dev/null
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --profile "${NEXTEST_PROFILE:-default}"
+else
+  cargo test --workspace --locked
+fi
