@@ -31,10 +31,14 @@ impl TestPlatform {
         TestPlatformBuilder::default()
     }
 
+    /// Where the order service listens.
+    pub fn order_addr(&self) -> SocketAddr {
+        self.order_addr.expect("the order service was not started")
+    }
+
     /// A client of the order service.
     pub async fn order_client(&self) -> OrderServiceClient<Channel> {
-        let addr = self.order_addr.expect("the order service was not started");
-        OrderServiceClient::connect(format!("http://{addr}"))
+        OrderServiceClient::connect(format!("http://{}", self.order_addr()))
             .await
             .expect("connect to the order service")
     }

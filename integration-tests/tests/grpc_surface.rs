@@ -1,0 +1,120 @@
+//! What operators rely on: health, reflection (both protocol versions, since
+//! grpcurl 1.8 only speaks v1alpha) and a clean stop.
+
+use std::time::Duration;
+
+use orderly::config::GrpcLimits;
+use orderly_integration_tests::{TestDatabase, TestPlatform};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+use tonic_reflection::pb::{v1, v1alpha};
+
+async fn channel(addr: std::net::SocketAddr) -> Channel {
+    Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect")
+}
+
+#[tokio::test]
+async fn the_order_service_reports_health_and_reflects_its_api() {
+    let platform = TestPlatform::builder().order().start().await;
+    let channel = channel(platform.order_addr()).await;
+
+    let health = HealthClient::new(channel.clone())
+        .check(HealthCheckRequest {
+            service: "orderly.v1.OrderService".into(),
+        })
+        .await
+        .expect("health")
+        .into_inner();
+    assert_eq!(health.status(), ServingStatus::Serving);
+
+    let request = v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            v1alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
+        ),
+    };
+    let mut responses =
+        v1alpha::server_reflection_client::ServerReflectionClient::new(channel.clone())
+            .server_reflection_info(futures::stream::iter([request]))
+            .await
+            .expect("v1alpha reflection")
+            .into_inner();
+    let response = responses
+        .message()
+        .await
+        .expect("stream")
+        .expect("one response");
+    let Some(v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        response.message_response
+    else {
+        panic!("unexpected reflection answer");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for expected in ["orderly.v1.OrderService", "grpc.health.v1.Health"] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} missing from {names:?}"
+        );
+    }
+
+    let request = v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            v1::server_reflection_request::MessageRequest::FileContainingSymbol(
+                "google.rpc.BadRequest".into(),
+            ),
+        ),
+    };
+    let mut responses = v1::server_reflection_client::ServerReflectionClient::new(channel)
+        .server_reflection_info(futures::stream::iter([request]))
+        .await
+        .expect("v1 reflection")
+        .into_inner();
+    let response = responses
+        .message()
+        .await
+        .expect("stream")
+        .expect("one response");
+    assert!(
+        matches!(
+            response.message_response,
+            Some(v1::server_reflection_response::MessageResponse::FileDescriptorResponse(_))
+        ),
+        "error detail types are reflected so clients can decode them: {response:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_cancelled_server_stops_and_frees_its_port() {
+    let db = TestDatabase::create().await;
+    let app = orderly_order::App::build(orderly_order::Config {
+        grpc_addr: ([127, 0, 0, 1], 0).into(),
+        postgres: db.config.clone(),
+        grpc: GrpcLimits::default(),
+    })
+    .await
+    .expect("build");
+    let addr = app.grpc_addr();
+    let stop = CancellationToken::new();
+    let server = tokio::spawn(app.run(stop.clone()));
+    let mut health = HealthClient::new(channel(addr).await);
+    health
+        .check(HealthCheckRequest::default())
+        .await
+        .expect("serving before the stop");
+
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("the server stops within the grace period")
+        .expect("no panic")
+        .expect("clean exit");
+    std::net::TcpListener::bind(addr).expect("the port is free again");
+}
