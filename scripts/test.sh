@@ -17,6 +17,15 @@ if command -v redis-cli >/dev/null; then
   redis-cli -h 127.0.0.1 --scan --pattern '*orderly_test_*' | xargs -r -n 500 redis-cli -h 127.0.0.1 del >/dev/null
 fi
 
+echo "== buf lint (proto/)"
+BUF_DIR=${ORDERLY_STACK_DIR:-$HOME/.cache/orderly}/buf
+if [ ! -x "$BUF_DIR/node_modules/.bin/buf" ]; then
+  command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq npm >/dev/null; }
+  mkdir -p "$BUF_DIR"
+  (cd "$BUF_DIR" && npm install --silent --no-save @bufbuild/buf@1.75.0 >/dev/null)
+fi
+"$BUF_DIR/node_modules/.bin/buf" lint
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
