@@ -44,8 +44,13 @@ nohup $ORDERLY all >"$LOG_FILE" 2>&1 </dev/null &
 echo $! >"$PID_FILE"
 
 deadline=$((SECONDS + 30))
-until grpcurl -plaintext -d '{"service":"orderly.v1.OrderService"}' 127.0.0.1:50051 \
-  grpc.health.v1.Health/Check >/dev/null 2>&1; do
+healthy() {
+  grpcurl -plaintext -d '{"service":"orderly.v1.OrderService"}' 127.0.0.1:50051 \
+    grpc.health.v1.Health/Check >/dev/null 2>&1 &&
+    grpcurl -plaintext -d '{"service":"orderly.v1.InventoryService"}' 127.0.0.1:50052 \
+      grpc.health.v1.Health/Check >/dev/null 2>&1
+}
+until healthy; do
   if ((SECONDS >= deadline)) || ! kill -0 "$(cat "$PID_FILE")" 2>/dev/null; then
     echo "orderly did not become healthy; last log lines:" >&2
     tail -20 "$LOG_FILE" >&2
@@ -56,6 +61,14 @@ done
 
 echo "== services on the order port"
 grpcurl -plaintext 127.0.0.1:50051 list
+
+echo "== SetStock (inventory)"
+for sku in SKU-RED SKU-BLUE; do
+  grpcurl -plaintext -d "{\"sku\": \"$sku\", \"quantity\": 100}" 127.0.0.1:50052 \
+    orderly.v1.InventoryService/SetStock >/dev/null
+done
+grpcurl -plaintext -d '{"skus": ["SKU-RED", "SKU-BLUE"]}' 127.0.0.1:50052 \
+  orderly.v1.InventoryService/GetStock
 
 echo "== CreateOrder"
 created=$(grpcurl -plaintext -d '{

@@ -4,18 +4,26 @@
 
 use std::net::SocketAddr;
 
-use orderly::{config::GrpcLimits, proto::v1::order_service_client::OrderServiceClient};
+use orderly::{
+    config::GrpcLimits,
+    proto::v1::{
+        inventory_service_client::InventoryServiceClient, order_service_client::OrderServiceClient,
+    },
+};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tonic::transport::Channel;
 
-use crate::{TestDatabase, init_logging};
+use crate::{TestDatabase, TestRedis, init_logging};
 
 /// Running components; stopped when dropped.
 #[derive(Debug)]
 pub struct TestPlatform {
     /// The test's database.
     pub db: TestDatabase,
+    /// The test's Redis prefix, when inventory runs.
+    pub redis: Option<TestRedis>,
     order_addr: Option<SocketAddr>,
+    inventory_addr: Option<SocketAddr>,
     _stop: DropGuard,
 }
 
@@ -23,6 +31,7 @@ pub struct TestPlatform {
 #[derive(Debug, Default)]
 pub struct TestPlatformBuilder {
     order: bool,
+    inventory: bool,
 }
 
 impl TestPlatform {
@@ -44,7 +53,28 @@ impl TestPlatform {
     }
 }
 
+impl TestPlatform {
+    /// Where the inventory service listens.
+    pub fn inventory_addr(&self) -> SocketAddr {
+        self.inventory_addr
+            .expect("the inventory service was not started")
+    }
+
+    /// A client of the inventory service.
+    pub async fn inventory_client(&self) -> InventoryServiceClient<Channel> {
+        InventoryServiceClient::connect(format!("http://{}", self.inventory_addr()))
+            .await
+            .expect("connect to the inventory service")
+    }
+}
+
 impl TestPlatformBuilder {
+    /// Runs the inventory service on the test's own Redis prefix.
+    pub fn inventory(mut self) -> Self {
+        self.inventory = true;
+        self
+    }
+
     /// Runs the order service.
     pub fn order(mut self) -> Self {
         self.order = true;
@@ -68,9 +98,26 @@ impl TestPlatformBuilder {
             order_addr = Some(app.grpc_addr());
             tokio::spawn(app.run(stop.clone()));
         }
+        let mut redis = None;
+        let mut inventory_addr = None;
+        if self.inventory {
+            let test_redis = TestRedis::new().await;
+            let app = orderly_inventory::App::build(orderly_inventory::Config {
+                grpc_addr: ([127, 0, 0, 1], 0).into(),
+                redis: test_redis.config.clone(),
+                grpc: GrpcLimits::default(),
+            })
+            .await
+            .expect("start the inventory service");
+            inventory_addr = Some(app.grpc_addr());
+            tokio::spawn(app.run(stop.clone()));
+            redis = Some(test_redis);
+        }
         TestPlatform {
             db,
+            redis,
             order_addr,
+            inventory_addr,
             _stop: stop.drop_guard(),
         }
     }

@@ -20,32 +20,18 @@ async fn channel(addr: std::net::SocketAddr) -> Channel {
         .expect("connect")
 }
 
-#[tokio::test]
-async fn the_order_service_reports_health_and_reflects_its_api() {
-    let platform = TestPlatform::builder().order().start().await;
-    let channel = channel(platform.order_addr()).await;
-
-    let health = HealthClient::new(channel.clone())
-        .check(HealthCheckRequest {
-            service: "orderly.v1.OrderService".into(),
-        })
-        .await
-        .expect("health")
-        .into_inner();
-    assert_eq!(health.status(), ServingStatus::Serving);
-
+async fn list_services_v1alpha(channel: Channel) -> Vec<String> {
     let request = v1alpha::ServerReflectionRequest {
         host: String::new(),
         message_request: Some(
             v1alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
         ),
     };
-    let mut responses =
-        v1alpha::server_reflection_client::ServerReflectionClient::new(channel.clone())
-            .server_reflection_info(futures::stream::iter([request]))
-            .await
-            .expect("v1alpha reflection")
-            .into_inner();
+    let mut responses = v1alpha::server_reflection_client::ServerReflectionClient::new(channel)
+        .server_reflection_info(futures::stream::iter([request]))
+        .await
+        .expect("v1alpha reflection")
+        .into_inner();
     let response = responses
         .message()
         .await
@@ -56,39 +42,60 @@ async fn the_order_service_reports_health_and_reflects_its_api() {
     else {
         panic!("unexpected reflection answer");
     };
-    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    for expected in ["orderly.v1.OrderService", "grpc.health.v1.Health"] {
+    list.service.into_iter().map(|s| s.name).collect()
+}
+
+#[tokio::test]
+async fn every_server_reports_health_and_reflects_its_api() {
+    let platform = TestPlatform::builder().order().inventory().start().await;
+    for (addr, service) in [
+        (platform.order_addr(), "orderly.v1.OrderService"),
+        (platform.inventory_addr(), "orderly.v1.InventoryService"),
+    ] {
+        let channel = channel(addr).await;
+        let health = HealthClient::new(channel.clone())
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .expect("health")
+            .into_inner();
+        assert_eq!(health.status(), ServingStatus::Serving, "{service}");
+
+        let names = list_services_v1alpha(channel.clone()).await;
+        for expected in [service, "grpc.health.v1.Health"] {
+            assert!(
+                names.iter().any(|n| n == expected),
+                "{expected} missing from {names:?}"
+            );
+        }
+
+        let request = v1::ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(
+                v1::server_reflection_request::MessageRequest::FileContainingSymbol(
+                    "google.rpc.BadRequest".into(),
+                ),
+            ),
+        };
+        let mut responses = v1::server_reflection_client::ServerReflectionClient::new(channel)
+            .server_reflection_info(futures::stream::iter([request]))
+            .await
+            .expect("v1 reflection")
+            .into_inner();
+        let response = responses
+            .message()
+            .await
+            .expect("stream")
+            .expect("one response");
         assert!(
-            names.iter().any(|n| n == expected),
-            "{expected} missing from {names:?}"
+            matches!(
+                response.message_response,
+                Some(v1::server_reflection_response::MessageResponse::FileDescriptorResponse(_))
+            ),
+            "error detail types are reflected so clients can decode them: {response:?}"
         );
     }
-
-    let request = v1::ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(
-            v1::server_reflection_request::MessageRequest::FileContainingSymbol(
-                "google.rpc.BadRequest".into(),
-            ),
-        ),
-    };
-    let mut responses = v1::server_reflection_client::ServerReflectionClient::new(channel)
-        .server_reflection_info(futures::stream::iter([request]))
-        .await
-        .expect("v1 reflection")
-        .into_inner();
-    let response = responses
-        .message()
-        .await
-        .expect("stream")
-        .expect("one response");
-    assert!(
-        matches!(
-            response.message_response,
-            Some(v1::server_reflection_response::MessageResponse::FileDescriptorResponse(_))
-        ),
-        "error detail types are reflected so clients can decode them: {response:?}"
-    );
 }
 
 #[tokio::test]

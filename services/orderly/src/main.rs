@@ -12,11 +12,15 @@ usage: orderly <command>
 
 commands:
   order      run the order service (gRPC :50051)
+  inventory  run the inventory service (gRPC :50052)
   all        run every component in one process, each on its own port
   migrate    apply database migrations and create the Kafka topics
   help       show this text
 
 Configuration: ORDERLY_* environment variables (see README).";
+
+/// Every component `orderly all` runs.
+const COMPONENTS: [&str; 2] = ["order", "inventory"];
 
 /// How long shutdown waits for components to drain before exiting anyway.
 const DEFAULT_GRACE_MS: u64 = 10_000;
@@ -37,8 +41,9 @@ async fn main() -> ExitCode {
 async fn run(command: &str) -> anyhow::Result<()> {
     match command {
         "migrate" => migrate().await,
-        "all" => serve(&["order"]).await,
+        "all" => serve(&COMPONENTS).await,
         "order" => serve(&["order"]).await,
+        "inventory" => serve(&["inventory"]).await,
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(())
@@ -104,9 +109,16 @@ async fn build(name: &str, shutdown: CancellationToken) -> anyhow::Result<Runnin
     Ok(match name {
         "order" => {
             let config = orderly_order::Config::from_env()?;
-            let app = orderly_order::App::build(config)
+            let app = orderly_order::App::build(config).await.context(
+                "starting the order service (check ORDERLY_DATABASE_URL and run `orderly migrate`)",
+            )?;
+            Box::pin(async move { Ok(app.run(shutdown).await?) })
+        }
+        "inventory" => {
+            let config = orderly_inventory::Config::from_env()?;
+            let app = orderly_inventory::App::build(config)
                 .await
-                .context("starting the order service (check ORDERLY_DATABASE_URL and run `orderly migrate`)")?;
+                .context("starting the inventory service (check ORDERLY_REDIS_URL)")?;
             Box::pin(async move { Ok(app.run(shutdown).await?) })
         }
         other => bail!("unknown component {other:?}"),
