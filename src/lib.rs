@@ -5,6 +5,7 @@
 pub mod config;
 pub mod grpc;
 pub mod kafka;
+pub mod metrics;
 pub mod migrate;
 pub mod postgres;
 pub mod redis;

@@ -1,0 +1,180 @@
+//! The relay under faults: a frozen broker, a crashed relay, a dead active
+//! relay with a standby.
+
+use std::{
+    collections::HashSet,
+    time::{Duration, Instant},
+};
+
+use orderly::{kafka::ORDER_TOPIC, proto::v1::RelayRole};
+use orderly_integration_tests::{TestDatabase, TestKafka, eventually, init_logging};
+use uuid::Uuid;
+
+use crate::support::{
+    ERRORS, Relay, WAIT, consume, count, metric, relay_config, until_drained, write_event,
+};
+
+#[tokio::test]
+async fn a_broker_outage_keeps_rows_and_drains_them_after() {
+    init_logging();
+    let (db, kafka) = (TestDatabase::create().await, TestKafka::dedicated().await);
+    let mut config = relay_config(&db, &kafka.config);
+    // Deliveries to a frozen broker fail after 1 s and the batch is retried
+    // (back-off capped at 500 ms), instead of hanging on one attempt.
+    config.message_timeout_ms = 1_000;
+    config.backoff_max_ms = 500;
+    let relay = Relay::start(config).await;
+    let client = db.client().await;
+    let warmup = write_event(&client, "orders", ORDER_TOPIC, Uuid::now_v7(), 1).await;
+    until_drained(&relay, "orders", WAIT).await;
+
+    let broker = kafka.broker.as_ref().expect("a dedicated broker");
+    broker.pause();
+    let mut written = HashSet::from([warmup.event_id]);
+    for _ in 0..200 {
+        let started = Instant::now();
+        let event = write_event(&client, "orders", ORDER_TOPIC, Uuid::now_v7(), 1).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "a write waited on Kafka"
+        );
+        written.insert(event.event_id);
+    }
+    eventually("the backlog to reach 200", WAIT, || async {
+        (relay.backlog().await["orders"].backlog == 200).then_some(())
+    })
+    .await;
+    // Several failed attempts: the relay retries rather than hangs.
+    eventually("failed deliveries to be reported", WAIT, || async {
+        (metric(&relay.metrics().await, ERRORS) >= 3.0).then_some(())
+    })
+    .await;
+    let status = relay.backlog().await;
+    assert!(status["orders"].oldest_unpublished_age_ms > 0);
+
+    broker.resume();
+    until_drained(&relay, "orders", Duration::from_secs(60)).await;
+    let received = consume(
+        &kafka.config,
+        &kafka.group("outage"),
+        ORDER_TOPIC,
+        201,
+        WAIT,
+    )
+    .await;
+    for record in &received {
+        assert!(
+            written.contains(&record.event_id()),
+            "unknown event {}",
+            record.event_id()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_relay_killed_mid_batch_loses_nothing() {
+    init_logging();
+    let (db, kafka) = (TestDatabase::create().await, TestKafka::shared().await);
+    let client = db.client().await;
+    let mut written = HashSet::new();
+    for _ in 0..1_000 {
+        written.insert(
+            write_event(&client, "orders", ORDER_TOPIC, Uuid::now_v7(), 1)
+                .await
+                .event_id,
+        );
+    }
+    let mut config = relay_config(&db, &kafka.config);
+    config.batch_size = 20;
+    let first = Relay::start(config.clone()).await;
+    eventually("some batches to be published", WAIT, || async {
+        (count(&client, "orders", "published_at IS NOT NULL").await > 0).then_some(())
+    })
+    .await;
+    first.kill().await;
+    let left = count(&client, "orders", "published_at IS NULL").await;
+    assert!(
+        left > 0,
+        "the relay finished before it was killed; nothing was tested"
+    );
+
+    let second = Relay::start(config).await;
+    until_drained(&second, "orders", Duration::from_secs(60)).await;
+    let received = consume(
+        &kafka.config,
+        &kafka.group("crash"),
+        ORDER_TOPIC,
+        1_000,
+        WAIT,
+    )
+    .await;
+    let ids: HashSet<Uuid> = received.iter().map(|r| r.event_id()).collect();
+    assert_eq!(ids, written);
+}
+
+#[tokio::test]
+async fn a_standby_takes_over_within_seconds_when_the_active_relay_dies() {
+    init_logging();
+    let (db, kafka) = (TestDatabase::create().await, TestKafka::shared().await);
+    let mut config = relay_config(&db, &kafka.config);
+    config.sources = vec!["orders".into()];
+    // The production default: a standby tries for the lock every second.
+    config.standby_retry_ms = 1_000;
+    let one = Relay::start(config.clone()).await;
+    let two = Relay::start(config).await;
+    let (active, standby) = eventually("one active relay and one standby", WAIT, || async {
+        match (one.role("orders").await, two.role("orders").await) {
+            (RelayRole::Active, RelayRole::Standby) => Some((true, false)),
+            (RelayRole::Standby, RelayRole::Active) => Some((false, true)),
+            _ => None,
+        }
+    })
+    .await;
+    let (active, standby) = if active && !standby {
+        (one, two)
+    } else {
+        (two, one)
+    };
+
+    let client = db.client().await;
+    for _ in 0..10 {
+        write_event(&client, "orders", ORDER_TOPIC, Uuid::now_v7(), 1).await;
+    }
+    until_drained(&active, "orders", WAIT).await;
+    assert!(active.backlog().await["orders"].last_published_at.is_some());
+    let idle = standby.backlog().await;
+    assert_eq!(idle["orders"].role(), RelayRole::Standby);
+    assert!(
+        idle["orders"].last_published_at.is_none(),
+        "the standby published"
+    );
+
+    active.kill().await;
+    let killed_at = Instant::now();
+    for _ in 0..10 {
+        write_event(&client, "orders", ORDER_TOPIC, Uuid::now_v7(), 1).await;
+    }
+    eventually(
+        "the standby to take over and publish",
+        Duration::from_secs(10),
+        || async {
+            let status = standby.backlog().await;
+            let source = &status["orders"];
+            (source.role() == RelayRole::Active
+                && source.backlog == 0
+                && source.last_published_at.is_some())
+            .then_some(())
+        },
+    )
+    .await;
+    let took = killed_at.elapsed();
+    assert!(took < Duration::from_secs(10), "fail-over took {took:?}");
+    consume(
+        &kafka.config,
+        &kafka.group("failover"),
+        ORDER_TOPIC,
+        20,
+        WAIT,
+    )
+    .await;
+}

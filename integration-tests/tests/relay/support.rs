@@ -1,0 +1,291 @@
+//! Helpers of the relay tests: a relay on port 0 that can be killed, outbox
+//! rows written with plain SQL, and a consumer that reads a topic back.
+
+use std::{collections::HashMap, net::SocketAddr, time::Duration};
+
+use orderly::{
+    kafka::KafkaConfig,
+    proto::v1::{
+        EventEnvelope, GetBacklogRequest, OrderCreated, RelayRole, SourceStatus,
+        event_envelope::Payload, relay_admin_client::RelayAdminClient,
+    },
+};
+use orderly_integration_tests::TestDatabase;
+use orderly_integration_tests::eventually;
+use orderly_relay::{App, Config};
+use prost::Message as _;
+use rdkafka::{
+    Message as _,
+    consumer::{Consumer, StreamConsumer},
+    message::Headers,
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    task::JoinHandle,
+    time::Instant,
+};
+use tokio_postgres::GenericClient;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// How long a test waits for an effect before failing.
+pub const WAIT: Duration = Duration::from_secs(30);
+/// The failed-batch counter of the orders source.
+pub const ERRORS: &str = "orderly_relay_publish_errors_total{source=\"orders\"}";
+
+/// Waits until `relay` is the active relay of `source`.
+pub async fn until_active(relay: &Relay, source: &str) {
+    eventually("the relay to become active", WAIT, || async {
+        (relay.role(source).await == RelayRole::Active).then_some(())
+    })
+    .await;
+}
+
+/// Waits until `source` has no unpublished rows.
+pub async fn until_drained(relay: &Relay, source: &str, timeout: Duration) {
+    eventually("the backlog to drain", timeout, || async {
+        (relay.backlog().await[source].backlog == 0).then_some(())
+    })
+    .await;
+}
+
+/// Relay settings tuned for fast tests: port 0, a short poll interval and
+/// back-off, and a standby that retries every 200 ms.
+pub fn relay_config(db: &TestDatabase, kafka: &KafkaConfig) -> Config {
+    Config {
+        grpc_addr: ([127, 0, 0, 1], 0).into(),
+        metrics_addr: ([127, 0, 0, 1], 0).into(),
+        batch_size: 100,
+        poll_interval_ms: 200,
+        // Long enough for a healthy broker on a busy 2-core machine; the
+        // outage test shortens it so deliveries fail and retry.
+        message_timeout_ms: 5_000,
+        standby_retry_ms: 200,
+        backoff_max_ms: 1_000,
+        postgres: db.config.clone(),
+        kafka: kafka.clone(),
+        ..Config::default()
+    }
+}
+
+/// A relay running in its own task.
+pub struct Relay {
+    pub grpc_addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
+    task: JoinHandle<Result<(), orderly_relay::Error>>,
+}
+
+impl Relay {
+    pub async fn start(config: Config) -> Self {
+        let app = App::build(config).await.expect("build the relay");
+        let (grpc_addr, metrics_addr) = (app.grpc_addr(), app.metrics_addr());
+        let task = tokio::spawn(app.run(CancellationToken::new()));
+        Self {
+            grpc_addr,
+            metrics_addr,
+            task,
+        }
+    }
+
+    /// Kills the relay as a crash would: its task is aborted mid-flight,
+    /// nothing is drained or released gracefully.
+    pub async fn kill(mut self) {
+        self.task.abort();
+        // Wait until the task is gone, so its sessions are closing.
+        let _ = (&mut self.task).await;
+    }
+
+    /// GetBacklog over gRPC, by source name.
+    pub async fn backlog(&self) -> HashMap<String, SourceStatus> {
+        let mut client = RelayAdminClient::connect(format!("http://{}", self.grpc_addr))
+            .await
+            .expect("connect to RelayAdmin");
+        let reply = client
+            .get_backlog(GetBacklogRequest {})
+            .await
+            .expect("GetBacklog")
+            .into_inner();
+        reply
+            .sources
+            .into_iter()
+            .map(|s| (s.name.clone(), s))
+            .collect()
+    }
+
+    /// This relay's role for `source`.
+    pub async fn role(&self, source: &str) -> RelayRole {
+        self.backlog().await[source].role()
+    }
+
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        let mut stream = tokio::net::TcpStream::connect(self.metrics_addr)
+            .await
+            .expect("connect to metrics");
+        let request = "GET /metrics HTTP/1.1\r\nHost: relay\r\nConnection: close\r\n\r\n";
+        stream.write_all(request.as_bytes()).await.expect("send");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.expect("read");
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        response
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// One event written to an outbox.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub event_id: Uuid,
+    pub order_id: Uuid,
+    pub version: u64,
+    pub payload: Vec<u8>,
+}
+
+/// Writes an order event into `<source>.outbox` as a service would inside
+/// its transaction: a real envelope, key = order id, flat string headers.
+pub async fn write_event<C: GenericClient>(
+    db: &C,
+    source: &str,
+    topic: &str,
+    order_id: Uuid,
+    version: u64,
+) -> Written {
+    let event_id = Uuid::now_v7();
+    let mut envelope = EventEnvelope {
+        event_id: event_id.to_string(),
+        event_type: "OrderCreated".into(),
+        aggregate_type: "order".into(),
+        aggregate_id: order_id.to_string(),
+        aggregate_version: version,
+        correlation_id: order_id.to_string(),
+        payload: Some(Payload::OrderCreated(OrderCreated {
+            order_id: order_id.to_string(),
+            customer_id: "cust-relay".into(),
+            currency: "EUR".into(),
+            total_minor: 1250,
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    envelope.occurred_at.get_or_insert_default().seconds = 1_790_000_000;
+    let payload = envelope.encode_to_vec();
+    let headers = serde_json::json!({
+        "event_type": "OrderCreated",
+        "event_id": event_id.to_string(),
+        "aggregate_version": version.to_string(),
+        "traceparent": format!("00-{}-{}-01", Uuid::new_v4().simple(), &Uuid::new_v4().simple().to_string()[..16]),
+    });
+    db.execute(
+        &format!(
+            "INSERT INTO {source}.outbox (event_id, topic, partition_key, event_type, payload, headers) \
+             VALUES ($1, $2, $3, 'OrderCreated', $4, $5)"
+        ),
+        &[&event_id, &topic, &order_id.to_string(), &payload, &headers],
+    )
+    .await
+    .expect("insert outbox row");
+    Written {
+        event_id,
+        order_id,
+        version,
+        payload,
+    }
+}
+
+/// A record read back from a topic.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub key: String,
+    pub payload: Vec<u8>,
+    pub headers: HashMap<String, String>,
+}
+
+impl Received {
+    pub fn event_id(&self) -> Uuid {
+        self.headers["event_id"]
+            .parse()
+            .expect("event_id header is a UUID")
+    }
+}
+
+/// Reads `topic` from the beginning until `distinct` different event ids
+/// have arrived (duplicates are kept), or panics at `timeout`.
+pub async fn consume(
+    kafka: &KafkaConfig,
+    group: &str,
+    topic: &str,
+    distinct: usize,
+    timeout: Duration,
+) -> Vec<Received> {
+    let consumer: StreamConsumer = kafka
+        .client_config()
+        .set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set(
+            "session.timeout.ms",
+            kafka.kafka_session_timeout_ms.to_string(),
+        )
+        .create()
+        .expect("create consumer");
+    consumer
+        .subscribe(&[&kafka.topic(topic)])
+        .expect("subscribe");
+    let deadline = Instant::now() + timeout;
+    let mut received = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    while seen.len() < distinct {
+        let message = match tokio::time::timeout_at(deadline, consumer.recv()).await {
+            Ok(message) => message.expect("consume"),
+            Err(_) => panic!(
+                "timed out after {timeout:?}: {} of {distinct} events on {topic}",
+                seen.len()
+            ),
+        };
+        let headers = message
+            .headers()
+            .map(|headers| {
+                headers
+                    .iter()
+                    .map(|h| {
+                        let value = String::from_utf8_lossy(h.value.unwrap_or_default());
+                        (h.key.to_owned(), value.into_owned())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let record = Received {
+            key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
+            payload: message.payload().unwrap_or_default().to_vec(),
+            headers,
+        };
+        seen.insert(record.event_id());
+        received.push(record);
+    }
+    received
+}
+
+/// Count of rows of `<source>.outbox` matching `condition`.
+pub async fn count(db: &tokio_postgres::Client, source: &str, condition: &str) -> i64 {
+    db.query_one(
+        &format!("SELECT count(*) FROM {source}.outbox WHERE {condition}"),
+        &[],
+    )
+    .await
+    .expect("count outbox rows")
+    .get(0)
+}
+
+/// The value of the sample `series` (name and labels, as exposed) in a
+/// metrics text; 0 when absent.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .find_map(|value| value.trim().parse().ok())
+        .unwrap_or(0.0)
+}

@@ -1,0 +1,75 @@
+//! The relay's errors and the one place they become gRPC statuses.
+
+use orderly::{config::ConfigError, grpc::ServeError, metrics::BindError};
+use rdkafka::error::KafkaError;
+use tonic::Status;
+
+/// Everything that can go wrong in the relay.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A setting is malformed.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Postgres refused a statement or the connection broke.
+    #[error("database error: {0}")]
+    Database(#[from] tokio_postgres::Error),
+    /// No pooled connection could be had (database down or saturated).
+    #[error("no database connection: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    /// A source's dedicated database session ended.
+    #[error("the source's database session ended")]
+    SessionLost,
+    /// The producer could not be created or a record was not delivered.
+    #[error("Kafka error: {0}")]
+    Kafka(#[from] KafkaError),
+    /// The RelayAdmin server could not bind or failed.
+    #[error(transparent)]
+    Grpc(#[from] ServeError),
+    /// The metrics listener could not bind.
+    #[error(transparent)]
+    Metrics(#[from] BindError),
+    /// A relay task panicked.
+    #[error("relay task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+impl Error {
+    /// Whether the failure is a dependency being unavailable, i.e. worth
+    /// retrying later rather than a bug or a bad setup.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Database(e) => orderly::postgres::is_transient(e),
+            Error::Pool(_) | Error::SessionLost | Error::Kafka(_) => true,
+            Error::Config(_) | Error::Grpc(_) | Error::Metrics(_) | Error::Task(_) => false,
+        }
+    }
+}
+
+impl From<Error> for Status {
+    fn from(error: Error) -> Self {
+        if error.is_transient() {
+            tracing::warn!(%error, "relay dependency unavailable");
+            Status::unavailable(error.to_string())
+        } else {
+            tracing::error!(%error, "relay request failed");
+            Status::internal("internal error; see the relay's logs")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kafka_down_is_unavailable() {
+        let error = Error::Kafka(KafkaError::Canceled);
+        assert_eq!(Status::from(error).code(), tonic::Code::Unavailable);
+    }
+
+    #[test]
+    fn a_bad_setting_is_internal_not_unknown() {
+        let error = Error::Config(ConfigError::invalid("RELAY_SOURCES", "bad"));
+        assert_eq!(Status::from(error).code(), tonic::Code::Internal);
+    }
+}

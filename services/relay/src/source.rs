@@ -1,0 +1,285 @@
+//! One outbox source: stand by until its advisory lock is ours, then relay
+//! its rows to Kafka until the session ends or shutdown.
+
+mod backoff;
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicI32, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use chrono::{DateTime, Utc};
+use futures::{StreamExt, stream};
+use orderly::proto::v1::RelayRole;
+use tokio::{sync::mpsc, time::Instant};
+use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_util::sync::CancellationToken;
+
+pub use self::backoff::Backoff;
+use crate::{
+    config::Config,
+    error::Error,
+    publisher::Publisher,
+    store::{CHANNEL, Queries, Session},
+};
+
+/// What the rest of the relay (gRPC, metrics) can see of a source.
+#[derive(Debug)]
+pub struct SourceState {
+    /// The source (schema) name.
+    pub name: String,
+    /// Its SQL.
+    pub queries: Queries,
+    role: AtomicI32,
+    published: AtomicU64,
+    publish_errors: AtomicU64,
+    last_published_at: Mutex<Option<DateTime<Utc>>>,
+}
+
+impl SourceState {
+    /// A source that has not yet tried for its lock.
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            queries: Queries::new(name),
+            role: AtomicI32::new(RelayRole::Unspecified as i32),
+            published: AtomicU64::new(0),
+            publish_errors: AtomicU64::new(0),
+            last_published_at: Mutex::new(None),
+        }
+    }
+
+    /// This relay's current role for the source.
+    pub fn role(&self) -> RelayRole {
+        RelayRole::try_from(self.role.load(Ordering::Relaxed)).unwrap_or(RelayRole::Unspecified)
+    }
+
+    /// Rows this relay has published since it started.
+    pub fn published(&self) -> u64 {
+        self.published.load(Ordering::Relaxed)
+    }
+
+    /// Failed publish attempts (batches) since start.
+    pub fn publish_errors(&self) -> u64 {
+        self.publish_errors.load(Ordering::Relaxed)
+    }
+
+    /// When this relay last marked a batch published.
+    pub fn last_published_at(&self) -> Option<DateTime<Utc>> {
+        *self
+            .last_published_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_role(&self, role: RelayRole) {
+        let previous = self.role.swap(role as i32, Ordering::Relaxed);
+        if previous != role as i32 {
+            tracing::info!(source = %self.name, role = role.as_str_name(), "relay role changed");
+        }
+    }
+
+    fn record_published(&self, rows: usize) {
+        self.published.fetch_add(rows as u64, Ordering::Relaxed);
+        *self
+            .last_published_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Utc::now());
+    }
+}
+
+/// Timing settings of a source loop.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    database_url: String,
+    batch_size: usize,
+    poll_interval: Duration,
+    retention: Duration,
+    prune_interval: Duration,
+    prune_batch: usize,
+    standby_retry: Duration,
+    backoff_max: Duration,
+}
+
+impl Settings {
+    /// The source-loop part of `config`.
+    pub fn new(config: &Config) -> Self {
+        Self {
+            database_url: config.postgres.database_url.clone(),
+            batch_size: config.batch_size,
+            poll_interval: Duration::from_millis(config.poll_interval_ms),
+            retention: config.retention,
+            prune_interval: Duration::from_millis(config.prune_interval_ms),
+            prune_batch: config.prune_batch,
+            standby_retry: Duration::from_millis(config.standby_retry_ms),
+            backoff_max: Duration::from_millis(config.backoff_max_ms),
+        }
+    }
+}
+
+/// Relays one source until `shutdown`. Database trouble ends the session
+/// (which frees the lock) and starts over after a back-off.
+pub async fn run(
+    state: Arc<SourceState>,
+    settings: Settings,
+    mut publisher: Publisher,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = Backoff::new(settings.backoff_max);
+    while !shutdown.is_cancelled() {
+        let result = session(&state, &settings, &mut publisher, &mut backoff, &shutdown).await;
+        if let Err(error) = result {
+            state.set_role(RelayRole::Standby);
+            tracing::warn!(source = %state.name, %error, "relay session ended; reconnecting");
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                () = tokio::time::sleep(backoff.next_pause()) => {}
+            }
+        }
+    }
+    state.set_role(RelayRole::Unspecified);
+}
+
+/// One database session: connect, wait for the lock, relay.
+async fn session(
+    state: &SourceState,
+    settings: &Settings,
+    publisher: &mut Publisher,
+    backoff: &mut Backoff,
+    shutdown: &CancellationToken,
+) -> Result<(), Error> {
+    let (client, connection) = tokio_postgres::connect(&settings.database_url, NoTls).await?;
+    let (wake, mut woken) = mpsc::channel(1);
+    // The connection must be polled for notifications to arrive; it stops
+    // when the client is dropped, which ends the session and frees the lock.
+    tokio::spawn(drive(connection, state.name.clone(), wake));
+    let session = Session::prepare(client, &state.queries).await?;
+
+    while !session.try_lock(&state.name).await? {
+        state.set_role(RelayRole::Standby);
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            () = tokio::time::sleep(settings.standby_retry) => {}
+        }
+    }
+    // Listen before the first read, so no insert can slip between the two.
+    session.listen().await?;
+    state.set_role(RelayRole::Active);
+    backoff.reset();
+
+    let mut topics_ready = false;
+    let mut next_prune = Instant::now();
+    while !shutdown.is_cancelled() {
+        if Instant::now() >= next_prune {
+            prune(state, settings, &session, shutdown).await?;
+            next_prune = Instant::now() + settings.prune_interval;
+        }
+        // Every notification so far is answered by the read below.
+        while woken.try_recv().is_ok() {}
+        let rows = session.fetch(settings.batch_size).await?;
+        if rows.is_empty() {
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                message = woken.recv() => {
+                    if message.is_none() {
+                        return Err(Error::SessionLost);
+                    }
+                }
+                () = tokio::time::sleep(settings.poll_interval) => {}
+                () = tokio::time::sleep_until(next_prune) => {}
+            }
+            continue;
+        }
+        let attempt = async {
+            if !topics_ready {
+                publisher.ensure_topics().await?;
+                topics_ready = true;
+            }
+            publisher.publish(&rows).await
+        };
+        let outcome = tokio::select! {
+            // Unmarked rows are simply published again by whoever is next.
+            () = shutdown.cancelled() => return Ok(()),
+            outcome = attempt => outcome,
+        };
+        match outcome {
+            Ok(()) => {
+                let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
+                session.mark_published(&ids).await?;
+                state.record_published(rows.len());
+                backoff.reset();
+            }
+            Err(error) => {
+                state.publish_errors.fetch_add(1, Ordering::Relaxed);
+                let pause = backoff.next_pause();
+                tracing::warn!(
+                    source = %state.name, %error, rows = rows.len(), retry_in = ?pause,
+                    "cannot publish outbox batch; rows kept for retry"
+                );
+                if publisher.needs_renewal(&error) {
+                    tracing::warn!(source = %state.name, "producer state rejected; replacing the producer");
+                    publisher.renew()?;
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => {}
+                    () = tokio::time::sleep(pause) => {}
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Deletes published rows past retention, a small batch at a time.
+async fn prune(
+    state: &SourceState,
+    settings: &Settings,
+    session: &Session,
+    shutdown: &CancellationToken,
+) -> Result<(), Error> {
+    let mut total = 0;
+    loop {
+        let deleted = session
+            .prune(settings.retention, settings.prune_batch)
+            .await?;
+        total += deleted;
+        if deleted < settings.prune_batch as u64 || shutdown.is_cancelled() {
+            break;
+        }
+    }
+    if total > 0 {
+        tracing::info!(source = %state.name, rows = total, "pruned published outbox rows");
+    }
+    Ok(())
+}
+
+/// Polls the connection, forwarding this source's notifications as wake-ups.
+async fn drive<S, T>(
+    connection: tokio_postgres::Connection<S, T>,
+    source: String,
+    wake: mpsc::Sender<()>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut connection = connection;
+    let mut messages = stream::poll_fn(move |cx| connection.poll_message(cx));
+    while let Some(message) = messages.next().await {
+        match message {
+            Ok(AsyncMessage::Notification(n))
+                if n.channel() == CHANNEL && n.payload() == source =>
+            {
+                // A full channel already holds a wake-up; one is enough.
+                let _ = wake.try_send(());
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(%source, %error, "relay database connection failed");
+                break;
+            }
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! The outbox queries. SQL lives in `store/*.sql` with `{outbox}` standing
+//! for the source's table; a source name is a validated identifier, so
+//! splicing it in is safe.
+
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use tokio_postgres::{Client, Statement};
+
+use crate::error::Error;
+
+const FETCH: &str = include_str!("store/fetch_unpublished.sql");
+const MARK: &str = include_str!("store/mark_published.sql");
+const BACKLOG: &str = include_str!("store/backlog.sql");
+const PRUNE: &str = include_str!("store/prune_published.sql");
+const TRY_LOCK: &str = include_str!("store/try_lock.sql");
+
+/// The channel the outbox triggers notify, with the schema as payload.
+pub const CHANNEL: &str = "orderly_outbox";
+
+/// One unpublished outbox row, ready to produce.
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    /// Position in the outbox; batches are read in this order.
+    pub id: i64,
+    /// Base topic name; the relay prepends the configured prefix.
+    pub topic: String,
+    /// Record key.
+    pub partition_key: String,
+    /// Record value: the encoded `EventEnvelope`.
+    pub payload: Vec<u8>,
+    /// Record headers, from the row's flat JSON object.
+    pub headers: Vec<(String, String)>,
+}
+
+/// What is waiting in one outbox.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// Unpublished rows.
+    pub rows: u64,
+    /// Age of the oldest unpublished row in milliseconds; 0 when none.
+    pub oldest_age_ms: u64,
+}
+
+/// The SQL of one source, with its table spliced in.
+#[derive(Debug, Clone)]
+pub struct Queries {
+    fetch: String,
+    mark: String,
+    backlog: String,
+    prune: String,
+}
+
+impl Queries {
+    /// Queries on `<source>.outbox`; `source` must be a validated identifier.
+    pub fn new(source: &str) -> Self {
+        let table = format!("{source}.outbox");
+        let splice = |sql: &str| sql.replace("{outbox}", &table);
+        Self {
+            fetch: splice(FETCH),
+            mark: splice(MARK),
+            backlog: splice(BACKLOG),
+            prune: splice(PRUNE),
+        }
+    }
+}
+
+/// Reads a source's backlog through the shared pool (any replica can).
+pub async fn backlog(pool: &Pool, queries: &Queries) -> Result<Backlog, Error> {
+    let client = pool.get().await?;
+    let statement = client.prepare_cached(&queries.backlog).await?;
+    let row = client.query_one(&statement, &[]).await?;
+    let rows: i64 = row.try_get("backlog")?;
+    let age: i64 = row.try_get("oldest_age_ms")?;
+    Ok(Backlog {
+        rows: u64::try_from(rows).unwrap_or(0),
+        oldest_age_ms: u64::try_from(age).unwrap_or(0),
+    })
+}
+
+/// A source's dedicated connection: it holds the source's advisory lock,
+/// listens for notifications and does every read and write of the active
+/// relay. Marking rows through the lock's own session means a relay that
+/// lost its lock (its session ended) can no longer mark anything.
+pub struct Session {
+    client: Client,
+    fetch: Statement,
+    mark: Statement,
+    prune: Statement,
+    try_lock: Statement,
+}
+
+impl Session {
+    /// Prepares the source's statements on `client` (once per connection,
+    /// which is what a statement cache would do for a single connection).
+    pub async fn prepare(client: Client, queries: &Queries) -> Result<Self, Error> {
+        Ok(Self {
+            fetch: client.prepare(&queries.fetch).await?,
+            mark: client.prepare(&queries.mark).await?,
+            prune: client.prepare(&queries.prune).await?,
+            try_lock: client.prepare(TRY_LOCK).await?,
+            client,
+        })
+    }
+
+    /// Tries to become the source's active relay; true when the lock is ours.
+    pub async fn try_lock(&self, source: &str) -> Result<bool, Error> {
+        let row = self.client.query_one(&self.try_lock, &[&source]).await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// Subscribes this session to outbox notifications.
+    pub async fn listen(&self) -> Result<(), Error> {
+        self.client
+            .batch_execute(&format!("LISTEN {CHANNEL}"))
+            .await?;
+        Ok(())
+    }
+
+    /// The oldest `limit` unpublished rows, in id order.
+    pub async fn fetch(&self, limit: usize) -> Result<Vec<OutboxRow>, Error> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self.client.query(&self.fetch, &[&limit]).await?;
+        rows.iter()
+            .map(|row| {
+                let headers: serde_json::Value = row.try_get("headers")?;
+                Ok(OutboxRow {
+                    id: row.try_get("id")?,
+                    topic: row.try_get("topic")?,
+                    partition_key: row.try_get("partition_key")?,
+                    payload: row.try_get("payload")?,
+                    headers: flat_headers(headers),
+                })
+            })
+            .collect()
+    }
+
+    /// Marks delivered rows published, in one statement.
+    pub async fn mark_published(&self, ids: &[i64]) -> Result<u64, Error> {
+        Ok(self.client.execute(&self.mark, &[&ids]).await?)
+    }
+
+    /// Deletes up to `limit` rows published more than `older_than` ago.
+    pub async fn prune(&self, older_than: Duration, limit: usize) -> Result<u64, Error> {
+        let seconds = older_than.as_secs_f64();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        Ok(self
+            .client
+            .execute(&self.prune, &[&seconds, &limit])
+            .await?)
+    }
+}
+
+/// Headers are a flat JSON object of strings; anything else a writer put
+/// there is carried as its JSON text rather than dropped.
+fn flat_headers(value: serde_json::Value) -> Vec<(String, String)> {
+    match value {
+        serde_json::Value::Object(map) => map
+            .into_iter()
+            .map(|(name, value)| match value {
+                serde_json::Value::String(text) => (name, text),
+                other => (name, other.to_string()),
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_source_table_is_spliced_into_every_query() {
+        let queries = Queries::new("payments");
+        for sql in [
+            &queries.fetch,
+            &queries.mark,
+            &queries.backlog,
+            &queries.prune,
+        ] {
+            assert!(sql.contains("payments.outbox"), "{sql}");
+            assert!(!sql.contains("{outbox}"), "{sql}");
+        }
+    }
+
+    #[test]
+    fn headers_are_flattened_to_strings() {
+        let headers = flat_headers(serde_json::json!({"event_type": "OrderCreated", "n": 3}));
+        assert!(headers.contains(&("event_type".to_owned(), "OrderCreated".to_owned())));
+        assert!(headers.contains(&("n".to_owned(), "3".to_owned())));
+        assert!(flat_headers(serde_json::json!([1])).is_empty());
+    }
+}

@@ -1,0 +1,8 @@
+-- The oldest unpublished rows, in commit-independent id order. No id
+-- watermark: a transaction that took a lower id but committed later is
+-- still picked up, because its row is unpublished whenever it appears.
+SELECT id, event_id, topic, partition_key, payload, headers
+FROM {outbox}
+WHERE published_at IS NULL
+ORDER BY id
+LIMIT $1
