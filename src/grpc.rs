@@ -8,7 +8,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Status, body::Body, service::Routes, transport::Server};
 use tonic_health::ServingStatus;
-use tower::{BoxError, ServiceBuilder, load_shed::error::Overloaded};
+use tower::{BoxError, ServiceBuilder, load_shed::error::Overloaded, timeout::error::Elapsed};
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::{config::GrpcLimits, proto::FILE_DESCRIPTOR_SET};
@@ -76,13 +76,17 @@ pub async fn serve(
             TraceLayer::new_for_grpc()
                 .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
         )
-        // Turn a shed request into RESOURCE_EXHAUSTED instead of a
-        // transport error the client would see as UNKNOWN.
-        .map_result(overload_to_status)
+        // Turn a shed request into RESOURCE_EXHAUSTED and an expired one
+        // into DEADLINE_EXCEEDED, instead of UNKNOWN and CANCELLED.
+        .map_result(limit_errors_to_status)
         // Refuse at once rather than queue when the server is saturated.
         .load_shed()
         // Bound the requests in flight across every connection.
         .concurrency_limit(limits.grpc_concurrency_limit)
+        // Cap every request. Inside our stack (unlike tonic's own timeout)
+        // so expiry maps to DEADLINE_EXCEEDED; a client's shorter deadline
+        // is enforced by the client, whose cancellation drops the request.
+        .timeout(Duration::from_millis(limits.grpc_request_timeout_ms))
         .into_inner();
 
     let draining = shutdown.clone();
@@ -99,8 +103,6 @@ pub async fn serve(
     };
 
     Server::builder()
-        // Caps every request; a shorter client deadline (grpc-timeout) wins.
-        .timeout(Duration::from_millis(limits.grpc_request_timeout_ms))
         .layer(stack)
         .add_routes(routes)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), on_shutdown)
@@ -116,10 +118,14 @@ fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
         .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
 }
 
-fn overload_to_status(
+fn limit_errors_to_status(
     result: Result<http::Response<Body>, BoxError>,
 ) -> Result<http::Response<Body>, BoxError> {
     match result {
+        Err(error) if error.is::<Elapsed>() => Ok(Status::deadline_exceeded(
+            "request exceeded the server's deadline (ORDERLY_GRPC_REQUEST_TIMEOUT_MS)",
+        )
+        .into_http()),
         Err(error) if error.is::<Overloaded>() => Ok(Status::resource_exhausted(
             "server is at its concurrency limit; retry with backoff",
         )

@@ -1,0 +1,149 @@
+//! Overload and slow dependencies get clear statuses, not hangs: a saturated
+//! server sheds with RESOURCE_EXHAUSTED, a stuck request ends at the
+//! server's deadline with DEADLINE_EXCEEDED, and the held transaction rolls
+//! back.
+
+use std::time::Duration;
+
+use orderly::{
+    config::GrpcLimits,
+    proto::v1::{self as pb, CreateOrderRequest, order_service_client::OrderServiceClient},
+};
+use orderly_integration_tests::{TestDatabase, eventually, init_logging};
+use tokio_util::sync::CancellationToken;
+use tonic::{Code, transport::Channel};
+
+fn request(customer: &str) -> CreateOrderRequest {
+    CreateOrderRequest {
+        customer_id: customer.into(),
+        items: vec![pb::OrderItem {
+            sku: "SKU-1".into(),
+            quantity: 1,
+            unit_price_minor: 100,
+        }],
+        currency: "EUR".into(),
+        payment_method: "pm_ok".into(),
+        idempotency_key: String::new(),
+    }
+}
+
+async fn start(
+    db: &TestDatabase,
+    limits: GrpcLimits,
+) -> (OrderServiceClient<Channel>, CancellationToken) {
+    init_logging();
+    let app = orderly_order::App::build(orderly_order::Config {
+        grpc_addr: ([127, 0, 0, 1], 0).into(),
+        postgres: db.config.clone(),
+        grpc: limits,
+    })
+    .await
+    .expect("build");
+    let addr = app.grpc_addr();
+    let stop = CancellationToken::new();
+    tokio::spawn(app.run(stop.clone()));
+    let client = OrderServiceClient::connect(format!("http://{addr}"))
+        .await
+        .expect("connect");
+    (client, stop)
+}
+
+/// Waits until some session of this database waits on a lock.
+async fn wait_until_blocked(db: &tokio_postgres::Client, name: &str) {
+    eventually("a request to block on the table lock", Duration::from_secs(10), || async {
+        let waiting: i64 = db
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'",
+                &[&name],
+            )
+            .await
+            .expect("pg_stat_activity")
+            .get(0);
+        (waiting > 0).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_saturated_server_sheds_load_with_resource_exhausted() {
+    let db = TestDatabase::create().await;
+    let limits = GrpcLimits {
+        grpc_concurrency_limit: 1,
+        ..GrpcLimits::default()
+    };
+    let (client, _stop) = start(&db, limits).await;
+    let mut blocker = db.client().await;
+    let lock = blocker.transaction().await.expect("begin");
+    lock.batch_execute("LOCK TABLE orders.orders IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock");
+
+    let mut first = client.clone();
+    let in_flight = tokio::spawn(async move { first.create_order(request("first")).await });
+    wait_until_blocked(&db.client().await, &db.name).await;
+
+    let shed = client
+        .clone()
+        .create_order(request("second"))
+        .await
+        .expect_err("the only slot is taken");
+    assert_eq!(shed.code(), Code::ResourceExhausted, "{shed:?}");
+
+    lock.commit().await.expect("release");
+    let first = in_flight
+        .await
+        .expect("join")
+        .expect("the first request completes");
+    assert_eq!(
+        first.into_inner().order.expect("order").customer_id,
+        "first"
+    );
+    client
+        .clone()
+        .create_order(request("third"))
+        .await
+        .expect("a free slot serves again");
+}
+
+#[tokio::test]
+async fn a_stuck_request_ends_at_the_deadline_and_writes_nothing() {
+    let db = TestDatabase::create().await;
+    let limits = GrpcLimits {
+        grpc_request_timeout_ms: 500,
+        ..GrpcLimits::default()
+    };
+    let (mut client, _stop) = start(&db, limits).await;
+    let mut blocker = db.client().await;
+    let lock = blocker.transaction().await.expect("begin");
+    lock.batch_execute("LOCK TABLE orders.outbox IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock");
+
+    let status = client
+        .create_order(request("stuck"))
+        .await
+        .expect_err("blocked past the deadline");
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+
+    lock.commit().await.expect("release");
+    let observer = db.client().await;
+    // The abandoned transaction rolls back: no order without its event.
+    eventually("the abandoned transaction to end", Duration::from_secs(10), || async {
+        let open: i64 = observer
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND state LIKE 'idle in transaction%'",
+                &[&db.name],
+            )
+            .await
+            .expect("activity")
+            .get(0);
+        (open == 0).then_some(())
+    })
+    .await;
+    let orders: i64 = observer
+        .query_one("SELECT count(*) FROM orders.orders", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(orders, 0);
+}
