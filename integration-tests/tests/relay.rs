@@ -14,10 +14,11 @@ use std::{
 
 use orderly::{
     kafka::{ORDER_TOPIC, PAYMENT_TOPIC},
-    proto::v1::EventEnvelope,
+    proto::v1::{EventEnvelope, GetBacklogRequest, relay_admin_client::RelayAdminClient},
 };
 use orderly_integration_tests::{TestDatabase, TestKafka, eventually, init_logging};
 use prost::Message;
+use tonic::Code;
 use uuid::Uuid;
 
 use support::{
@@ -203,4 +204,22 @@ async fn retention_prunes_old_published_rows_and_keeps_unpublished_ones() {
         3
     );
     assert_eq!(count(&client, "orders", "published_at IS NULL").await, 4);
+}
+
+#[tokio::test]
+async fn get_backlog_is_unavailable_while_postgres_is_down() {
+    init_logging();
+    let (db, kafka) = (TestDatabase::create().await, TestKafka::shared().await);
+    let mut config = relay_config(&db, &kafka.config);
+    // Nothing listens on port 1: every connection is refused.
+    config.postgres.database_url = "postgres://postgres@127.0.0.1:1/orderly".into();
+    let relay = Relay::start(config).await;
+    let mut client = RelayAdminClient::connect(format!("http://{}", relay.grpc_addr))
+        .await
+        .expect("connect to RelayAdmin");
+    let status = client
+        .get_backlog(GetBacklogRequest {})
+        .await
+        .expect_err("no database, no backlog");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
 }

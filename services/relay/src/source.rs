@@ -151,7 +151,10 @@ async fn session(
     backoff: &mut Backoff,
     shutdown: &CancellationToken,
 ) -> Result<(), Error> {
-    let (client, connection) = tokio_postgres::connect(&settings.database_url, NoTls).await?;
+    let mut pg_config: tokio_postgres::Config = settings.database_url.parse()?;
+    // Shows in pg_stat_activity which relay holds which source's lock.
+    pg_config.application_name(format!("orderly-relay:{}", state.name));
+    let (client, connection) = pg_config.connect(NoTls).await?;
     let (wake, mut woken) = mpsc::channel(1);
     // The connection must be polled for notifications to arrive; it stops
     // when the client is dropped, which ends the session and frees the lock.

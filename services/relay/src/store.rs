@@ -14,6 +14,7 @@ const MARK: &str = include_str!("store/mark_published.sql");
 const BACKLOG: &str = include_str!("store/backlog.sql");
 const PRUNE: &str = include_str!("store/prune_published.sql");
 const TRY_LOCK: &str = include_str!("store/try_lock.sql");
+const SESSION_SETTINGS: &str = include_str!("store/session_settings.sql");
 
 /// The channel the outbox triggers notify, with the schema as payload.
 pub const CHANNEL: &str = "orderly_outbox";
@@ -94,6 +95,7 @@ impl Session {
     /// Prepares the source's statements on `client` (once per connection,
     /// which is what a statement cache would do for a single connection).
     pub async fn prepare(client: Client, queries: &Queries) -> Result<Self, Error> {
+        client.batch_execute(SESSION_SETTINGS).await?;
         Ok(Self {
             fetch: client.prepare(&queries.fetch).await?,
             mark: client.prepare(&queries.mark).await?,
