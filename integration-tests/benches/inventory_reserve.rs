@@ -210,7 +210,7 @@ async fn delete_prefix(pool: &deadpool_redis::Pool, prefix: &str) {
 
 fn row(name: &str, m: &Measured) {
     println!(
-        "{name:<22} {:>9} ops {:>10.0} ops/s   p50 {:>8.2?}   p99 {:>8.2?}",
+        "{name:<26} {:>9} ops {:>10.0} ops/s   p50 {:>8.2?}   p99 {:>8.2?}",
         m.ops,
         m.ops_per_sec(),
         m.percentile(0.50),
@@ -266,7 +266,7 @@ async fn bench() {
         row(&format!("raw EVALSHA, {label}"), &raw);
         row(&format!("gRPC, {label}"), &grpc);
         println!(
-            "{:<22} {:.2} (gRPC / raw)\n",
+            "{:<26} {:.2} (gRPC / raw)\n",
             format!("ratio, {label}"),
             grpc.ops_per_sec() / raw.ops_per_sec()
         );

@@ -2,31 +2,22 @@
 //! since orders repeat) against real Redis, checked after every step against
 //! a plain Rust model and the stock invariants of DESIGN §6.2.
 
-use std::{
-    collections::{BTreeMap, HashMap},
-    sync::atomic::{AtomicUsize, Ordering},
-};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use orderly::proto::v1::{self as pb, ReservationOutcome as Outcome, ReservationState as State};
+use orderly::proto::v1::{self as pb, ReservationOutcome as Outcome};
 use proptest::{
     prelude::*,
     test_runner::{Config as ProptestConfig, TestCaseError, TestRunner},
 };
-use tonic::Code;
 
 use super::support::Inventory;
+use model::{Answer, Model, Op, Reply, state_only};
+
+#[path = "model.rs"]
+mod model;
 
 const SKUS: usize = 3;
 const ORDERS: usize = 5;
-
-#[derive(Debug, Clone)]
-enum Op {
-    Set(usize, i64),
-    Adjust(usize, i64),
-    Reserve(usize, Vec<(usize, u32)>),
-    Commit(usize),
-    Release(usize),
-}
 
 fn op() -> impl Strategy<Value = Op> {
     let sku = 0..SKUS;
@@ -39,133 +30,6 @@ fn op() -> impl Strategy<Value = Op> {
         2 => order.clone().prop_map(Op::Commit),
         2 => order.prop_map(Op::Release),
     ]
-}
-
-/// What the model expects of a reservation record.
-#[derive(Debug, Clone)]
-struct Record {
-    state: State,
-    /// `None` for a tombstone.
-    outcome: Option<Outcome>,
-    items: BTreeMap<usize, u32>,
-}
-
-#[derive(Debug, Default)]
-struct Model {
-    /// `(available, reserved, sold)` of every known SKU.
-    levels: HashMap<usize, (i64, i64, i64)>,
-    /// Units ever stocked per SKU (what set and adjust added or removed).
-    stocked: HashMap<usize, i64>,
-    records: HashMap<usize, Record>,
-}
-
-/// What one step answered, reduced to what the model predicts.
-type Answer = Result<(Option<Outcome>, Option<State>), Code>;
-
-impl Model {
-    fn apply(&mut self, op: &Op) -> Answer {
-        match op {
-            Op::Set(sku, quantity) => {
-                let level = self.levels.entry(*sku).or_default();
-                *self.stocked.entry(*sku).or_default() += quantity - level.0;
-                level.0 = *quantity;
-                Ok((None, None))
-            }
-            Op::Adjust(sku, delta) => {
-                let available = self.levels.get(sku).map_or(0, |l| l.0);
-                if available + delta < 0 {
-                    return Err(Code::FailedPrecondition);
-                }
-                self.levels.entry(*sku).or_default().0 += delta;
-                *self.stocked.entry(*sku).or_default() += delta;
-                Ok((None, None))
-            }
-            Op::Reserve(order, items) => {
-                let mut merged = BTreeMap::new();
-                for (sku, quantity) in items {
-                    *merged.entry(*sku).or_default() += quantity;
-                }
-                if let Some(record) = self.records.get(order) {
-                    if record.outcome.is_some() && record.items != merged {
-                        return Err(Code::AlreadyExists);
-                    }
-                    let outcome = record.outcome.unwrap_or(Outcome::Rejected);
-                    return Ok((Some(outcome), Some(record.state)));
-                }
-                // SKU names sort like their indices, as the script checks them.
-                let short = merged.iter().any(|(sku, quantity)| {
-                    self.levels
-                        .get(sku)
-                        .is_none_or(|l| l.0 < i64::from(*quantity))
-                });
-                let (state, outcome) = if short {
-                    (State::Rejected, Outcome::Rejected)
-                } else {
-                    for (sku, quantity) in &merged {
-                        let level = self.levels.entry(*sku).or_default();
-                        level.0 -= i64::from(*quantity);
-                        level.1 += i64::from(*quantity);
-                    }
-                    (State::Reserved, Outcome::Reserved)
-                };
-                let record = Record {
-                    state,
-                    outcome: Some(outcome),
-                    items: merged,
-                };
-                self.records.insert(*order, record);
-                Ok((Some(outcome), Some(state)))
-            }
-            Op::Commit(order) => {
-                let Some(record) = self.records.get_mut(order) else {
-                    return Err(Code::NotFound);
-                };
-                match record.state {
-                    State::Committed => {}
-                    State::Reserved => {
-                        for (sku, quantity) in &record.items {
-                            let level = self.levels.entry(*sku).or_default();
-                            level.1 -= i64::from(*quantity);
-                            level.2 += i64::from(*quantity);
-                        }
-                        record.state = State::Committed;
-                    }
-                    _ => return Err(Code::FailedPrecondition),
-                }
-                Ok((None, Some(State::Committed)))
-            }
-            Op::Release(order) => {
-                let record = self.records.entry(*order).or_insert(Record {
-                    state: State::Released,
-                    outcome: None,
-                    items: BTreeMap::new(),
-                });
-                match record.state {
-                    State::Committed => return Err(Code::FailedPrecondition),
-                    State::Reserved => {
-                        for (sku, quantity) in &record.items {
-                            let level = self.levels.entry(*sku).or_default();
-                            level.1 -= i64::from(*quantity);
-                            level.0 += i64::from(*quantity);
-                        }
-                    }
-                    _ => {}
-                }
-                record.state = State::Released;
-                Ok((None, Some(State::Released)))
-            }
-        }
-    }
-
-    /// Units held by open (RESERVED) reservations of `sku`.
-    fn open_reservations(&self, sku: usize) -> i64 {
-        self.records
-            .values()
-            .filter(|r| r.state == State::Reserved)
-            .filter_map(|r| r.items.get(&sku))
-            .map(|q| i64::from(*q))
-            .sum()
-    }
 }
 
 /// Names local to one case, so cases share a service but not data.
@@ -183,14 +47,14 @@ async fn step(inv: &Inventory, names: &Names, op: &Op) -> Answer {
                 sku: sku(s),
                 quantity: *quantity,
             };
-            client.set_stock(request).await.map(|_| (None, None))
+            client.set_stock(request).await.map(|_| Reply::default())
         }
         Op::Adjust(s, delta) => {
             let request = pb::AdjustStockRequest {
                 sku: sku(s),
                 delta: *delta,
             };
-            client.adjust_stock(request).await.map(|_| (None, None))
+            client.adjust_stock(request).await.map(|_| Reply::default())
         }
         Op::Reserve(o, items) => {
             let items: Vec<(&str, u32)> = items
@@ -198,18 +62,26 @@ async fn step(inv: &Inventory, names: &Names, op: &Op) -> Answer {
                 .map(|(s, q)| (names.skus[*s].as_str(), *q))
                 .collect();
             inv.reserve(&names.orders[*o], &items).await.map(|r| {
-                let state = r.reservation.as_ref().map(pb::Reservation::state);
-                (Some(r.outcome()), state)
+                let record = r.reservation.clone().unwrap_or_default();
+                let rejection = (r.outcome() == Outcome::Rejected).then(|| {
+                    let sku = names.skus.iter().position(|s| *s == record.rejected_sku);
+                    (record.rejection_code(), sku, record.shortfall)
+                });
+                Reply {
+                    outcome: Some(r.outcome()),
+                    state: r.reservation.as_ref().map(pb::Reservation::state),
+                    rejection,
+                }
             })
         }
         Op::Commit(o) => inv
             .commit(&names.orders[*o])
             .await
-            .map(|r| (None, Some(r.state()))),
+            .map(|r| state_only(r.state())),
         Op::Release(o) => inv
             .release(&names.orders[*o])
             .await
-            .map(|r| (None, Some(r.state()))),
+            .map(|r| state_only(r.state())),
     };
     answer.map_err(|status| status.code())
 }
