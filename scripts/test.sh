@@ -26,6 +26,9 @@ if [ ! -x "$BUF_DIR/node_modules/.bin/buf" ]; then
 fi
 "$BUF_DIR/node_modules/.bin/buf" lint
 
+echo "== helm chart (lint, render, schema-validate)"
+scripts/helm-check.sh
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
