@@ -48,6 +48,8 @@ healthy() {
   grpcurl -plaintext -d '{"service":"orderly.v1.OrderService"}' 127.0.0.1:50051 \
     grpc.health.v1.Health/Check >/dev/null 2>&1 &&
     grpcurl -plaintext -d '{"service":"orderly.v1.InventoryService"}' 127.0.0.1:50052 \
+      grpc.health.v1.Health/Check >/dev/null 2>&1 &&
+    grpcurl -plaintext -d '{"service":"orderly.v1.RelayAdmin"}' 127.0.0.1:50055 \
       grpc.health.v1.Health/Check >/dev/null 2>&1
 }
 until healthy; do
@@ -86,11 +88,20 @@ order_id=$(echo "$created" | sed -n 's/.*"orderId": "\([^"]*\)".*/\1/p' | head -
 echo "== GetOrder $order_id"
 grpcurl -plaintext -d "{\"order_id\": \"$order_id\"}" 127.0.0.1:50051 orderly.v1.OrderService/GetOrder
 
-echo "== its event in the outbox"
+echo "== its event, published to Kafka by the relay"
+deadline=$((SECONDS + 30))
+until [ "$(psql "$ORDERLY_DATABASE_URL" -Atc "SELECT bool_and(published_at IS NOT NULL)
+      FROM orders.outbox WHERE partition_key = '$order_id'")" = t ]; do
+  if ((SECONDS >= deadline)); then echo "the relay did not publish within 30 s" >&2; break; fi
+  sleep 0.2
+done
 psql "$ORDERLY_DATABASE_URL" -c \
   "SELECT id, event_type, topic, partition_key, headers->>'aggregate_version' AS version,
           published_at IS NOT NULL AS published
    FROM orders.outbox WHERE partition_key = '$order_id' ORDER BY id"
+
+echo "== relay backlog"
+grpcurl -plaintext 127.0.0.1:50055 orderly.v1.RelayAdmin/GetBacklog
 
 echo
 echo "orderly is running (pid $(cat "$PID_FILE")); stop it with: scripts/up.sh stop"

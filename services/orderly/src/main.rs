@@ -13,6 +13,7 @@ usage: orderly <command>
 commands:
   order      run the order service (gRPC :50051)
   inventory  run the inventory service (gRPC :50052)
+  relay      run the outbox relay (admin gRPC :50055, metrics :9155)
   all        run every component in one process, each on its own port
   migrate    apply database migrations and create the Kafka topics
   help       show this text
@@ -20,7 +21,7 @@ commands:
 Configuration: ORDERLY_* environment variables (see README).";
 
 /// Every component `orderly all` runs.
-const COMPONENTS: [&str; 2] = ["order", "inventory"];
+const COMPONENTS: [&str; 3] = ["order", "inventory", "relay"];
 
 /// How long shutdown waits for components to drain before exiting anyway.
 const DEFAULT_GRACE_MS: u64 = 10_000;
@@ -44,6 +45,7 @@ async fn run(command: &str) -> anyhow::Result<()> {
         "all" => serve(&COMPONENTS).await,
         "order" => serve(&["order"]).await,
         "inventory" => serve(&["inventory"]).await,
+        "relay" => serve(&["relay"]).await,
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(())
@@ -119,6 +121,13 @@ async fn build(name: &str, shutdown: CancellationToken) -> anyhow::Result<Runnin
             let app = orderly_inventory::App::build(config)
                 .await
                 .context("starting the inventory service (check ORDERLY_REDIS_URL)")?;
+            Box::pin(async move { Ok(app.run(shutdown).await?) })
+        }
+        "relay" => {
+            let config = orderly_relay::Config::from_env()?;
+            let app = orderly_relay::App::build(config).await.context(
+                "starting the outbox relay (check ORDERLY_DATABASE_URL and ORDERLY_KAFKA_BROKERS)",
+            )?;
             Box::pin(async move { Ok(app.run(shutdown).await?) })
         }
         other => bail!("unknown component {other:?}"),
