@@ -7,6 +7,8 @@
 mod errors;
 #[path = "inventory/invariants.rs"]
 mod invariants;
+#[path = "inventory/proxy.rs"]
+mod proxy;
 #[path = "inventory/support.rs"]
 mod support;
 

@@ -4,7 +4,14 @@
 use orderly::{proto::v1 as pb, redis::RedisConfig, status::violated_fields};
 use tonic::Code;
 
-use super::support::{Inventory, order_id, reserve_request};
+use std::time::Duration;
+
+use orderly_integration_tests::{TestRedis, eventually};
+
+use super::{
+    proxy::Proxy,
+    support::{Inventory, order_id, reserve_request},
+};
 
 #[tokio::test]
 async fn bad_input_is_invalid_argument_naming_the_field() {
@@ -143,4 +150,46 @@ async fn unreachable_redis_is_unavailable() {
     // Validation still answers without Redis.
     let status = inv.commit("bad").await.expect_err("invalid");
     assert_eq!(status.code(), Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn lost_redis_connections_are_replaced() {
+    let mut redis = TestRedis::new().await.config;
+    let upstream = redis.redis_url.trim_start_matches("redis://");
+    let upstream = upstream.split('/').next().unwrap_or(upstream).to_owned();
+    let proxy = Proxy::start(upstream).await;
+    redis.redis_url = format!("redis://{}", proxy.addr);
+    let slots = redis.redis_pool_size;
+    let inv = Inventory::start_with(redis).await;
+    inv.set("A", 5).await;
+    // Open every shared connection, then cut them all.
+    for _ in 0..2 * slots {
+        inv.levels(&["A"]).await;
+    }
+    proxy.cut();
+
+    // Calls on a cut connection fail as UNAVAILABLE (retrying is safe: every
+    // call is idempotent), and the failed connection is replaced, so soon
+    // every connection works again.
+    eventually(
+        "every connection works again",
+        Duration::from_secs(5),
+        || async {
+            for _ in 0..2 * slots {
+                let request = pb::GetStockRequest {
+                    skus: vec!["A".into()],
+                };
+                if let Err(status) = inv.client.clone().get_stock(request).await {
+                    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+                    return None;
+                }
+            }
+            Some(())
+        },
+    )
+    .await;
+    inv.reserve(&order_id(), &[("A", 2)])
+        .await
+        .expect("reserve");
+    assert_eq!(inv.levels(&["A"]).await["A"], (3, 2, 0));
 }

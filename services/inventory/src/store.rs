@@ -7,13 +7,15 @@
 //! `reserved` and `sold`; `{<prefix>}:res:<order_id>` is the order's
 //! reservation record (see `lua/reserve.lua` for its fields).
 
+mod connections;
 mod record;
 
 use std::{fmt, sync::Arc};
 
-use deadpool_redis::{Connection, Pool};
+use deadpool_redis::Pool;
 use redis::Script;
 
+use self::connections::Connections;
 use crate::{
     domain::{OrderId, Reservation, ReserveCommand, Sku, StockLevel},
     error::Error,
@@ -72,7 +74,7 @@ struct Scripts {
 /// Inventory storage: a Redis pool, the key layout and the scripts.
 #[derive(Clone)]
 pub struct Store {
-    pool: Pool,
+    connections: Arc<Connections>,
     keys: Keys,
     scripts: Arc<Scripts>,
 }
@@ -98,39 +100,37 @@ impl Store {
             get_stock: Script::new(GET_STOCK_SCRIPT),
         };
         Self {
-            pool,
+            connections: Arc::new(Connections::new(pool)),
             keys,
             scripts: Arc::new(scripts),
         }
     }
 
-    async fn conn(&self) -> Result<Connection, Error> {
-        Ok(self.pool.get().await?)
-    }
-
     /// Sets `sku`'s available units to `quantity`.
     pub async fn set_stock(&self, sku: &Sku, quantity: i64) -> Result<StockLevel, Error> {
-        let mut conn = self.conn().await?;
-        let reply: (String, i64, i64, i64) = self
+        let mut lent = self.connections.get().await?;
+        let reply: redis::RedisResult<(String, i64, i64, i64)> = self
             .scripts
             .set_stock
             .key(self.keys.stock(sku.as_str()))
             .arg(quantity)
-            .invoke_async(&mut conn)
-            .await?;
+            .invoke_async(&mut lent.conn)
+            .await;
+        let reply = self.connections.settle(&lent, reply)?;
         level(sku, reply)
     }
 
     /// Adds `delta` to `sku`'s available units, refusing to leave 0..10^12.
     pub async fn adjust_stock(&self, sku: &Sku, delta: i64) -> Result<StockLevel, Error> {
-        let mut conn = self.conn().await?;
-        let reply: (String, i64, i64, i64) = self
+        let mut lent = self.connections.get().await?;
+        let reply: redis::RedisResult<(String, i64, i64, i64)> = self
             .scripts
             .adjust_stock
             .key(self.keys.stock(sku.as_str()))
             .arg(delta)
-            .invoke_async(&mut conn)
-            .await?;
+            .invoke_async(&mut lent.conn)
+            .await;
+        let reply = self.connections.settle(&lent, reply)?;
         if reply.0 == "OUT_OF_RANGE" {
             return Err(Error::FailedPrecondition(format!(
                 "adjusting sku {sku} by {delta} would leave available stock ({}) outside 0..10^12",
@@ -142,12 +142,13 @@ impl Store {
 
     /// Reads the levels of `skus` in one snapshot; unknown SKUs are left out.
     pub async fn get_stock(&self, skus: &[Sku]) -> Result<Vec<StockLevel>, Error> {
-        let mut conn = self.conn().await?;
+        let mut lent = self.connections.get().await?;
         let mut invocation = self.scripts.get_stock.prepare_invoke();
         for sku in skus {
             invocation.key(self.keys.stock(sku.as_str()));
         }
-        let values: Vec<i64> = invocation.invoke_async(&mut conn).await?;
+        let values = invocation.invoke_async(&mut lent.conn).await;
+        let values: Vec<i64> = self.connections.settle(&lent, values)?;
         if values.len() != skus.len() * 4 {
             return Err(Error::Internal(
                 "get_stock replied with a wrong length".into(),
@@ -170,7 +171,7 @@ impl Store {
     /// the record of the first call. Use [`Reservation::into_reserve_answer`]
     /// for the outcome.
     pub async fn reserve(&self, command: &ReserveCommand) -> Result<Reservation, Error> {
-        let mut conn = self.conn().await?;
+        let mut lent = self.connections.get().await?;
         let mut invocation = self.scripts.reserve.prepare_invoke();
         invocation.key(self.keys.reservation(&command.order_id));
         for item in &command.items {
@@ -179,7 +180,8 @@ impl Store {
                 .arg(item.sku.as_str())
                 .arg(item.quantity);
         }
-        let (status, fields): RecordReply = invocation.invoke_async(&mut conn).await?;
+        let reply = invocation.invoke_async(&mut lent.conn).await;
+        let (status, fields): RecordReply = self.connections.settle(&lent, reply)?;
         let record = record::decode(command.order_id, &fields)?;
         match status.as_str() {
             "OK" => Ok(record),
@@ -222,11 +224,12 @@ impl Store {
 
     /// Reads the order's reservation record.
     pub async fn get_reservation(&self, order_id: OrderId) -> Result<Reservation, Error> {
-        let mut conn = self.conn().await?;
-        let fields: Vec<String> = redis::cmd("HGETALL")
+        let mut lent = self.connections.get().await?;
+        let reply = redis::cmd("HGETALL")
             .arg(self.keys.reservation(&order_id))
-            .query_async(&mut conn)
-            .await?;
+            .query_async(&mut lent.conn)
+            .await;
+        let fields: Vec<String> = self.connections.settle(&lent, reply)?;
         if fields.is_empty() {
             return Err(Error::NotFound(order_id.to_string()));
         }
@@ -238,7 +241,7 @@ impl Store {
     /// them may answer NEED_KEYS with the record; recorded items never
     /// change, so the second call cannot ask again.
     async fn transition(&self, script: &Script, order_id: OrderId) -> Result<RecordReply, Error> {
-        let mut conn = self.conn().await?;
+        let mut lent = self.connections.get().await?;
         let mut items = String::new();
         for _ in 0..2 {
             let mut invocation = script.key(self.keys.reservation(&order_id));
@@ -246,7 +249,8 @@ impl Store {
             for sku in record::item_skus(&items) {
                 invocation.key(self.keys.stock(sku));
             }
-            let (status, fields): RecordReply = invocation.invoke_async(&mut conn).await?;
+            let reply = invocation.invoke_async(&mut lent.conn).await;
+            let (status, fields): RecordReply = self.connections.settle(&lent, reply)?;
             if status != "NEED_KEYS" {
                 return Ok((status, fields));
             }
