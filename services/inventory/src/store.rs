@@ -71,7 +71,8 @@ struct Scripts {
     get_stock: Script,
 }
 
-/// Inventory storage: a Redis pool, the key layout and the scripts.
+/// Inventory storage: shared Redis connections, the key layout and the
+/// scripts. Cloning is cheap and shares all three.
 #[derive(Clone)]
 pub struct Store {
     connections: Arc<Connections>,
