@@ -194,6 +194,42 @@ async fn concurrent_reserves_never_oversell() {
 }
 
 #[tokio::test]
+async fn a_hundred_sku_order_reserves_and_reads_back() {
+    let inv = Inventory::start().await;
+    let skus: Vec<String> = (0..100).map(|i| format!("SKU-{i:03}")).collect();
+    for sku in &skus {
+        inv.set(sku, 2).await;
+    }
+    let order = order_id();
+    // Listed in reverse; the record keeps them merged and sorted by SKU.
+    let items: Vec<(&str, u32)> = skus.iter().rev().map(|s| (s.as_str(), 1)).collect();
+    let reserved = inv.reserve(&order, &items).await.expect("reserve");
+    assert_eq!(reserved.outcome(), Outcome::Reserved);
+
+    let lookup = pb::GetReservationRequest {
+        order_id: order.to_uppercase(),
+    };
+    let record = inv
+        .client
+        .clone()
+        .get_reservation(lookup)
+        .await
+        .expect("get");
+    let record = record.into_inner().reservation.expect("record");
+    assert_eq!(record.order_id, order, "canonical order id");
+    assert_eq!(record.state(), State::Reserved);
+    let recorded: Vec<&str> = record.items.iter().map(|i| i.sku.as_str()).collect();
+    assert_eq!(
+        recorded,
+        skus.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    let sku_refs: Vec<&str> = skus.iter().map(String::as_str).collect();
+    let levels = inv.levels(&sku_refs).await;
+    assert_eq!(levels.len(), 100);
+    assert!(levels.values().all(|level| *level == (1, 1, 0)));
+}
+
+#[tokio::test]
 async fn keys_share_one_hash_tag() {
     let inv = Inventory::start().await;
     inv.set("A", 2).await;
