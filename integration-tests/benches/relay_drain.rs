@@ -216,6 +216,8 @@ fn line(name: &str, events: usize, wall: Duration, cpu: Duration) -> f64 {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // `ORDERLY_LOG=orderly_relay=debug` shows each batch's timings.
+    orderly_integration_tests::init_logging();
     let events: usize = env_or("ORDERLY_BENCH_EVENTS", 100_000);
     let batch: usize = env_or("ORDERLY_BENCH_BATCH", 500);
     let db = TestDatabase::create().await;

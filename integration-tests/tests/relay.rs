@@ -33,6 +33,8 @@ async fn events_arrive_keyed_with_headers_and_in_version_order() {
     let mut config = relay_config(&db, &kafka.config);
     // Without a poll to fall back on, only NOTIFY can wake the relay.
     config.poll_interval_ms = 600_000;
+    // Small batches, so an aggregate's versions span several of them.
+    config.batch_size = 3;
     let relay = Relay::start(config).await;
     until_active(&relay, "orders").await;
     until_active(&relay, "payments").await;

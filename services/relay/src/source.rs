@@ -1,6 +1,7 @@
 //! One outbox source: stand by until its advisory lock is ours, then relay
 //! its rows to Kafka until the session ends or shutdown.
 
+mod active;
 mod backoff;
 
 use std::{
@@ -14,7 +15,7 @@ use std::{
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, stream};
 use orderly::proto::v1::RelayRole;
-use tokio::{sync::mpsc, time::Instant};
+use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, NoTls};
 use tokio_util::sync::CancellationToken;
 
@@ -173,90 +174,10 @@ async fn session(
     state.set_role(RelayRole::Active);
     backoff.reset();
 
-    let mut topics_ready = false;
-    let mut next_prune = Instant::now();
-    while !shutdown.is_cancelled() {
-        if Instant::now() >= next_prune {
-            prune(state, settings, &session, shutdown).await?;
-            next_prune = Instant::now() + settings.prune_interval;
-        }
-        // Every notification so far is answered by the read below.
-        while woken.try_recv().is_ok() {}
-        let rows = session.fetch(settings.batch_size).await?;
-        if rows.is_empty() {
-            tokio::select! {
-                () = shutdown.cancelled() => {}
-                message = woken.recv() => {
-                    if message.is_none() {
-                        return Err(Error::SessionLost);
-                    }
-                }
-                () = tokio::time::sleep(settings.poll_interval) => {}
-                () = tokio::time::sleep_until(next_prune) => {}
-            }
-            continue;
-        }
-        let attempt = async {
-            if !topics_ready {
-                publisher.ensure_topics().await?;
-                topics_ready = true;
-            }
-            publisher.publish(&rows).await
-        };
-        let outcome = tokio::select! {
-            // Unmarked rows are simply published again by whoever is next.
-            () = shutdown.cancelled() => return Ok(()),
-            outcome = attempt => outcome,
-        };
-        match outcome {
-            Ok(()) => {
-                let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
-                session.mark_published(&ids).await?;
-                state.record_published(rows.len());
-                backoff.reset();
-            }
-            Err(error) => {
-                state.publish_errors.fetch_add(1, Ordering::Relaxed);
-                let pause = backoff.next_pause();
-                tracing::warn!(
-                    source = %state.name, %error, rows = rows.len(), retry_in = ?pause,
-                    "cannot publish outbox batch; rows kept for retry"
-                );
-                if publisher.needs_renewal(&error) {
-                    tracing::warn!(source = %state.name, "producer state rejected; replacing the producer");
-                    publisher.renew()?;
-                }
-                tokio::select! {
-                    () = shutdown.cancelled() => {}
-                    () = tokio::time::sleep(pause) => {}
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Deletes published rows past retention, a small batch at a time.
-async fn prune(
-    state: &SourceState,
-    settings: &Settings,
-    session: &Session,
-    shutdown: &CancellationToken,
-) -> Result<(), Error> {
-    let mut total = 0;
-    loop {
-        let deleted = session
-            .prune(settings.retention, settings.prune_batch)
-            .await?;
-        total += deleted;
-        if deleted < settings.prune_batch as u64 || shutdown.is_cancelled() {
-            break;
-        }
-    }
-    if total > 0 {
-        tracing::info!(source = %state.name, rows = total, "pruned published outbox rows");
-    }
-    Ok(())
+    active::relay(
+        state, settings, &session, &mut woken, publisher, backoff, shutdown,
+    )
+    .await
 }
 
 /// Polls the connection, forwarding this source's notifications as wake-ups.

@@ -119,10 +119,11 @@ impl Session {
         Ok(())
     }
 
-    /// The oldest `limit` unpublished rows, in id order.
-    pub async fn fetch(&self, limit: usize) -> Result<Vec<OutboxRow>, Error> {
+    /// The oldest `limit` unpublished rows, in id order, leaving out the
+    /// rows `marking` (delivered, their mark still in flight).
+    pub async fn fetch(&self, limit: usize, marking: &[i64]) -> Result<Vec<OutboxRow>, Error> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = self.client.query(&self.fetch, &[&limit]).await?;
+        let rows = self.client.query(&self.fetch, &[&limit, &marking]).await?;
         rows.iter()
             .map(|row| {
                 let headers: serde_json::Value = row.try_get("headers")?;
