@@ -27,6 +27,9 @@ use crate::{
     store::{CHANNEL, Queries, Session},
 };
 
+/// How long opening a source's session may take before it is retried.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// What the rest of the relay (gRPC, metrics) can see of a source.
 #[derive(Debug)]
 pub struct SourceState {
@@ -155,6 +158,8 @@ async fn session(
     let mut pg_config: tokio_postgres::Config = settings.database_url.parse()?;
     // Shows in pg_stat_activity which relay holds which source's lock.
     pg_config.application_name(format!("orderly-relay:{}", state.name));
+    // An unreachable server must fail the attempt, not hang it for minutes.
+    pg_config.connect_timeout(CONNECT_TIMEOUT);
     let (client, connection) = pg_config.connect(NoTls).await?;
     let (wake, mut woken) = mpsc::channel(1);
     // The connection must be polled for notifications to arrive; it stops
