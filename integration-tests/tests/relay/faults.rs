@@ -6,8 +6,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use orderly::{kafka::ORDER_TOPIC, proto::v1::RelayRole};
-use orderly_integration_tests::{TestDatabase, TestKafka, eventually, init_logging};
+use orderly::{
+    kafka::ORDER_TOPIC,
+    proto::v1::{CreateOrderRequest, OrderItem, RelayRole},
+};
+use orderly_integration_tests::{TestDatabase, TestKafka, TestPlatform, eventually, init_logging};
 use uuid::Uuid;
 
 use crate::support::{
@@ -15,30 +18,32 @@ use crate::support::{
 };
 
 #[tokio::test]
-async fn a_broker_outage_keeps_rows_and_drains_them_after() {
-    init_logging();
-    let (db, kafka) = (TestDatabase::create().await, TestKafka::dedicated().await);
-    let mut config = relay_config(&db, &kafka.config);
+async fn a_broker_outage_keeps_orders_flowing_and_drains_after() {
+    let platform = TestPlatform::builder().order().start().await;
+    let kafka = TestKafka::dedicated().await;
+    let mut config = relay_config(&platform.db, &kafka.config);
     // Deliveries to a frozen broker fail after 1 s and the batch is retried
     // (back-off capped at 500 ms), instead of hanging on one attempt.
     config.message_timeout_ms = 1_000;
     config.backoff_max_ms = 500;
     let relay = Relay::start(config).await;
-    let client = db.client().await;
-    let warmup = write_event(&client, "orders", ORDER_TOPIC, Uuid::now_v7(), 1).await;
+    let mut orders = platform.order_client().await;
+    orders
+        .create_order(order_request())
+        .await
+        .expect("warm-up order");
     until_drained(&relay, "orders", WAIT).await;
 
     let broker = kafka.broker.as_ref().expect("a dedicated broker");
     broker.pause();
-    let mut written = HashSet::from([warmup.event_id]);
     for _ in 0..200 {
         let started = Instant::now();
-        let event = write_event(&client, "orders", ORDER_TOPIC, Uuid::now_v7(), 1).await;
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "a write waited on Kafka"
-        );
-        written.insert(event.event_id);
+        orders
+            .create_order(order_request())
+            .await
+            .expect("orders are accepted while Kafka is down");
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(2), "CreateOrder waited {took:?}");
     }
     eventually("the backlog to reach 200", WAIT, || async {
         (relay.backlog().await["orders"].backlog == 200).then_some(())
@@ -49,25 +54,38 @@ async fn a_broker_outage_keeps_rows_and_drains_them_after() {
         (metric(&relay.metrics().await, ERRORS) >= 3.0).then_some(())
     })
     .await;
-    let status = relay.backlog().await;
-    assert!(status["orders"].oldest_unpublished_age_ms > 0);
+    assert!(relay.backlog().await["orders"].oldest_unpublished_age_ms > 0);
 
     broker.resume();
     until_drained(&relay, "orders", Duration::from_secs(60)).await;
-    let received = consume(
-        &kafka.config,
-        &kafka.group("outage"),
-        ORDER_TOPIC,
-        201,
-        WAIT,
-    )
-    .await;
+    let client = platform.db.client().await;
+    let written: HashSet<Uuid> = client
+        .query("SELECT event_id FROM orders.outbox", &[])
+        .await
+        .expect("read the outbox")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(written.len(), 201);
+    let group = kafka.group("outage");
+    let received = consume(&kafka.config, &group, ORDER_TOPIC, 201, WAIT).await;
     for record in &received {
-        assert!(
-            written.contains(&record.event_id()),
-            "unknown event {}",
-            record.event_id()
-        );
+        let event_id = record.event_id();
+        assert!(written.contains(&event_id), "unknown event {event_id}");
+    }
+}
+
+fn order_request() -> CreateOrderRequest {
+    CreateOrderRequest {
+        customer_id: "cust-outage".into(),
+        items: vec![OrderItem {
+            sku: "SKU-RED".into(),
+            quantity: 1,
+            unit_price_minor: 1_250,
+        }],
+        currency: "EUR".into(),
+        payment_method: "pm_ok".into(),
+        idempotency_key: String::new(),
     }
 }
 
