@@ -6,13 +6,17 @@
 //! their mark is in flight, so records still reach Kafka in id order, batch
 //! after batch.
 
-use std::sync::atomic::Ordering;
+use std::{collections::HashSet, sync::atomic::Ordering};
 
 use tokio::{sync::mpsc, time::Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::{Backoff, Settings, SourceState};
-use crate::{error::Error, publisher::Publisher, store::Session};
+use crate::{
+    error::Error,
+    publisher::Publisher,
+    store::{OutboxRow, Session},
+};
 
 /// Relays the source while this session holds its lock; returns on
 /// shutdown, or with the database error that ended the session.
@@ -37,7 +41,7 @@ pub(super) async fn relay(
         // Every notification so far is answered by the read below.
         while woken.try_recv().is_ok() {}
         let started = Instant::now();
-        let rows = session.fetch(settings.batch_size, &marking).await?;
+        let rows = first_per_key(session.fetch(settings.batch_size, &marking).await?);
         if rows.is_empty() {
             if !marking.is_empty() {
                 mark(state, session, &mut marking).await?;
@@ -100,6 +104,17 @@ pub(super) async fn relay(
     mark(state, session, &mut marking).await
 }
 
+/// Keeps only the oldest row of each partition key. A later event of an
+/// aggregate then goes out only after the earlier one was acknowledged, so
+/// even when a batch fails part-way (a record timed out while a later one
+/// of the same key got through) no consumer sees version n+1 before n.
+/// Rows left out stay unpublished and lead the next batch.
+fn first_per_key(mut rows: Vec<OutboxRow>) -> Vec<OutboxRow> {
+    let mut seen = HashSet::with_capacity(rows.len());
+    rows.retain(|row| seen.insert(row.partition_key.clone()));
+    rows
+}
+
 /// Marks the delivered rows in `marking` published, in one statement.
 async fn mark(state: &SourceState, session: &Session, marking: &mut Vec<i64>) -> Result<(), Error> {
     if marking.is_empty() {
@@ -132,4 +147,32 @@ async fn prune(
         tracing::info!(source = %state.name, rows = total, "pruned published outbox rows");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: i64, key: &str) -> OutboxRow {
+        OutboxRow {
+            id,
+            topic: "orderly.order.v1".into(),
+            partition_key: key.into(),
+            payload: Vec::new(),
+            headers: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_batch_holds_only_the_oldest_event_of_each_key() {
+        let rows = vec![
+            row(1, "a"),
+            row(2, "b"),
+            row(3, "a"),
+            row(4, "c"),
+            row(5, "b"),
+        ];
+        let ids: Vec<i64> = first_per_key(rows).iter().map(|r| r.id).collect();
+        assert_eq!(ids, vec![1, 2, 4]);
+    }
 }
