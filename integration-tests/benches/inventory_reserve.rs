@@ -234,6 +234,7 @@ async fn main() {
             .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned()),
         redis_pool_size: concurrency,
         redis_key_prefix: prefix.clone(),
+        ..RedisConfig::default()
     };
     let pool = orderly::redis::pool(&redis).expect("Redis URL");
     let keys = Keys::new(&prefix).expect("prefix");

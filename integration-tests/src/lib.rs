@@ -9,12 +9,14 @@ mod database;
 mod eventually;
 mod kafka;
 mod platform;
+mod proxy;
 mod redis;
 
 pub use database::TestDatabase;
 pub use eventually::eventually;
 pub use kafka::{BrokerProcess, TestKafka};
 pub use platform::TestPlatform;
+pub use proxy::TcpProxy;
 pub use redis::TestRedis;
 
 /// The command that starts every service the tests need.

@@ -22,6 +22,7 @@ impl TestRedis {
             redis_url: url.clone(),
             redis_pool_size: 8,
             redis_key_prefix: format!("orderly_test_{}", unique_id()),
+            ..RedisConfig::default()
         };
         let pool = orderly::redis::pool(&config).expect("valid Redis URL");
         let mut conn = pool.get().await.unwrap_or_else(|e| {

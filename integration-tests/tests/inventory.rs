@@ -7,8 +7,6 @@
 mod errors;
 #[path = "inventory/invariants.rs"]
 mod invariants;
-#[path = "inventory/proxy.rs"]
-mod proxy;
 #[path = "inventory/support.rs"]
 mod support;
 

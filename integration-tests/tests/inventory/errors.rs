@@ -1,17 +1,13 @@
 //! Bad input, illegal transitions and an unreachable Redis: each maps to
 //! its gRPC code (DESIGN §7), never UNKNOWN and never a panic.
 
-use orderly::{proto::v1 as pb, redis::RedisConfig, status::violated_fields};
-use tonic::Code;
-
 use std::time::Duration;
 
-use orderly_integration_tests::{TestRedis, eventually};
+use orderly::{proto::v1 as pb, redis::RedisConfig, status::violated_fields};
+use orderly_integration_tests::{TcpProxy, TestRedis, eventually};
+use tonic::Code;
 
-use super::{
-    proxy::Proxy,
-    support::{Inventory, order_id, reserve_request},
-};
+use super::support::{Inventory, order_id, reserve_request};
 
 #[tokio::test]
 async fn bad_input_is_invalid_argument_naming_the_field() {
@@ -125,6 +121,7 @@ async fn unreachable_redis_is_unavailable() {
         redis_url: "redis://127.0.0.1:1".into(),
         redis_pool_size: 2,
         redis_key_prefix: "orderly_test_unreachable".into(),
+        ..RedisConfig::default()
     })
     .await;
     let mut client = inv.client.clone();
@@ -157,7 +154,7 @@ async fn lost_redis_connections_are_replaced() {
     let mut redis = TestRedis::new().await.config;
     let upstream = redis.redis_url.trim_start_matches("redis://");
     let upstream = upstream.split('/').next().unwrap_or(upstream).to_owned();
-    let proxy = Proxy::start(upstream).await;
+    let proxy = TcpProxy::start(upstream).await;
     redis.redis_url = format!("redis://{}", proxy.addr);
     let slots = redis.redis_pool_size;
     let inv = Inventory::start_with(redis).await;

@@ -1,7 +1,13 @@
-//! A TCP proxy in front of Redis whose connections a test can cut, to see
-//! the service lose its Redis connections and recover.
+//! A TCP proxy a test puts in front of Postgres or Redis to take the
+//! dependency away and give it back, without touching the shared server.
 
-use std::net::SocketAddr;
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
 
 use tokio::{
     io::copy_bidirectional,
@@ -10,30 +16,39 @@ use tokio::{
 };
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-/// Forwards 127.0.0.1:<port> to a Redis; stopped on drop.
-pub struct Proxy {
+/// Forwards `127.0.0.1:<port>` to an upstream; stopped on drop.
+#[derive(Debug)]
+pub struct TcpProxy {
+    /// Where clients connect.
     pub addr: SocketAddr,
     cuts: watch::Sender<u64>,
+    refusing: Arc<AtomicBool>,
     _stop: DropGuard,
 }
 
-impl Proxy {
+impl TcpProxy {
     /// Starts forwarding to `upstream` (host:port).
-    pub async fn start(upstream: String) -> Self {
+    pub async fn start(upstream: impl Into<String>) -> Self {
+        let upstream = upstream.into();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().expect("proxy address");
         let (cuts, _) = watch::channel(0);
+        let refusing = Arc::new(AtomicBool::new(false));
         let stop = CancellationToken::new();
-        let (accepting, cut_signal) = (stop.clone(), cuts.clone());
+        let (accepting, cut_signal, refuse) = (stop.clone(), cuts.clone(), refusing.clone());
         tokio::spawn(async move {
             loop {
                 let mut inbound = tokio::select! {
-                    _ = accepting.cancelled() => return,
+                    () = accepting.cancelled() => return,
                     accepted = listener.accept() => match accepted {
                         Ok((socket, _)) => socket,
                         Err(_) => continue,
                     },
                 };
+                if refuse.load(Ordering::SeqCst) {
+                    // Accept-and-close looks like a server that is down.
+                    continue;
+                }
                 let upstream = upstream.clone();
                 let mut cut = cut_signal.subscribe();
                 let stopping = accepting.clone();
@@ -45,7 +60,7 @@ impl Proxy {
                     tokio::select! {
                         _ = copy_bidirectional(&mut inbound, &mut outbound) => {}
                         _ = cut.changed() => {}
-                        _ = stopping.cancelled() => {}
+                        () = stopping.cancelled() => {}
                     }
                 });
             }
@@ -53,6 +68,7 @@ impl Proxy {
         Self {
             addr,
             cuts,
+            refusing,
             _stop: stop.drop_guard(),
         }
     }
@@ -60,5 +76,17 @@ impl Proxy {
     /// Closes every connection open through the proxy; new ones still work.
     pub fn cut(&self) {
         self.cuts.send_modify(|generation| *generation += 1);
+    }
+
+    /// Takes the upstream away: open connections are cut and new ones are
+    /// closed at once, until [`TcpProxy::restore`].
+    pub fn take_down(&self) {
+        self.refusing.store(true, Ordering::SeqCst);
+        self.cut();
+    }
+
+    /// Lets connections through again.
+    pub fn restore(&self) {
+        self.refusing.store(false, Ordering::SeqCst);
     }
 }
