@@ -13,6 +13,10 @@ use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::{config::GrpcLimits, proto::FILE_DESCRIPTOR_SET};
 
+mod request_metrics;
+
+pub use request_metrics::{RecordLayer, RequestMetrics};
+
 /// Failure to bind or serve a gRPC listener.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -51,6 +55,7 @@ pub async fn serve(
     routes: Routes,
     service_names: &[&str],
     limits: &GrpcLimits,
+    metrics: RequestMetrics,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -69,6 +74,8 @@ pub async fn serve(
         .add_service(reflection_v1alpha);
 
     let stack = ServiceBuilder::new()
+        // Rates, outcomes and latencies of every request, shed ones included.
+        .layer(RecordLayer::new(metrics))
         // One span per request, carrying method and status. Failed requests
         // are logged once where the error is mapped to a status, so the
         // layer's own failure log stays at debug level.

@@ -42,6 +42,8 @@ pub enum Kind {
     Counter,
     /// Goes up and down.
     Gauge,
+    /// Bucketed observations: `_bucket{le}`, `_sum` and `_count` samples.
+    Histogram,
 }
 
 /// Builds one scrape's worth of Prometheus text.
@@ -62,6 +64,7 @@ impl Exposition {
         let kind = match kind {
             Kind::Counter => "counter",
             Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
         };
         let help = help.replace('\\', "\\\\").replace('\n', "\\n");
         let _ = writeln!(self.text, "# HELP {name} {help}\n# TYPE {name} {kind}");

@@ -241,6 +241,7 @@ async fn main() {
 
     let app = App::build(Config {
         grpc_addr: ([127, 0, 0, 1], 0).into(),
+        metrics_addr: ([127, 0, 0, 1], 0).into(),
         redis: redis.clone(),
         grpc: GrpcLimits::default(),
     })

@@ -8,6 +8,7 @@
 mod database;
 mod eventually;
 mod kafka;
+mod metrics;
 mod platform;
 mod proxy;
 mod redis;
@@ -15,6 +16,7 @@ mod redis;
 pub use database::TestDatabase;
 pub use eventually::eventually;
 pub use kafka::{BrokerProcess, TestKafka};
+pub use metrics::scrape_metrics;
 pub use platform::TestPlatform;
 pub use proxy::TcpProxy;
 pub use redis::TestRedis;

@@ -23,7 +23,9 @@ pub struct TestPlatform {
     /// The test's Redis prefix, when inventory runs.
     pub redis: Option<TestRedis>,
     order_addr: Option<SocketAddr>,
+    order_metrics_addr: Option<SocketAddr>,
     inventory_addr: Option<SocketAddr>,
+    inventory_metrics_addr: Option<SocketAddr>,
     _stop: DropGuard,
 }
 
@@ -45,6 +47,12 @@ impl TestPlatform {
         self.order_addr.expect("the order service was not started")
     }
 
+    /// Where the order service serves `/metrics`.
+    pub fn order_metrics_addr(&self) -> SocketAddr {
+        self.order_metrics_addr
+            .expect("the order service was not started")
+    }
+
     /// A client of the order service.
     pub async fn order_client(&self) -> OrderServiceClient<Channel> {
         OrderServiceClient::connect(format!("http://{}", self.order_addr()))
@@ -57,6 +65,12 @@ impl TestPlatform {
     /// Where the inventory service listens.
     pub fn inventory_addr(&self) -> SocketAddr {
         self.inventory_addr
+            .expect("the inventory service was not started")
+    }
+
+    /// Where the inventory service serves `/metrics`.
+    pub fn inventory_metrics_addr(&self) -> SocketAddr {
+        self.inventory_metrics_addr
             .expect("the inventory service was not started")
     }
 
@@ -86,30 +100,34 @@ impl TestPlatformBuilder {
         init_logging();
         let db = TestDatabase::create().await;
         let stop = CancellationToken::new();
-        let mut order_addr = None;
+        let (mut order_addr, mut order_metrics_addr) = (None, None);
         if self.order {
             let app = orderly_order::App::build(orderly_order::Config {
                 grpc_addr: ([127, 0, 0, 1], 0).into(),
+                metrics_addr: ([127, 0, 0, 1], 0).into(),
                 postgres: db.config.clone(),
                 grpc: GrpcLimits::default(),
             })
             .await
             .expect("start the order service");
             order_addr = Some(app.grpc_addr());
+            order_metrics_addr = Some(app.metrics_addr());
             tokio::spawn(app.run(stop.clone()));
         }
         let mut redis = None;
-        let mut inventory_addr = None;
+        let (mut inventory_addr, mut inventory_metrics_addr) = (None, None);
         if self.inventory {
             let test_redis = TestRedis::new().await;
             let app = orderly_inventory::App::build(orderly_inventory::Config {
                 grpc_addr: ([127, 0, 0, 1], 0).into(),
+                metrics_addr: ([127, 0, 0, 1], 0).into(),
                 redis: test_redis.config.clone(),
                 grpc: GrpcLimits::default(),
             })
             .await
             .expect("start the inventory service");
             inventory_addr = Some(app.grpc_addr());
+            inventory_metrics_addr = Some(app.metrics_addr());
             tokio::spawn(app.run(stop.clone()));
             redis = Some(test_redis);
         }
@@ -117,7 +135,9 @@ impl TestPlatformBuilder {
             db,
             redis,
             order_addr,
+            order_metrics_addr,
             inventory_addr,
+            inventory_metrics_addr,
             _stop: stop.drop_guard(),
         }
     }

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use orderly::config::GrpcLimits;
-use orderly_integration_tests::{TestDatabase, TestPlatform};
+use orderly::proto::v1::{CreateOrderRequest, GetStockRequest, OrderItem};
+use orderly_integration_tests::{TestDatabase, TestPlatform, scrape_metrics};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tonic_health::pb::{
@@ -103,6 +104,7 @@ async fn a_cancelled_server_stops_and_frees_its_port() {
     let db = TestDatabase::create().await;
     let app = orderly_order::App::build(orderly_order::Config {
         grpc_addr: ([127, 0, 0, 1], 0).into(),
+        metrics_addr: ([127, 0, 0, 1], 0).into(),
         postgres: db.config.clone(),
         grpc: GrpcLimits::default(),
     })
@@ -124,4 +126,53 @@ async fn a_cancelled_server_stops_and_frees_its_port() {
         .expect("no panic")
         .expect("clean exit");
     std::net::TcpListener::bind(addr).expect("the port is free again");
+}
+
+#[tokio::test]
+async fn requests_are_counted_and_timed_per_method_and_code() {
+    let platform = TestPlatform::builder().order().inventory().start().await;
+    let mut orders = platform.order_client().await;
+    let valid = CreateOrderRequest {
+        customer_id: "cust-metrics".into(),
+        items: vec![OrderItem {
+            sku: "SKU-1".into(),
+            quantity: 1,
+            unit_price_minor: 100,
+        }],
+        currency: "EUR".into(),
+        payment_method: "pm_ok".into(),
+        idempotency_key: String::new(),
+    };
+    orders.create_order(valid.clone()).await.expect("create");
+    orders.create_order(valid.clone()).await.expect("create");
+    let invalid = CreateOrderRequest {
+        currency: "nope".into(),
+        ..valid
+    };
+    orders.create_order(invalid).await.expect_err("invalid");
+    platform
+        .inventory_client()
+        .await
+        .get_stock(GetStockRequest { skus: vec![] })
+        .await
+        .expect_err("no SKUs");
+
+    let order_text = scrape_metrics(platform.order_metrics_addr()).await;
+    let create = "method=\"/orderly.v1.OrderService/CreateOrder\"";
+    for line in [
+        format!("orderly_grpc_requests_total{{{create},code=\"OK\"}} 2"),
+        format!("orderly_grpc_requests_total{{{create},code=\"INVALID_ARGUMENT\"}} 1"),
+        format!("orderly_grpc_request_duration_seconds_count{{{create}}} 3"),
+    ] {
+        assert!(
+            order_text.contains(&line),
+            "missing {line} in\n{order_text}"
+        );
+    }
+    let inventory_text = scrape_metrics(platform.inventory_metrics_addr()).await;
+    let line = "orderly_grpc_requests_total{method=\"/orderly.v1.InventoryService/GetStock\",code=\"INVALID_ARGUMENT\"} 1";
+    assert!(
+        inventory_text.contains(line),
+        "missing {line} in\n{inventory_text}"
+    );
 }

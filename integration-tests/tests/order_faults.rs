@@ -34,6 +34,7 @@ async fn a_database_outage_is_unavailable_and_heals_by_itself() {
     let proxy = TcpProxy::start(server).await;
     let app = orderly_order::App::build(orderly_order::Config {
         grpc_addr: ([127, 0, 0, 1], 0).into(),
+        metrics_addr: ([127, 0, 0, 1], 0).into(),
         postgres: PostgresConfig {
             database_url: format!("postgres://postgres@{}/{}", proxy.addr, db.name),
             database_pool_size: 4,

@@ -34,6 +34,7 @@ async fn start(
     init_logging();
     let app = orderly_order::App::build(orderly_order::Config {
         grpc_addr: ([127, 0, 0, 1], 0).into(),
+        metrics_addr: ([127, 0, 0, 1], 0).into(),
         postgres: db.config.clone(),
         grpc: limits,
     })

@@ -32,6 +32,7 @@ impl Inventory {
         init_logging();
         let app = App::build(Config {
             grpc_addr: "127.0.0.1:0".parse().expect("address"),
+            metrics_addr: ([127, 0, 0, 1], 0).into(),
             redis: redis.clone(),
             grpc: GrpcLimits::default(),
         })

@@ -19,11 +19,7 @@ use rdkafka::{
     consumer::{Consumer, StreamConsumer},
     message::Headers,
 };
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    task::JoinHandle,
-    time::Instant,
-};
+use tokio::{task::JoinHandle, time::Instant};
 use tokio_postgres::GenericClient;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -119,15 +115,7 @@ impl Relay {
 
     /// The `/metrics` text.
     pub async fn metrics(&self) -> String {
-        let mut stream = tokio::net::TcpStream::connect(self.metrics_addr)
-            .await
-            .expect("connect to metrics");
-        let request = "GET /metrics HTTP/1.1\r\nHost: relay\r\nConnection: close\r\n\r\n";
-        stream.write_all(request.as_bytes()).await.expect("send");
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await.expect("read");
-        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-        response
+        orderly_integration_tests::scrape_metrics(self.metrics_addr).await
     }
 }
 

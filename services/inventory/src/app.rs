@@ -2,7 +2,10 @@
 
 use std::net::SocketAddr;
 
-use orderly::{config::GrpcLimits, proto::v1::inventory_service_server::InventoryServiceServer};
+use orderly::{
+    config::GrpcLimits, grpc::RequestMetrics,
+    proto::v1::inventory_service_server::InventoryServiceServer,
+};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
@@ -22,6 +25,8 @@ pub const SERVICE_NAME: &str = "orderly.v1.InventoryService";
 pub struct App {
     listener: TcpListener,
     addr: SocketAddr,
+    metrics_listener: TcpListener,
+    metrics_addr: SocketAddr,
     store: Store,
     limits: GrpcLimits,
 }
@@ -44,9 +49,19 @@ impl App {
                 addr: config.grpc_addr,
                 source,
             })?;
+        let metrics_listener = orderly::metrics::bind(config.metrics_addr).await?;
+        let metrics_addr =
+            metrics_listener
+                .local_addr()
+                .map_err(|source| orderly::metrics::BindError {
+                    addr: config.metrics_addr,
+                    source,
+                })?;
         Ok(Self {
             listener,
             addr,
+            metrics_listener,
+            metrics_addr,
             store: Store::new(pool, keys),
             limits: config.grpc,
         })
@@ -57,20 +72,37 @@ impl App {
         self.addr
     }
 
+    /// The address Prometheus `/metrics` is bound to.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr
+    }
+
     /// Serves gRPC (with health and reflection) until `shutdown` is
     /// cancelled, then drains in-flight requests.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
         let service = InventoryServiceServer::new(InventoryGrpc::new(self.store))
             .max_decoding_message_size(self.limits.grpc_max_message_bytes);
         tracing::info!(addr = %self.addr, "inventory service listening");
-        orderly::grpc::serve(
+        let metrics = RequestMetrics::default();
+        let scraped = metrics.clone();
+        let metrics_server = orderly::metrics::serve(
+            self.metrics_listener,
+            move || {
+                let text = scraped.render_text();
+                async move { text }
+            },
+            shutdown.clone(),
+        );
+        let grpc_server = orderly::grpc::serve(
             self.listener,
             Routes::new(service),
             &[SERVICE_NAME],
             &self.limits,
+            metrics,
             shutdown,
-        )
-        .await?;
+        );
+        let ((), served) = tokio::join!(metrics_server, grpc_server);
+        served?;
         tracing::info!("inventory service stopped");
         Ok(())
     }

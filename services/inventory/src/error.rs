@@ -1,7 +1,7 @@
 //! The inventory service's errors, and the one place they become gRPC
 //! statuses (DESIGN §7).
 
-use orderly::{config::ConfigError, grpc::ServeError, status::Violations};
+use orderly::{config::ConfigError, grpc::ServeError, metrics::BindError, status::Violations};
 use redis::{ErrorKind, RedisError, ServerErrorKind};
 use tonic::Status;
 
@@ -34,6 +34,9 @@ pub enum Error {
     /// The gRPC listener could not be bound or served.
     #[error(transparent)]
     Serve(#[from] ServeError),
+    /// The metrics listener could not be bound.
+    #[error(transparent)]
+    Metrics(#[from] BindError),
 }
 
 impl From<RedisError> for Error {
@@ -103,7 +106,10 @@ impl From<Error> for Status {
                 tracing::warn!(%why, "Redis unavailable");
                 Status::unavailable(format!("inventory store unavailable: {why}"))
             }
-            error @ (Error::Internal(_) | Error::Config(_) | Error::Serve(_)) => {
+            error @ (Error::Internal(_)
+            | Error::Config(_)
+            | Error::Serve(_)
+            | Error::Metrics(_)) => {
                 tracing::error!(%error, "internal error");
                 Status::internal("internal error")
             }

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use orderly::proto::v1::order_service_server::OrderServiceServer;
+use orderly::{grpc::RequestMetrics, proto::v1::order_service_server::OrderServiceServer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -22,6 +22,8 @@ pub struct App {
     config: Config,
     listener: TcpListener,
     grpc_addr: SocketAddr,
+    metrics_listener: TcpListener,
+    metrics_addr: SocketAddr,
     orders: Orders,
 }
 
@@ -45,10 +47,22 @@ impl App {
                 source,
             })
             .map_err(StartupError::from)?;
+        let metrics_listener = orderly::metrics::bind(config.metrics_addr)
+            .await
+            .map_err(StartupError::from)?;
+        let metrics_addr = metrics_listener
+            .local_addr()
+            .map_err(|source| orderly::metrics::BindError {
+                addr: config.metrics_addr,
+                source,
+            })
+            .map_err(StartupError::from)?;
         Ok(Self {
             config,
             listener,
             grpc_addr,
+            metrics_listener,
+            metrics_addr,
             orders: Orders::new(pool),
         })
     }
@@ -58,21 +72,37 @@ impl App {
         self.grpc_addr
     }
 
+    /// The address Prometheus `/metrics` is bound to.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr
+    }
+
     /// Serves until `shutdown` is cancelled, then drains in-flight requests.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
         tracing::info!(addr = %self.grpc_addr, "order service listening");
         let service = OrderServiceServer::new(OrderApi::new(self.orders))
             .max_decoding_message_size(self.config.grpc.grpc_max_message_bytes);
         let routes = tonic::service::Routes::new(service);
-        orderly::grpc::serve(
+        let metrics = RequestMetrics::default();
+        let scraped = metrics.clone();
+        let metrics_server = orderly::metrics::serve(
+            self.metrics_listener,
+            move || {
+                let text = scraped.render_text();
+                async move { text }
+            },
+            shutdown.clone(),
+        );
+        let grpc_server = orderly::grpc::serve(
             self.listener,
             routes,
             &[SERVICE_NAME],
             &self.config.grpc,
+            metrics,
             shutdown,
-        )
-        .await
-        .map_err(StartupError::from)?;
+        );
+        let ((), served) = tokio::join!(metrics_server, grpc_server);
+        served.map_err(StartupError::from)?;
         Ok(())
     }
 }

@@ -51,6 +51,9 @@ pub enum StartupError {
     /// The gRPC server could not bind or serve.
     #[error(transparent)]
     Serve(#[from] orderly::grpc::ServeError),
+    /// The metrics listener could not be bound.
+    #[error(transparent)]
+    Metrics(#[from] orderly::metrics::BindError),
 }
 
 impl From<tokio_postgres::Error> for Error {

@@ -4,7 +4,7 @@
 use std::{net::SocketAddr, sync::Arc};
 
 use deadpool_postgres::Pool;
-use orderly::proto::v1::relay_admin_server::RelayAdminServer;
+use orderly::{grpc::RequestMetrics, proto::v1::relay_admin_server::RelayAdminServer};
 use tokio::{net::TcpListener, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
@@ -101,14 +101,24 @@ impl App {
         let limits = self.config.grpc.clone();
         let grpc_stop = stop.clone();
         let listener = self.grpc_listener;
+        let requests = RequestMetrics::default();
+        let recorded = requests.clone();
         tasks.spawn(async move {
             let routes = Routes::new(admin);
-            orderly::grpc::serve(listener, routes, &[SERVICE_NAME], &limits, grpc_stop).await?;
+            orderly::grpc::serve(
+                listener,
+                routes,
+                &[SERVICE_NAME],
+                &limits,
+                recorded,
+                grpc_stop,
+            )
+            .await?;
             Ok(())
         });
 
         let (sources, pool) = (self.sources.clone(), self.pool.clone());
-        let render = move || metrics::render(sources.clone(), pool.clone());
+        let render = move || metrics::render(sources.clone(), pool.clone(), requests.clone());
         let metrics_server = orderly::metrics::serve(self.metrics_listener, render, stop.clone());
         tasks.spawn(async move {
             metrics_server.await;

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use deadpool_postgres::Pool;
 use orderly::{
+    grpc::RequestMetrics,
     metrics::{Exposition, Kind},
     proto::v1::RelayRole,
 };
@@ -13,8 +14,13 @@ use crate::{grpc::statuses, source::SourceState};
 /// Renders every source's backlog, age, counters and role. Backlogs come
 /// from the database; when it cannot be read, `orderly_relay_database_up`
 /// says so and the backlog figures are left out rather than reported as 0.
-pub async fn render(sources: Arc<[Arc<SourceState>]>, pool: Pool) -> String {
+pub async fn render(
+    sources: Arc<[Arc<SourceState>]>,
+    pool: Pool,
+    requests: RequestMetrics,
+) -> String {
     let mut text = Exposition::new();
+    requests.render(&mut text);
     let backlogs = match statuses(&sources, &pool).await {
         Ok(statuses) => Some(statuses),
         Err(error) => {

@@ -1,0 +1,239 @@
+//! Request rates, outcomes and latencies of a gRPC server (DESIGN §8), kept
+//! in memory and rendered as Prometheus text on each scrape.
+
+use std::{
+    collections::BTreeMap,
+    future::Future,
+    pin::Pin,
+    sync::{Arc, Mutex, PoisonError},
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use tonic::Code;
+use tower::{Layer, Service};
+
+use crate::metrics::{Exposition, Kind};
+
+/// Upper bounds (seconds) of the latency histogram's buckets.
+const BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+/// Paths outside these prefixes share one label, so a client probing
+/// random paths cannot grow the metrics without bound.
+const KNOWN_PREFIXES: [&str; 2] = ["/orderly.v1.", "/grpc."];
+
+#[derive(Debug, Default, Clone)]
+struct Latency {
+    buckets: [u64; BUCKETS.len()],
+    count: u64,
+    sum_seconds: f64,
+}
+
+#[derive(Debug, Default)]
+struct Figures {
+    requests: BTreeMap<(String, i32), u64>,
+    latency: BTreeMap<String, Latency>,
+}
+
+/// Counts every request by method and status code and times it by method.
+/// Clones share the figures.
+#[derive(Debug, Clone, Default)]
+pub struct RequestMetrics {
+    figures: Arc<Mutex<Figures>>,
+}
+
+impl RequestMetrics {
+    /// Records one finished request.
+    pub fn record(&self, path: &str, code: Code, elapsed: Duration) {
+        let method = if KNOWN_PREFIXES.iter().any(|p| path.starts_with(p)) {
+            path
+        } else {
+            "other"
+        };
+        let seconds = elapsed.as_secs_f64();
+        let mut figures = self.figures.lock().unwrap_or_else(PoisonError::into_inner);
+        *figures
+            .requests
+            .entry((method.to_owned(), code as i32))
+            .or_default() += 1;
+        let latency = figures.latency.entry(method.to_owned()).or_default();
+        latency.count += 1;
+        latency.sum_seconds += seconds;
+        for (bucket, bound) in latency.buckets.iter_mut().zip(BUCKETS) {
+            if seconds <= bound {
+                *bucket += 1;
+            }
+        }
+    }
+
+    /// Appends `orderly_grpc_requests_total` and
+    /// `orderly_grpc_request_duration_seconds` to `text`.
+    pub fn render(&self, text: &mut Exposition) {
+        let figures = self.figures.lock().unwrap_or_else(PoisonError::into_inner);
+        let total = "orderly_grpc_requests_total";
+        text.family(
+            total,
+            Kind::Counter,
+            "gRPC requests by method and status code.",
+        );
+        for ((method, code), count) in &figures.requests {
+            let code = code_name(Code::from_i32(*code));
+            text.sample(total, &[("method", method), ("code", code)], *count as f64);
+        }
+        let duration = "orderly_grpc_request_duration_seconds";
+        text.family(
+            duration,
+            Kind::Histogram,
+            "gRPC request latency until the response headers.",
+        );
+        for (method, latency) in &figures.latency {
+            for (bound, count) in BUCKETS.iter().zip(latency.buckets) {
+                let le = bound.to_string();
+                text.sample(
+                    &format!("{duration}_bucket"),
+                    &[("method", method), ("le", &le)],
+                    count as f64,
+                );
+            }
+            let labels = [("method", method.as_str())];
+            text.sample(
+                &format!("{duration}_bucket"),
+                &[("method", method), ("le", "+Inf")],
+                latency.count as f64,
+            );
+            text.sample(&format!("{duration}_sum"), &labels, latency.sum_seconds);
+            text.sample(&format!("{duration}_count"), &labels, latency.count as f64);
+        }
+    }
+
+    /// Renders just these figures.
+    pub fn render_text(&self) -> String {
+        let mut text = Exposition::new();
+        self.render(&mut text);
+        text.finish()
+    }
+}
+
+/// The canonical upper-case name of a status code, as Prometheus labels use.
+fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// Wraps a server's routes so every request is recorded.
+#[derive(Debug, Clone)]
+pub struct RecordLayer {
+    metrics: RequestMetrics,
+}
+
+impl RecordLayer {
+    /// Records into `metrics`.
+    pub fn new(metrics: RequestMetrics) -> Self {
+        Self { metrics }
+    }
+}
+
+impl<S> Layer<S> for RecordLayer {
+    type Service = Record<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Record {
+            inner,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// The service [`RecordLayer`] builds.
+#[derive(Debug, Clone)]
+pub struct Record<S> {
+    inner: S,
+    metrics: RequestMetrics,
+}
+
+impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for Record<S>
+where
+    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+        let path = request.uri().path().to_owned();
+        let started = Instant::now();
+        let metrics = self.metrics.clone();
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let result = response.await;
+            // Failures carry grpc-status in the headers (trailers-only
+            // responses); a unary success carries it in the trailers, so a
+            // response without it in the headers is counted as OK.
+            let code = match &result {
+                Ok(response) => response
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<i32>().ok())
+                    .map_or(Code::Ok, Code::from_i32),
+                Err(_) => Code::Internal,
+            };
+            metrics.record(&path, code, started.elapsed());
+            result
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_counted_by_method_and_code_and_timed() {
+        let metrics = RequestMetrics::default();
+        let path = "/orderly.v1.OrderService/CreateOrder";
+        metrics.record(path, Code::Ok, Duration::from_millis(3));
+        metrics.record(path, Code::InvalidArgument, Duration::from_millis(30));
+        metrics.record(
+            "/random/path",
+            Code::Unimplemented,
+            Duration::from_millis(1),
+        );
+        let text = metrics.render_text();
+        for line in [
+            "orderly_grpc_requests_total{method=\"/orderly.v1.OrderService/CreateOrder\",code=\"OK\"} 1",
+            "orderly_grpc_requests_total{method=\"/orderly.v1.OrderService/CreateOrder\",code=\"INVALID_ARGUMENT\"} 1",
+            "orderly_grpc_requests_total{method=\"other\",code=\"UNIMPLEMENTED\"} 1",
+            "orderly_grpc_request_duration_seconds_bucket{method=\"/orderly.v1.OrderService/CreateOrder\",le=\"0.005\"} 1",
+            "orderly_grpc_request_duration_seconds_bucket{method=\"/orderly.v1.OrderService/CreateOrder\",le=\"0.05\"} 2",
+            "orderly_grpc_request_duration_seconds_bucket{method=\"/orderly.v1.OrderService/CreateOrder\",le=\"+Inf\"} 2",
+            "orderly_grpc_request_duration_seconds_count{method=\"/orderly.v1.OrderService/CreateOrder\"} 2",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+    }
+}
