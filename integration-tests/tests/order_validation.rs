@@ -37,6 +37,13 @@ async fn each_invalid_field_is_named_and_nothing_is_written() {
         (|r| r.items[0].quantity = 0, "items[0].quantity"),
         (|r| r.items[0].quantity = 1001, "items[0].quantity"),
         (
+            |r| {
+                r.items[0].quantity = u32::MAX;
+                r.items[0].unit_price_minor = 1_000_000_000_000;
+            },
+            "items[0].quantity",
+        ),
+        (
             |r| r.items[0].unit_price_minor = -1,
             "items[0].unit_price_minor",
         ),

@@ -46,7 +46,12 @@ pub fn validate_reserve(
                 );
             }
             match Sku::parse(sku) {
-                Ok(sku) => *merged.entry(sku).or_default() += quantity,
+                // Bounded quantities × at most MAX_ITEMS lines fit in u32;
+                // an out-of-range one is never added (it is already refused).
+                Ok(sku) if (1..=MAX_ITEM_QUANTITY).contains(quantity) => {
+                    *merged.entry(sku).or_default() += quantity;
+                }
+                Ok(_) => {}
                 Err(why) => violations.add(format!("items[{i}].sku"), why),
             }
         }

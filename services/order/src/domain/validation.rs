@@ -85,7 +85,8 @@ impl CreateOrder {
         };
         for (i, (sku, quantity, price)) in lines.iter().enumerate() {
             check_sku(&mut v, &format!("items[{i}].sku"), sku);
-            if !(1..=MAX_QUANTITY).contains(quantity) {
+            let quantity_ok = (1..=MAX_QUANTITY).contains(quantity);
+            if !quantity_ok {
                 v.add(
                     format!("items[{i}].quantity"),
                     format!("must be 1-{MAX_QUANTITY}"),
@@ -96,8 +97,9 @@ impl CreateOrder {
                     format!("items[{i}].unit_price_minor"),
                     format!("must be 0-{MAX_UNIT_PRICE_MINOR} minor units"),
                 );
-            } else {
-                // Bounded quantity × bounded price × 100 lines fits in i64.
+            } else if quantity_ok {
+                // Bounded quantity × bounded price × 100 lines fits in i64;
+                // an out-of-range line never reaches the sum.
                 total += i64::from(*quantity) * price;
             }
         }
@@ -224,6 +226,18 @@ mod tests {
         let mut command = valid();
         command.items = vec![("A".into(), 1, 1); 10_000];
         assert_eq!(fields(command), vec!["items".to_owned()]);
+    }
+
+    #[test]
+    fn huge_quantities_are_refused_without_overflow() {
+        let mut command = valid();
+        command.items = vec![("A".into(), u32::MAX, MAX_UNIT_PRICE_MINOR); MAX_ITEMS];
+        let fields = fields(command);
+        assert_eq!(fields.len(), MAX_ITEMS);
+        assert!(
+            fields.iter().all(|f| f.ends_with(".quantity")),
+            "{fields:?}"
+        );
     }
 
     #[test]

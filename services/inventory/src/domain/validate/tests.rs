@@ -118,3 +118,9 @@ fn get_stock_bounds() {
     let skus = validate_get_stock(&["B", "A"]).expect("valid");
     assert_eq!(skus[0].as_str(), "B");
 }
+
+#[test]
+fn huge_quantities_of_one_sku_are_refused_without_overflow() {
+    let violations = validate_reserve(ORDER, &[("A", u32::MAX), ("A", 1)]).expect_err("invalid");
+    assert!(violations.names("items[0].quantity"), "{violations:?}");
+}
