@@ -40,17 +40,23 @@ apt_install() {
 
 postgres_up() {
   if port_open $PG_PORT; then log "postgres: running on $PG_PORT"; return; fi
+  local installed=
   if ! command -v pg_ctlcluster >/dev/null; then
     log "postgres: installing"
     apt_install postgresql
-    local version
-    version=$(ls /etc/postgresql | sort -n | tail -1)
-    # Local development only: trust TCP connections from this machine, as the
-    # tests and the default ORDERLY_DATABASE_URL expect.
-    sed -i '1i host all all 127.0.0.1/32 trust' "/etc/postgresql/$version/main/pg_hba.conf"
+    installed=1
   fi
-  local version
+  local version hba
   version=$(ls /etc/postgresql | sort -n | tail -1)
+  hba=/etc/postgresql/$version/main/pg_hba.conf
+  if [ -n "$installed" ] && ! grep -q '^host all all 127.0.0.1/32 trust' "$hba"; then
+    # Local development only: trust TCP connections from this machine, as the
+    # tests and the default ORDERLY_DATABASE_URL expect. On a systemd host
+    # the package already started the cluster: stop it so the start below
+    # reads the new rules.
+    sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
+    pg_ctlcluster --skip-systemctl-redirect "$version" main stop 2>/dev/null || true
+  fi
   log "postgres: starting cluster $version/main"
   pg_ctlcluster --skip-systemctl-redirect "$version" main start || pg_ctlcluster "$version" main start
   wait_port postgres $PG_PORT 30
@@ -83,9 +89,9 @@ tansu_bin() {
 }
 
 kafka_up() {
+  if port_open $KAFKA_PORT; then log "kafka: running on $KAFKA_PORT"; return; fi
   local bin
   bin=$(tansu_bin)
-  if port_open $KAFKA_PORT; then log "kafka: running on $KAFKA_PORT"; return; fi
   log "kafka: starting tansu (in-memory storage) on $KAFKA_PORT"
   nohup "$bin" broker \
     --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \

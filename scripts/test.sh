@@ -6,15 +6,23 @@ cd "$(dirname "$0")/.."
 
 scripts/dev-stack.sh up
 
-# Test databases and Redis keys of earlier runs (tests name theirs
-# orderly_test_*; each run makes fresh ones).
+# Test databases and Redis keys that runs at least 3 hours old left behind
+# (tests name theirs orderly_test_<unix seconds>_<id>); younger ones may
+# belong to a run still in progress.
+cutoff=$(($(date +%s) - 3 * 3600))
+stale() { # prints the names whose embedded time is before the cutoff
+  sed -n 's/.*orderly_test_\([0-9]\{1,\}\)_.*/\1 &/p' | while read -r t name; do
+    if [ "$t" -lt "$cutoff" ]; then echo "$name"; fi
+  done
+}
 psql -h 127.0.0.1 -U postgres -d postgres -Atc \
-  "SELECT datname FROM pg_database WHERE datname LIKE 'orderly_test_%'" |
+  "SELECT datname FROM pg_database WHERE datname LIKE 'orderly\_test\_%'" | stale |
   while read -r db; do
     psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)"
   done
 if command -v redis-cli >/dev/null; then
-  redis-cli -h 127.0.0.1 --scan --pattern '*orderly_test_*' | xargs -r -n 500 redis-cli -h 127.0.0.1 del >/dev/null
+  redis-cli -h 127.0.0.1 --scan --pattern '*orderly_test_*' | stale |
+    xargs -r -n 500 redis-cli -h 127.0.0.1 del >/dev/null
 fi
 
 echo "== buf lint (proto/)"

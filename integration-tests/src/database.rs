@@ -3,7 +3,7 @@
 use orderly::config::PostgresConfig;
 use tokio_postgres::{Client, NoTls};
 
-use crate::{FIX_COMMAND, unique_id};
+use crate::{FIX_COMMAND, test_resource_name};
 
 /// The tests' Postgres server, without a database name:
 /// `ORDERLY_TEST_POSTGRES_URL`, default the local server.
@@ -15,7 +15,8 @@ fn server_url() -> String {
 }
 
 /// A database of its own for one test, with every migration applied. Test
-/// databases are named `orderly_test_*`; the test command drops old ones.
+/// databases are named `orderly_test_<unix seconds>_<id>`; the test command
+/// drops those older than a few hours.
 #[derive(Debug, Clone)]
 pub struct TestDatabase {
     /// Settings that point a component at this database.
@@ -29,7 +30,7 @@ impl TestDatabase {
     pub async fn create() -> Self {
         let server = server_url();
         let admin = connect(&format!("{server}/postgres")).await;
-        let name = format!("orderly_test_{}", unique_id());
+        let name = test_resource_name();
         admin
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await

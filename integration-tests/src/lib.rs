@@ -29,6 +29,17 @@ pub fn unique_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
 }
 
+/// The name stem of a test's own database and Redis prefix:
+/// `orderly_test_<unix seconds>_<id>`. The time lets the test command clean
+/// up what old runs left without touching a run still in progress.
+pub fn test_resource_name() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    format!("orderly_test_{now}_{}", unique_id())
+}
+
 /// Installs test logging once; `ORDERLY_LOG=debug` shows what components do.
 pub fn init_logging() {
     orderly::telemetry::init();

@@ -2,7 +2,7 @@
 
 use orderly::redis::RedisConfig;
 
-use crate::{FIX_COMMAND, unique_id};
+use crate::{FIX_COMMAND, test_resource_name};
 
 /// Settings that point a component at the test Redis under a key prefix of
 /// its own.
@@ -21,7 +21,7 @@ impl TestRedis {
         let config = RedisConfig {
             redis_url: url.clone(),
             redis_pool_size: 8,
-            redis_key_prefix: format!("orderly_test_{}", unique_id()),
+            redis_key_prefix: test_resource_name(),
             ..RedisConfig::default()
         };
         let pool = orderly::redis::pool(&config).expect("valid Redis URL");
