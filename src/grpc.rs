@@ -8,13 +8,15 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Status, body::Body, service::Routes, transport::Server};
 use tonic_health::ServingStatus;
-use tower::{BoxError, ServiceBuilder, load_shed::error::Overloaded, timeout::error::Elapsed};
+use tower::{BoxError, ServiceBuilder, timeout::error::Elapsed};
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::{config::GrpcLimits, proto::FILE_DESCRIPTOR_SET};
 
+mod admission;
 mod request_metrics;
 
+pub use admission::AdmissionLayer;
 pub use request_metrics::{RecordLayer, RequestMetrics};
 
 /// Failure to bind or serve a gRPC listener.
@@ -83,16 +85,14 @@ pub async fn serve(
             TraceLayer::new_for_grpc()
                 .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
         )
-        // Turn a shed request into RESOURCE_EXHAUSTED and an expired one
-        // into DEADLINE_EXCEEDED, instead of UNKNOWN and CANCELLED.
-        .map_result(limit_errors_to_status)
-        // Refuse at once rather than queue when the server is saturated.
-        .load_shed()
-        // Bound the requests in flight across every connection.
-        .concurrency_limit(limits.grpc_concurrency_limit)
-        // Cap every request. Inside our stack (unlike tonic's own timeout)
-        // so expiry maps to DEADLINE_EXCEEDED; a client's shorter deadline
-        // is enforced by the client, whose cancellation drops the request.
+        // Bound the requests in flight across every connection and refuse
+        // the rest at once with RESOURCE_EXHAUSTED (health checks exempt).
+        .layer(AdmissionLayer::new(limits.grpc_concurrency_limit))
+        // An expired request answers DEADLINE_EXCEEDED, not UNKNOWN.
+        .map_result(expired_to_status)
+        // Cap every request. Inside our stack (unlike tonic's own timeout,
+        // which answers CANCELLED); a client's shorter deadline is enforced
+        // by the client, whose cancellation drops the request.
         .timeout(Duration::from_millis(limits.grpc_request_timeout_ms))
         .into_inner();
 
@@ -125,16 +125,12 @@ fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
         .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
 }
 
-fn limit_errors_to_status(
+fn expired_to_status(
     result: Result<http::Response<Body>, BoxError>,
 ) -> Result<http::Response<Body>, BoxError> {
     match result {
         Err(error) if error.is::<Elapsed>() => Ok(Status::deadline_exceeded(
             "request exceeded the server's deadline (ORDERLY_GRPC_REQUEST_TIMEOUT_MS)",
-        )
-        .into_http()),
-        Err(error) if error.is::<Overloaded>() => Ok(Status::resource_exhausted(
-            "server is at its concurrency limit; retry with backoff",
         )
         .into_http()),
         other => other,

@@ -12,6 +12,9 @@ use orderly::{
 use orderly_integration_tests::{TestDatabase, eventually, init_logging};
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, transport::Channel};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
 
 fn request(customer: &str) -> CreateOrderRequest {
     CreateOrderRequest {
@@ -30,7 +33,7 @@ fn request(customer: &str) -> CreateOrderRequest {
 async fn start(
     db: &TestDatabase,
     limits: GrpcLimits,
-) -> (OrderServiceClient<Channel>, CancellationToken) {
+) -> (OrderServiceClient<Channel>, Channel, CancellationToken) {
     init_logging();
     let app = orderly_order::App::build(orderly_order::Config {
         grpc_addr: ([127, 0, 0, 1], 0).into(),
@@ -43,10 +46,12 @@ async fn start(
     let addr = app.grpc_addr();
     let stop = CancellationToken::new();
     tokio::spawn(app.run(stop.clone()));
-    let client = OrderServiceClient::connect(format!("http://{addr}"))
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
         .await
         .expect("connect");
-    (client, stop)
+    (OrderServiceClient::new(channel.clone()), channel, stop)
 }
 
 /// Waits until some session of this database waits on a lock.
@@ -72,7 +77,7 @@ async fn a_saturated_server_sheds_load_with_resource_exhausted() {
         grpc_concurrency_limit: 1,
         ..GrpcLimits::default()
     };
-    let (client, _stop) = start(&db, limits).await;
+    let (client, channel, _stop) = start(&db, limits).await;
     let mut blocker = db.client().await;
     let lock = blocker.transaction().await.expect("begin");
     lock.batch_execute("LOCK TABLE orders.orders IN ACCESS EXCLUSIVE MODE")
@@ -89,6 +94,13 @@ async fn a_saturated_server_sheds_load_with_resource_exhausted() {
         .await
         .expect_err("the only slot is taken");
     assert_eq!(shed.code(), Code::ResourceExhausted, "{shed:?}");
+    // Busy is not dead: the liveness probe still passes.
+    let health = HealthClient::new(channel)
+        .check(HealthCheckRequest::default())
+        .await
+        .expect("health is exempt from shedding")
+        .into_inner();
+    assert_eq!(health.status(), ServingStatus::Serving);
 
     lock.commit().await.expect("release");
     let first = in_flight
@@ -113,7 +125,7 @@ async fn a_stuck_request_ends_at_the_deadline_and_writes_nothing() {
         grpc_request_timeout_ms: 500,
         ..GrpcLimits::default()
     };
-    let (mut client, _stop) = start(&db, limits).await;
+    let (mut client, _channel, _stop) = start(&db, limits).await;
     let mut blocker = db.client().await;
     let lock = blocker.transaction().await.expect("begin");
     lock.batch_execute("LOCK TABLE orders.outbox IN ACCESS EXCLUSIVE MODE")

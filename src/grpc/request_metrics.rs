@@ -20,8 +20,9 @@ const BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
 
-/// Paths outside these prefixes share one label, so a client probing
-/// random paths cannot grow the metrics without bound.
+/// Paths outside these prefixes, and methods the server does not implement,
+/// share one label, so a client probing random paths cannot grow the
+/// metrics without bound.
 const KNOWN_PREFIXES: [&str; 2] = ["/orderly.v1.", "/grpc."];
 
 #[derive(Debug, Default, Clone)]
@@ -47,7 +48,8 @@ pub struct RequestMetrics {
 impl RequestMetrics {
     /// Records one finished request.
     pub fn record(&self, path: &str, code: Code, elapsed: Duration) {
-        let method = if KNOWN_PREFIXES.iter().any(|p| path.starts_with(p)) {
+        let served = code != Code::Unimplemented;
+        let method = if served && KNOWN_PREFIXES.iter().any(|p| path.starts_with(p)) {
             path
         } else {
             "other"
@@ -218,16 +220,22 @@ mod tests {
         let path = "/orderly.v1.OrderService/CreateOrder";
         metrics.record(path, Code::Ok, Duration::from_millis(3));
         metrics.record(path, Code::InvalidArgument, Duration::from_millis(30));
+        metrics.record("/random/path", Code::Unimplemented, Duration::ZERO);
         metrics.record(
-            "/random/path",
+            "/orderly.v1.OrderService/x1",
             Code::Unimplemented,
-            Duration::from_millis(1),
+            Duration::ZERO,
+        );
+        metrics.record(
+            "/orderly.v1.OrderService/x2",
+            Code::Unimplemented,
+            Duration::ZERO,
         );
         let text = metrics.render_text();
         for line in [
             "orderly_grpc_requests_total{method=\"/orderly.v1.OrderService/CreateOrder\",code=\"OK\"} 1",
             "orderly_grpc_requests_total{method=\"/orderly.v1.OrderService/CreateOrder\",code=\"INVALID_ARGUMENT\"} 1",
-            "orderly_grpc_requests_total{method=\"other\",code=\"UNIMPLEMENTED\"} 1",
+            "orderly_grpc_requests_total{method=\"other\",code=\"UNIMPLEMENTED\"} 3",
             "orderly_grpc_request_duration_seconds_bucket{method=\"/orderly.v1.OrderService/CreateOrder\",le=\"0.005\"} 1",
             "orderly_grpc_request_duration_seconds_bucket{method=\"/orderly.v1.OrderService/CreateOrder\",le=\"0.05\"} 2",
             "orderly_grpc_request_duration_seconds_bucket{method=\"/orderly.v1.OrderService/CreateOrder\",le=\"+Inf\"} 2",
