@@ -159,6 +159,7 @@ async fn session(
     // Shows in pg_stat_activity which relay holds which source's lock.
     pg_config.application_name(format!("orderly-relay:{}", state.name));
     // An unreachable server must fail the attempt, not hang it for minutes.
+    orderly::postgres::detect_dead_peers(&mut pg_config);
     pg_config.connect_timeout(CONNECT_TIMEOUT);
     let (client, connection) = pg_config.connect(NoTls).await?;
     let (wake, mut woken) = mpsc::channel(1);

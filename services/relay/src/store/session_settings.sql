@@ -1,9 +1,13 @@
 -- The server drops this session within about 25 s of losing the relay
 -- (e.g. a network partition, where no FIN or RST ever arrives), which frees
 -- the source's advisory lock for a standby; the OS default would be hours.
+-- Keepalives cover an idle session; tcp_user_timeout covers one with
+-- unacknowledged data in flight (NOTIFYs, results), where keepalives never
+-- fire and retransmission alone would take about 15 minutes.
 SET tcp_keepalives_idle = 10;
 SET tcp_keepalives_interval = 5;
 SET tcp_keepalives_count = 3;
+SET tcp_user_timeout = 25000;
 -- Marks and prunes need no flush to disk before the relay moves on: a mark
 -- lost in a database crash only makes those rows publish again, which
 -- at-least-once delivery allows. This takes an fsync off every batch.
