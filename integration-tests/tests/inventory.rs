@@ -259,3 +259,32 @@ async fn keys_share_one_hash_tag() {
 fn random_operation_sequences_keep_every_invariant() {
     invariants::run();
 }
+
+#[tokio::test]
+async fn an_adjustment_with_a_request_id_applies_once() {
+    let inv = Inventory::start().await;
+    inv.set("RESTOCK", 10).await;
+    let mut client = inv.client.clone();
+    let restock = pb::AdjustStockRequest {
+        sku: "RESTOCK".into(),
+        delta: 5,
+        request_id: "delivery-7".into(),
+    };
+    for _ in 0..3 {
+        let level = client
+            .adjust_stock(restock.clone())
+            .await
+            .expect("adjust")
+            .into_inner()
+            .level
+            .expect("level");
+        assert_eq!(level.available, 15, "retries do not add again");
+    }
+    let reused = pb::AdjustStockRequest {
+        delta: 6,
+        ..restock
+    };
+    let status = client.adjust_stock(reused).await.expect_err("reused id");
+    assert_eq!(status.code(), tonic::Code::AlreadyExists);
+    assert_eq!(inv.levels(&["RESTOCK"]).await["RESTOCK"], (15, 0, 0));
+}

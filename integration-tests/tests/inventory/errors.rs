@@ -55,6 +55,7 @@ async fn bad_input_is_invalid_argument_naming_the_field() {
     let zero = pb::AdjustStockRequest {
         sku: "A".into(),
         delta: 0,
+        ..Default::default()
     };
     let status = client.adjust_stock(zero).await.expect_err("zero delta");
     assert_eq!(violated_fields(&status), vec!["delta"]);
@@ -104,6 +105,7 @@ async fn illegal_transitions_are_failed_precondition() {
     let below_zero = pb::AdjustStockRequest {
         sku: "A".into(),
         delta: -3,
+        ..Default::default()
     };
     let status = inv
         .client

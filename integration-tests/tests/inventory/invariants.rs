@@ -53,6 +53,7 @@ async fn step(inv: &Inventory, names: &Names, op: &Op) -> Answer {
             let request = pb::AdjustStockRequest {
                 sku: sku(s),
                 delta: *delta,
+                ..Default::default()
             };
             client.adjust_stock(request).await.map(|_| Reply::default())
         }

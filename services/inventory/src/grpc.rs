@@ -42,9 +42,13 @@ impl pb::inventory_service_server::InventoryService for InventoryGrpc {
         request: Request<pb::AdjustStockRequest>,
     ) -> Result<Response<pb::AdjustStockResponse>, Status> {
         let request = request.into_inner();
-        let (sku, delta) = domain::validate_adjust_stock(&request.sku, request.delta)
-            .map_err(crate::Error::from)?;
-        let level = self.store.adjust_stock(&sku, delta).await?;
+        let (sku, delta, request_id) =
+            domain::validate_adjust_stock(&request.sku, request.delta, &request.request_id)
+                .map_err(crate::Error::from)?;
+        let level = self
+            .store
+            .adjust_stock(&sku, delta, request_id.as_deref())
+            .await?;
         Ok(Response::new(pb::AdjustStockResponse {
             level: Some(level_to_proto(level)),
         }))

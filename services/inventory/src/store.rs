@@ -29,6 +29,10 @@ const SET_STOCK_SCRIPT: &str = include_str!("../../../lua/set_stock.lua");
 const ADJUST_STOCK_SCRIPT: &str = include_str!("../../../lua/adjust_stock.lua");
 const GET_STOCK_SCRIPT: &str = include_str!("../../../lua/get_stock.lua");
 
+/// How long an AdjustStock request id is remembered: retries come within
+/// seconds; a day covers a client that retries after an outage.
+const ADJUSTMENT_MEMORY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// Builds the service's Redis keys from the configured prefix.
 #[derive(Debug, Clone)]
 pub struct Keys {
@@ -53,6 +57,11 @@ impl Keys {
     /// The stock hash of `sku`.
     pub fn stock(&self, sku: &str) -> String {
         format!("{}:stock:{sku}", self.tag)
+    }
+
+    /// The idempotency marker of an AdjustStock request id.
+    pub fn adjustment(&self, request_id: &str) -> String {
+        format!("{}:adj:{request_id}", self.tag)
     }
 
     /// The reservation record of `order_id`.
@@ -122,16 +131,30 @@ impl Store {
     }
 
     /// Adds `delta` to `sku`'s available units, refusing to leave 0..10^12.
-    pub async fn adjust_stock(&self, sku: &Sku, delta: i64) -> Result<StockLevel, Error> {
+    /// With a `request_id`, a repeat of the same request changes nothing.
+    pub async fn adjust_stock(
+        &self,
+        sku: &Sku,
+        delta: i64,
+        request_id: Option<&str>,
+    ) -> Result<StockLevel, Error> {
         let mut lent = self.connections.get().await?;
-        let reply: redis::RedisResult<(String, i64, i64, i64)> = self
-            .scripts
-            .adjust_stock
-            .key(self.keys.stock(sku.as_str()))
-            .arg(delta)
-            .invoke_async(&mut lent.conn)
-            .await;
+        let mut invocation = self.scripts.adjust_stock.key(self.keys.stock(sku.as_str()));
+        invocation.arg(delta);
+        if let Some(id) = request_id {
+            invocation
+                .key(self.keys.adjustment(id))
+                .arg(ADJUSTMENT_MEMORY.as_secs());
+        }
+        let reply: redis::RedisResult<(String, i64, i64, i64)> =
+            invocation.invoke_async(&mut lent.conn).await;
         let reply = self.connections.settle(&lent, reply)?;
+        if reply.0 == "MISMATCH" {
+            return Err(Error::AlreadyExists(format!(
+                "request_id {:?} was already used with another sku or delta",
+                request_id.unwrap_or_default()
+            )));
+        }
         if reply.0 == "OUT_OF_RANGE" {
             return Err(Error::FailedPrecondition(format!(
                 "adjusting sku {sku} by {delta} would leave available stock ({}) outside 0..10^12",
@@ -269,7 +292,8 @@ fn level(
     sku: &Sku,
     (status, available, reserved, sold): (String, i64, i64, i64),
 ) -> Result<StockLevel, Error> {
-    if status != "OK" {
+    // REPLAY: an adjustment request seen before; the levels are current.
+    if status != "OK" && status != "REPLAY" {
         return Err(unexpected("stock", &status));
     }
     Ok(StockLevel {

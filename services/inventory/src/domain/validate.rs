@@ -79,10 +79,26 @@ pub fn validate_set_stock(sku: &str, quantity: i64) -> Result<(Sku, i64), Violat
     Ok((sku.ok_or_default()?, quantity))
 }
 
-/// Checks an AdjustStock request (fields `sku`, `delta`).
-pub fn validate_adjust_stock(sku: &str, delta: i64) -> Result<(Sku, i64), Violations> {
+/// Checks an AdjustStock request (fields `sku`, `delta`, `request_id`);
+/// an empty request id means none.
+pub fn validate_adjust_stock(
+    sku: &str,
+    delta: i64,
+    request_id: &str,
+) -> Result<(Sku, i64, Option<String>), Violations> {
     let mut violations = Violations::default();
     let sku = check_sku("sku", sku, &mut violations);
+    let request_id = match request_id {
+        "" => None,
+        id if id.len() > MAX_REQUEST_ID_LEN || !id.chars().all(|c| c.is_ascii_graphic()) => {
+            violations.add(
+                "request_id",
+                format!("must be 1-{MAX_REQUEST_ID_LEN} printable ASCII characters without spaces"),
+            );
+            None
+        }
+        id => Some(id.to_owned()),
+    };
     if delta == 0 || delta.unsigned_abs() > MAX_STOCK_QUANTITY.unsigned_abs() {
         violations.add(
             "delta",
@@ -90,8 +106,11 @@ pub fn validate_adjust_stock(sku: &str, delta: i64) -> Result<(Sku, i64), Violat
         );
     }
     violations.into_result(())?;
-    Ok((sku.ok_or_default()?, delta))
+    Ok((sku.ok_or_default()?, delta, request_id))
 }
+
+/// Longest AdjustStock request id.
+const MAX_REQUEST_ID_LEN: usize = 128;
 
 /// Checks a GetStock request (fields `skus`, `skus[i]`); keeps the order.
 pub fn validate_get_stock(skus: &[&str]) -> Result<Vec<Sku>, Violations> {

@@ -3,8 +3,8 @@
 //! Marking a batch overlaps with producing the next one (both on the same
 //! session; tokio-postgres pipelines them). The next batch is read only
 //! after the previous one was fully delivered, and leaves out its rows while
-//! their mark is in flight, so records still reach Kafka in id order, batch
-//! after batch.
+//! their mark is in flight. Rows are read in id order and a batch holds at
+//! most one row per key, so each key's records reach Kafka in id order.
 
 use std::{collections::HashSet, sync::atomic::Ordering};
 

@@ -92,14 +92,14 @@ fn set_stock_bounds() {
 
 #[test]
 fn adjust_stock_bounds() {
-    assert!(validate_adjust_stock("A", -5).is_ok());
+    assert!(validate_adjust_stock("A", -5, "").is_ok());
     assert!(
-        validate_adjust_stock("A", 0)
+        validate_adjust_stock("A", 0, "")
             .expect_err("zero")
             .names("delta")
     );
     assert!(
-        validate_adjust_stock("A", i64::MIN)
+        validate_adjust_stock("A", i64::MIN, "")
             .expect_err("huge")
             .names("delta")
     );
@@ -123,4 +123,16 @@ fn get_stock_bounds() {
 fn huge_quantities_of_one_sku_are_refused_without_overflow() {
     let violations = validate_reserve(ORDER, &[("A", u32::MAX), ("A", 1)]).expect_err("invalid");
     assert!(violations.names("items[0].quantity"), "{violations:?}");
+}
+
+#[test]
+fn adjustment_request_ids_are_optional_and_bounded() {
+    let (_, _, id) = validate_adjust_stock("A", 1, "").expect("valid");
+    assert_eq!(id, None);
+    let (_, _, id) = validate_adjust_stock("A", 1, "restock-42").expect("valid");
+    assert_eq!(id.as_deref(), Some("restock-42"));
+    for bad in ["has space".to_owned(), "x".repeat(129)] {
+        let violations = validate_adjust_stock("A", 1, &bad).expect_err("invalid");
+        assert!(violations.names("request_id"), "{violations:?}");
+    }
 }
