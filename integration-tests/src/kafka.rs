@@ -147,8 +147,13 @@ fn tansu_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("ORDERLY_TANSU_BIN") {
         return PathBuf::from(path);
     }
-    let cached = std::env::var_os("HOME")
-        .map(|home| PathBuf::from(home).join(".cache/orderly/tansu-0.6.0/bin/tansu"));
+    // Where scripts/dev-stack.sh caches its build.
+    let stack_dir = std::env::var_os("ORDERLY_STACK_DIR")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache/orderly"))
+        });
+    let cached = stack_dir.map(|dir| dir.join("tansu-0.6.0/bin/tansu"));
     let on_path = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|dir| dir.join("tansu"))
