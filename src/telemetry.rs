@@ -3,6 +3,8 @@
 //! `ORDERLY_LOG` (or `RUST_LOG`) sets the filter, default `info`;
 //! `ORDERLY_LOG_FORMAT=json` switches to one JSON object per line.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 /// Installs the global subscriber. Safe to call more than once (tests do):
@@ -17,6 +19,8 @@ pub fn init() {
     let _ = if json {
         registry.with(fmt::layer().json()).try_init()
     } else {
-        registry.with(fmt::layer()).try_init()
+        // Colour only on a terminal, so log files and collectors get plain text.
+        let ansi = std::io::stdout().is_terminal();
+        registry.with(fmt::layer().with_ansi(ansi)).try_init()
     };
 }
