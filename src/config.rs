@@ -22,6 +22,33 @@ impl ConfigError {
     }
 }
 
+/// Hides the password of every `scheme://user:password@host` URL in `text`,
+/// so effective settings can be printed or logged.
+pub fn redact_urls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(scheme_end) = rest.find("://") {
+        let (head, tail) = rest.split_at(scheme_end + 3);
+        out.push_str(head);
+        // The authority ends at the first '/', whitespace or quote.
+        let authority_len = tail
+            .find(|c: char| c == '/' || c == '"' || c.is_whitespace())
+            .unwrap_or(tail.len());
+        let authority = &tail[..authority_len];
+        match (authority.rfind('@'), authority.find(':')) {
+            (Some(at), Some(colon)) if colon < at => {
+                out.push_str(&authority[..=colon]);
+                out.push_str("***");
+                out.push_str(&authority[at..]);
+            }
+            _ => out.push_str(authority),
+        }
+        rest = &tail[authority_len..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Reads `ORDERLY_<name>`, or returns `default` when it is unset or empty.
 pub fn var<T>(name: &str, default: T) -> Result<T, ConfigError>
 where
@@ -106,6 +133,16 @@ impl GrpcLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_in_urls_are_hidden() {
+        let text = r#"url: "postgres://app:s3cret@db:5432/orderly", redis: "redis://cache:6379""#;
+        assert_eq!(
+            redact_urls(text),
+            r#"url: "postgres://app:***@db:5432/orderly", redis: "redis://cache:6379""#
+        );
+        assert_eq!(redact_urls("postgres://app@db/x"), "postgres://app@db/x");
+    }
 
     #[test]
     fn unset_variables_take_the_default() {

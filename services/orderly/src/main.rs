@@ -16,6 +16,7 @@ commands:
   relay      run the outbox relay (admin gRPC :50055, metrics :9155)
   all        run every component in one process, each on its own port
   migrate    apply database migrations and create the Kafka topics
+  config     print the effective configuration of every component
   help       show this text
 
 Configuration: ORDERLY_* environment variables (see README).";
@@ -42,6 +43,7 @@ async fn main() -> ExitCode {
 async fn run(command: &str) -> anyhow::Result<()> {
     match command {
         "migrate" => migrate().await,
+        "config" => print_config(),
         "all" => serve(&COMPONENTS).await,
         "order" => serve(&["order"]).await,
         "inventory" => serve(&["inventory"]).await,
@@ -132,6 +134,24 @@ async fn build(name: &str, shutdown: CancellationToken) -> anyhow::Result<Runnin
         }
         other => bail!("unknown component {other:?}"),
     })
+}
+
+/// Prints what each component would run with (passwords hidden), so an
+/// operator can check the environment without starting anything.
+fn print_config() -> anyhow::Result<()> {
+    let order = orderly_order::Config::from_env()?;
+    let inventory = orderly_inventory::Config::from_env()?;
+    let relay = orderly_relay::Config::from_env()?;
+    let kafka = orderly::kafka::KafkaConfig::from_env()?;
+    for (name, settings) in [
+        ("order", format!("{order:#?}")),
+        ("inventory", format!("{inventory:#?}")),
+        ("relay", format!("{relay:#?}")),
+        ("migrate (kafka topics)", format!("{kafka:#?}")),
+    ] {
+        println!("# {name}\n{}\n", orderly::config::redact_urls(&settings));
+    }
+    Ok(())
 }
 
 async fn migrate() -> anyhow::Result<()> {
