@@ -117,6 +117,28 @@ pub async fn serve(
     Ok(())
 }
 
+/// Serves `routes` like [`serve`], and on `metrics_listener` the Prometheus
+/// text of their request metrics, until `shutdown`.
+pub async fn serve_with_metrics(
+    listener: TcpListener,
+    metrics_listener: TcpListener,
+    routes: Routes,
+    service_names: &[&str],
+    limits: &GrpcLimits,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let metrics = RequestMetrics::default();
+    let scraped = metrics.clone();
+    let render = move || {
+        let text = scraped.render_text();
+        async move { text }
+    };
+    let metrics_server = crate::metrics::serve(metrics_listener, render, shutdown.clone());
+    let grpc_server = serve(listener, routes, service_names, limits, metrics, shutdown);
+    let ((), served) = tokio::join!(metrics_server, grpc_server);
+    served
+}
+
 fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
     tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)

@@ -2,10 +2,7 @@
 
 use std::net::SocketAddr;
 
-use orderly::{
-    config::GrpcLimits, grpc::RequestMetrics,
-    proto::v1::inventory_service_server::InventoryServiceServer,
-};
+use orderly::{config::GrpcLimits, proto::v1::inventory_service_server::InventoryServiceServer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
@@ -83,26 +80,15 @@ impl App {
         let service = InventoryServiceServer::new(InventoryGrpc::new(self.store))
             .max_decoding_message_size(self.limits.grpc_max_message_bytes);
         tracing::info!(addr = %self.addr, "inventory service listening");
-        let metrics = RequestMetrics::default();
-        let scraped = metrics.clone();
-        let metrics_server = orderly::metrics::serve(
-            self.metrics_listener,
-            move || {
-                let text = scraped.render_text();
-                async move { text }
-            },
-            shutdown.clone(),
-        );
-        let grpc_server = orderly::grpc::serve(
+        orderly::grpc::serve_with_metrics(
             self.listener,
+            self.metrics_listener,
             Routes::new(service),
             &[SERVICE_NAME],
             &self.limits,
-            metrics,
             shutdown,
-        );
-        let ((), served) = tokio::join!(metrics_server, grpc_server);
-        served?;
+        )
+        .await?;
         tracing::info!("inventory service stopped");
         Ok(())
     }

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use orderly::{grpc::RequestMetrics, proto::v1::order_service_server::OrderServiceServer};
+use orderly::proto::v1::order_service_server::OrderServiceServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -82,27 +82,16 @@ impl App {
         tracing::info!(addr = %self.grpc_addr, "order service listening");
         let service = OrderServiceServer::new(OrderApi::new(self.orders))
             .max_decoding_message_size(self.config.grpc.grpc_max_message_bytes);
-        let routes = tonic::service::Routes::new(service);
-        let metrics = RequestMetrics::default();
-        let scraped = metrics.clone();
-        let metrics_server = orderly::metrics::serve(
-            self.metrics_listener,
-            move || {
-                let text = scraped.render_text();
-                async move { text }
-            },
-            shutdown.clone(),
-        );
-        let grpc_server = orderly::grpc::serve(
+        orderly::grpc::serve_with_metrics(
             self.listener,
-            routes,
+            self.metrics_listener,
+            tonic::service::Routes::new(service),
             &[SERVICE_NAME],
             &self.config.grpc,
-            metrics,
             shutdown,
-        );
-        let ((), served) = tokio::join!(metrics_server, grpc_server);
-        served.map_err(StartupError::from)?;
+        )
+        .await
+        .map_err(StartupError::from)?;
         Ok(())
     }
 }
