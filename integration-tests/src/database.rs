@@ -45,6 +45,21 @@ impl TestDatabase {
         Self { config, name }
     }
 
+    /// The server's `host:port`, for putting a proxy in front of it.
+    pub fn server_addr(&self) -> String {
+        let config: tokio_postgres::Config = self
+            .config
+            .database_url
+            .parse()
+            .expect("valid test database URL");
+        let host = match config.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+            _ => "127.0.0.1".to_owned(),
+        };
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        format!("{host}:{port}")
+    }
+
     /// A direct connection for assertions and fault injection.
     pub async fn client(&self) -> Client {
         connect(&self.config.database_url).await

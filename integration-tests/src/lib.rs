@@ -44,3 +44,19 @@ pub fn test_resource_name() -> String {
 pub fn init_logging() {
     orderly::telemetry::init();
 }
+
+/// A valid one-line order for `customer` (SKU-1 × 1 at 1.00 EUR, `pm_ok`),
+/// for tests that need an order but not a particular one.
+pub fn order_request(customer: &str) -> orderly::proto::v1::CreateOrderRequest {
+    orderly::proto::v1::CreateOrderRequest {
+        customer_id: customer.into(),
+        items: vec![orderly::proto::v1::OrderItem {
+            sku: "SKU-1".into(),
+            quantity: 1,
+            unit_price_minor: 100,
+        }],
+        currency: "EUR".into(),
+        payment_method: "pm_ok".into(),
+        idempotency_key: String::new(),
+    }
+}

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use orderly::config::GrpcLimits;
-use orderly::proto::v1::{CreateOrderRequest, GetStockRequest, OrderItem};
-use orderly_integration_tests::{TestDatabase, TestPlatform, scrape_metrics};
+use orderly::proto::v1::{CreateOrderRequest, GetStockRequest};
+use orderly_integration_tests::{TestDatabase, TestPlatform, order_request, scrape_metrics};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tonic_health::pb::{
@@ -132,17 +132,7 @@ async fn a_cancelled_server_stops_and_frees_its_port() {
 async fn requests_are_counted_and_timed_per_method_and_code() {
     let platform = TestPlatform::builder().order().inventory().start().await;
     let mut orders = platform.order_client().await;
-    let valid = CreateOrderRequest {
-        customer_id: "cust-metrics".into(),
-        items: vec![OrderItem {
-            sku: "SKU-1".into(),
-            quantity: 1,
-            unit_price_minor: 100,
-        }],
-        currency: "EUR".into(),
-        payment_method: "pm_ok".into(),
-        idempotency_key: String::new(),
-    };
+    let valid = order_request("cust-metrics");
     orders.create_order(valid.clone()).await.expect("create");
     orders.create_order(valid.clone()).await.expect("create");
     let invalid = CreateOrderRequest {

@@ -5,33 +5,17 @@ use std::time::Duration;
 
 use orderly::{
     config::{GrpcLimits, PostgresConfig},
-    proto::v1::{self as pb, CreateOrderRequest, GetOrderRequest},
+    proto::v1::{self as pb, GetOrderRequest},
 };
-use orderly_integration_tests::{TcpProxy, TestDatabase, eventually, init_logging};
+use orderly_integration_tests::{TcpProxy, TestDatabase, eventually, init_logging, order_request};
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
-
-fn request() -> CreateOrderRequest {
-    CreateOrderRequest {
-        customer_id: "cust-outage".into(),
-        items: vec![pb::OrderItem {
-            sku: "SKU-1".into(),
-            quantity: 1,
-            unit_price_minor: 100,
-        }],
-        currency: "EUR".into(),
-        payment_method: "pm_ok".into(),
-        idempotency_key: String::new(),
-    }
-}
 
 #[tokio::test]
 async fn a_database_outage_is_unavailable_and_heals_by_itself() {
     init_logging();
     let db = TestDatabase::create().await;
-    let server =
-        std::env::var("ORDERLY_TEST_POSTGRES_ADDR").unwrap_or_else(|_| "127.0.0.1:5432".into());
-    let proxy = TcpProxy::start(server).await;
+    let proxy = TcpProxy::start(db.server_addr()).await;
     let app = orderly_order::App::build(orderly_order::Config {
         grpc_addr: ([127, 0, 0, 1], 0).into(),
         metrics_addr: ([127, 0, 0, 1], 0).into(),
@@ -52,7 +36,7 @@ async fn a_database_outage_is_unavailable_and_heals_by_itself() {
             .await
             .expect("connect");
     let before = client
-        .create_order(request())
+        .create_order(order_request("cust-outage"))
         .await
         .expect("create while the database is up")
         .into_inner()
@@ -61,10 +45,13 @@ async fn a_database_outage_is_unavailable_and_heals_by_itself() {
 
     proxy.take_down();
     for _ in 0..3 {
-        let status = tokio::time::timeout(Duration::from_secs(8), client.create_order(request()))
-            .await
-            .expect("fails fast instead of hanging")
-            .expect_err("the database is down");
+        let status = tokio::time::timeout(
+            Duration::from_secs(8),
+            client.create_order(order_request("cust-outage")),
+        )
+        .await
+        .expect("fails fast instead of hanging")
+        .expect_err("the database is down");
         assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     }
     let status = client
@@ -81,7 +68,7 @@ async fn a_database_outage_is_unavailable_and_heals_by_itself() {
         Duration::from_secs(15),
         || {
             let mut client = client.clone();
-            async move { client.create_order(request()).await.ok() }
+            async move { client.create_order(order_request("cust-outage")).await.ok() }
         },
     )
     .await;

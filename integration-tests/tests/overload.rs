@@ -5,30 +5,13 @@
 
 use std::time::Duration;
 
-use orderly::{
-    config::GrpcLimits,
-    proto::v1::{self as pb, CreateOrderRequest, order_service_client::OrderServiceClient},
-};
-use orderly_integration_tests::{TestDatabase, eventually, init_logging};
+use orderly::{config::GrpcLimits, proto::v1::order_service_client::OrderServiceClient};
+use orderly_integration_tests::{TestDatabase, eventually, init_logging, order_request};
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, transport::Channel};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
-
-fn request(customer: &str) -> CreateOrderRequest {
-    CreateOrderRequest {
-        customer_id: customer.into(),
-        items: vec![pb::OrderItem {
-            sku: "SKU-1".into(),
-            quantity: 1,
-            unit_price_minor: 100,
-        }],
-        currency: "EUR".into(),
-        payment_method: "pm_ok".into(),
-        idempotency_key: String::new(),
-    }
-}
 
 async fn start(
     db: &TestDatabase,
@@ -85,12 +68,12 @@ async fn a_saturated_server_sheds_load_with_resource_exhausted() {
         .expect("lock");
 
     let mut first = client.clone();
-    let in_flight = tokio::spawn(async move { first.create_order(request("first")).await });
+    let in_flight = tokio::spawn(async move { first.create_order(order_request("first")).await });
     wait_until_blocked(&db.client().await, &db.name).await;
 
     let shed = client
         .clone()
-        .create_order(request("second"))
+        .create_order(order_request("second"))
         .await
         .expect_err("the only slot is taken");
     assert_eq!(shed.code(), Code::ResourceExhausted, "{shed:?}");
@@ -113,7 +96,7 @@ async fn a_saturated_server_sheds_load_with_resource_exhausted() {
     );
     client
         .clone()
-        .create_order(request("third"))
+        .create_order(order_request("third"))
         .await
         .expect("a free slot serves again");
 }
@@ -133,7 +116,7 @@ async fn a_stuck_request_ends_at_the_deadline_and_writes_nothing() {
         .expect("lock");
 
     let status = client
-        .create_order(request("stuck"))
+        .create_order(order_request("stuck"))
         .await
         .expect_err("blocked past the deadline");
     assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
