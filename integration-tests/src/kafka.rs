@@ -77,37 +77,49 @@ pub struct BrokerProcess {
 
 impl BrokerProcess {
     /// Starts a broker with in-memory storage on a free port and waits until
-    /// it accepts connections.
+    /// it accepts connections. The port is free when picked but could be
+    /// taken before the broker binds it; a broker that exits is started again
+    /// on another port.
     pub async fn start() -> Self {
+        const ATTEMPTS: usize = 3;
         let binary = tansu_binary();
-        let port = free_port();
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let url = format!("tcp://{addr}");
-        let child = Command::new(&binary)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "memory://tansu/"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
-        let broker = Self { addr, child };
-        eventually(
-            "the test broker to accept connections",
-            Duration::from_secs(20),
-            || async {
-                TcpStream::connect_timeout(&addr, Duration::from_millis(200))
-                    .ok()
-                    .map(|_| ())
-            },
-        )
-        .await;
-        broker
+        for _ in 0..ATTEMPTS {
+            let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+            let url = format!("tcp://{addr}");
+            let child = Command::new(&binary)
+                .args(["broker", "--listener-url", &url])
+                .args(["--advertised-listener-url", &url])
+                .args(["--storage-engine", "memory://tansu/"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+            let mut broker = Self { addr, child };
+            let listening = eventually(
+                "the test broker to listen or exit",
+                Duration::from_secs(20),
+                || {
+                    // Whoever answers must be our broker: it is still running.
+                    let exited = matches!(broker.child.try_wait(), Ok(Some(_)));
+                    async move {
+                        if exited {
+                            return Some(false);
+                        }
+                        TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+                            .ok()
+                            .map(|_| true)
+                    }
+                },
+            )
+            .await;
+            if listening && matches!(broker.child.try_wait(), Ok(None)) {
+                return broker;
+            }
+        }
+        panic!(
+            "the test broker exited {ATTEMPTS} times on start ({})",
+            binary.display()
+        );
     }
 
     /// Freezes the broker (SIGSTOP): connections stay open, nothing answers,
