@@ -60,3 +60,13 @@ pub fn order_request(customer: &str) -> orderly::proto::v1::CreateOrderRequest {
         idempotency_key: String::new(),
     }
 }
+
+/// A gRPC channel to a component at `addr`, for clients the platform does
+/// not hand out (health, reflection).
+pub async fn channel(addr: std::net::SocketAddr) -> tonic::transport::Channel {
+    tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .expect("a valid URI")
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"))
+}

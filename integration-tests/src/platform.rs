@@ -22,17 +22,26 @@ pub struct TestPlatform {
     pub db: TestDatabase,
     /// The test's Redis prefix, when inventory runs.
     pub redis: Option<TestRedis>,
-    order_addr: Option<SocketAddr>,
-    order_metrics_addr: Option<SocketAddr>,
-    inventory_addr: Option<SocketAddr>,
-    inventory_metrics_addr: Option<SocketAddr>,
+    order: Option<Listening>,
+    inventory: Option<Listening>,
     _stop: DropGuard,
 }
 
+/// Where a started component listens.
+#[derive(Debug, Clone, Copy)]
+struct Listening {
+    grpc: SocketAddr,
+    metrics: SocketAddr,
+}
+
+/// Changes the order service's settings before it starts.
+type OrderTweak = Box<dyn FnOnce(&mut orderly_order::Config) + Send>;
+
 /// Chooses the components a test runs.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct TestPlatformBuilder {
-    order: bool,
+    database: Option<TestDatabase>,
+    order: Option<OrderTweak>,
     inventory: bool,
 }
 
@@ -44,13 +53,12 @@ impl TestPlatform {
 
     /// Where the order service listens.
     pub fn order_addr(&self) -> SocketAddr {
-        self.order_addr.expect("the order service was not started")
+        self.order().grpc
     }
 
     /// Where the order service serves `/metrics`.
     pub fn order_metrics_addr(&self) -> SocketAddr {
-        self.order_metrics_addr
-            .expect("the order service was not started")
+        self.order().metrics
     }
 
     /// A client of the order service.
@@ -62,16 +70,23 @@ impl TestPlatform {
 }
 
 impl TestPlatform {
+    fn order(&self) -> Listening {
+        self.order.expect("the order service was not started")
+    }
+
+    fn inventory(&self) -> Listening {
+        self.inventory
+            .expect("the inventory service was not started")
+    }
+
     /// Where the inventory service listens.
     pub fn inventory_addr(&self) -> SocketAddr {
-        self.inventory_addr
-            .expect("the inventory service was not started")
+        self.inventory().grpc
     }
 
     /// Where the inventory service serves `/metrics`.
     pub fn inventory_metrics_addr(&self) -> SocketAddr {
-        self.inventory_metrics_addr
-            .expect("the inventory service was not started")
+        self.inventory().metrics
     }
 
     /// A client of the inventory service.
@@ -90,32 +105,55 @@ impl TestPlatformBuilder {
     }
 
     /// Runs the order service.
-    pub fn order(mut self) -> Self {
-        self.order = true;
+    pub fn order(self) -> Self {
+        self.order_with(|_| {})
+    }
+
+    /// Runs the order service with settings changed by `tweak` (limits, a
+    /// database URL through a proxy, ...).
+    pub fn order_with(
+        mut self,
+        tweak: impl FnOnce(&mut orderly_order::Config) + Send + 'static,
+    ) -> Self {
+        self.order = Some(Box::new(tweak));
+        self
+    }
+
+    /// Uses `database` instead of creating one (a test that needs its name
+    /// or address before the components start).
+    pub fn database(mut self, database: TestDatabase) -> Self {
+        self.database = Some(database);
         self
     }
 
     /// Creates the test's database and starts the chosen components.
     pub async fn start(self) -> TestPlatform {
         init_logging();
-        let db = TestDatabase::create().await;
+        let db = match self.database {
+            Some(db) => db,
+            None => TestDatabase::create().await,
+        };
         let stop = CancellationToken::new();
-        let (mut order_addr, mut order_metrics_addr) = (None, None);
-        if self.order {
-            let app = orderly_order::App::build(orderly_order::Config {
+        let mut order = None;
+        if let Some(tweak) = self.order {
+            let mut config = orderly_order::Config {
                 grpc_addr: ([127, 0, 0, 1], 0).into(),
                 metrics_addr: ([127, 0, 0, 1], 0).into(),
                 postgres: db.config.clone(),
                 grpc: GrpcLimits::default(),
-            })
-            .await
-            .expect("start the order service");
-            order_addr = Some(app.grpc_addr());
-            order_metrics_addr = Some(app.metrics_addr());
+            };
+            tweak(&mut config);
+            let app = orderly_order::App::build(config)
+                .await
+                .expect("start the order service");
+            order = Some(Listening {
+                grpc: app.grpc_addr(),
+                metrics: app.metrics_addr(),
+            });
             tokio::spawn(app.run(stop.clone()));
         }
         let mut redis = None;
-        let (mut inventory_addr, mut inventory_metrics_addr) = (None, None);
+        let mut inventory = None;
         if self.inventory {
             let test_redis = TestRedis::new().await;
             let app = orderly_inventory::App::build(orderly_inventory::Config {
@@ -126,18 +164,18 @@ impl TestPlatformBuilder {
             })
             .await
             .expect("start the inventory service");
-            inventory_addr = Some(app.grpc_addr());
-            inventory_metrics_addr = Some(app.metrics_addr());
+            inventory = Some(Listening {
+                grpc: app.grpc_addr(),
+                metrics: app.metrics_addr(),
+            });
             tokio::spawn(app.run(stop.clone()));
             redis = Some(test_redis);
         }
         TestPlatform {
             db,
             redis,
-            order_addr,
-            order_metrics_addr,
-            inventory_addr,
-            inventory_metrics_addr,
+            order,
+            inventory,
             _stop: stop.drop_guard(),
         }
     }

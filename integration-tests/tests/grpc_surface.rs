@@ -5,21 +5,15 @@ use std::time::Duration;
 
 use orderly::config::GrpcLimits;
 use orderly::proto::v1::{CreateOrderRequest, GetStockRequest};
-use orderly_integration_tests::{TestDatabase, TestPlatform, order_request, scrape_metrics};
+use orderly_integration_tests::{
+    TestDatabase, TestPlatform, channel, order_request, scrape_metrics,
+};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 use tonic_reflection::pb::{v1, v1alpha};
-
-async fn channel(addr: std::net::SocketAddr) -> Channel {
-    Channel::from_shared(format!("http://{addr}"))
-        .expect("uri")
-        .connect()
-        .await
-        .expect("connect")
-}
 
 async fn list_services_v1alpha(channel: Channel) -> Vec<String> {
     let request = v1alpha::ServerReflectionRequest {

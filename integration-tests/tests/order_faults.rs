@@ -3,38 +3,28 @@
 
 use std::time::Duration;
 
-use orderly::{
-    config::{GrpcLimits, PostgresConfig},
-    proto::v1::{self as pb, GetOrderRequest},
-};
-use orderly_integration_tests::{TcpProxy, TestDatabase, eventually, init_logging, order_request};
-use tokio_util::sync::CancellationToken;
+use orderly::proto::v1::GetOrderRequest;
+use orderly_integration_tests::{TcpProxy, TestDatabase, TestPlatform, eventually, order_request};
 use tonic::Code;
 
 #[tokio::test]
 async fn a_database_outage_is_unavailable_and_heals_by_itself() {
-    init_logging();
     let db = TestDatabase::create().await;
     let proxy = TcpProxy::start(db.server_addr()).await;
-    let app = orderly_order::App::build(orderly_order::Config {
-        grpc_addr: ([127, 0, 0, 1], 0).into(),
-        metrics_addr: ([127, 0, 0, 1], 0).into(),
-        postgres: PostgresConfig {
-            database_url: format!("postgres://postgres@{}/{}", proxy.addr, db.name),
-            database_pool_size: 4,
-        },
-        grpc: GrpcLimits::default(),
-    })
-    .await
-    .expect("build");
-    let addr = app.grpc_addr();
-    let stop = CancellationToken::new();
-    let _stop = stop.clone().drop_guard();
-    tokio::spawn(app.run(stop));
-    let mut client =
-        pb::order_service_client::OrderServiceClient::connect(format!("http://{addr}"))
-            .await
-            .expect("connect");
+    // The same database, reached through the proxy.
+    let through_proxy =
+        db.config
+            .database_url
+            .replacen(&db.server_addr(), &proxy.addr.to_string(), 1);
+    let platform = TestPlatform::builder()
+        .database(db)
+        .order_with(move |config| {
+            config.postgres.database_url = through_proxy;
+            config.postgres.database_pool_size = 4;
+        })
+        .start()
+        .await;
+    let mut client = platform.order_client().await;
     let before = client
         .create_order(order_request("cust-outage"))
         .await
@@ -72,7 +62,8 @@ async fn a_database_outage_is_unavailable_and_heals_by_itself() {
         },
     )
     .await;
-    let orders: i64 = db
+    let orders: i64 = platform
+        .db
         .client()
         .await
         .query_one("SELECT count(*) FROM orders.orders", &[])

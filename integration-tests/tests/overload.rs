@@ -6,35 +6,20 @@
 use std::time::Duration;
 
 use orderly::{config::GrpcLimits, proto::v1::order_service_client::OrderServiceClient};
-use orderly_integration_tests::{TestDatabase, eventually, init_logging, order_request};
-use tokio_util::sync::CancellationToken;
+use orderly_integration_tests::{TestPlatform, channel, eventually, order_request};
 use tonic::{Code, transport::Channel};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
-async fn start(
-    db: &TestDatabase,
-    limits: GrpcLimits,
-) -> (OrderServiceClient<Channel>, Channel, CancellationToken) {
-    init_logging();
-    let app = orderly_order::App::build(orderly_order::Config {
-        grpc_addr: ([127, 0, 0, 1], 0).into(),
-        metrics_addr: ([127, 0, 0, 1], 0).into(),
-        postgres: db.config.clone(),
-        grpc: limits,
-    })
-    .await
-    .expect("build");
-    let addr = app.grpc_addr();
-    let stop = CancellationToken::new();
-    tokio::spawn(app.run(stop.clone()));
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .expect("uri")
-        .connect()
-        .await
-        .expect("connect");
-    (OrderServiceClient::new(channel.clone()), channel, stop)
+/// The order service alone, with `limits`.
+async fn start(limits: GrpcLimits) -> (TestPlatform, OrderServiceClient<Channel>) {
+    let platform = TestPlatform::builder()
+        .order_with(move |config| config.grpc = limits)
+        .start()
+        .await;
+    let client = platform.order_client().await;
+    (platform, client)
 }
 
 /// Waits until some session of this database waits on a lock.
@@ -55,12 +40,12 @@ async fn wait_until_blocked(db: &tokio_postgres::Client, name: &str) {
 
 #[tokio::test]
 async fn a_saturated_server_sheds_load_with_resource_exhausted() {
-    let db = TestDatabase::create().await;
-    let limits = GrpcLimits {
+    let (platform, client) = start(GrpcLimits {
         grpc_concurrency_limit: 1,
         ..GrpcLimits::default()
-    };
-    let (client, channel, _stop) = start(&db, limits).await;
+    })
+    .await;
+    let db = &platform.db;
     let mut blocker = db.client().await;
     let lock = blocker.transaction().await.expect("begin");
     lock.batch_execute("LOCK TABLE orders.orders IN ACCESS EXCLUSIVE MODE")
@@ -78,7 +63,7 @@ async fn a_saturated_server_sheds_load_with_resource_exhausted() {
         .expect_err("the only slot is taken");
     assert_eq!(shed.code(), Code::ResourceExhausted, "{shed:?}");
     // Busy is not dead: the liveness probe still passes.
-    let health = HealthClient::new(channel)
+    let health = HealthClient::new(channel(platform.order_addr()).await)
         .check(HealthCheckRequest::default())
         .await
         .expect("health is exempt from shedding")
@@ -103,12 +88,12 @@ async fn a_saturated_server_sheds_load_with_resource_exhausted() {
 
 #[tokio::test]
 async fn a_stuck_request_ends_at_the_deadline_and_writes_nothing() {
-    let db = TestDatabase::create().await;
-    let limits = GrpcLimits {
+    let (platform, mut client) = start(GrpcLimits {
         grpc_request_timeout_ms: 500,
         ..GrpcLimits::default()
-    };
-    let (mut client, _channel, _stop) = start(&db, limits).await;
+    })
+    .await;
+    let db = &platform.db;
     let mut blocker = db.client().await;
     let lock = blocker.transaction().await.expect("begin");
     lock.batch_execute("LOCK TABLE orders.outbox IN ACCESS EXCLUSIVE MODE")
