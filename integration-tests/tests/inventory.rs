@@ -236,8 +236,9 @@ async fn keys_share_one_hash_tag() {
     let pool = orderly::redis::pool(&inv.redis).expect("pool");
     let mut conn = pool.get().await.expect("connection");
     let tag = format!("{{{}}}", inv.redis.redis_key_prefix);
+    // Every key naming the (unique) prefix, inside the tag or not.
     let mut keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{tag}:*"))
+        .arg(format!("*{}*", inv.redis.redis_key_prefix))
         .query_async(&mut conn)
         .await
         .expect("keys");
