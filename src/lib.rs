@@ -2,17 +2,20 @@
 //! uses (configuration, telemetry, gRPC serving, shutdown, Postgres, Redis,
 //! Kafka, and the error → status conventions).
 
+pub mod backoff;
 pub mod config;
 pub mod grpc;
 pub mod kafka;
 pub mod metrics;
 pub mod migrate;
+pub mod outbox;
 pub mod postgres;
 pub mod redis;
 pub mod shutdown;
 pub mod status;
 pub mod telemetry;
 pub mod time;
+pub mod trace;
 
 /// Code generated from `proto/orderly/v1`.
 pub mod proto {

@@ -1,13 +1,13 @@
 //! `orderly.v1.OrderService`: protobuf in, use case, protobuf out.
 
 use orderly::proto::v1::{self as pb, order_service_server::OrderService};
-use tonic::{Request, Response, Status, metadata::MetadataMap};
+use orderly::trace::TraceContext;
+use tonic::{Request, Response, Status};
 
 use crate::{
     convert,
     domain::{CreateOrder, parse_order_id, validate_cancel_reason},
     error::Error,
-    events::TraceContext,
     service::Orders,
 };
 
@@ -24,18 +24,13 @@ impl OrderApi {
     }
 }
 
-fn trace_context(metadata: &MetadataMap) -> TraceContext {
-    let header = |name: &str| metadata.get(name).and_then(|v| v.to_str().ok());
-    TraceContext::new(header("traceparent"), header("tracestate"))
-}
-
 #[tonic::async_trait]
 impl OrderService for OrderApi {
     async fn create_order(
         &self,
         request: Request<pb::CreateOrderRequest>,
     ) -> Result<Response<pb::CreateOrderResponse>, Status> {
-        let trace = trace_context(request.metadata());
+        let trace = TraceContext::from_metadata(request.metadata());
         let request = request.into_inner();
         let command = CreateOrder {
             customer_id: request.customer_id,
@@ -70,7 +65,7 @@ impl OrderService for OrderApi {
         &self,
         request: Request<pb::CancelOrderRequest>,
     ) -> Result<Response<pb::CancelOrderResponse>, Status> {
-        let trace = trace_context(request.metadata());
+        let trace = TraceContext::from_metadata(request.metadata());
         let request = request.into_inner();
         let id = parse_order_id("order_id", &request.order_id).map_err(Error::from)?;
         validate_cancel_reason(&request.reason).map_err(Error::from)?;

@@ -2,13 +2,14 @@
 //! order and records its event in the outbox.
 
 use deadpool_postgres::Pool;
+use orderly::trace::TraceContext;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::{
     domain::{NewOrder, Order, OrderStatus},
     error::Error,
-    events::{self, TraceContext},
+    events,
     store,
 };
 
@@ -52,7 +53,9 @@ impl Orders {
             created_at,
             updated_at: created_at,
         };
-        store::insert_outbox(&tx, &events::order_created(&order, trace)).await?;
+        store::outbox()
+            .insert(&tx, &events::order_created(&order, trace))
+            .await?;
         tx.commit().await?;
         Ok(order)
     }
@@ -115,8 +118,8 @@ impl Orders {
                 continue;
             };
             let cancelled = order.apply(&transition, at);
-            let event = events::order_cancelled(&cancelled, transition.from, trace);
-            store::insert_outbox(&tx, &event).await?;
+            let event = events::order_cancelled(&cancelled, transition.from, "", trace);
+            store::outbox().insert(&tx, &event).await?;
             tx.commit().await?;
             return Ok(cancelled);
         }

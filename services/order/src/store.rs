@@ -3,27 +3,11 @@
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
+use orderly::outbox::Outbox;
 use tokio_postgres::{Error, Row};
 use uuid::Uuid;
 
 use crate::domain::{LineItem, NewOrder, Order, OrderStatus, Transition};
-
-/// An event to be published, as stored in `orders.outbox`.
-#[derive(Debug, Clone)]
-pub struct OutboxRow {
-    /// UUIDv7 of the event.
-    pub event_id: Uuid,
-    /// Base topic name (the relay adds the deployment's prefix).
-    pub topic: &'static str,
-    /// Kafka record key.
-    pub partition_key: String,
-    /// Payload message name.
-    pub event_type: &'static str,
-    /// The encoded `EventEnvelope`.
-    pub payload: Vec<u8>,
-    /// Kafka headers, a flat JSON object of strings.
-    pub headers: serde_json::Value,
-}
 
 /// Inserts a new order row. Returns its creation time, or `None` when the
 /// customer already used the idempotency key.
@@ -73,24 +57,10 @@ pub async fn insert_items(
     Ok(())
 }
 
-/// Inserts an event into the outbox.
-pub async fn insert_outbox(tx: &impl GenericClient, row: &OutboxRow) -> Result<(), Error> {
-    let statement = tx
-        .prepare_cached(include_str!("store/insert_outbox.sql"))
-        .await?;
-    tx.execute(
-        &statement,
-        &[
-            &row.event_id,
-            &row.topic,
-            &row.partition_key,
-            &row.event_type,
-            &row.payload,
-            &row.headers,
-        ],
-    )
-    .await?;
-    Ok(())
+/// The order service's outbox, `orders.outbox`.
+pub fn outbox() -> &'static Outbox {
+    static OUTBOX: std::sync::OnceLock<Outbox> = std::sync::OnceLock::new();
+    OUTBOX.get_or_init(|| Outbox::new("orders"))
 }
 
 /// The order a customer created under an idempotency key, with the digest of

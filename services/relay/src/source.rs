@@ -2,7 +2,6 @@
 //! its rows to Kafka until the session ends or shutdown.
 
 mod active;
-mod backoff;
 
 use std::{
     sync::{
@@ -19,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, NoTls};
 use tokio_util::sync::CancellationToken;
 
-pub use self::backoff::Backoff;
+pub use orderly::backoff::Backoff;
 use crate::{
     config::Config,
     error::Error,

@@ -1,4 +1,5 @@
-//! Capped exponential back-off with jitter.
+//! Capped exponential back-off with jitter, shared by every retry loop (the
+//! relay's publishing, the consumers' transient failures).
 
 use std::time::Duration;
 

@@ -1,3 +1,0 @@
--- An event, committed with the change it describes; the relay publishes it.
-INSERT INTO orders.outbox (event_id, topic, partition_key, event_type, payload, headers)
-VALUES ($1, $2, $3, $4, $5, $6)

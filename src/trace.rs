@@ -1,0 +1,111 @@
+//! W3C trace context (`traceparent`, `tracestate`): read from incoming gRPC
+//! metadata or Kafka headers, stored with outbox rows and passed on, so one
+//! trace follows an order through every component.
+
+use tonic::metadata::MetadataMap;
+
+/// W3C trace context a request or event carried.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TraceContext {
+    /// The `traceparent` header, when well formed.
+    pub traceparent: Option<String>,
+    /// The `tracestate` header, kept only alongside a traceparent.
+    pub tracestate: Option<String>,
+}
+
+impl TraceContext {
+    /// Keeps well-formed values only: a malformed traceparent is dropped, not
+    /// propagated.
+    pub fn new(traceparent: Option<&str>, tracestate: Option<&str>) -> Self {
+        let traceparent = traceparent.filter(|v| is_traceparent(v)).map(str::to_owned);
+        let tracestate = tracestate
+            .filter(|v| traceparent.is_some() && v.len() <= 512 && v.is_ascii())
+            .map(str::to_owned);
+        Self {
+            traceparent,
+            tracestate,
+        }
+    }
+
+    /// The context an incoming gRPC request carried in its metadata.
+    pub fn from_metadata(metadata: &MetadataMap) -> Self {
+        let header = |name: &str| metadata.get(name).and_then(|v| v.to_str().ok());
+        Self::new(header("traceparent"), header("tracestate"))
+    }
+
+    /// The context carried by Kafka-style headers (name, value pairs).
+    pub fn from_headers<'a>(headers: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Self {
+        let mut parent = None;
+        let mut state = None;
+        for (name, value) in headers {
+            match name {
+                "traceparent" => parent = std::str::from_utf8(value).ok(),
+                "tracestate" => state = std::str::from_utf8(value).ok(),
+                _ => {}
+            }
+        }
+        Self::new(parent, state)
+    }
+
+    /// Adds the context to outgoing gRPC metadata, so the callee continues
+    /// the trace.
+    pub fn inject(&self, metadata: &mut MetadataMap) {
+        for (name, value) in [
+            ("traceparent", &self.traceparent),
+            ("tracestate", &self.tracestate),
+        ] {
+            if let Some(parsed) = value.as_deref().and_then(|v| v.parse().ok()) {
+                metadata.insert(name, parsed);
+            }
+        }
+    }
+}
+
+/// `version-traceid-parentid-flags`, lower-case hex: 2-32-16-2.
+fn is_traceparent(value: &str) -> bool {
+    let parts: Vec<&str> = value.split('-').collect();
+    parts.len() == 4
+        && [2, 32, 16, 2].iter().zip(&parts).all(|(len, part)| {
+            part.len() == *len
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
+        && parts[1] != "0".repeat(32)
+        && parts[2] != "0".repeat(16)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_well_formed_trace_context_is_kept() {
+        let good = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let kept = TraceContext::new(Some(good), Some("vendor=1"));
+        assert_eq!(kept.traceparent.as_deref(), Some(good));
+        assert_eq!(kept.tracestate.as_deref(), Some("vendor=1"));
+        for bad in [
+            "",
+            "00-xyz",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        ] {
+            assert_eq!(
+                TraceContext::new(Some(bad), Some("v=1")),
+                TraceContext::default()
+            );
+        }
+    }
+
+    #[test]
+    fn context_travels_from_headers_to_metadata() {
+        let good = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let trace = TraceContext::from_headers([
+            ("event_type", b"OrderCreated".as_slice()),
+            ("traceparent", good.as_bytes()),
+        ]);
+        let mut metadata = MetadataMap::new();
+        trace.inject(&mut metadata);
+        assert_eq!(TraceContext::from_metadata(&metadata), trace);
+    }
+}
