@@ -3,7 +3,7 @@
 
 use std::{env, path::PathBuf};
 
-const PROTOS: [&str; 7] = [
+const PROTOS: [&str; 8] = [
     "proto/orderly/v1/common.proto",
     "proto/orderly/v1/order.proto",
     "proto/orderly/v1/inventory.proto",
@@ -11,6 +11,7 @@ const PROTOS: [&str; 7] = [
     "proto/orderly/v1/query.proto",
     "proto/orderly/v1/relay.proto",
     "proto/orderly/v1/events.proto",
+    "proto/orderly/v1/dead_letter.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

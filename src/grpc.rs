@@ -11,7 +11,7 @@ use tonic_health::ServingStatus;
 use tower::{BoxError, ServiceBuilder, timeout::error::Elapsed};
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
-use crate::{config::GrpcLimits, proto::FILE_DESCRIPTOR_SET};
+use crate::{config::GrpcLimits, metrics::Exposition, proto::FILE_DESCRIPTOR_SET};
 
 mod admission;
 mod request_metrics;
@@ -127,10 +127,40 @@ pub async fn serve_with_metrics(
     limits: &GrpcLimits,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
+    serve_with_extra_metrics(
+        listener,
+        metrics_listener,
+        routes,
+        service_names,
+        limits,
+        |_: &mut Exposition| {},
+        shutdown,
+    )
+    .await
+}
+
+/// Like [`serve_with_metrics`], with more figures on each scrape: `extra`
+/// adds the component's own (consumer lag, dead letters, ...).
+pub async fn serve_with_extra_metrics<F>(
+    listener: TcpListener,
+    metrics_listener: TcpListener,
+    routes: Routes,
+    service_names: &[&str],
+    limits: &GrpcLimits,
+    extra: F,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError>
+where
+    F: Fn(&mut Exposition) + Send + Sync + 'static,
+{
     let metrics = RequestMetrics::default();
     let scraped = metrics.clone();
+    let extra = std::sync::Arc::new(extra);
     let render = move || {
-        let text = scraped.render_text();
+        let mut text = Exposition::new();
+        scraped.render(&mut text);
+        extra(&mut text);
+        let text = text.finish();
         async move { text }
     };
     let metrics_server = crate::metrics::serve(metrics_listener, render, shutdown.clone());

@@ -75,8 +75,18 @@ impl KafkaConfig {
 
 /// Creates the platform's topics that do not exist yet.
 pub async fn ensure_topics(config: &KafkaConfig) -> Result<Vec<String>, KafkaError> {
-    let admin: AdminClient<DefaultClientContext> = config.client_config().create()?;
     let names: Vec<String> = TOPICS.iter().map(|base| config.topic(base)).collect();
+    create_topics(config, &names).await
+}
+
+/// Creates the named topics (full names, prefix included) that do not exist
+/// yet, with the configured partitions and replication; returns those
+/// created now.
+pub async fn create_topics(
+    config: &KafkaConfig,
+    names: &[String],
+) -> Result<Vec<String>, KafkaError> {
+    let admin: AdminClient<DefaultClientContext> = config.client_config().create()?;
     let topics: Vec<NewTopic<'_>> = names
         .iter()
         .map(|name| {

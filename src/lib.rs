@@ -3,7 +3,9 @@
 //! Kafka, and the error → status conventions).
 
 pub mod backoff;
+pub mod bounds;
 pub mod config;
+pub mod consumer;
 pub mod grpc;
 pub mod kafka;
 pub mod metrics;

@@ -1,0 +1,265 @@
+//! The consumer runtime every component's Kafka consumer runs on (DESIGN
+//! §6.1): a consumer group per component, auto-commit off, an offset stored
+//! only once its record's effects are durable, one partition's records in
+//! order and partitions in parallel.
+//!
+//! Per record: decode the envelope; check it is the next version of its
+//! aggregate (an older one is a duplicate and acknowledged; a newer one
+//! means a gap and is held, never skipped); run the handler's remote,
+//! idempotent step ([`Handler::prepare`]); then, in ONE transaction, insert
+//! the inbox row (a conflict means "already applied"), advance the
+//! aggregate's version and apply the local effects ([`Handler::apply`]).
+//! Transient failures retry with capped, jittered back-off without moving
+//! the offset; permanent ones go to `<topic>.dlq.<consumer>` and to the
+//! schema's `dead_letters` table, and processing continues.
+//! [`dead_letter_admin`] lists and requeues dead letters over gRPC.
+
+mod admin;
+mod dead_letter;
+mod metrics;
+mod pipeline;
+mod record;
+mod runtime;
+mod store;
+
+use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
+
+use deadpool_postgres::{Pool, Transaction};
+use rdkafka::error::KafkaError;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub use self::{
+    admin::{DEAD_LETTER_ADMIN, DeadLetterAdminService, dead_letter_admin},
+    dead_letter::topic_name as dead_letter_topic,
+};
+use self::{
+    dead_letter::DeadLetterProducer, metrics::ConsumerMetrics, pipeline::Pipeline, store::Store,
+};
+use crate::{
+    kafka::KafkaConfig,
+    metrics::Exposition,
+    proto::v1::{EventEnvelope, event_envelope::Payload},
+    trace::TraceContext,
+};
+
+/// A decoded event, with where it was read.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// The whole envelope.
+    pub envelope: EventEnvelope,
+    /// The typed event (the envelope's oneof, always present here).
+    pub payload: Payload,
+    /// The event's id (the inbox key).
+    pub event_id: Uuid,
+    /// The aggregate it is about (an order's or a payment's id).
+    pub aggregate_id: String,
+    /// The aggregate's version after the event.
+    pub version: u64,
+    /// W3C trace context from the record's headers.
+    pub trace: TraceContext,
+    /// Topic the record was read from (prefix included).
+    pub topic: String,
+    /// Its partition.
+    pub partition: i32,
+    /// Its offset.
+    pub offset: i64,
+}
+
+/// Why a record could not be handled.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum HandleError {
+    /// A dependency is down or slow, or a transaction lost a race: retried
+    /// with back-off; the offset does not move.
+    #[error("transient: {0}")]
+    Transient(String),
+    /// Retrying cannot help (an undecodable record, an impossible
+    /// transition): the record is dead-lettered and processing continues.
+    #[error("permanent: {0}")]
+    Permanent(String),
+}
+
+/// What a consumer does with each event. Both steps may run more than once
+/// for one event (retries, redelivery after a crash), so both must be
+/// idempotent; the runtime guarantees the effects of `apply` commit once.
+pub trait Handler: Send + Sync + 'static {
+    /// What `prepare` learned for `apply` (e.g. a remote command's answer).
+    type Effect: Send + 'static;
+
+    /// Remote, idempotent work done before the transaction (a gRPC command,
+    /// a payment charge). Holds no database transaction open.
+    fn prepare(
+        &self,
+        event: &Event,
+    ) -> impl Future<Output = Result<Self::Effect, HandleError>> + Send;
+
+    /// Local effects, in the transaction that also records the event in the
+    /// inbox; the runtime commits it. A duplicate never gets here.
+    fn apply(
+        &self,
+        tx: &Transaction<'_>,
+        event: &Event,
+        effect: Self::Effect,
+    ) -> impl Future<Output = Result<(), HandleError>> + Send;
+}
+
+/// What a consumer consumes and where it keeps its bookkeeping.
+#[derive(Debug, Clone)]
+pub struct ConsumerSettings {
+    /// The consumer's name, e.g. `order-saga`: its group is
+    /// `<topic prefix>orderly-<name>`, its dead-letter topics
+    /// `<topic>.dlq.<name>`.
+    pub name: &'static str,
+    /// The schema holding its `inbox`, `aggregate_versions` and
+    /// `dead_letters` tables.
+    pub schema: &'static str,
+    /// Base topic names (the deployment's prefix is added).
+    pub topics: &'static [&'static str],
+    /// The broker and topic settings.
+    pub kafka: KafkaConfig,
+    /// Cap of the retry back-off.
+    pub backoff_max: Duration,
+}
+
+/// Failure to create a consumer.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumerError {
+    /// The Kafka client could not be created (bad settings).
+    #[error("cannot create Kafka client: {0}")]
+    Kafka(#[from] KafkaError),
+}
+
+/// The outcome of requeueing one dead letter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequeueOutcome {
+    /// The letter.
+    pub id: i64,
+    /// `Ok` when applied now or already; the new error otherwise.
+    pub result: Result<(), String>,
+}
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Requeue through a consumer's handler, whatever its type.
+trait Requeue: Send + Sync {
+    fn requeue<'a>(
+        &'a self,
+        ids: &'a [i64],
+    ) -> BoxFuture<'a, Result<Vec<RequeueOutcome>, HandleError>>;
+}
+
+impl<H: Handler> Requeue for Pipeline<H> {
+    fn requeue<'a>(
+        &'a self,
+        ids: &'a [i64],
+    ) -> BoxFuture<'a, Result<Vec<RequeueOutcome>, HandleError>> {
+        Box::pin(async move {
+            let client = self.pool.get().await?;
+            let letters = self
+                .store
+                .open_dead_letters(&client, self.name, ids)
+                .await?;
+            drop(client);
+            let mut outcomes = Vec::with_capacity(letters.len());
+            for (id, record) in letters {
+                let result = self.requeue(id, &record).await?;
+                if let Err(error) = &result {
+                    tracing::warn!(consumer = self.name, id, %error, "requeued dead letter failed again");
+                } else {
+                    tracing::info!(consumer = self.name, id, "requeued dead letter applied");
+                }
+                outcomes.push(RequeueOutcome { id, result });
+            }
+            Ok(outcomes)
+        })
+    }
+}
+
+/// A running consumer; clones share it.
+#[derive(Clone)]
+pub struct Consumer {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    name: &'static str,
+    pool: Pool,
+    store: Store,
+    metrics: Arc<ConsumerMetrics>,
+    requeue: Arc<dyn Requeue>,
+    stopped: CancellationToken,
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("name", &self.shared.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Consumer {
+    /// Starts consuming in the background until `shutdown`. The broker need
+    /// not be up: topics are created and the group joined when it is.
+    pub fn spawn<H: Handler>(
+        settings: ConsumerSettings,
+        pool: Pool,
+        handler: H,
+        shutdown: CancellationToken,
+    ) -> Result<Self, ConsumerError> {
+        let metrics = Arc::new(ConsumerMetrics::default());
+        let store = Store::new(settings.schema);
+        let pipeline = Arc::new(Pipeline {
+            name: settings.name,
+            handler,
+            pool: pool.clone(),
+            store: store.clone(),
+            dead_letters: DeadLetterProducer::new(&settings.kafka)?,
+            metrics: metrics.clone(),
+            backoff_max: settings.backoff_max,
+        });
+        let stopped = CancellationToken::new();
+        let shared = Arc::new(Shared {
+            name: settings.name,
+            pool,
+            store,
+            metrics,
+            requeue: pipeline.clone(),
+            stopped: stopped.clone(),
+        });
+        tokio::spawn(async move {
+            runtime::run(pipeline, settings, shutdown).await;
+            stopped.cancel();
+        });
+        Ok(Self { shared })
+    }
+
+    /// The consumer's name.
+    pub fn name(&self) -> &'static str {
+        self.shared.name
+    }
+
+    /// Resolves once the consumer has stopped after shutdown: its workers
+    /// finished the records in hand, offsets are committed and it left the
+    /// group.
+    pub async fn stopped(&self) {
+        self.shared.stopped.cancelled().await;
+    }
+
+    /// Events this consumer found applied already (redeliveries, replays)
+    /// since it started.
+    pub fn duplicates(&self) -> u64 {
+        self.shared.metrics.duplicates()
+    }
+
+    /// Adds the consumer's figures (outcomes, retries, gaps, dead letters,
+    /// lag per partition) to a scrape.
+    pub fn render_metrics(&self, text: &mut Exposition) {
+        self.shared.metrics.render(self.shared.name, text);
+    }
+
+    /// Applies open dead letters again (`ids` empty: all of them).
+    pub async fn requeue(&self, ids: &[i64]) -> Result<Vec<RequeueOutcome>, HandleError> {
+        self.shared.requeue.requeue(ids).await
+    }
+}

@@ -1,0 +1,155 @@
+//! `orderly.v1.DeadLetterAdmin`: lists and requeues the dead letters of the
+//! consumers running in this process.
+
+use tonic::{Request, Response, Status};
+
+use super::{Consumer, HandleError, store::ListedLetter};
+use crate::{
+    proto::v1::{
+        self as pb,
+        dead_letter_admin_server::{DeadLetterAdmin, DeadLetterAdminServer},
+    },
+    status::Violations,
+    time::to_timestamp,
+};
+
+/// The fully qualified service name, as health reports it.
+pub const DEAD_LETTER_ADMIN: &str = "orderly.v1.DeadLetterAdmin";
+
+/// Default and largest page of ListDeadLetters.
+const DEFAULT_LIMIT: u32 = 100;
+const MAX_LIMIT: u32 = 1_000;
+
+/// The dead-letter admin of a component's consumers.
+#[derive(Debug, Clone)]
+pub struct DeadLetterAdminService {
+    consumers: Vec<Consumer>,
+}
+
+/// The gRPC service over `consumers`, ready to add to a component's routes.
+pub fn dead_letter_admin(
+    consumers: Vec<Consumer>,
+) -> DeadLetterAdminServer<DeadLetterAdminService> {
+    DeadLetterAdminServer::new(DeadLetterAdminService { consumers })
+}
+
+impl DeadLetterAdminService {
+    fn find(&self, name: &str) -> Result<&Consumer, Status> {
+        self.consumers
+            .iter()
+            .find(|c| c.name() == name)
+            .ok_or_else(|| {
+                let served: Vec<&str> = self.consumers.iter().map(Consumer::name).collect();
+                Status::not_found(format!(
+                    "no consumer {name:?} runs here (served: {})",
+                    served.join(", ")
+                ))
+            })
+    }
+}
+
+fn unavailable(error: impl std::fmt::Display) -> Status {
+    tracing::warn!(%error, "dead-letter admin request failed");
+    Status::unavailable(format!("cannot read dead letters: {error}"))
+}
+
+fn to_proto(letter: ListedLetter) -> pb::DeadLetter {
+    pb::DeadLetter {
+        id: letter.id,
+        consumer: letter.consumer,
+        topic: letter.topic,
+        partition: letter.partition,
+        offset: letter.offset,
+        key: letter.key,
+        event_id: letter.event_id.map(|id| id.to_string()).unwrap_or_default(),
+        event_type: letter.event_type,
+        aggregate_id: letter.aggregate_id,
+        aggregate_version: letter.aggregate_version.unsigned_abs(),
+        error: letter.error,
+        dead_lettered_at: Some(to_timestamp(letter.dead_lettered_at)),
+        requeued_at: letter.requeued_at.map(to_timestamp),
+        requeue_attempts: letter.requeue_attempts.unsigned_abs(),
+    }
+}
+
+#[tonic::async_trait]
+impl DeadLetterAdmin for DeadLetterAdminService {
+    async fn list_dead_letters(
+        &self,
+        request: Request<pb::ListDeadLettersRequest>,
+    ) -> Result<Response<pb::ListDeadLettersResponse>, Status> {
+        let request = request.into_inner();
+        if request.limit > MAX_LIMIT {
+            let mut violations = Violations::default();
+            violations.add("limit", format!("must be at most {MAX_LIMIT}"));
+            return Err(violations.into());
+        }
+        let limit = if request.limit == 0 {
+            DEFAULT_LIMIT
+        } else {
+            request.limit
+        };
+        let consumers: Vec<&Consumer> = if request.consumer.is_empty() {
+            self.consumers.iter().collect()
+        } else {
+            vec![self.find(&request.consumer)?]
+        };
+        let mut letters = Vec::new();
+        for consumer in consumers {
+            let shared = &consumer.shared;
+            let client = shared.pool.get().await.map_err(unavailable)?;
+            let found = shared
+                .store
+                .list_dead_letters(
+                    &client,
+                    shared.name,
+                    request.include_requeued,
+                    i64::from(limit),
+                )
+                .await
+                .map_err(|e| unavailable(crate::postgres::describe(&e)))?;
+            letters.extend(found);
+        }
+        letters.sort_by(|a, b| {
+            b.dead_lettered_at
+                .cmp(&a.dead_lettered_at)
+                .then(b.id.cmp(&a.id))
+        });
+        letters.truncate(limit as usize);
+        Ok(Response::new(pb::ListDeadLettersResponse {
+            dead_letters: letters.into_iter().map(to_proto).collect(),
+        }))
+    }
+
+    async fn requeue_dead_letters(
+        &self,
+        request: Request<pb::RequeueDeadLettersRequest>,
+    ) -> Result<Response<pb::RequeueDeadLettersResponse>, Status> {
+        let request = request.into_inner();
+        if request.consumer.is_empty() {
+            let mut violations = Violations::default();
+            violations.add(
+                "consumer",
+                "required: the consumer whose letters to requeue",
+            );
+            return Err(violations.into());
+        }
+        let consumer = self.find(&request.consumer)?;
+        let outcomes = consumer
+            .requeue(&request.ids)
+            .await
+            .map_err(|error| match error {
+                HandleError::Transient(e) | HandleError::Permanent(e) => unavailable(e),
+            })?;
+        Ok(Response::new(pb::RequeueDeadLettersResponse {
+            results: outcomes
+                .into_iter()
+                .map(|outcome| pb::RequeueResult {
+                    id: outcome.id,
+                    applied: outcome.result.is_ok(),
+                    error: outcome.result.err().unwrap_or_default(),
+                })
+                .collect(),
+        }))
+    }
+}

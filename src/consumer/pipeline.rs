@@ -1,0 +1,255 @@
+//! What happens to one record: decode, check it is the next version of its
+//! aggregate, run the handler's remote step, then apply its local effects in
+//! one transaction with the inbox row. Transient failures are retried with
+//! back-off; permanent ones are dead-lettered.
+
+use std::{sync::Arc, time::Duration};
+
+use deadpool_postgres::Pool;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    Event, HandleError, Handler,
+    dead_letter::DeadLetterProducer,
+    metrics::ConsumerMetrics,
+    record::Record,
+    store::{LetterEvent, Store},
+};
+use crate::{backoff::Backoff, postgres::describe};
+
+/// How a record ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Its effects are committed now.
+    Applied,
+    /// It had been applied before (redelivery or replay).
+    Duplicate,
+    /// It could not be applied and was set aside.
+    DeadLettered,
+}
+
+/// Whether a record comes from the topic (checked for version contiguity) or
+/// from an operator's requeue (applied out of band, deduped by the inbox).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Live,
+    Requeue(i64),
+}
+
+/// One consumer's processing: its handler, database and dead-letter topic.
+pub(crate) struct Pipeline<H> {
+    pub name: &'static str,
+    pub handler: H,
+    pub pool: Pool,
+    pub store: Store,
+    pub dead_letters: DeadLetterProducer,
+    pub metrics: Arc<ConsumerMetrics>,
+    pub backoff_max: Duration,
+}
+
+impl<H: Handler> Pipeline<H> {
+    /// Processes `record` until it is applied, found to be a duplicate or
+    /// dead-lettered, retrying transient failures with back-off. Returns
+    /// `None` when `stop` fired first (the record stays unacknowledged).
+    pub(crate) async fn process(
+        &self,
+        record: &Record,
+        stop: &CancellationToken,
+    ) -> Option<Outcome> {
+        let mut backoff = Backoff::new(self.backoff_max);
+        let mut failures: u32 = 0;
+        loop {
+            let result = match self.attempt(record, Mode::Live).await {
+                Err(HandleError::Permanent(error)) => self.dead_letter(record, &error).await,
+                other => other,
+            };
+            let error = match result {
+                Ok(outcome) => {
+                    self.metrics.count(outcome);
+                    return Some(outcome);
+                }
+                Err(HandleError::Transient(error) | HandleError::Permanent(error)) => error,
+            };
+            failures += 1;
+            self.metrics.retried();
+            let pause = backoff.next_pause();
+            // Every failure counts in the metrics; the log says it when it
+            // starts and then at growing intervals, not once per retry.
+            if failures.is_power_of_two() {
+                tracing::warn!(
+                    consumer = self.name, topic = %record.topic, partition = record.partition,
+                    offset = record.offset, key = %record.key_text(), failures, %error,
+                    retry_in = ?pause, "cannot apply event yet; retrying"
+                );
+            }
+            tokio::select! {
+                () = stop.cancelled() => return None,
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+
+    /// Applies a dead letter again, out of band. `Ok(true)` when it is now
+    /// applied (or was already), `Ok(false)` when it failed again (the error
+    /// is recorded on the letter).
+    pub(crate) async fn requeue(
+        &self,
+        id: i64,
+        record: &Record,
+    ) -> Result<Result<(), String>, HandleError> {
+        match self.attempt(record, Mode::Requeue(id)).await {
+            Ok(Outcome::Duplicate) => {
+                let client = self.pool.get().await?;
+                self.store.mark_requeued(&client, id).await?;
+                Ok(Ok(()))
+            }
+            Ok(_) => Ok(Ok(())),
+            Err(HandleError::Permanent(error) | HandleError::Transient(error)) => {
+                let client = self.pool.get().await?;
+                self.store.requeue_failed(&client, id, &error).await?;
+                Ok(Err(error))
+            }
+        }
+    }
+
+    async fn attempt(&self, record: &Record, mode: Mode) -> Result<Outcome, HandleError> {
+        let event = record.decode()?;
+        if mode == Mode::Live {
+            let client = self.pool.get().await?;
+            let last = self
+                .store
+                .last_version(&client, self.name, &event.aggregate_id)
+                .await?;
+            drop(client);
+            if event.version <= last {
+                return Ok(Outcome::Duplicate);
+            }
+            if event.version > last + 1 {
+                return Err(self.gap(&event, last));
+            }
+        }
+        let effect = self.handler.prepare(&event).await?;
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        if !self
+            .store
+            .insert_inbox(&tx, self.name, event.event_id)
+            .await?
+        {
+            return Ok(Outcome::Duplicate);
+        }
+        match mode {
+            Mode::Live => {
+                let advanced = self
+                    .store
+                    .advance_version(&tx, self.name, &event.aggregate_id, event.version)
+                    .await?;
+                if !advanced {
+                    return Err(HandleError::Transient(format!(
+                        "aggregate {} moved past version {} concurrently",
+                        event.aggregate_id,
+                        event.version - 1
+                    )));
+                }
+            }
+            Mode::Requeue(id) => self.store.mark_requeued(&tx, id).await?,
+        }
+        self.handler.apply(&tx, &event, effect).await?;
+        tx.commit().await?;
+        Ok(Outcome::Applied)
+    }
+
+    /// A version gap: an earlier event of the aggregate has not been applied.
+    /// The record is held (retried), never skipped.
+    fn gap(&self, event: &Event, last: u64) -> HandleError {
+        self.metrics.gap();
+        tracing::error!(
+            consumer = self.name, aggregate_id = %event.aggregate_id, expected = last + 1,
+            got = event.version, event_type = %event.envelope.event_type,
+            "event version gap; holding the record until the missing version is applied"
+        );
+        HandleError::Transient(format!(
+            "version gap for {}: expected {}, got {}",
+            event.aggregate_id,
+            last + 1,
+            event.version
+        ))
+    }
+
+    /// Sends the record to the dead-letter topic and keeps it in the
+    /// database; a decodable event still advances its aggregate's version so
+    /// later events of the aggregate are not held behind it.
+    async fn dead_letter(&self, record: &Record, error: &str) -> Result<Outcome, HandleError> {
+        self.dead_letters
+            .send(record, self.name, error)
+            .await
+            .map_err(|e| HandleError::Transient(format!("cannot write dead letter: {e}")))?;
+        let event = record.decode().ok();
+        let letter = event
+            .as_ref()
+            .map_or_else(LetterEvent::default, |event| LetterEvent {
+                event_id: Some(event.event_id),
+                event_type: event.envelope.event_type.clone(),
+                aggregate_id: event.aggregate_id.clone(),
+                aggregate_version: event.version,
+            });
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        self.store
+            .insert_dead_letter(&tx, self.name, record, &letter, error)
+            .await?;
+        if let Some(event) = &event {
+            // Not the next version (a duplicate of an applied one): nothing
+            // to advance.
+            let _ = self
+                .store
+                .advance_version(&tx, self.name, &event.aggregate_id, event.version)
+                .await?;
+        }
+        tx.commit().await?;
+        tracing::error!(
+            consumer = self.name, topic = %record.topic, partition = record.partition,
+            offset = record.offset, key = %record.key_text(), %error,
+            "event dead-lettered; processing continues"
+        );
+        Ok(Outcome::DeadLettered)
+    }
+}
+
+impl From<tokio_postgres::Error> for HandleError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        if crate::postgres::is_transient(&error) {
+            Self::Transient(describe(&error))
+        } else {
+            Self::Permanent(describe(&error))
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for HandleError {
+    fn from(error: deadpool_postgres::PoolError) -> Self {
+        match error {
+            deadpool_postgres::PoolError::Backend(error) => error.into(),
+            other => Self::Transient(other.to_string()),
+        }
+    }
+}
+
+impl From<tonic::Status> for HandleError {
+    /// A dependency that is down, overloaded or slow (or a connection that
+    /// broke: UNKNOWN) is worth retrying; any other answer, INTERNAL
+    /// included, will not change on a retry and must not hold the partition.
+    fn from(status: tonic::Status) -> Self {
+        use tonic::Code;
+        let message = format!("{:?}: {}", status.code(), status.message());
+        match status.code() {
+            Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::ResourceExhausted
+            | Code::Aborted
+            | Code::Cancelled
+            | Code::Unknown => Self::Transient(message),
+            _ => Self::Permanent(message),
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! A record as the runtime handles it, detached from the Kafka client, and
+//! its decoding into an [`Event`].
+
+use prost::Message;
+use uuid::Uuid;
+
+use super::{Event, HandleError};
+use crate::{proto::v1::EventEnvelope, trace::TraceContext};
+
+/// One Kafka record (or a dead letter read back from the database).
+#[derive(Debug, Clone)]
+pub(crate) struct Record {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Record {
+    /// The key as text (keys are order ids); lossy for a malformed key.
+    pub(crate) fn key_text(&self) -> String {
+        self.key
+            .as_deref()
+            .map(|key| String::from_utf8_lossy(key).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Headers as a flat JSON object of (lossy) strings.
+    pub(crate) fn headers_json(&self) -> serde_json::Value {
+        let map: serde_json::Map<String, serde_json::Value> = self
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                (
+                    name.clone(),
+                    String::from_utf8_lossy(value).into_owned().into(),
+                )
+            })
+            .collect();
+        map.into()
+    }
+
+    /// Headers back from their JSON form.
+    pub(crate) fn headers_from_json(value: &serde_json::Value) -> Vec<(String, Vec<u8>)> {
+        value
+            .as_object()
+            .map(|map| {
+                map.iter()
+                    .map(|(name, value)| {
+                        let text = value
+                            .as_str()
+                            .map_or_else(|| value.to_string(), str::to_owned);
+                        (name.clone(), text.into_bytes())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Decodes the envelope; anything malformed is a permanent failure.
+    pub(crate) fn decode(&self) -> Result<Event, HandleError> {
+        let envelope = EventEnvelope::decode(self.payload.as_slice())
+            .map_err(|e| HandleError::Permanent(format!("undecodable event envelope: {e}")))?;
+        let event_id = Uuid::parse_str(&envelope.event_id).map_err(|e| {
+            HandleError::Permanent(format!("malformed event_id {:?}: {e}", envelope.event_id))
+        })?;
+        let payload = envelope
+            .payload
+            .clone()
+            .ok_or_else(|| HandleError::Permanent("event envelope without payload".into()))?;
+        if envelope.aggregate_id.is_empty() || envelope.aggregate_version == 0 {
+            return Err(HandleError::Permanent(
+                "event envelope without aggregate id or version".into(),
+            ));
+        }
+        let trace = TraceContext::from_headers(
+            self.headers
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_slice())),
+        );
+        Ok(Event {
+            event_id,
+            aggregate_id: envelope.aggregate_id.clone(),
+            version: envelope.aggregate_version,
+            payload,
+            envelope,
+            trace,
+            topic: self.topic.clone(),
+            partition: self.partition,
+            offset: self.offset,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::v1::{OrderCancelled, event_envelope::Payload};
+
+    fn record(payload: Vec<u8>) -> Record {
+        Record {
+            topic: "orderly.order.v1".into(),
+            partition: 0,
+            offset: 7,
+            key: Some(b"k".to_vec()),
+            payload,
+            headers: vec![("event_type".into(), b"OrderCancelled".to_vec())],
+        }
+    }
+
+    #[test]
+    fn garbage_is_a_permanent_failure() {
+        let error = record(vec![0xff, 0xff, 0xff])
+            .decode()
+            .expect_err("garbage");
+        assert!(matches!(error, HandleError::Permanent(_)), "{error:?}");
+        let empty = EventEnvelope::default().encode_to_vec();
+        assert!(matches!(
+            record(empty).decode(),
+            Err(HandleError::Permanent(_))
+        ));
+    }
+
+    #[test]
+    fn a_well_formed_envelope_decodes() {
+        let id = Uuid::now_v7();
+        let envelope = EventEnvelope {
+            event_id: id.to_string(),
+            aggregate_id: "a".into(),
+            aggregate_version: 2,
+            payload: Some(Payload::OrderCancelled(OrderCancelled::default())),
+            ..Default::default()
+        };
+        let event = record(envelope.encode_to_vec()).decode().expect("decodes");
+        assert_eq!(event.event_id, id);
+        assert_eq!(event.version, 2);
+        assert_eq!(event.offset, 7);
+    }
+
+    #[test]
+    fn headers_survive_their_json_form() {
+        let original = record(Vec::new());
+        let back = Record::headers_from_json(&original.headers_json());
+        assert_eq!(back, original.headers);
+    }
+}
