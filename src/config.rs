@@ -74,6 +74,11 @@ pub struct PostgresConfig {
     pub database_url: String,
     /// `ORDERLY_DATABASE_POOL_SIZE`: connections per component.
     pub database_pool_size: usize,
+    /// `ORDERLY_DATABASE_STATEMENT_TIMEOUT_MS`: the server cancels any
+    /// statement running longer (a lock held elsewhere, a hung database), so
+    /// a request fails fast with UNAVAILABLE instead of at its deadline.
+    /// 0 sets none: the server's or role's own setting applies.
+    pub statement_timeout_ms: u64,
 }
 
 impl Default for PostgresConfig {
@@ -81,6 +86,7 @@ impl Default for PostgresConfig {
         Self {
             database_url: "postgres://postgres@127.0.0.1:5432/orderly".to_owned(),
             database_pool_size: 16,
+            statement_timeout_ms: 5_000,
         }
     }
 }
@@ -114,6 +120,7 @@ impl PostgresConfig {
         Ok(Self {
             database_url: var("DATABASE_URL", d.database_url)?,
             database_pool_size: var("DATABASE_POOL_SIZE", d.database_pool_size)?,
+            statement_timeout_ms: var("DATABASE_STATEMENT_TIMEOUT_MS", d.statement_timeout_ms)?,
         })
     }
 }

@@ -1,8 +1,10 @@
-//! Postgres connection pool and error classification.
+//! Postgres connection pool, session settings and error classification.
 
-use std::{str::FromStr, time::Duration};
+use std::{fmt, str::FromStr, time::Duration};
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
+use deadpool_postgres::{
+    Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime, Timeouts,
+};
 use tokio_postgres::{NoTls, error::SqlState};
 
 use crate::config::{ConfigError, PostgresConfig};
@@ -12,11 +14,13 @@ use crate::config::{ConfigError, PostgresConfig};
 const POOL_WAIT: Duration = Duration::from_secs(5);
 
 /// Builds a connection pool. Connections open lazily, so a database that is
-/// down makes requests fail (UNAVAILABLE), not startup.
+/// down makes requests fail (UNAVAILABLE), not startup. Every connection
+/// gets the [session settings](apply_session_settings).
 pub fn pool(config: &PostgresConfig) -> Result<Pool, ConfigError> {
     let mut pg_config = tokio_postgres::Config::from_str(&config.database_url)
         .map_err(|e| ConfigError::invalid("DATABASE_URL", e))?;
     detect_dead_peers(&mut pg_config);
+    apply_session_settings(&mut pg_config, config);
     let manager = Manager::from_config(
         pg_config,
         NoTls,
@@ -50,9 +54,29 @@ pub fn detect_dead_peers(config: &mut tokio_postgres::Config) {
         .tcp_user_timeout(Duration::from_secs(20));
 }
 
+/// Applies the settings every orderly session runs with (today the
+/// `statement_timeout` of [`PostgresConfig::statement_timeout_ms`]) as
+/// startup options, keeping any `options` the URL already carries. The pool
+/// applies them to its connections; a component that opens a dedicated
+/// session (a LISTEN connection, an advisory-lock holder) calls this on its
+/// `tokio_postgres::Config` before connecting.
+pub fn apply_session_settings(pg_config: &mut tokio_postgres::Config, config: &PostgresConfig) {
+    if config.statement_timeout_ms == 0 {
+        return;
+    }
+    // Appended last, so it wins over a statement_timeout in the URL's options.
+    let setting = format!("-c statement_timeout={}", config.statement_timeout_ms);
+    let options = match pg_config.get_options() {
+        Some(existing) if !existing.trim().is_empty() => format!("{existing} {setting}"),
+        _ => setting,
+    };
+    pg_config.options(options);
+}
+
 /// Whether a database error is worth retrying: the connection failed, or the
-/// server aborted the transaction for reasons unrelated to the request
-/// (serialization failure, deadlock, shutdown).
+/// server aborted the statement or transaction for reasons unrelated to the
+/// request (serialization failure, deadlock, shutdown, a statement, lock or
+/// idle timeout while the database was locked or slow).
 pub fn is_transient(error: &tokio_postgres::Error) -> bool {
     match error.code() {
         None => true,
@@ -65,8 +89,70 @@ pub fn is_transient(error: &tokio_postgres::Error) -> bool {
                 // A failed-over primary answering as a read-only standby.
                 || *code == SqlState::READ_ONLY_SQL_TRANSACTION
                 || *code == SqlState::CRASH_SHUTDOWN
+                // statement_timeout, or a statement cancelled by an operator.
+                || *code == SqlState::QUERY_CANCELED
+                // lock_timeout.
+                || *code == SqlState::LOCK_NOT_AVAILABLE
+                || *code == SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT
+                || *code == SqlState::IDLE_SESSION_TIMEOUT
+                // transaction_timeout (Postgres 17), unknown to tokio-postgres.
+                || code.code() == "25P04"
                 || code.code().starts_with("08")
         }
+    }
+}
+
+/// A Postgres failure classified once for every service: each error enum
+/// maps [`Failure::Transient`] to UNAVAILABLE (the same request may succeed
+/// later) and [`Failure::Permanent`] to INTERNAL. Both carry the error's
+/// full description, causes included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// The database is unreachable, overloaded, or cancelled or aborted the
+    /// work for reasons unrelated to the request (see [`is_transient`]).
+    Transient(String),
+    /// Anything else: a bug, a schema that does not match the code, a
+    /// constraint the code did not expect.
+    Permanent(String),
+}
+
+impl Failure {
+    /// Classifies a database error.
+    pub fn of(error: &tokio_postgres::Error) -> Self {
+        let description = describe(error);
+        if is_transient(error) {
+            Self::Transient(description)
+        } else {
+            Self::Permanent(description)
+        }
+    }
+
+    /// Classifies a failure to get a pooled connection: every kind but a
+    /// permanent error of the backend (opening the connection) is
+    /// unavailability (a wait that timed out, a closed pool).
+    pub fn of_pool(error: &PoolError) -> Self {
+        match error {
+            PoolError::Backend(error) => Self::of(error),
+            other => Self::Transient(format!("connection pool: {other}")),
+        }
+    }
+
+    /// Whether retrying may help.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Transient(_))
+    }
+
+    /// The error with all its causes.
+    pub fn description(&self) -> &str {
+        match self {
+            Self::Transient(description) | Self::Permanent(description) => description,
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.description())
     }
 }
 
@@ -81,4 +167,48 @@ pub fn describe(error: &tokio_postgres::Error) -> String {
         source = cause.source();
     }
     message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(url: &str, statement_timeout_ms: u64) -> tokio_postgres::Config {
+        let config = PostgresConfig {
+            database_url: url.to_owned(),
+            statement_timeout_ms,
+            ..PostgresConfig::default()
+        };
+        let mut pg_config: tokio_postgres::Config = url.parse().expect("valid URL");
+        apply_session_settings(&mut pg_config, &config);
+        pg_config
+    }
+
+    #[test]
+    fn sessions_get_the_statement_timeout() {
+        let pg_config = session("postgres://u@h/db", 300);
+        assert_eq!(pg_config.get_options(), Some("-c statement_timeout=300"));
+    }
+
+    #[test]
+    fn options_in_the_url_are_kept() {
+        let pg_config = session("postgres://u@h/db?options=-c%20search_path%3Dorders", 300);
+        assert_eq!(
+            pg_config.get_options(),
+            Some("-c search_path=orders -c statement_timeout=300")
+        );
+    }
+
+    #[test]
+    fn zero_sets_no_timeout() {
+        let pg_config = session("postgres://u@h/db", 0);
+        assert_eq!(pg_config.get_options(), None);
+    }
+
+    #[test]
+    fn pool_failures_other_than_the_backend_are_transient() {
+        let failure = Failure::of_pool(&PoolError::Closed);
+        assert!(failure.is_transient(), "{failure:?}");
+        assert!(failure.description().contains("closed"), "{failure}");
+    }
 }

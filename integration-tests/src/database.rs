@@ -38,6 +38,7 @@ impl TestDatabase {
         let config = PostgresConfig {
             database_url: format!("{server}/{name}"),
             database_pool_size: 8,
+            ..PostgresConfig::default()
         };
         orderly::migrate::run(&config)
             .await
