@@ -38,6 +38,11 @@ pub struct Config {
     /// `ORDERLY_RELAY_BACKOFF_MAX_MS`: cap of the exponential back-off after
     /// a failed batch or a lost database connection.
     pub backoff_max_ms: u64,
+    /// `ORDERLY_RELAY_MAX_ATTEMPTS`: how many times the broker may refuse a
+    /// row for a reason of the record's own (too large, unknown topic, ...)
+    /// before the row is set aside; at least 1. Failures of the broker
+    /// itself (unreachable, timeouts) never count.
+    pub max_attempts: u32,
     /// The database holding every outbox.
     pub postgres: PostgresConfig,
     /// Where events are published.
@@ -60,6 +65,7 @@ impl Default for Config {
             message_timeout_ms: 30_000,
             standby_retry_ms: 1_000,
             backoff_max_ms: 10_000,
+            max_attempts: 5,
             postgres: PostgresConfig::default(),
             kafka: KafkaConfig::default(),
             grpc: GrpcLimits::default(),
@@ -89,6 +95,7 @@ impl Config {
             message_timeout_ms: var("RELAY_MESSAGE_TIMEOUT_MS", d.message_timeout_ms)?,
             standby_retry_ms: var("RELAY_STANDBY_RETRY_MS", d.standby_retry_ms)?,
             backoff_max_ms: var("RELAY_BACKOFF_MAX_MS", d.backoff_max_ms)?,
+            max_attempts: var("RELAY_MAX_ATTEMPTS", d.max_attempts)?,
             postgres: PostgresConfig::from_env()?,
             kafka: KafkaConfig::from_env()?,
             grpc: GrpcLimits::from_env()?,
@@ -136,6 +143,12 @@ impl Config {
             return Err(ConfigError::invalid(
                 "RELAY_MESSAGE_TIMEOUT_MS",
                 "must be at least 100",
+            ));
+        }
+        if self.max_attempts == 0 {
+            return Err(ConfigError::invalid(
+                "RELAY_MAX_ATTEMPTS",
+                "must be at least 1",
             ));
         }
         for (name, value) in [
@@ -194,6 +207,24 @@ mod tests {
             );
         }
         assert!(is_identifier("payments_v2"));
+    }
+
+    #[test]
+    fn at_least_one_attempt_is_required() {
+        let config = Config {
+            max_attempts: 0,
+            ..Config::default()
+        };
+        let error = config.validate().expect_err("0 attempts");
+        assert!(
+            error.to_string().contains("ORDERLY_RELAY_MAX_ATTEMPTS"),
+            "{error}"
+        );
+        let one = Config {
+            max_attempts: 1,
+            ..Config::default()
+        };
+        one.validate().expect("1 attempt is valid");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The relay's errors and the one place they become gRPC statuses.
 
-use orderly::{config::ConfigError, grpc::ServeError, metrics::BindError};
+use orderly::{config::ConfigError, grpc::ServeError, metrics::BindError, status::Violations};
 use rdkafka::error::KafkaError;
 use tonic::Status;
 
@@ -10,6 +10,12 @@ pub enum Error {
     /// A setting is malformed.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A RelayAdmin request is invalid.
+    #[error(transparent)]
+    Invalid(#[from] Violations),
+    /// A RelayAdmin request names a source this relay does not relay.
+    #[error("no outbox source {0:?} is relayed here")]
+    UnknownSource(String),
     /// Postgres refused a statement or the connection broke.
     #[error("database error: {0}")]
     Database(#[from] tokio_postgres::Error),
@@ -40,13 +46,23 @@ impl Error {
         match self {
             Error::Database(e) => orderly::postgres::is_transient(e),
             Error::Pool(_) | Error::SessionLost | Error::Kafka(_) => true,
-            Error::Config(_) | Error::Grpc(_) | Error::Metrics(_) | Error::Task(_) => false,
+            Error::Config(_)
+            | Error::Invalid(_)
+            | Error::UnknownSource(_)
+            | Error::Grpc(_)
+            | Error::Metrics(_)
+            | Error::Task(_) => false,
         }
     }
 }
 
 impl From<Error> for Status {
     fn from(error: Error) -> Self {
+        match error {
+            Error::Invalid(violations) => return violations.into(),
+            Error::UnknownSource(_) => return Status::not_found(error.to_string()),
+            _ => {}
+        }
         if error.is_transient() {
             tracing::warn!(%error, "relay dependency unavailable");
             Status::unavailable(error.to_string())
@@ -65,6 +81,18 @@ mod tests {
     fn kafka_down_is_unavailable() {
         let error = Error::Kafka(KafkaError::Canceled);
         assert_eq!(Status::from(error).code(), tonic::Code::Unavailable);
+    }
+
+    #[test]
+    fn bad_requests_are_invalid_or_not_found() {
+        let mut violations = Violations::default();
+        violations.add("limit", "must be at most 1000");
+        assert_eq!(
+            Status::from(Error::Invalid(violations)).code(),
+            tonic::Code::InvalidArgument
+        );
+        let unknown = Error::UnknownSource("shipping".into());
+        assert_eq!(Status::from(unknown).code(), tonic::Code::NotFound);
     }
 
     #[test]

@@ -61,6 +61,28 @@ pub async fn render(
             let age = status.oldest_unpublished_age_ms as f64 / 1000.0;
             text.sample(name, &[("source", &status.name)], age);
         }
+        let name = "orderly_relay_outbox_set_aside";
+        text.family(
+            name,
+            Kind::Gauge,
+            "Outbox rows set aside after the broker refused them on every attempt (part of the backlog).",
+        );
+        for status in statuses {
+            text.sample(name, &[("source", &status.name)], status.set_aside as f64);
+        }
+        let name = "orderly_relay_outbox_held_behind_set_aside";
+        text.family(
+            name,
+            Kind::Gauge,
+            "Outbox rows waiting behind a set-aside row of their partition key (part of the backlog).",
+        );
+        for status in statuses {
+            text.sample(
+                name,
+                &[("source", &status.name)],
+                status.held_behind_set_aside as f64,
+            );
+        }
     }
     let name = "orderly_relay_published_total";
     text.family(name, Kind::Counter, "Outbox rows this relay published.");
@@ -71,7 +93,7 @@ pub async fn render(
     text.family(
         name,
         Kind::Counter,
-        "Outbox batches that failed to publish and were kept for retry.",
+        "Outbox batches in which some row failed to publish; failed rows were kept for retry.",
     );
     for source in sources.iter() {
         text.sample(
@@ -79,6 +101,24 @@ pub async fn render(
             &[("source", &source.name)],
             source.publish_errors() as f64,
         );
+    }
+    let name = "orderly_relay_refused_attempts_total";
+    text.family(
+        name,
+        Kind::Counter,
+        "Attempts the broker refused for a reason of the record's own, each counted against its row.",
+    );
+    for source in sources.iter() {
+        text.sample(
+            name,
+            &[("source", &source.name)],
+            source.refused_attempts() as f64,
+        );
+    }
+    let name = "orderly_relay_set_aside_total";
+    text.family(name, Kind::Counter, "Outbox rows this relay set aside.");
+    for source in sources.iter() {
+        text.sample(name, &[("source", &source.name)], source.set_aside() as f64);
     }
     let name = "orderly_relay_active";
     text.family(

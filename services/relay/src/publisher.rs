@@ -1,5 +1,5 @@
-//! Produces outbox rows to Kafka with an idempotent producer and waits for
-//! every delivery.
+//! Produces outbox rows to Kafka with an idempotent producer, waits for
+//! every delivery and tells which rows failed and whose fault it was.
 
 use std::time::Duration;
 
@@ -80,12 +80,15 @@ impl Publisher {
         Ok(())
     }
 
-    /// Produces `rows` in order and waits for every delivery. Succeeds only
-    /// when every record was acknowledged by all in-sync replicas; on error
-    /// some records may have been written, so a retry can duplicate them
-    /// (consumers dedupe on event_id).
-    pub async fn publish(&self, rows: &[OutboxRow]) -> Result<(), KafkaError> {
-        let mut deliveries = Vec::with_capacity(rows.len());
+    /// Produces `rows` in order and waits for every delivery, reporting
+    /// each row as delivered (acknowledged by all in-sync replicas) or
+    /// failed with its reason. A record refused on the spot (say, too large)
+    /// fails alone; the rest of the batch goes on. A failed record may still
+    /// have been written, so a retry can duplicate it (consumers dedupe on
+    /// event_id).
+    pub async fn publish(&self, rows: &[OutboxRow]) -> Outcome {
+        let mut outcome = Outcome::default();
+        let mut pending = Vec::with_capacity(rows.len());
         for row in rows {
             let topic = self.kafka.topic(&row.topic);
             let headers = row.headers.iter().fold(
@@ -106,28 +109,175 @@ impl Publisher {
             loop {
                 match self.producer.send_result(record) {
                     Ok(delivery) => {
-                        deliveries.push(delivery);
+                        pending.push((row.id, delivery));
                         break;
                     }
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                         record = back;
                         tokio::time::sleep(QUEUE_FULL_PAUSE).await;
                     }
-                    Err((error, _)) => return Err(error),
+                    // Never queued (too large, topic known to be missing,
+                    // ...): this row fails; a batch holds one row per key,
+                    // so skipping it reorders nothing.
+                    Err((error, _)) => {
+                        outcome.failed.push(Failure::new(row.id, error));
+                        break;
+                    }
                 }
             }
         }
         // Wait for all of them, even after a failure, so that a retry never
         // races records of the failed attempt still queued locally.
-        let mut first_error = None;
-        for outcome in join_all(deliveries).await {
-            let error = match outcome {
-                Ok(Ok(_)) => continue,
-                Ok(Err((error, _))) => error,
-                Err(_canceled) => KafkaError::Canceled,
-            };
-            first_error.get_or_insert(error);
+        let (ids, deliveries): (Vec<i64>, Vec<_>) = pending.into_iter().unzip();
+        for (id, delivery) in ids.into_iter().zip(join_all(deliveries).await) {
+            match delivery {
+                Ok(Ok(_)) => outcome.delivered.push(id),
+                Ok(Err((error, _))) => outcome.failed.push(Failure::new(id, error)),
+                Err(_canceled) => outcome.failed.push(Failure::new(id, KafkaError::Canceled)),
+            }
         }
-        first_error.map_or(Ok(()), Err)
+        outcome.failed.sort_by_key(|failure| failure.id);
+        outcome
+    }
+}
+
+/// What became of a batch, row by row.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Rows acknowledged by the broker, in id order.
+    pub delivered: Vec<i64>,
+    /// Rows that were not, in id order.
+    pub failed: Vec<Failure>,
+}
+
+/// One row that was not delivered.
+#[derive(Debug)]
+pub struct Failure {
+    /// The row's outbox id.
+    pub id: i64,
+    /// Why.
+    pub error: KafkaError,
+    /// Whether the record itself is to blame.
+    pub fault: Fault,
+}
+
+impl Failure {
+    fn new(id: i64, error: KafkaError) -> Self {
+        let fault = Fault::of(&error);
+        Self { id, error, fault }
+    }
+}
+
+/// Who a delivery failure is down to, which decides whether it counts
+/// against the row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The record itself: the broker (or the producer, on its behalf)
+    /// refuses this record and would refuse it again, e.g. too large, an
+    /// unknown topic, an invalid record, no right to write the topic. Counts
+    /// as one of the row's attempts.
+    Record,
+    /// The way to the broker: unreachable, slow, overloaded, a leader
+    /// moving, or a producer state to repair. Says nothing about the record,
+    /// so the row is retried with back-off and never set aside; a broker
+    /// outage must not push rows out of line. Anything not known to be the
+    /// record's fault lands here.
+    Transient,
+}
+
+impl Fault {
+    /// Classifies a produce or delivery error.
+    pub fn of(error: &KafkaError) -> Self {
+        let Some(code) = error.rdkafka_error_code() else {
+            return Fault::Transient;
+        };
+        match code {
+            RDKafkaErrorCode::MessageSizeTooLarge
+            | RDKafkaErrorCode::MessageBatchTooLarge
+            | RDKafkaErrorCode::InvalidMessageSize
+            | RDKafkaErrorCode::InvalidMessage
+            | RDKafkaErrorCode::InvalidRecord
+            | RDKafkaErrorCode::BadMessage
+            | RDKafkaErrorCode::InvalidTimestamp
+            | RDKafkaErrorCode::UnsupportedForMessageFormat
+            | RDKafkaErrorCode::UnknownTopicOrPartition
+            | RDKafkaErrorCode::UnknownTopic
+            | RDKafkaErrorCode::UnknownPartition
+            | RDKafkaErrorCode::UnknownTopicId
+            | RDKafkaErrorCode::InvalidTopic
+            | RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::PolicyViolation => Fault::Record,
+            _ => Fault::Transient,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn produce(code: RDKafkaErrorCode) -> KafkaError {
+        KafkaError::MessageProduction(code)
+    }
+
+    #[test]
+    fn a_record_the_broker_refuses_is_the_records_fault() {
+        for code in [
+            RDKafkaErrorCode::MessageSizeTooLarge,
+            RDKafkaErrorCode::UnknownTopicOrPartition,
+            RDKafkaErrorCode::UnknownTopic,
+            RDKafkaErrorCode::UnknownPartition,
+            RDKafkaErrorCode::InvalidTopic,
+            RDKafkaErrorCode::InvalidRecord,
+            RDKafkaErrorCode::TopicAuthorizationFailed,
+            RDKafkaErrorCode::PolicyViolation,
+        ] {
+            assert_eq!(Fault::of(&produce(code)), Fault::Record, "{code:?}");
+        }
+    }
+
+    #[test]
+    fn an_unreachable_or_slow_broker_is_not_the_records_fault() {
+        for code in [
+            RDKafkaErrorCode::MessageTimedOut,
+            RDKafkaErrorCode::RequestTimedOut,
+            RDKafkaErrorCode::BrokerTransportFailure,
+            RDKafkaErrorCode::AllBrokersDown,
+            RDKafkaErrorCode::QueueFull,
+            RDKafkaErrorCode::NotEnoughReplicas,
+            RDKafkaErrorCode::LeaderNotAvailable,
+            RDKafkaErrorCode::NotLeaderForPartition,
+            RDKafkaErrorCode::ProducerFenced,
+            RDKafkaErrorCode::Fatal,
+            RDKafkaErrorCode::Unknown,
+        ] {
+            assert_eq!(Fault::of(&produce(code)), Fault::Transient, "{code:?}");
+        }
+        assert_eq!(Fault::of(&KafkaError::Canceled), Fault::Transient);
+    }
+
+    #[tokio::test]
+    async fn a_record_over_the_size_limit_fails_alone_and_at_once() {
+        // Nothing listens on port 1: a queued record could only time out,
+        // so an immediate answer proves the size check happened up front.
+        let kafka = KafkaConfig {
+            kafka_brokers: "127.0.0.1:1".to_owned(),
+            ..KafkaConfig::default()
+        };
+        let publisher = Publisher::new(&kafka, 60_000).expect("a producer");
+        let row = OutboxRow {
+            id: 7,
+            topic: "orderly.order.v1".into(),
+            partition_key: "order-1".into(),
+            payload: vec![0; 2_000_000],
+            headers: Vec::new(),
+        };
+        let outcome = tokio::time::timeout(Duration::from_secs(5), publisher.publish(&[row]))
+            .await
+            .expect("refused at once, not after the message timeout");
+        assert!(outcome.delivered.is_empty());
+        assert_eq!(outcome.failed.len(), 1);
+        assert_eq!(outcome.failed[0].id, 7);
+        assert_eq!(outcome.failed[0].fault, Fault::Record);
     }
 }

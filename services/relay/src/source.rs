@@ -6,7 +6,7 @@ mod active;
 use std::{
     sync::{
         Arc, Mutex,
-        atomic::{AtomicI32, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -18,13 +18,13 @@ use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, NoTls};
 use tokio_util::sync::CancellationToken;
 
-pub use orderly::backoff::Backoff;
 use crate::{
     config::Config,
     error::Error,
     publisher::Publisher,
-    store::{CHANNEL, Queries, Session},
+    store::{CHANNEL, Queries, RETRY_SUFFIX, Session},
 };
+pub use orderly::backoff::Backoff;
 
 /// How long opening a source's session may take before it is retried.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -39,6 +39,11 @@ pub struct SourceState {
     role: AtomicI32,
     published: AtomicU64,
     publish_errors: AtomicU64,
+    refused_attempts: AtomicU64,
+    set_aside: AtomicU64,
+    /// Set when RetrySetAside put rows back in line; the active loop takes
+    /// it. Shared with the task that reads the session's notifications.
+    retry_requested: Arc<AtomicBool>,
     last_published_at: Mutex<Option<DateTime<Utc>>>,
 }
 
@@ -51,6 +56,9 @@ impl SourceState {
             role: AtomicI32::new(RelayRole::Unspecified as i32),
             published: AtomicU64::new(0),
             publish_errors: AtomicU64::new(0),
+            refused_attempts: AtomicU64::new(0),
+            set_aside: AtomicU64::new(0),
+            retry_requested: Arc::new(AtomicBool::new(false)),
             last_published_at: Mutex::new(None),
         }
     }
@@ -70,6 +78,17 @@ impl SourceState {
         self.publish_errors.load(Ordering::Relaxed)
     }
 
+    /// Attempts the broker refused for a reason of the record's own, each
+    /// counted against its row, since start.
+    pub fn refused_attempts(&self) -> u64 {
+        self.refused_attempts.load(Ordering::Relaxed)
+    }
+
+    /// Rows this relay set aside since start.
+    pub fn set_aside(&self) -> u64 {
+        self.set_aside.load(Ordering::Relaxed)
+    }
+
     /// When this relay last marked a batch published.
     pub fn last_published_at(&self) -> Option<DateTime<Utc>> {
         *self
@@ -83,6 +102,11 @@ impl SourceState {
         if previous != role as i32 {
             tracing::info!(source = %self.name, role = role.as_str_name(), "relay role changed");
         }
+    }
+
+    /// Whether rows were put back in line since the last call.
+    fn take_retry_request(&self) -> bool {
+        self.retry_requested.swap(false, Ordering::Relaxed)
     }
 
     fn record_published(&self, rows: usize) {
@@ -105,6 +129,7 @@ pub struct Settings {
     prune_batch: usize,
     standby_retry: Duration,
     backoff_max: Duration,
+    max_attempts: u32,
 }
 
 impl Settings {
@@ -119,6 +144,7 @@ impl Settings {
             prune_batch: config.prune_batch,
             standby_retry: Duration::from_millis(config.standby_retry_ms),
             backoff_max: Duration::from_millis(config.backoff_max_ms),
+            max_attempts: config.max_attempts,
         }
     }
 }
@@ -164,7 +190,12 @@ async fn session(
     let (wake, mut woken) = mpsc::channel(1);
     // The connection must be polled for notifications to arrive; it stops
     // when the client is dropped, which ends the session and frees the lock.
-    tokio::spawn(drive(connection, state.name.clone(), wake));
+    tokio::spawn(drive(
+        connection,
+        state.name.clone(),
+        wake,
+        state.retry_requested.clone(),
+    ));
     let session = Session::prepare(client, &state.queries).await?;
 
     while !session.try_lock(&state.name).await? {
@@ -185,22 +216,29 @@ async fn session(
     .await
 }
 
-/// Polls the connection, forwarding this source's notifications as wake-ups.
+/// Polls the connection, forwarding this source's notifications as wake-ups;
+/// a retry notification also raises `retry_requested`.
 async fn drive<S, T>(
     connection: tokio_postgres::Connection<S, T>,
     source: String,
     wake: mpsc::Sender<()>,
+    retry_requested: Arc<AtomicBool>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let mut connection = connection;
+    let retry = format!("{source}{RETRY_SUFFIX}");
     let mut messages = stream::poll_fn(move |cx| connection.poll_message(cx));
     while let Some(message) = messages.next().await {
         match message {
             Ok(AsyncMessage::Notification(n))
-                if n.channel() == CHANNEL && n.payload() == source =>
+                if n.channel() == CHANNEL && (n.payload() == source || n.payload() == retry) =>
             {
+                if n.payload() == retry {
+                    // Before the wake-up, so the woken loop sees it.
+                    retry_requested.store(true, Ordering::Relaxed);
+                }
                 // A full channel already holds a wake-up; one is enough.
                 let _ = wake.try_send(());
             }

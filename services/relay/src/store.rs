@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use deadpool_postgres::Pool;
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{GenericClient, Pool};
 use tokio_postgres::{Client, Statement};
 
 use crate::error::Error;
@@ -13,11 +14,19 @@ const FETCH: &str = include_str!("store/fetch_unpublished.sql");
 const MARK: &str = include_str!("store/mark_published.sql");
 const BACKLOG: &str = include_str!("store/backlog.sql");
 const PRUNE: &str = include_str!("store/prune_published.sql");
+const RECORD_FAILURES: &str = include_str!("store/record_failures.sql");
+const LIST_SET_ASIDE: &str = include_str!("store/list_set_aside.sql");
+const RETRY_SET_ASIDE: &str = include_str!("store/retry_set_aside.sql");
+const NOTIFY_RETRY: &str = include_str!("store/notify_retry.sql");
 const TRY_LOCK: &str = include_str!("store/try_lock.sql");
 const SESSION_SETTINGS: &str = include_str!("store/session_settings.sql");
 
 /// The channel the outbox triggers notify, with the schema as payload.
+/// RelayAdmin.RetrySetAside notifies it too, with `<schema>:retry`.
 pub const CHANNEL: &str = "orderly_outbox";
+
+/// The suffix of a notification payload that announces retried rows.
+pub const RETRY_SUFFIX: &str = ":retry";
 
 /// One unpublished outbox row, ready to produce.
 #[derive(Debug, Clone)]
@@ -37,10 +46,58 @@ pub struct OutboxRow {
 /// What is waiting in one outbox.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Backlog {
-    /// Unpublished rows.
+    /// Unpublished rows, set-aside rows and those held behind them included.
     pub rows: u64,
+    /// Rows set aside.
+    pub set_aside: u64,
+    /// Rows waiting behind a set-aside row of their key.
+    pub held: u64,
     /// Age of the oldest unpublished row in milliseconds; 0 when none.
     pub oldest_age_ms: u64,
+}
+
+/// A row whose refused attempt was just counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counted {
+    /// Outbox id.
+    pub id: i64,
+    /// The event's id, as text.
+    pub event_id: String,
+    /// The event's type.
+    pub event_type: String,
+    /// Base topic name.
+    pub topic: String,
+    /// Record key.
+    pub partition_key: String,
+    /// Refused attempts so far.
+    pub attempts: i32,
+    /// Whether this attempt set the row aside.
+    pub set_aside: bool,
+}
+
+/// A set-aside row, as RelayAdmin lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetAside {
+    /// Outbox id.
+    pub id: i64,
+    /// The event's id, as text.
+    pub event_id: String,
+    /// The event's type.
+    pub event_type: String,
+    /// Base topic name.
+    pub topic: String,
+    /// Record key.
+    pub partition_key: String,
+    /// Refused attempts.
+    pub attempts: i32,
+    /// The last refusal.
+    pub last_error: Option<String>,
+    /// When the row was written.
+    pub created_at: DateTime<Utc>,
+    /// When it was set aside.
+    pub set_aside_at: DateTime<Utc>,
+    /// Later unpublished rows of its key.
+    pub waiting_behind: i64,
 }
 
 /// The SQL of one source, with its table spliced in.
@@ -50,6 +107,9 @@ pub struct Queries {
     mark: String,
     backlog: String,
     prune: String,
+    record_failures: String,
+    list_set_aside: String,
+    retry_set_aside: String,
 }
 
 impl Queries {
@@ -62,6 +122,9 @@ impl Queries {
             mark: splice(MARK),
             backlog: splice(BACKLOG),
             prune: splice(PRUNE),
+            record_failures: splice(RECORD_FAILURES),
+            list_set_aside: splice(LIST_SET_ASIDE),
+            retry_set_aside: splice(RETRY_SET_ASIDE),
         }
     }
 }
@@ -71,12 +134,67 @@ pub async fn backlog(pool: &Pool, queries: &Queries) -> Result<Backlog, Error> {
     let client = pool.get().await?;
     let statement = client.prepare_cached(&queries.backlog).await?;
     let row = client.query_one(&statement, &[]).await?;
-    let rows: i64 = row.try_get("backlog")?;
-    let age: i64 = row.try_get("oldest_age_ms")?;
+    let count = |column: &str| -> Result<u64, Error> {
+        let value: i64 = row.try_get(column)?;
+        Ok(u64::try_from(value).unwrap_or(0))
+    };
     Ok(Backlog {
-        rows: u64::try_from(rows).unwrap_or(0),
-        oldest_age_ms: u64::try_from(age).unwrap_or(0),
+        rows: count("backlog")?,
+        set_aside: count("set_aside")?,
+        held: count("held")?,
+        oldest_age_ms: count("oldest_age_ms")?,
     })
+}
+
+/// The oldest `limit` set-aside rows of a source, read through the shared
+/// pool (any replica can).
+pub async fn list_set_aside(
+    pool: &Pool,
+    queries: &Queries,
+    limit: u32,
+) -> Result<Vec<SetAside>, Error> {
+    let client = pool.get().await?;
+    let statement = client.prepare_cached(&queries.list_set_aside).await?;
+    let rows = client.query(&statement, &[&i64::from(limit)]).await?;
+    rows.iter()
+        .map(|row| {
+            Ok(SetAside {
+                id: row.try_get("id")?,
+                event_id: row.try_get("event_id")?,
+                event_type: row.try_get("event_type")?,
+                topic: row.try_get("topic")?,
+                partition_key: row.try_get("partition_key")?,
+                attempts: row.try_get("attempts")?,
+                last_error: row.try_get("last_error")?,
+                created_at: row.try_get("created_at")?,
+                set_aside_at: row.try_get("set_aside_at")?,
+                waiting_behind: row.try_get("waiting_behind")?,
+            })
+        })
+        .collect()
+}
+
+/// Puts the set-aside rows `ids` (all of them when empty) back in line and
+/// tells the source's active relay, within the caller's transaction (the
+/// notification goes out when it commits). Returns the ids put back.
+pub async fn retry_set_aside<C: GenericClient>(
+    tx: &C,
+    queries: &Queries,
+    source: &str,
+    ids: &[i64],
+) -> Result<Vec<i64>, Error> {
+    let statement = tx.prepare_cached(&queries.retry_set_aside).await?;
+    let rows = tx.query(&statement, &[&ids]).await?;
+    let mut retried = rows
+        .iter()
+        .map(|row| row.try_get("id"))
+        .collect::<Result<Vec<i64>, _>>()?;
+    retried.sort_unstable();
+    if !retried.is_empty() {
+        let notify = tx.prepare_cached(NOTIFY_RETRY).await?;
+        tx.query_one(&notify, &[&source]).await?;
+    }
+    Ok(retried)
 }
 
 /// A source's dedicated connection: it holds the source's advisory lock,
@@ -88,6 +206,7 @@ pub struct Session {
     fetch: Statement,
     mark: Statement,
     prune: Statement,
+    record_failures: Statement,
     try_lock: Statement,
 }
 
@@ -100,6 +219,7 @@ impl Session {
             fetch: client.prepare(&queries.fetch).await?,
             mark: client.prepare(&queries.mark).await?,
             prune: client.prepare(&queries.prune).await?,
+            record_failures: client.prepare(&queries.record_failures).await?,
             try_lock: client.prepare(TRY_LOCK).await?,
             client,
         })
@@ -143,6 +263,39 @@ impl Session {
         Ok(self.client.execute(&self.mark, &[&ids]).await?)
     }
 
+    /// Counts one refused attempt against each of `failures` (row id, the
+    /// broker's reason) and sets aside the rows that reached `max_attempts`.
+    /// Returns the rows counted; a row is reported `set_aside` only by the
+    /// call that set it aside.
+    pub async fn record_failures(
+        &self,
+        failures: &[(i64, String)],
+        max_attempts: u32,
+    ) -> Result<Vec<Counted>, Error> {
+        let (ids, errors): (Vec<i64>, Vec<&str>) = failures
+            .iter()
+            .map(|(id, error)| (*id, error.as_str()))
+            .unzip();
+        let max_attempts = i32::try_from(max_attempts).unwrap_or(i32::MAX);
+        let rows = self
+            .client
+            .query(&self.record_failures, &[&ids, &errors, &max_attempts])
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Counted {
+                    id: row.try_get("id")?,
+                    event_id: row.try_get("event_id")?,
+                    event_type: row.try_get("event_type")?,
+                    topic: row.try_get("topic")?,
+                    partition_key: row.try_get("partition_key")?,
+                    attempts: row.try_get("attempts")?,
+                    set_aside: row.try_get("set_aside")?,
+                })
+            })
+            .collect()
+    }
+
     /// Deletes up to `limit` rows published more than `older_than` ago.
     pub async fn prune(&self, older_than: Duration, limit: usize) -> Result<u64, Error> {
         let seconds = older_than.as_secs_f64();
@@ -181,6 +334,9 @@ mod tests {
             &queries.mark,
             &queries.backlog,
             &queries.prune,
+            &queries.record_failures,
+            &queries.list_set_aside,
+            &queries.retry_set_aside,
         ] {
             assert!(sql.contains("payments.outbox"), "{sql}");
             assert!(!sql.contains("{outbox}"), "{sql}");

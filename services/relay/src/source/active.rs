@@ -5,6 +5,13 @@
 //! after the previous one was fully delivered, and leaves out its rows while
 //! their mark is in flight. Rows are read in id order and a batch holds at
 //! most one row per key, so each key's records reach Kafka in id order.
+//!
+//! Rows are accounted one by one: the delivered rows of a batch are marked
+//! even when others failed. A row the broker refuses for a reason of the
+//! record's own has the attempt counted; at the limit it is set aside, and
+//! the fetch then leaves it and every later row of its key out, while other
+//! keys flow on. Failures of the broker itself count against no row: the
+//! batch backs off and is retried, however long the outage.
 
 use std::{collections::HashSet, sync::atomic::Ordering};
 
@@ -14,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Backoff, Settings, SourceState};
 use crate::{
     error::Error,
-    publisher::Publisher,
+    publisher::{Failure, Fault, Outcome, Publisher},
     store::{OutboxRow, Session},
 };
 
@@ -37,6 +44,14 @@ pub(super) async fn relay(
         if Instant::now() >= next_prune {
             prune(state, settings, session, shutdown).await?;
             next_prune = Instant::now() + settings.prune_interval;
+        }
+        if state.take_retry_request() {
+            // Rows were put back in line, presumably after their cause was
+            // fixed. A fresh producer forgets what this one cached, e.g. a
+            // topic it found missing, which it would otherwise keep
+            // refusing locally until its next metadata refresh (minutes).
+            publisher.renew()?;
+            topics_ready = false;
         }
         // Every notification so far is answered by the read below.
         while woken.try_recv().is_ok() {}
@@ -65,40 +80,68 @@ pub(super) async fn relay(
                 publisher.ensure_topics().await?;
                 topics_ready = true;
             }
-            publisher.publish(&rows).await
+            Ok::<_, rdkafka::error::KafkaError>(publisher.publish(&rows).await)
         };
-        let (outcome, marked) = tokio::select! {
+        let (attempted, marked) = tokio::select! {
             // Unmarked rows are simply published again by whoever is next.
             () = shutdown.cancelled() => break,
             both = futures::future::join(attempt, mark(state, session, &mut marking)) => both,
         };
         marked?;
-        match outcome {
-            Ok(()) => {
-                tracing::debug!(
-                    source = %state.name, rows = rows.len(), fetch = ?(fetched - started),
-                    publish = ?fetched.elapsed(), "published outbox batch"
-                );
-                marking = rows.iter().map(|row| row.id).collect();
-                backoff.reset();
-            }
+        let outcome: Outcome = match attempted {
+            Ok(outcome) => outcome,
             Err(error) => {
+                // The topics could not be provisioned: nothing was produced.
                 state.publish_errors.fetch_add(1, Ordering::Relaxed);
                 let pause = backoff.next_pause();
                 tracing::warn!(
                     source = %state.name, %error, rows = rows.len(), retry_in = ?pause,
                     "cannot publish outbox batch; rows kept for retry"
                 );
-                if publisher.needs_renewal(&error) {
-                    tracing::warn!(source = %state.name, "producer state rejected; replacing the producer");
-                    publisher.renew()?;
-                }
-                tokio::select! {
-                    () = shutdown.cancelled() => {}
-                    () = tokio::time::sleep(pause) => {}
-                }
+                pause_or_shutdown(pause, shutdown).await;
+                continue;
             }
+        };
+        marking = outcome.delivered;
+        if outcome.failed.is_empty() {
+            tracing::debug!(
+                source = %state.name, rows = rows.len(), fetch = ?(fetched - started),
+                publish = ?fetched.elapsed(), "published outbox batch"
+            );
+            backoff.reset();
+            continue;
         }
+        state.publish_errors.fetch_add(1, Ordering::Relaxed);
+        let failed = &outcome.failed;
+        count_refusals(state, settings, session, &rows, failed).await?;
+        let transient = failed
+            .iter()
+            .filter(|f| f.fault == Fault::Transient)
+            .count();
+        let first = &failed[0];
+        if failed.iter().any(|f| publisher.needs_renewal(&f.error)) {
+            tracing::warn!(source = %state.name, "producer state rejected; replacing the producer");
+            publisher.renew()?;
+        }
+        if transient == 0 {
+            // The broker answered and only refused records of their own
+            // fault: the rest of the source must not wait for them, and
+            // their attempt count bounds how often they come back.
+            tracing::warn!(
+                source = %state.name, rows = rows.len(), failed = failed.len(),
+                first_id = first.id, error = %first.error,
+                "outbox rows refused by the broker; attempts counted"
+            );
+            backoff.reset();
+            continue;
+        }
+        let pause = backoff.next_pause();
+        tracing::warn!(
+            source = %state.name, rows = rows.len(), failed = failed.len(), transient,
+            first_id = first.id, error = %first.error, retry_in = ?pause,
+            "cannot publish every outbox row; failed rows kept for retry"
+        );
+        pause_or_shutdown(pause, shutdown).await;
     }
     // Spare the next relay from publishing a delivered batch again.
     mark(state, session, &mut marking).await
@@ -113,6 +156,58 @@ fn first_per_key(mut rows: Vec<OutboxRow>) -> Vec<OutboxRow> {
     let mut seen = HashSet::with_capacity(rows.len());
     rows.retain(|row| seen.insert(row.partition_key.clone()));
     rows
+}
+
+/// Counts an attempt against each row the broker refused for a reason of
+/// its own, and reports each row that this sets aside, once, as an error.
+async fn count_refusals(
+    state: &SourceState,
+    settings: &Settings,
+    session: &Session,
+    rows: &[OutboxRow],
+    failed: &[Failure],
+) -> Result<(), Error> {
+    let refused: Vec<(i64, String)> = failed
+        .iter()
+        .filter(|f| f.fault == Fault::Record)
+        .map(|f| (f.id, f.error.to_string()))
+        .collect();
+    if refused.is_empty() {
+        return Ok(());
+    }
+    let counted = session
+        .record_failures(&refused, settings.max_attempts)
+        .await?;
+    state
+        .refused_attempts
+        .fetch_add(counted.len() as u64, Ordering::Relaxed);
+    for row in counted.iter().filter(|row| row.set_aside) {
+        state.set_aside.fetch_add(1, Ordering::Relaxed);
+        let error = refused
+            .iter()
+            .find(|(id, _)| *id == row.id)
+            .map_or("", |(_, error)| error.as_str());
+        let bytes = rows
+            .iter()
+            .find(|r| r.id == row.id)
+            .map_or(0, |r| r.payload.len());
+        tracing::error!(
+            source = %state.name, id = row.id, event_id = %row.event_id,
+            event_type = %row.event_type, topic = %row.topic, partition_key = %row.partition_key,
+            attempts = row.attempts, payload_bytes = bytes, %error,
+            "outbox row set aside: the broker refused it on every attempt; later rows of \
+             its key wait behind it (see RelayAdmin ListSetAside, RetrySetAside)"
+        );
+    }
+    Ok(())
+}
+
+/// Sleeps for `pause`, or less when shutting down.
+async fn pause_or_shutdown(pause: std::time::Duration, shutdown: &CancellationToken) {
+    tokio::select! {
+        () = shutdown.cancelled() => {}
+        () = tokio::time::sleep(pause) => {}
+    }
 }
 
 /// Marks the delivered rows in `marking` published, in one statement.

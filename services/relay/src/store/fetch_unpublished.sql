@@ -2,9 +2,21 @@
 -- watermark: a transaction that took a lower id but committed later is
 -- still picked up, because its row is unpublished whenever it appears.
 -- $2 holds the previous batch, delivered but still being marked.
+-- Set-aside rows are left out, and so is every later row of their key: an
+-- order's events never pass one of its own that was set aside. (The probe
+-- uses the small partial index outbox_set_aside.)
 SELECT id, topic, partition_key, payload, headers
-FROM {outbox}
+FROM {outbox} AS o
 WHERE published_at IS NULL
+  AND set_aside_at IS NULL
   AND id <> ALL($2::bigint[])
+  AND NOT EXISTS (
+      SELECT 1
+      FROM {outbox} AS aside
+      WHERE aside.set_aside_at IS NOT NULL
+        AND aside.published_at IS NULL
+        AND aside.partition_key = o.partition_key
+        AND aside.id < o.id
+  )
 ORDER BY id
 LIMIT $1
