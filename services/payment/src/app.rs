@@ -1,0 +1,143 @@
+//! Wiring: pool, migration check, gateway, listeners, consumer, server.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use deadpool_postgres::Pool;
+use orderly::{
+    consumer::{Consumer, ConsumerSettings, DEAD_LETTER_ADMIN, dead_letter_admin},
+    kafka::ORDER_TOPIC,
+    proto::v1::payment_service_server::PaymentServiceServer,
+};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+
+use crate::{
+    config::Config,
+    consume::{CONSUMER_NAME, PaymentHandler, SCHEMA},
+    error::{Error, StartupError},
+    gateway::{Gateway, PaymentGateway, SimulatedGateway},
+    grpc::PaymentApi,
+    service::Payments,
+};
+
+/// The fully qualified gRPC service name, as health reports it.
+pub const SERVICE_NAME: &str = "orderly.v1.PaymentService";
+
+/// A built payment service: its listeners are bound, nothing runs yet.
+#[derive(Debug)]
+pub struct App {
+    config: Config,
+    pool: Pool,
+    gateway: Gateway,
+    listener: TcpListener,
+    grpc_addr: SocketAddr,
+    metrics_listener: TcpListener,
+    metrics_addr: SocketAddr,
+}
+
+impl App {
+    /// Builds the pool, checks the schema is migrated, and binds the gRPC
+    /// and metrics listeners (port 0 picks a free port). Charges go to the
+    /// built-in [`SimulatedGateway`].
+    pub async fn build(config: Config) -> Result<Self, Error> {
+        Self::build_with_gateway(config, Arc::new(SimulatedGateway::new())).await
+    }
+
+    /// Like [`App::build`], charging through `gateway` (a real provider's
+    /// client, or a scripted one in tests).
+    pub async fn build_with_gateway(
+        config: Config,
+        gateway: Arc<dyn PaymentGateway>,
+    ) -> Result<Self, Error> {
+        config.validate().map_err(StartupError::from)?;
+        let pool = orderly::postgres::pool(&config.postgres).map_err(StartupError::from)?;
+        let client = pool.get().await?;
+        orderly::migrate::check(&client)
+            .await
+            .map_err(StartupError::from)?;
+        drop(client);
+        let listener = orderly::grpc::bind(config.grpc_addr)
+            .await
+            .map_err(StartupError::from)?;
+        let grpc_addr = listener
+            .local_addr()
+            .map_err(|source| orderly::grpc::ServeError::Bind {
+                addr: config.grpc_addr,
+                source,
+            })
+            .map_err(StartupError::from)?;
+        let metrics_listener = orderly::metrics::bind(config.metrics_addr)
+            .await
+            .map_err(StartupError::from)?;
+        let metrics_addr = metrics_listener
+            .local_addr()
+            .map_err(|source| orderly::metrics::BindError {
+                addr: config.metrics_addr,
+                source,
+            })
+            .map_err(StartupError::from)?;
+        let gateway = Gateway::new(gateway, config.gateway_timeout());
+        Ok(Self {
+            config,
+            pool,
+            gateway,
+            listener,
+            grpc_addr,
+            metrics_listener,
+            metrics_addr,
+        })
+    }
+
+    /// The address the gRPC API is bound to.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
+    }
+
+    /// The address Prometheus `/metrics` is bound to.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr
+    }
+
+    /// Consumes order events and serves the API until `shutdown` is
+    /// cancelled, then drains in-flight requests and waits until the
+    /// consumer has committed its offsets and left its group.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
+        // The consumer also stops when the server fails on its own.
+        let stop_consumer = shutdown.child_token();
+        let settings = ConsumerSettings {
+            name: CONSUMER_NAME,
+            schema: SCHEMA,
+            topics: &[ORDER_TOPIC],
+            kafka: self.config.kafka.clone(),
+            backoff_max: self.config.consumer_backoff_max(),
+        };
+        let handler = PaymentHandler::new(self.pool.clone(), self.gateway.clone());
+        let consumer = Consumer::spawn(settings, self.pool.clone(), handler, stop_consumer.clone())
+            .map_err(StartupError::from)?;
+
+        tracing::info!(addr = %self.grpc_addr, "payment service listening");
+        let payments = Payments::new(self.pool.clone(), self.gateway.clone());
+        let service = PaymentServiceServer::new(PaymentApi::new(payments))
+            .max_decoding_message_size(self.config.grpc.grpc_max_message_bytes);
+        let routes = Routes::new(service).add_service(dead_letter_admin(vec![consumer.clone()]));
+        let (scraped, gateway) = (consumer.clone(), self.gateway.clone());
+        let served = orderly::grpc::serve_with_extra_metrics(
+            self.listener,
+            self.metrics_listener,
+            routes,
+            &[SERVICE_NAME, DEAD_LETTER_ADMIN],
+            &self.config.grpc,
+            move |text| {
+                scraped.render_metrics(text);
+                gateway.render_metrics(text);
+            },
+            shutdown,
+        )
+        .await;
+        stop_consumer.cancel();
+        consumer.stopped().await;
+        served.map_err(StartupError::from)?;
+        Ok(())
+    }
+}
