@@ -13,6 +13,7 @@ usage: orderly <command>
 commands:
   order      run the order service (gRPC :50051)
   inventory  run the inventory service (gRPC :50052)
+  payment    run the payment service (gRPC :50053, metrics :9153)
   relay      run the outbox relay (admin gRPC :50055, metrics :9155)
   all        run every component in one process, each on its own port
   migrate    apply database migrations and create the Kafka topics
@@ -22,7 +23,7 @@ commands:
 Configuration: ORDERLY_* environment variables (see README).";
 
 /// Every component `orderly all` runs.
-const COMPONENTS: [&str; 3] = ["order", "inventory", "relay"];
+const COMPONENTS: [&str; 4] = ["order", "inventory", "payment", "relay"];
 
 /// How long shutdown waits for components to drain before exiting anyway.
 const DEFAULT_GRACE_MS: u64 = 10_000;
@@ -47,6 +48,7 @@ async fn run(command: &str) -> anyhow::Result<()> {
         "all" => serve(&COMPONENTS).await,
         "order" => serve(&["order"]).await,
         "inventory" => serve(&["inventory"]).await,
+        "payment" => serve(&["payment"]).await,
         "relay" => serve(&["relay"]).await,
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
@@ -125,6 +127,13 @@ async fn build(name: &str, shutdown: CancellationToken) -> anyhow::Result<Runnin
                 .context("starting the inventory service (check ORDERLY_REDIS_URL)")?;
             Box::pin(async move { Ok(app.run(shutdown).await?) })
         }
+        "payment" => {
+            let config = orderly_payment::Config::from_env()?;
+            let app = orderly_payment::App::build(config).await.context(
+                "starting the payment service (check ORDERLY_DATABASE_URL and run `orderly migrate`)",
+            )?;
+            Box::pin(async move { Ok(app.run(shutdown).await?) })
+        }
         "relay" => {
             let config = orderly_relay::Config::from_env()?;
             let app = orderly_relay::App::build(config).await.context(
@@ -141,11 +150,13 @@ async fn build(name: &str, shutdown: CancellationToken) -> anyhow::Result<Runnin
 fn print_config() -> anyhow::Result<()> {
     let order = orderly_order::Config::from_env()?;
     let inventory = orderly_inventory::Config::from_env()?;
+    let payment = orderly_payment::Config::from_env()?;
     let relay = orderly_relay::Config::from_env()?;
     let kafka = orderly::kafka::KafkaConfig::from_env()?;
     for (name, settings) in [
         ("order", format!("{order:#?}")),
         ("inventory", format!("{inventory:#?}")),
+        ("payment", format!("{payment:#?}")),
         ("relay", format!("{relay:#?}")),
         ("migrate (kafka topics)", format!("{kafka:#?}")),
     ] {
