@@ -17,7 +17,7 @@ pub use database::TestDatabase;
 pub use eventually::eventually;
 pub use kafka::{BrokerProcess, TestKafka};
 pub use metrics::scrape_metrics;
-pub use platform::TestPlatform;
+pub use platform::{Component, TestPlatform};
 pub use proxy::TcpProxy;
 pub use redis::TestRedis;
 

@@ -1,122 +1,161 @@
 //! A platform under test: chosen components running in-process on port 0
-//! against the test's own database (and, as components need them, its own
-//! Redis prefix and Kafka topics).
+//! against the test's own database, Redis prefix and Kafka topic prefix
+//! (and consumer groups, which carry the prefix). The only way tests start
+//! components.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 
 use orderly::{
     config::GrpcLimits,
     proto::v1::{
+        dead_letter_admin_client::DeadLetterAdminClient,
         inventory_service_client::InventoryServiceClient, order_service_client::OrderServiceClient,
+        payment_service_client::PaymentServiceClient, relay_admin_client::RelayAdminClient,
     },
 };
+use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tonic::transport::Channel;
 
-use crate::{TestDatabase, TestRedis, init_logging};
+use crate::{TestDatabase, TestKafka, TestRedis, init_logging};
+
+/// A component of the platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Component {
+    /// The order service (and its saga, when enabled).
+    Order,
+    /// The inventory service.
+    Inventory,
+    /// The payment service.
+    Payment,
+    /// The outbox relay.
+    Relay,
+}
+
+/// Changes a component's settings before it starts.
+type Tweak<C> = Box<dyn Fn(&mut C) + Send + Sync>;
+
+/// One started component: where it listens and how to stop it.
+#[derive(Debug)]
+struct Running {
+    grpc: SocketAddr,
+    metrics: SocketAddr,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
 
 /// Running components; stopped when dropped.
-#[derive(Debug)]
 pub struct TestPlatform {
     /// The test's database.
     pub db: TestDatabase,
     /// The test's Redis prefix, when inventory runs.
     pub redis: Option<TestRedis>,
-    order: Option<Listening>,
-    inventory: Option<Listening>,
+    /// The test's Kafka topics, when a component needs them.
+    pub kafka: Option<TestKafka>,
+    running: std::collections::HashMap<Component, Running>,
+    plan: Plan,
+    stop: CancellationToken,
     _stop: DropGuard,
 }
 
-/// Where a started component listens.
-#[derive(Debug, Clone, Copy)]
-struct Listening {
-    grpc: SocketAddr,
-    metrics: SocketAddr,
+impl std::fmt::Debug for TestPlatform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestPlatform")
+            .field("db", &self.db.name)
+            .field("running", &self.running.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
 }
 
-/// Changes the order service's settings before it starts.
-type OrderTweak = Box<dyn FnOnce(&mut orderly_order::Config) + Send>;
+/// What the builder chose, kept to restart components the same way.
+#[derive(Default)]
+struct Plan {
+    order: Option<Tweak<orderly_order::Config>>,
+    saga: bool,
+    inventory: Option<Tweak<orderly_inventory::Config>>,
+    payment: Option<Tweak<orderly_payment::Config>>,
+    relay: Option<Tweak<orderly_relay::Config>>,
+}
 
 /// Chooses the components a test runs.
 #[derive(Default)]
 pub struct TestPlatformBuilder {
     database: Option<TestDatabase>,
-    order: Option<OrderTweak>,
-    inventory: bool,
-}
-
-impl TestPlatform {
-    /// Starts choosing components.
-    pub fn builder() -> TestPlatformBuilder {
-        TestPlatformBuilder::default()
-    }
-
-    /// Where the order service listens.
-    pub fn order_addr(&self) -> SocketAddr {
-        self.order().grpc
-    }
-
-    /// Where the order service serves `/metrics`.
-    pub fn order_metrics_addr(&self) -> SocketAddr {
-        self.order().metrics
-    }
-
-    /// A client of the order service.
-    pub async fn order_client(&self) -> OrderServiceClient<Channel> {
-        OrderServiceClient::connect(format!("http://{}", self.order_addr()))
-            .await
-            .expect("connect to the order service")
-    }
-}
-
-impl TestPlatform {
-    fn order(&self) -> Listening {
-        self.order.expect("the order service was not started")
-    }
-
-    fn inventory(&self) -> Listening {
-        self.inventory
-            .expect("the inventory service was not started")
-    }
-
-    /// Where the inventory service listens.
-    pub fn inventory_addr(&self) -> SocketAddr {
-        self.inventory().grpc
-    }
-
-    /// Where the inventory service serves `/metrics`.
-    pub fn inventory_metrics_addr(&self) -> SocketAddr {
-        self.inventory().metrics
-    }
-
-    /// A client of the inventory service.
-    pub async fn inventory_client(&self) -> InventoryServiceClient<Channel> {
-        InventoryServiceClient::connect(format!("http://{}", self.inventory_addr()))
-            .await
-            .expect("connect to the inventory service")
-    }
+    kafka: Option<TestKafka>,
+    plan: Plan,
 }
 
 impl TestPlatformBuilder {
     /// Runs the inventory service on the test's own Redis prefix.
-    pub fn inventory(mut self) -> Self {
-        self.inventory = true;
+    pub fn inventory(self) -> Self {
+        self.inventory_with(|_| {})
+    }
+
+    /// Runs the inventory service with settings changed by `tweak`.
+    pub fn inventory_with(
+        mut self,
+        tweak: impl Fn(&mut orderly_inventory::Config) + Send + Sync + 'static,
+    ) -> Self {
+        self.plan.inventory = Some(Box::new(tweak));
         self
     }
 
-    /// Runs the order service.
+    /// Runs the order service (write path only; see [`Self::saga`]).
     pub fn order(self) -> Self {
         self.order_with(|_| {})
     }
 
     /// Runs the order service with settings changed by `tweak` (limits, a
-    /// database URL through a proxy, ...).
+    /// database URL through a proxy, saga timings, ...).
     pub fn order_with(
         mut self,
-        tweak: impl FnOnce(&mut orderly_order::Config) + Send + 'static,
+        tweak: impl Fn(&mut orderly_order::Config) + Send + Sync + 'static,
     ) -> Self {
-        self.order = Some(Box::new(tweak));
+        self.plan.order = Some(Box::new(tweak));
         self
+    }
+
+    /// Runs the order service with its saga worker, consuming the test's
+    /// topics and commanding the test's inventory and payment services.
+    pub fn saga(mut self) -> Self {
+        if self.plan.order.is_none() {
+            self.plan.order = Some(Box::new(|_| {}));
+        }
+        self.plan.saga = true;
+        self
+    }
+
+    /// Runs the payment service.
+    pub fn payment(self) -> Self {
+        self.payment_with(|_| {})
+    }
+
+    /// Runs the payment service with settings changed by `tweak`.
+    pub fn payment_with(
+        mut self,
+        tweak: impl Fn(&mut orderly_payment::Config) + Send + Sync + 'static,
+    ) -> Self {
+        self.plan.payment = Some(Box::new(tweak));
+        self
+    }
+
+    /// Runs the outbox relay.
+    pub fn relay(self) -> Self {
+        self.relay_with(|_| {})
+    }
+
+    /// Runs the outbox relay with settings changed by `tweak`.
+    pub fn relay_with(
+        mut self,
+        tweak: impl Fn(&mut orderly_relay::Config) + Send + Sync + 'static,
+    ) -> Self {
+        self.plan.relay = Some(Box::new(tweak));
+        self
+    }
+
+    /// Every component, saga included: the whole platform.
+    pub fn all(self) -> Self {
+        self.inventory().payment().saga().relay()
     }
 
     /// Uses `database` instead of creating one (a test that needs its name
@@ -126,57 +165,305 @@ impl TestPlatformBuilder {
         self
     }
 
-    /// Creates the test's database and starts the chosen components.
+    /// Uses `kafka` (e.g. a broker of the test's own) instead of fresh
+    /// topics on the shared broker.
+    pub fn kafka(mut self, kafka: TestKafka) -> Self {
+        self.kafka = Some(kafka);
+        self
+    }
+
+    /// Creates the test's database and starts the chosen components:
+    /// inventory and payment first, so the saga can reach them, then the
+    /// order service and the relay.
     pub async fn start(self) -> TestPlatform {
         init_logging();
         let db = match self.database {
             Some(db) => db,
             None => TestDatabase::create().await,
         };
+        let needs_kafka =
+            self.plan.saga || self.plan.payment.is_some() || self.plan.relay.is_some();
+        let kafka = match self.kafka {
+            Some(kafka) => Some(kafka),
+            None if needs_kafka => Some(TestKafka::shared().await),
+            None => None,
+        };
+        let redis = match self.plan.inventory {
+            Some(_) => Some(TestRedis::new().await),
+            None => None,
+        };
         let stop = CancellationToken::new();
-        let mut order = None;
-        if let Some(tweak) = self.order {
-            let mut config = orderly_order::Config {
-                grpc_addr: ([127, 0, 0, 1], 0).into(),
-                metrics_addr: ([127, 0, 0, 1], 0).into(),
-                postgres: db.config.clone(),
-                grpc: GrpcLimits::default(),
-            };
-            tweak(&mut config);
-            let app = orderly_order::App::build(config)
-                .await
-                .expect("start the order service");
-            order = Some(Listening {
-                grpc: app.grpc_addr(),
-                metrics: app.metrics_addr(),
-            });
-            tokio::spawn(app.run(stop.clone()));
-        }
-        let mut redis = None;
-        let mut inventory = None;
-        if self.inventory {
-            let test_redis = TestRedis::new().await;
-            let app = orderly_inventory::App::build(orderly_inventory::Config {
-                grpc_addr: ([127, 0, 0, 1], 0).into(),
-                metrics_addr: ([127, 0, 0, 1], 0).into(),
-                redis: test_redis.config.clone(),
-                grpc: GrpcLimits::default(),
-            })
-            .await
-            .expect("start the inventory service");
-            inventory = Some(Listening {
-                grpc: app.grpc_addr(),
-                metrics: app.metrics_addr(),
-            });
-            tokio::spawn(app.run(stop.clone()));
-            redis = Some(test_redis);
-        }
-        TestPlatform {
+        let mut platform = TestPlatform {
             db,
             redis,
-            order,
-            inventory,
+            kafka,
+            running: Default::default(),
+            plan: self.plan,
+            stop: stop.clone(),
             _stop: stop.drop_guard(),
+        };
+        for component in [
+            Component::Inventory,
+            Component::Payment,
+            Component::Order,
+            Component::Relay,
+        ] {
+            if platform.planned(component) {
+                platform.launch(component, None).await;
+            }
         }
+        platform
+    }
+}
+
+impl TestPlatform {
+    /// Starts choosing components.
+    pub fn builder() -> TestPlatformBuilder {
+        TestPlatformBuilder::default()
+    }
+
+    fn planned(&self, component: Component) -> bool {
+        match component {
+            Component::Order => self.plan.order.is_some(),
+            Component::Inventory => self.plan.inventory.is_some(),
+            Component::Payment => self.plan.payment.is_some(),
+            Component::Relay => self.plan.relay.is_some(),
+        }
+    }
+
+    fn kafka_config(&self) -> orderly::kafka::KafkaConfig {
+        self.kafka
+            .as_ref()
+            .map(|k| k.config.clone())
+            .expect("this component needs the platform's Kafka")
+    }
+
+    fn url(&self, component: Component) -> String {
+        // A component that is not running gets an address nobody listens on,
+        // so calls to it fail with UNAVAILABLE (and are retried).
+        let addr = self
+            .running
+            .get(&component)
+            .map(|r| r.grpc)
+            .unwrap_or_else(|| ([127, 0, 0, 1], 1).into());
+        format!("http://{addr}")
+    }
+
+    /// Starts `component` on `addrs` (gRPC, metrics) or on port 0.
+    async fn launch(&mut self, component: Component, addrs: Option<(SocketAddr, SocketAddr)>) {
+        let (grpc_addr, metrics_addr) =
+            addrs.unwrap_or((([127, 0, 0, 1], 0).into(), ([127, 0, 0, 1], 0).into()));
+        let stop = self.stop.child_token();
+        let (grpc, metrics, task) = match component {
+            Component::Order => {
+                let saga = self.plan.saga.then(|| {
+                    let mut saga = orderly_order::SagaConfig::new(self.kafka_config());
+                    saga.inventory_url = self.url(Component::Inventory);
+                    saga.payment_url = self.url(Component::Payment);
+                    saga.call_timeout = Duration::from_secs(2);
+                    saga.sweep_interval = Duration::from_millis(200);
+                    saga.backoff_max = Duration::from_millis(500);
+                    saga
+                });
+                let mut config = orderly_order::Config {
+                    grpc_addr,
+                    metrics_addr,
+                    postgres: self.db.config.clone(),
+                    grpc: GrpcLimits::default(),
+                    saga,
+                };
+                if let Some(tweak) = &self.plan.order {
+                    tweak(&mut config);
+                }
+                let app = orderly_order::App::build(config)
+                    .await
+                    .expect("start the order service");
+                let addrs = (app.grpc_addr(), app.metrics_addr());
+                let task = tokio::spawn(log_exit("order", app.run(stop.clone())));
+                (addrs.0, addrs.1, task)
+            }
+            Component::Inventory => {
+                let redis = self.redis.as_ref().expect("inventory has a Redis prefix");
+                let mut config = orderly_inventory::Config {
+                    grpc_addr,
+                    metrics_addr,
+                    redis: redis.config.clone(),
+                    grpc: GrpcLimits::default(),
+                    reservation_retention_secs:
+                        orderly_inventory::config::DEFAULT_RESERVATION_RETENTION_SECS,
+                };
+                if let Some(tweak) = &self.plan.inventory {
+                    tweak(&mut config);
+                }
+                let app = orderly_inventory::App::build(config)
+                    .await
+                    .expect("start the inventory service");
+                let addrs = (app.grpc_addr(), app.metrics_addr());
+                let task = tokio::spawn(log_exit("inventory", app.run(stop.clone())));
+                (addrs.0, addrs.1, task)
+            }
+            Component::Payment => {
+                let mut config = orderly_payment::Config {
+                    grpc_addr,
+                    metrics_addr,
+                    gateway_timeout_ms: 500,
+                    consumer_backoff_max_ms: 500,
+                    postgres: self.db.config.clone(),
+                    kafka: self.kafka_config(),
+                    grpc: GrpcLimits::default(),
+                };
+                if let Some(tweak) = &self.plan.payment {
+                    tweak(&mut config);
+                }
+                let app = orderly_payment::App::build(config)
+                    .await
+                    .expect("start the payment service");
+                let addrs = (app.grpc_addr(), app.metrics_addr());
+                let task = tokio::spawn(log_exit("payment", app.run(stop.clone())));
+                (addrs.0, addrs.1, task)
+            }
+            Component::Relay => {
+                let mut config = orderly_relay::Config {
+                    grpc_addr,
+                    metrics_addr,
+                    batch_size: 100,
+                    poll_interval_ms: 200,
+                    message_timeout_ms: 5_000,
+                    standby_retry_ms: 200,
+                    backoff_max_ms: 1_000,
+                    postgres: self.db.config.clone(),
+                    kafka: self.kafka_config(),
+                    ..orderly_relay::Config::default()
+                };
+                if let Some(tweak) = &self.plan.relay {
+                    tweak(&mut config);
+                }
+                let app = orderly_relay::App::build(config)
+                    .await
+                    .expect("start the outbox relay");
+                let addrs = (app.grpc_addr(), app.metrics_addr());
+                let task = tokio::spawn(log_exit("relay", app.run(stop.clone())));
+                (addrs.0, addrs.1, task)
+            }
+        };
+        self.running.insert(
+            component,
+            Running {
+                grpc,
+                metrics,
+                stop,
+                task,
+            },
+        );
+    }
+
+    /// Stops `component` gracefully (as SIGTERM would) and waits until it
+    /// has drained; its addresses stay reserved for [`Self::restart`].
+    pub async fn stop(&mut self, component: Component) {
+        let running = self
+            .running
+            .get_mut(&component)
+            .unwrap_or_else(|| panic!("{component:?} is not running"));
+        running.stop.cancel();
+        (&mut running.task).await.ok();
+    }
+
+    /// Starts a stopped `component` again on the same addresses.
+    pub async fn restart(&mut self, component: Component) {
+        let running = self
+            .running
+            .remove(&component)
+            .unwrap_or_else(|| panic!("{component:?} was never started"));
+        assert!(
+            running.task.is_finished(),
+            "stop {component:?} before restarting it"
+        );
+        self.launch(component, Some((running.grpc, running.metrics)))
+            .await;
+    }
+
+    fn running(&self, component: Component) -> &Running {
+        self.running
+            .get(&component)
+            .unwrap_or_else(|| panic!("{component:?} was not started"))
+    }
+
+    /// Where `component` serves gRPC.
+    pub fn grpc_addr(&self, component: Component) -> SocketAddr {
+        self.running(component).grpc
+    }
+
+    /// Where `component` serves `/metrics`.
+    pub fn metrics_addr(&self, component: Component) -> SocketAddr {
+        self.running(component).metrics
+    }
+
+    async fn channel(&self, component: Component) -> Channel {
+        crate::channel(self.grpc_addr(component)).await
+    }
+
+    /// Where the order service listens.
+    pub fn order_addr(&self) -> SocketAddr {
+        self.grpc_addr(Component::Order)
+    }
+
+    /// Where the order service serves `/metrics`.
+    pub fn order_metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr(Component::Order)
+    }
+
+    /// A client of the order service.
+    pub async fn order_client(&self) -> OrderServiceClient<Channel> {
+        OrderServiceClient::new(self.channel(Component::Order).await)
+    }
+
+    /// Where the inventory service listens.
+    pub fn inventory_addr(&self) -> SocketAddr {
+        self.grpc_addr(Component::Inventory)
+    }
+
+    /// Where the inventory service serves `/metrics`.
+    pub fn inventory_metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr(Component::Inventory)
+    }
+
+    /// A client of the inventory service.
+    pub async fn inventory_client(&self) -> InventoryServiceClient<Channel> {
+        InventoryServiceClient::new(self.channel(Component::Inventory).await)
+    }
+
+    /// Where the payment service listens.
+    pub fn payment_addr(&self) -> SocketAddr {
+        self.grpc_addr(Component::Payment)
+    }
+
+    /// Where the payment service serves `/metrics`.
+    pub fn payment_metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr(Component::Payment)
+    }
+
+    /// A client of the payment service.
+    pub async fn payment_client(&self) -> PaymentServiceClient<Channel> {
+        PaymentServiceClient::new(self.channel(Component::Payment).await)
+    }
+
+    /// A RelayAdmin client of the relay.
+    pub async fn relay_client(&self) -> RelayAdminClient<Channel> {
+        RelayAdminClient::new(self.channel(Component::Relay).await)
+    }
+
+    /// A DeadLetterAdmin client of `component` (order or payment).
+    pub async fn dead_letter_client(&self, component: Component) -> DeadLetterAdminClient<Channel> {
+        DeadLetterAdminClient::new(self.channel(component).await)
+    }
+}
+
+/// Runs a component to its end, logging a failure (tests see it in output).
+async fn log_exit<E: std::fmt::Display>(
+    name: &'static str,
+    run: impl std::future::Future<Output = Result<(), E>>,
+) {
+    if let Err(error) = run.await {
+        eprintln!("{name} stopped with an error: {error}");
     }
 }

@@ -3,12 +3,8 @@
 
 use std::time::Duration;
 
-use orderly::config::GrpcLimits;
 use orderly::proto::v1::{CreateOrderRequest, GetStockRequest};
-use orderly_integration_tests::{
-    TestDatabase, TestPlatform, channel, order_request, scrape_metrics,
-};
-use tokio_util::sync::CancellationToken;
+use orderly_integration_tests::{Component, TestPlatform, channel, order_request, scrape_metrics};
 use tonic::transport::Channel;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
@@ -95,30 +91,17 @@ async fn every_server_reports_health_and_reflects_its_api() {
 
 #[tokio::test]
 async fn a_cancelled_server_stops_and_frees_its_port() {
-    let db = TestDatabase::create().await;
-    let app = orderly_order::App::build(orderly_order::Config {
-        grpc_addr: ([127, 0, 0, 1], 0).into(),
-        metrics_addr: ([127, 0, 0, 1], 0).into(),
-        postgres: db.config.clone(),
-        grpc: GrpcLimits::default(),
-    })
-    .await
-    .expect("build");
-    let addr = app.grpc_addr();
-    let stop = CancellationToken::new();
-    let server = tokio::spawn(app.run(stop.clone()));
+    let mut platform = TestPlatform::builder().order().start().await;
+    let addr = platform.order_addr();
     let mut health = HealthClient::new(channel(addr).await);
     health
         .check(HealthCheckRequest::default())
         .await
         .expect("serving before the stop");
 
-    stop.cancel();
-    tokio::time::timeout(Duration::from_secs(10), server)
+    tokio::time::timeout(Duration::from_secs(10), platform.stop(Component::Order))
         .await
-        .expect("the server stops within the grace period")
-        .expect("no panic")
-        .expect("clean exit");
+        .expect("the server stops within the grace period");
     std::net::TcpListener::bind(addr).expect("the port is free again");
 }
 

@@ -15,7 +15,7 @@ use tonic_health::pb::{
 /// The order service alone, with `limits`.
 async fn start(limits: GrpcLimits) -> (TestPlatform, OrderServiceClient<Channel>) {
     let platform = TestPlatform::builder()
-        .order_with(move |config| config.grpc = limits)
+        .order_with(move |config| config.grpc = limits.clone())
         .start()
         .await;
     let client = platform.order_client().await;

@@ -2,7 +2,11 @@
 
 use std::net::SocketAddr;
 
-use orderly::proto::v1::order_service_server::OrderServiceServer;
+use orderly::{
+    consumer::{Consumer, ConsumerSettings, DEAD_LETTER_ADMIN, dead_letter_admin},
+    kafka::{ORDER_TOPIC, PAYMENT_TOPIC},
+    proto::v1::order_service_server::OrderServiceServer,
+};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -10,6 +14,7 @@ use crate::{
     config::Config,
     error::{Error, StartupError},
     grpc::OrderApi,
+    saga::{self, Remotes, Saga},
     service::Orders,
 };
 
@@ -24,6 +29,7 @@ pub struct App {
     grpc_addr: SocketAddr,
     metrics_listener: TcpListener,
     metrics_addr: SocketAddr,
+    pool: deadpool_postgres::Pool,
     orders: Orders,
 }
 
@@ -63,7 +69,8 @@ impl App {
             grpc_addr,
             metrics_listener,
             metrics_addr,
-            orders: Orders::new(pool),
+            orders: Orders::new(pool.clone()),
+            pool,
         })
     }
 
@@ -77,21 +84,62 @@ impl App {
         self.metrics_addr
     }
 
-    /// Serves until `shutdown` is cancelled, then drains in-flight requests.
+    /// Serves until `shutdown` is cancelled, then drains in-flight requests;
+    /// with the saga configured, also runs the saga consumer and the payment
+    /// deadline sweeper, and stops them cleanly.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
         tracing::info!(addr = %self.grpc_addr, "order service listening");
         let service = OrderServiceServer::new(OrderApi::new(self.orders))
             .max_decoding_message_size(self.config.grpc.grpc_max_message_bytes);
-        orderly::grpc::serve_with_metrics(
+        let mut routes = tonic::service::Routes::new(service);
+        let mut names = vec![SERVICE_NAME];
+        let mut consumers = Vec::new();
+        let mut sweeper = None;
+        if let Some(saga) = &self.config.saga {
+            let remotes = Remotes::new(&saga.inventory_url, &saga.payment_url, saga.call_timeout)
+                .map_err(StartupError::Saga)?;
+            let settings = ConsumerSettings {
+                name: saga::CONSUMER,
+                schema: "orders",
+                topics: &[ORDER_TOPIC, PAYMENT_TOPIC],
+                kafka: saga.kafka.clone(),
+                backoff_max: saga.backoff_max,
+            };
+            let consumer = Consumer::spawn(
+                settings,
+                self.pool.clone(),
+                Saga::new(self.pool.clone(), remotes),
+                shutdown.clone(),
+            )
+            .map_err(StartupError::from)?;
+            sweeper = Some(tokio::spawn(saga::run_deadline(
+                self.pool.clone(),
+                saga.payment_deadline,
+                saga.sweep_interval,
+                shutdown.clone(),
+            )));
+            routes = routes.add_service(dead_letter_admin(vec![consumer.clone()]));
+            names.push(DEAD_LETTER_ADMIN);
+            consumers.push(consumer);
+        }
+        let scraped = consumers.clone();
+        let served = orderly::grpc::serve_with_extra_metrics(
             self.listener,
             self.metrics_listener,
-            tonic::service::Routes::new(service),
-            &[SERVICE_NAME],
+            routes,
+            &names,
             &self.config.grpc,
+            move |text| scraped.iter().for_each(|c| c.render_metrics(text)),
             shutdown,
         )
-        .await
-        .map_err(StartupError::from)?;
+        .await;
+        for consumer in &consumers {
+            consumer.stopped().await;
+        }
+        if let Some(sweeper) = sweeper {
+            let _ = sweeper.await;
+        }
+        served.map_err(StartupError::from)?;
         Ok(())
     }
 }

@@ -1,8 +1,11 @@
 //! The order service's slice of the `ORDERLY_*` configuration.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 
-use orderly::config::{ConfigError, GrpcLimits, PostgresConfig, var};
+use orderly::{
+    config::{ConfigError, GrpcLimits, PostgresConfig, var},
+    kafka::KafkaConfig,
+};
 
 /// Settings of the order service.
 #[derive(Debug, Clone)]
@@ -15,11 +18,71 @@ pub struct Config {
     pub postgres: PostgresConfig,
     /// Request limits.
     pub grpc: GrpcLimits,
+    /// The saga worker; `None` runs the write path alone
+    /// (`ORDERLY_SAGA_ENABLED=false`).
+    pub saga: Option<SagaConfig>,
+}
+
+/// Settings of the order saga worker.
+#[derive(Debug, Clone)]
+pub struct SagaConfig {
+    /// Where the order and payment events are consumed from.
+    pub kafka: KafkaConfig,
+    /// `ORDERLY_SAGA_INVENTORY_URL`: the inventory service.
+    pub inventory_url: String,
+    /// `ORDERLY_SAGA_PAYMENT_URL`: the payment service (refunds).
+    pub payment_url: String,
+    /// `ORDERLY_SAGA_CALL_TIMEOUT_MS`: deadline of each remote command.
+    pub call_timeout: Duration,
+    /// `ORDERLY_SAGA_PAYMENT_DEADLINE_MS`: how long an order may stay
+    /// RESERVED waiting for its payment before it is cancelled.
+    pub payment_deadline: Duration,
+    /// `ORDERLY_SAGA_SWEEP_INTERVAL_MS`: how often overdue orders are looked for.
+    pub sweep_interval: Duration,
+    /// `ORDERLY_CONSUMER_BACKOFF_MAX_MS`: cap of the retry back-off.
+    pub backoff_max: Duration,
+}
+
+impl SagaConfig {
+    /// Defaults for a developer machine, consuming from `kafka`.
+    pub fn new(kafka: KafkaConfig) -> Self {
+        Self {
+            kafka,
+            inventory_url: "http://127.0.0.1:50052".to_owned(),
+            payment_url: "http://127.0.0.1:50053".to_owned(),
+            call_timeout: Duration::from_secs(5),
+            payment_deadline: Duration::from_secs(15 * 60),
+            sweep_interval: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(10),
+        }
+    }
+
+    /// Reads the settings, defaulting each unset variable.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let d = Self::new(KafkaConfig::from_env()?);
+        let millis = |name: &str, default: Duration| -> Result<Duration, ConfigError> {
+            let value: u64 = var(name, default.as_millis() as u64)?;
+            if value == 0 {
+                return Err(ConfigError::invalid(name, "must be at least 1"));
+            }
+            Ok(Duration::from_millis(value))
+        };
+        Ok(Self {
+            inventory_url: var("SAGA_INVENTORY_URL", d.inventory_url)?,
+            payment_url: var("SAGA_PAYMENT_URL", d.payment_url)?,
+            call_timeout: millis("SAGA_CALL_TIMEOUT_MS", d.call_timeout)?,
+            payment_deadline: millis("SAGA_PAYMENT_DEADLINE_MS", d.payment_deadline)?,
+            sweep_interval: millis("SAGA_SWEEP_INTERVAL_MS", d.sweep_interval)?,
+            backoff_max: millis("CONSUMER_BACKOFF_MAX_MS", d.backoff_max)?,
+            kafka: d.kafka,
+        })
+    }
 }
 
 impl Config {
     /// Reads the settings, defaulting each unset variable.
     pub fn from_env() -> Result<Self, ConfigError> {
+        let saga_enabled: bool = var("SAGA_ENABLED", true)?;
         Ok(Self {
             grpc_addr: var("ORDER_GRPC_ADDR", SocketAddr::from(([127, 0, 0, 1], 50051)))?,
             metrics_addr: var(
@@ -28,6 +91,11 @@ impl Config {
             )?,
             postgres: PostgresConfig::from_env()?,
             grpc: GrpcLimits::from_env()?,
+            saga: if saga_enabled {
+                Some(SagaConfig::from_env()?)
+            } else {
+                None
+            },
         })
     }
 }

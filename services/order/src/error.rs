@@ -54,14 +54,20 @@ pub enum StartupError {
     /// The metrics listener could not be bound.
     #[error(transparent)]
     Metrics(#[from] orderly::metrics::BindError),
+    /// The saga's consumer could not be created.
+    #[error(transparent)]
+    Consumer(#[from] orderly::consumer::ConsumerError),
+    /// The saga's settings are unusable (e.g. a malformed service URL).
+    #[error("order saga: {0}")]
+    Saga(String),
 }
 
 impl From<tokio_postgres::Error> for Error {
     fn from(error: tokio_postgres::Error) -> Self {
-        if orderly::postgres::is_transient(&error) {
-            Self::Unavailable(orderly::postgres::describe(&error))
-        } else {
-            Self::Database(error)
+        use orderly::postgres::Failure;
+        match Failure::of(&error) {
+            Failure::Transient(why) => Self::Unavailable(why),
+            Failure::Permanent(_) => Self::Database(error),
         }
     }
 }
@@ -70,7 +76,7 @@ impl From<deadpool_postgres::PoolError> for Error {
     fn from(error: deadpool_postgres::PoolError) -> Self {
         match error {
             deadpool_postgres::PoolError::Backend(error) => error.into(),
-            other => Self::Unavailable(other.to_string()),
+            other => Self::Unavailable(orderly::postgres::Failure::of_pool(&other).to_string()),
         }
     }
 }

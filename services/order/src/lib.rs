@@ -10,9 +10,10 @@ pub mod domain;
 mod error;
 mod events;
 mod grpc;
+pub mod saga;
 mod service;
 mod store;
 
 pub use app::{App, SERVICE_NAME};
-pub use config::Config;
+pub use config::{Config, SagaConfig};
 pub use error::{Error, StartupError};

@@ -131,6 +131,21 @@ pub async fn update_status(
     Ok(row.map(|row| row.get(0)))
 }
 
+/// Claims up to `limit` RESERVED orders unchanged for longer than
+/// `deadline` (locked until the transaction ends; others skip them).
+pub async fn overdue_reserved(
+    tx: &impl GenericClient,
+    deadline: std::time::Duration,
+    limit: i64,
+) -> Result<Vec<Uuid>, Error> {
+    let statement = tx
+        .prepare_cached(include_str!("store/overdue_reserved.sql"))
+        .await?;
+    let seconds = deadline.as_secs_f64();
+    let rows = tx.query(&statement, &[&seconds, &limit]).await?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
 fn order_from_row(row: &Row, items: Vec<LineItem>) -> Order {
     let status: String = row.get(2);
     Order {

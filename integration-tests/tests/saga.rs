@@ -1,0 +1,284 @@
+//! The order saga end to end (DESIGN §3): every component in-process against
+//! real Postgres, Redis and the broker. Each test checks the final order,
+//! the payment, the stock and its conservation. Faults, duplicates and load
+//! are in `saga/faults.rs`.
+
+#[path = "saga/faults.rs"]
+mod faults;
+#[path = "saga/support.rs"]
+mod support;
+
+use std::time::Duration;
+
+use orderly::proto::v1::{CancelOrderRequest, OrderStatus, PaymentStatus};
+use orderly_integration_tests::{Component, TestPlatform, eventually};
+
+use support::{
+    SAGA_WAIT, assert_conserved, create, payment, stock, until_nothing_reserved, until_payment,
+    until_status,
+};
+
+async fn cancel(
+    platform: &TestPlatform,
+    order_id: &str,
+    reason: &str,
+) -> Result<(), tonic::Status> {
+    platform
+        .order_client()
+        .await
+        .cancel_order(CancelOrderRequest {
+            order_id: order_id.to_owned(),
+            reason: reason.to_owned(),
+        })
+        .await
+        .map(|_| ())
+}
+
+#[tokio::test]
+async fn a_paid_order_is_confirmed_and_its_stock_sold() {
+    let platform = TestPlatform::builder().all().start().await;
+    let stocked = [("SKU-A", 10), ("SKU-B", 5)];
+    stock(&platform, &stocked).await;
+    let order = create(&platform, "c-happy", &[("SKU-A", 2), ("SKU-B", 1)], "pm_ok").await;
+    assert_eq!(order.status(), OrderStatus::Pending);
+
+    let confirmed = until_status(&platform, &order.order_id, OrderStatus::Confirmed).await;
+    assert_eq!(confirmed.version, 3, "PENDING -> RESERVED -> CONFIRMED");
+    let paid = payment(&platform, &order.order_id)
+        .await
+        .expect("a payment");
+    assert_eq!(paid.status(), PaymentStatus::Succeeded);
+    assert_eq!(paid.amount.expect("amount").amount_minor, 750);
+    // Commit follows the confirmation asynchronously.
+    until_nothing_reserved(&platform, &["SKU-A", "SKU-B"]).await;
+    let levels = assert_conserved(&platform, &stocked).await;
+    assert_eq!((levels["SKU-A"].sold, levels["SKU-B"].sold), (2, 1));
+    assert_eq!(
+        (levels["SKU-A"].available, levels["SKU-B"].available),
+        (8, 4)
+    );
+}
+
+#[tokio::test]
+async fn short_stock_on_one_sku_rejects_the_order_and_holds_nothing() {
+    let platform = TestPlatform::builder().all().start().await;
+    let stocked = [("SKU-A", 10), ("SKU-B", 1), ("SKU-C", 10)];
+    stock(&platform, &stocked).await;
+    let order = create(
+        &platform,
+        "c-short",
+        &[("SKU-A", 2), ("SKU-B", 3), ("SKU-C", 1)],
+        "pm_ok",
+    )
+    .await;
+
+    let rejected = until_status(&platform, &order.order_id, OrderStatus::Rejected).await;
+    assert!(rejected.reason.contains("SKU-B"), "{}", rejected.reason);
+    let levels = assert_conserved(&platform, &stocked).await;
+    for sku in ["SKU-A", "SKU-B", "SKU-C"] {
+        assert_eq!((levels[sku].reserved, levels[sku].sold), (0, 0), "{sku}");
+    }
+    assert!(
+        payment(&platform, &order.order_id).await.is_none(),
+        "never charged"
+    );
+}
+
+#[tokio::test]
+async fn a_declined_payment_cancels_the_order_and_returns_its_stock() {
+    let platform = TestPlatform::builder().all().start().await;
+    let stocked = [("SKU-A", 10)];
+    stock(&platform, &stocked).await;
+    let order = create(&platform, "c-decline", &[("SKU-A", 4)], "pm_decline").await;
+
+    let cancelled = until_status(&platform, &order.order_id, OrderStatus::Cancelled).await;
+    assert!(
+        cancelled.reason.contains("payment failed"),
+        "{}",
+        cancelled.reason
+    );
+    let failed = payment(&platform, &order.order_id)
+        .await
+        .expect("a payment");
+    assert_eq!(failed.status(), PaymentStatus::Failed);
+    until_nothing_reserved(&platform, &["SKU-A"]).await;
+    let levels = assert_conserved(&platform, &stocked).await;
+    assert_eq!((levels["SKU-A"].available, levels["SKU-A"].sold), (10, 0));
+}
+
+#[tokio::test]
+async fn flaky_and_slow_gateways_confirm_after_retries() {
+    let platform = TestPlatform::builder().all().start().await;
+    let stocked = [("SKU-A", 10)];
+    stock(&platform, &stocked).await;
+    let flaky = create(&platform, "c-flaky", &[("SKU-A", 1)], "pm_flaky").await;
+    let slow = create(&platform, "c-slow", &[("SKU-A", 1)], "pm_slow").await;
+
+    until_status(&platform, &flaky.order_id, OrderStatus::Confirmed).await;
+    until_status(&platform, &slow.order_id, OrderStatus::Confirmed).await;
+    let flaky_payment = payment(&platform, &flaky.order_id).await.expect("payment");
+    assert_eq!(flaky_payment.status(), PaymentStatus::Succeeded);
+    assert!(
+        flaky_payment.attempts >= 4,
+        "three transient failures first: {flaky_payment:?}"
+    );
+    let slow_payment = payment(&platform, &slow.order_id).await.expect("payment");
+    assert_eq!(slow_payment.status(), PaymentStatus::Succeeded);
+    assert!(
+        slow_payment.attempts >= 2,
+        "the first attempt timed out: {slow_payment:?}"
+    );
+    until_nothing_reserved(&platform, &["SKU-A"]).await;
+    let levels = assert_conserved(&platform, &stocked).await;
+    assert_eq!(levels["SKU-A"].sold, 2, "each charged once, sold once");
+}
+
+#[tokio::test]
+async fn an_order_cancelled_while_pending_never_holds_stock() {
+    // No relay yet: the order stays PENDING until it is cancelled.
+    let mut platform = TestPlatform::builder().all().start().await;
+    platform.stop(Component::Relay).await;
+    let stocked = [("SKU-A", 5)];
+    stock(&platform, &stocked).await;
+    let order = create(&platform, "c-cancel-pending", &[("SKU-A", 5)], "pm_ok").await;
+    cancel(&platform, &order.order_id, "changed my mind")
+        .await
+        .expect("cancel");
+
+    platform.restart(Component::Relay).await;
+    // OrderCreated finds the order cancelled and reserves nothing;
+    // OrderCancelled leaves a tombstone, so no late reservation can happen.
+    eventually("the release tombstone", SAGA_WAIT, || async {
+        let reservation = platform
+            .inventory_client()
+            .await
+            .get_reservation(orderly::proto::v1::GetReservationRequest {
+                order_id: order.order_id.clone(),
+            })
+            .await
+            .ok()?
+            .into_inner()
+            .reservation?;
+        (reservation.state() == orderly::proto::v1::ReservationState::Released).then_some(())
+    })
+    .await;
+    let levels = assert_conserved(&platform, &stocked).await;
+    assert_eq!(levels["SKU-A"].available, 5);
+    assert_eq!(
+        support::get(&platform, &order.order_id).await.status(),
+        OrderStatus::Cancelled
+    );
+    assert!(payment(&platform, &order.order_id).await.is_none());
+}
+
+#[tokio::test]
+async fn an_order_cancelled_while_reserved_gets_its_stock_back() {
+    // Without the payment service the order waits in RESERVED.
+    let mut platform = TestPlatform::builder().all().start().await;
+    platform.stop(Component::Payment).await;
+    let stocked = [("SKU-A", 5)];
+    stock(&platform, &stocked).await;
+    let order = create(&platform, "c-cancel-reserved", &[("SKU-A", 3)], "pm_ok").await;
+    until_status(&platform, &order.order_id, OrderStatus::Reserved).await;
+    assert_eq!(
+        support::levels(&platform, &["SKU-A"]).await["SKU-A"].reserved,
+        3
+    );
+
+    cancel(&platform, &order.order_id, "found it cheaper")
+        .await
+        .expect("cancel");
+    until_nothing_reserved(&platform, &["SKU-A"]).await;
+    let levels = assert_conserved(&platform, &stocked).await;
+    assert_eq!(levels["SKU-A"].available, 5);
+}
+
+#[tokio::test]
+async fn cancels_racing_the_saga_leak_no_stock() {
+    let platform = TestPlatform::builder().all().start().await;
+    let stocked = [("SKU-A", 40)];
+    stock(&platform, &stocked).await;
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let order = create(&platform, &format!("c-race-{i}"), &[("SKU-A", 2)], "pm_ok").await;
+        // Cancel at once: it lands before, during or after the reservation.
+        let _ = cancel(&platform, &order.order_id, "raced").await;
+        ids.push(order.order_id);
+    }
+    let orders = support::until_all_final(&platform, &ids, SAGA_WAIT).await;
+    until_nothing_reserved(&platform, &["SKU-A"]).await;
+    let levels = assert_conserved(&platform, &stocked).await;
+    let confirmed = orders
+        .iter()
+        .filter(|o| o.status() == OrderStatus::Confirmed)
+        .count() as i64;
+    assert_eq!(
+        levels["SKU-A"].sold,
+        2 * confirmed,
+        "only confirmed orders sold stock"
+    );
+    for order in orders
+        .iter()
+        .filter(|o| o.status() == OrderStatus::Cancelled)
+    {
+        // A charge that raced the cancel was refunded.
+        if let Some(p) = payment(&platform, &order.order_id).await {
+            if p.status() != PaymentStatus::Failed {
+                until_payment(&platform, &order.order_id, "a refund", |p| {
+                    p.status() == PaymentStatus::Refunded
+                })
+                .await;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_payment_deadline_cancels_and_releases() {
+    let mut platform = TestPlatform::builder()
+        .all()
+        .order_with(|config| {
+            if let Some(saga) = config.saga.as_mut() {
+                saga.payment_deadline = Duration::from_millis(500);
+            }
+        })
+        .start()
+        .await;
+    platform.stop(Component::Payment).await;
+    let stocked = [("SKU-A", 5)];
+    stock(&platform, &stocked).await;
+    let order = create(&platform, "c-deadline", &[("SKU-A", 2)], "pm_ok").await;
+
+    let cancelled = until_status(&platform, &order.order_id, OrderStatus::Cancelled).await;
+    assert_eq!(cancelled.reason, "payment deadline passed");
+    until_nothing_reserved(&platform, &["SKU-A"]).await;
+    assert_conserved(&platform, &stocked).await;
+}
+
+#[tokio::test]
+async fn a_payment_that_succeeds_after_a_cancel_is_refunded() {
+    let mut platform = TestPlatform::builder().all().start().await;
+    platform.stop(Component::Payment).await;
+    let stocked = [("SKU-A", 5)];
+    stock(&platform, &stocked).await;
+    let order = create(&platform, "c-refund", &[("SKU-A", 1)], "pm_ok").await;
+    until_status(&platform, &order.order_id, OrderStatus::Reserved).await;
+    cancel(&platform, &order.order_id, "too late")
+        .await
+        .expect("cancel");
+
+    // The payment service catches up on OrderReserved and charges.
+    platform.restart(Component::Payment).await;
+    let refunded = until_payment(&platform, &order.order_id, "the refund", |p| {
+        p.status() == PaymentStatus::Refunded
+    })
+    .await;
+    assert!(!refunded.reason.is_empty());
+    assert_eq!(
+        support::get(&platform, &order.order_id).await.status(),
+        OrderStatus::Cancelled
+    );
+    until_nothing_reserved(&platform, &["SKU-A"]).await;
+    let levels = assert_conserved(&platform, &stocked).await;
+    assert_eq!(levels["SKU-A"].sold, 0);
+}
