@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Brings the whole platform up locally and shows it working:
 # the backing services, migrations and topics, `orderly all` in the
-# background, then a sample order created and read back with grpcurl, and
-# its event in the outbox.
+# background, then two orders taken with grpcurl and followed through the
+# saga by themselves: one paid (PENDING -> RESERVED -> CONFIRMED, stock
+# sold), one declined (-> CANCELLED, stock back), with both timelines.
 #
 #   scripts/up.sh          start (or restart) and demo
 #   scripts/up.sh stop     stop orderly (the backing services keep running)
@@ -57,6 +58,8 @@ healthy() {
     grpc.health.v1.Health/Check >/dev/null 2>&1 &&
     grpcurl -plaintext -d '{"service":"orderly.v1.InventoryService"}' 127.0.0.1:50052 \
       grpc.health.v1.Health/Check >/dev/null 2>&1 &&
+    grpcurl -plaintext -d '{"service":"orderly.v1.PaymentService"}' 127.0.0.1:50053 \
+      grpc.health.v1.Health/Check >/dev/null 2>&1 &&
     grpcurl -plaintext -d '{"service":"orderly.v1.RelayAdmin"}' 127.0.0.1:50055 \
       grpc.health.v1.Health/Check >/dev/null 2>&1
 }
@@ -80,36 +83,86 @@ done
 grpcurl -plaintext -d '{"skus": ["SKU-RED", "SKU-BLUE"]}' 127.0.0.1:50052 \
   orderly.v1.InventoryService/GetStock
 
-echo "== CreateOrder"
-created=$(grpcurl -plaintext -d '{
-  "customer_id": "demo-customer",
-  "currency": "EUR",
-  "payment_method": "pm_ok",
-  "idempotency_key": "demo-'"$(date +%s%N)"'",
-  "items": [
-    {"sku": "SKU-RED", "quantity": 2, "unit_price_minor": 1250},
-    {"sku": "SKU-BLUE", "quantity": 1, "unit_price_minor": 999}
-  ]}' 127.0.0.1:50051 orderly.v1.OrderService/CreateOrder)
-echo "$created"
-order_id=$(echo "$created" | sed -n 's/.*"orderId": "\([^"]*\)".*/\1/p' | head -1)
+# Creates an order paid with $1 and prints its id.
+create_order() {
+  grpcurl -plaintext -d '{
+    "customer_id": "demo-customer",
+    "currency": "EUR",
+    "payment_method": "'"$1"'",
+    "idempotency_key": "demo-'"$1-$(date +%s%N)"'",
+    "items": [
+      {"sku": "SKU-RED", "quantity": 2, "unit_price_minor": 1250},
+      {"sku": "SKU-BLUE", "quantity": 1, "unit_price_minor": 999}
+    ]}' 127.0.0.1:50051 orderly.v1.OrderService/CreateOrder |
+    sed -n 's/.*"orderId": "\([^"]*\)".*/\1/p' | head -1
+}
 
-echo "== GetOrder $order_id"
-grpcurl -plaintext -d "{\"order_id\": \"$order_id\"}" 127.0.0.1:50051 orderly.v1.OrderService/GetOrder
+status_of() {
+  grpcurl -plaintext -d "{\"order_id\": \"$1\"}" 127.0.0.1:50051 orderly.v1.OrderService/GetOrder |
+    sed -n 's/.*"status": "\([^"]*\)".*/\1/p' | head -1
+}
 
-echo "== its event, published to Kafka by the relay"
+# Prints each status the order passes through until it is $2 (60 s at most).
+follow() {
+  local id=$1 want=$2 seen="" now deadline=$((SECONDS + 60))
+  while :; do
+    now=$(status_of "$id")
+    if [ -n "$now" ] && [ "$now" != "$seen" ]; then
+      echo "  $(date +%T.%3N)  $now"
+      seen=$now
+    fi
+    [ "$now" = "$want" ] && return 0
+    if ((SECONDS >= deadline)); then
+      echo "order $id did not become $want within 60 s (now $now); see $LOG_FILE" >&2
+      exit 1
+    fi
+    sleep 0.05
+  done
+}
+
+# Every event of the order, from both outboxes, in the order they happened.
+timeline() {
+  psql "$ORDERLY_DATABASE_URL" -c \
+    "SELECT to_char(created_at, 'HH24:MI:SS.MS') AS at, event_type,
+            headers->>'aggregate_version' AS version, topic,
+            published_at IS NOT NULL AS published
+     FROM (SELECT * FROM orders.outbox UNION ALL SELECT * FROM payments.outbox) events
+     WHERE partition_key = '$1' ORDER BY created_at, id"
+}
+
+echo "== CreateOrder, paid with pm_ok"
+paid=$(create_order pm_ok)
+echo "order $paid"
+follow "$paid" ORDER_STATUS_CONFIRMED
+grpcurl -plaintext -d "{\"order_id\": \"$paid\"}" 127.0.0.1:50051 orderly.v1.OrderService/GetOrder
+echo "-- its payment"
+grpcurl -plaintext -d "{\"order_id\": \"$paid\"}" 127.0.0.1:50053 orderly.v1.PaymentService/GetPayment
+echo "-- its timeline"
+timeline "$paid"
+
+echo "== CreateOrder, paid with pm_decline"
+declined=$(create_order pm_decline)
+echo "order $declined"
+follow "$declined" ORDER_STATUS_CANCELLED
+grpcurl -plaintext -d "{\"order_id\": \"$declined\"}" 127.0.0.1:50051 orderly.v1.OrderService/GetOrder
+echo "-- its timeline"
+timeline "$declined"
+
+echo "== stock: the paid order's units sold, the declined order's back (once released)"
 deadline=$((SECONDS + 30))
-until [ "$(psql "$ORDERLY_DATABASE_URL" -Atc "SELECT bool_and(published_at IS NOT NULL)
-      FROM orders.outbox WHERE partition_key = '$order_id'")" = t ]; do
+until grpcurl -plaintext -d "{\"order_id\": \"$declined\"}" 127.0.0.1:50052 \
+    orderly.v1.InventoryService/GetReservation 2>/dev/null | grep -q RESERVATION_STATE_RELEASED; do
   if ((SECONDS >= deadline)); then
-    echo "the relay did not publish within 30 s; see $LOG_FILE" >&2
+    echo "the declined order's stock was not released within 30 s; see $LOG_FILE" >&2
     exit 1
   fi
-  sleep 0.2
+  sleep 0.1
 done
-psql "$ORDERLY_DATABASE_URL" -c \
-  "SELECT id, event_type, topic, partition_key, headers->>'aggregate_version' AS version,
-          published_at IS NOT NULL AS published
-   FROM orders.outbox WHERE partition_key = '$order_id' ORDER BY id"
+grpcurl -plaintext -d '{"skus": ["SKU-RED", "SKU-BLUE"]}' 127.0.0.1:50052 \
+  orderly.v1.InventoryService/GetStock
+
+echo "== dead letters (none expected)"
+grpcurl -plaintext 127.0.0.1:50051 orderly.v1.DeadLetterAdmin/ListDeadLetters
 
 echo "== relay backlog"
 grpcurl -plaintext 127.0.0.1:50055 orderly.v1.RelayAdmin/GetBacklog

@@ -9,6 +9,12 @@ use std::{
 };
 
 use orderly::kafka::KafkaConfig;
+use rdkafka::{
+    Message, Offset, TopicPartitionList,
+    consumer::{BaseConsumer, Consumer},
+    message::{Header, Headers, OwnedHeaders},
+    producer::{FutureProducer, FutureRecord},
+};
 
 use crate::{FIX_COMMAND, eventually, unique_id};
 
@@ -65,6 +71,146 @@ impl TestKafka {
     pub fn group(&self, name: &str) -> String {
         format!("{}{name}", self.config.kafka_topic_prefix)
     }
+
+    /// Every record of `topic` (full name) from the beginning up to its
+    /// current end, partition by partition.
+    pub async fn read_all(&self, topic: &str) -> Vec<TopicRecord> {
+        let config = self.config.clone();
+        let topic = topic.to_owned();
+        // The client calls block; keep them off the test's runtime thread,
+        // which also drives the components under test.
+        tokio::task::spawn_blocking(move || read_all_blocking(&config, &topic))
+            .await
+            .expect("read_all")
+    }
+
+    /// Produces `records` to `topic` (full name) with their keys and
+    /// headers, waiting for every acknowledgement.
+    pub async fn produce(&self, topic: &str, records: &[TopicRecord]) {
+        let producer: FutureProducer = self
+            .config
+            .client_config()
+            .set("acks", "all")
+            .create()
+            .expect("create producer");
+        for record in records {
+            let mut headers = OwnedHeaders::new();
+            for (key, value) in &record.headers {
+                headers = headers.insert(Header {
+                    key,
+                    value: Some(value.as_slice()),
+                });
+            }
+            let mut future = FutureRecord::to(topic)
+                .payload(&record.payload)
+                .headers(headers);
+            if let Some(key) = &record.key {
+                future = future.key(key);
+            }
+            producer
+                .send(future, Duration::from_secs(10))
+                .await
+                .map_err(|(e, _)| e)
+                .expect("produce");
+        }
+    }
+}
+
+/// A record read back from a topic.
+#[derive(Debug, Clone, Default)]
+pub struct TopicRecord {
+    /// Its partition (ignored when producing: the key decides).
+    pub partition: i32,
+    /// Its offset (ignored when producing).
+    pub offset: i64,
+    /// The record key.
+    pub key: Option<Vec<u8>>,
+    /// The record value.
+    pub payload: Vec<u8>,
+    /// The headers.
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl TopicRecord {
+    /// The value of header `name`, as text.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| String::from_utf8_lossy(value).into_owned())
+    }
+}
+
+fn read_all_blocking(config: &KafkaConfig, topic: &str) -> Vec<TopicRecord> {
+    let consumer: BaseConsumer = config
+        .client_config()
+        .set(
+            "group.id",
+            format!("{}reader-{}", config.kafka_topic_prefix, unique_id()),
+        )
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("create reader");
+    let timeout = Duration::from_secs(10);
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .expect("topic metadata");
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    let mut list = TopicPartitionList::new();
+    let mut ends = std::collections::HashMap::new();
+    for partition in &partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, *partition, timeout)
+            .expect("watermarks");
+        if high > low {
+            ends.insert(*partition, high);
+            list.add_partition_offset(topic, *partition, Offset::Offset(low))
+                .expect("offset");
+        }
+    }
+    let mut records = Vec::new();
+    if ends.is_empty() {
+        return records;
+    }
+    consumer.assign(&list).expect("assign");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !ends.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out reading {topic}"
+        );
+        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let message = message.expect("read");
+        let headers = message
+            .headers()
+            .map(|headers| {
+                headers
+                    .iter()
+                    .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        records.push(TopicRecord {
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key().map(<[u8]>::to_vec),
+            payload: message.payload().unwrap_or_default().to_vec(),
+            headers,
+        });
+        if ends
+            .get(&message.partition())
+            .is_some_and(|end| message.offset() + 1 >= *end)
+        {
+            ends.remove(&message.partition());
+        }
+    }
+    records
 }
 
 /// A broker process owned by one test; killed when dropped.

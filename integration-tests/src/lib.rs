@@ -15,7 +15,7 @@ mod redis;
 
 pub use database::TestDatabase;
 pub use eventually::eventually;
-pub use kafka::{BrokerProcess, TestKafka};
+pub use kafka::{BrokerProcess, TestKafka, TopicRecord};
 pub use metrics::scrape_metrics;
 pub use platform::{Component, TestPlatform};
 pub use proxy::TcpProxy;

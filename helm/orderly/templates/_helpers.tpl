@@ -141,6 +141,11 @@ ORDERLY_{{ $prefix }}_GRPC_ADDR: {{ printf "0.0.0.0:%d" ($c.ports.grpc | int) | 
 ORDERLY_{{ $prefix }}_METRICS_ADDR: {{ printf "0.0.0.0:%d" ($c.ports.metrics | int) | quote }}
 {{- end }}
 {{- end }}
+{{- /* The order saga calls inventory and payment through their Services. */}}
+{{- $inventory := include "orderly.componentName" (dict "root" . "name" "inventory") }}
+{{- $payment := include "orderly.componentName" (dict "root" . "name" "payment") }}
+ORDERLY_SAGA_INVENTORY_URL: {{ printf "http://%s:%d" $inventory ($v.components.inventory.ports.grpc | int) | quote }}
+ORDERLY_SAGA_PAYMENT_URL: {{ printf "http://%s:%d" $payment ($v.components.payment.ports.grpc | int) | quote }}
 {{- range $key, $value := $v.extraConfig }}
 {{ $key }}: {{ $value | toString | quote }}
 {{- end }}

@@ -9,8 +9,7 @@ use uuid::Uuid;
 use crate::{
     domain::{NewOrder, Order, OrderStatus},
     error::Error,
-    events,
-    store,
+    events, store,
 };
 
 /// How often a transition is retried when another one won the version race.

@@ -1,0 +1,303 @@
+//! The kit's consumer runtime with a handler of the test's own, against the
+//! real broker and database: exactly-once effects, version contiguity,
+//! dead letters and requeue, clean shutdown and resume.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use deadpool_postgres::Transaction;
+use orderly::{
+    consumer::{Consumer, ConsumerSettings, Event, HandleError, Handler},
+    kafka::ORDER_TOPIC,
+    metrics::Exposition,
+    proto::v1::{EventEnvelope, OrderCancelled, event_envelope::Payload},
+};
+use orderly_integration_tests::{TestDatabase, TestKafka, TopicRecord, eventually, init_logging};
+use prost::Message;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Records every applied event in `orders.test_effects` (whose primary key
+/// would refuse a second application); fails permanently for aggregate
+/// `poison` while `poisoned` is set.
+#[derive(Clone)]
+struct Recorder {
+    poisoned: Arc<AtomicBool>,
+}
+
+impl Handler for Recorder {
+    type Effect = ();
+
+    async fn prepare(&self, event: &Event) -> Result<(), HandleError> {
+        if event.aggregate_id == "poison" && self.poisoned.load(Ordering::SeqCst) {
+            return Err(HandleError::Permanent("poisoned on purpose".into()));
+        }
+        Ok(())
+    }
+
+    async fn apply(&self, tx: &Transaction<'_>, event: &Event, (): ()) -> Result<(), HandleError> {
+        let version = i64::try_from(event.version).unwrap_or(i64::MAX);
+        tx.execute(
+            "INSERT INTO orders.test_effects (event_id, aggregate_id, version) VALUES ($1, $2, $3)",
+            &[&event.event_id, &event.aggregate_id, &version],
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+struct Setup {
+    db: TestDatabase,
+    kafka: TestKafka,
+    pool: deadpool_postgres::Pool,
+    recorder: Recorder,
+}
+
+async fn setup() -> Setup {
+    init_logging();
+    let db = TestDatabase::create().await;
+    db.client()
+        .await
+        .batch_execute(
+            "CREATE TABLE orders.test_effects (event_id uuid PRIMARY KEY, aggregate_id text NOT NULL, version bigint NOT NULL)",
+        )
+        .await
+        .expect("effects table");
+    let kafka = TestKafka::shared().await;
+    let pool = orderly::postgres::pool(&db.config).expect("pool");
+    let recorder = Recorder {
+        poisoned: Arc::new(AtomicBool::new(false)),
+    };
+    Setup {
+        db,
+        kafka,
+        pool,
+        recorder,
+    }
+}
+
+impl Setup {
+    fn spawn(&self, shutdown: &CancellationToken) -> Consumer {
+        let settings = ConsumerSettings {
+            name: "recorder",
+            schema: "orders",
+            topics: &[ORDER_TOPIC],
+            kafka: self.kafka.config.clone(),
+            backoff_max: Duration::from_millis(300),
+        };
+        Consumer::spawn(
+            settings,
+            self.pool.clone(),
+            self.recorder.clone(),
+            shutdown.clone(),
+        )
+        .expect("spawn consumer")
+    }
+
+    async fn produce(&self, events: &[(&str, u64, Uuid)]) {
+        let records: Vec<TopicRecord> = events
+            .iter()
+            .map(|(aggregate, version, id)| TopicRecord {
+                key: Some(aggregate.as_bytes().to_vec()),
+                payload: envelope(aggregate, *version, *id),
+                headers: vec![("event_id".into(), id.to_string().into_bytes())],
+                ..Default::default()
+            })
+            .collect();
+        self.kafka
+            .produce(&self.kafka.config.topic(ORDER_TOPIC), &records)
+            .await;
+    }
+
+    async fn applied(&self, aggregate: &str) -> Vec<i64> {
+        self.db
+            .client()
+            .await
+            .query(
+                "SELECT version FROM orders.test_effects WHERE aggregate_id = $1 ORDER BY version",
+                &[&aggregate],
+            )
+            .await
+            .expect("effects")
+            .iter()
+            .map(|row| row.get(0))
+            .collect()
+    }
+
+    async fn until_applied(&self, aggregate: &str, versions: &[i64]) {
+        eventually(
+            &format!("{aggregate} to reach {versions:?}"),
+            WAIT,
+            || async { (self.applied(aggregate).await == versions).then_some(()) },
+        )
+        .await;
+    }
+}
+
+fn envelope(aggregate: &str, version: u64, id: Uuid) -> Vec<u8> {
+    EventEnvelope {
+        event_id: id.to_string(),
+        event_type: "OrderCancelled".into(),
+        aggregate_type: "order".into(),
+        aggregate_id: aggregate.to_owned(),
+        aggregate_version: version,
+        payload: Some(Payload::OrderCancelled(OrderCancelled::default())),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+fn metrics(consumer: &Consumer) -> String {
+    let mut text = Exposition::new();
+    consumer.render_metrics(&mut text);
+    text.finish()
+}
+
+fn counter(text: &str, family: &str) -> f64 {
+    let prefix = format!("{family}{{consumer=\"recorder\"}} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn effects_apply_once_in_version_order_and_a_gap_is_held() {
+    let setup = setup().await;
+    let shutdown = CancellationToken::new();
+    let consumer = setup.spawn(&shutdown);
+    let first = Uuid::now_v7();
+    setup
+        .produce(&[
+            ("agg-a", 1, first),
+            ("agg-a", 2, Uuid::now_v7()),
+            ("agg-a", 1, first),
+            ("agg-a", 3, Uuid::now_v7()),
+            ("agg-b", 1, Uuid::now_v7()),
+            // Version 2 of agg-b never comes: version 3 must wait, not apply.
+            ("agg-b", 3, Uuid::now_v7()),
+        ])
+        .await;
+    setup.until_applied("agg-a", &[1, 2, 3]).await;
+    setup.until_applied("agg-b", &[1]).await;
+    eventually("the gap to be reported", WAIT, || async {
+        (counter(&metrics(&consumer), "orderly_consumer_version_gaps_total") >= 1.0).then_some(())
+    })
+    .await;
+    assert_eq!(
+        setup.applied("agg-b").await,
+        vec![1],
+        "version 3 is held behind the gap"
+    );
+    assert!(
+        consumer.duplicates() >= 1,
+        "the replayed version 1 was a duplicate"
+    );
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(15), consumer.stopped())
+        .await
+        .expect("stops promptly even while holding a record");
+}
+
+#[tokio::test]
+async fn a_poisoned_event_is_dead_lettered_later_versions_flow_and_requeue_applies_it() {
+    let setup = setup().await;
+    setup.recorder.poisoned.store(true, Ordering::SeqCst);
+    let shutdown = CancellationToken::new();
+    let consumer = setup.spawn(&shutdown);
+    setup
+        .produce(&[("poison", 1, Uuid::now_v7()), ("poison", 2, Uuid::now_v7())])
+        .await;
+    // Both versions fail and are dead-lettered; each still advances the
+    // aggregate's version, so nothing is held behind them.
+    let db = setup.db.client().await;
+    let letters = eventually("both dead letters", WAIT, || async {
+        let rows = db
+            .query(
+                "SELECT aggregate_version, error FROM orders.dead_letters WHERE consumer = 'recorder' ORDER BY id",
+                &[],
+            )
+            .await
+            .ok()?;
+        (rows.len() == 2).then_some(rows)
+    })
+    .await;
+    assert_eq!(letters[0].get::<_, i64>(0), 1);
+    assert!(
+        letters[1]
+            .get::<_, String>(1)
+            .contains("poisoned on purpose")
+    );
+    // Processing continued past them.
+    setup.produce(&[("agg-c", 1, Uuid::now_v7())]).await;
+    setup.until_applied("agg-c", &[1]).await;
+    assert!(setup.applied("poison").await.is_empty());
+    let dead = counter(&metrics(&consumer), "orderly_consumer_dead_letters_total");
+    assert!(dead >= 2.0, "dead letters counted: {dead}");
+
+    // The cause is fixed: a requeue applies both, once.
+    setup.recorder.poisoned.store(false, Ordering::SeqCst);
+    let outcomes = consumer.requeue(&[]).await.expect("requeue");
+    assert_eq!(outcomes.len(), 2);
+    assert!(outcomes.iter().all(|o| o.result.is_ok()), "{outcomes:?}");
+    assert_eq!(setup.applied("poison").await, vec![1, 2]);
+    let open: i64 = db
+        .query_one(
+            "SELECT count(*) FROM orders.dead_letters WHERE requeued_at IS NULL",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(open, 0);
+    assert!(
+        consumer.requeue(&[]).await.expect("requeue").is_empty(),
+        "nothing left open"
+    );
+    // Later versions of the aggregate flow normally.
+    setup.produce(&[("poison", 3, Uuid::now_v7())]).await;
+    setup.until_applied("poison", &[1, 2, 3]).await;
+    shutdown.cancel();
+    consumer.stopped().await;
+}
+
+#[tokio::test]
+async fn a_clean_shutdown_commits_so_a_restart_reapplies_nothing() {
+    let setup = setup().await;
+    let shutdown = CancellationToken::new();
+    let consumer = setup.spawn(&shutdown);
+    let events: Vec<(String, u64, Uuid)> = (0..10)
+        .map(|i| (format!("agg-{i}"), 1, Uuid::now_v7()))
+        .collect();
+    let borrowed: Vec<(&str, u64, Uuid)> = events
+        .iter()
+        .map(|(a, v, id)| (a.as_str(), *v, *id))
+        .collect();
+    setup.produce(&borrowed).await;
+    for (aggregate, _, _) in &events {
+        setup.until_applied(aggregate, &[1]).await;
+    }
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(15), consumer.stopped())
+        .await
+        .expect("stops promptly and leaves the group");
+
+    let shutdown = CancellationToken::new();
+    let restarted = setup.spawn(&shutdown);
+    setup.produce(&[("agg-late", 1, Uuid::now_v7())]).await;
+    setup.until_applied("agg-late", &[1]).await;
+    assert_eq!(
+        restarted.duplicates(),
+        0,
+        "committed offsets were not read again"
+    );
+    shutdown.cancel();
+    restarted.stopped().await;
+}
