@@ -4,11 +4,15 @@
 -- KEYS[1 + i]  the stock hash of the record's i-th item
 -- ARGV[1]      the record's items as the caller read them ("sku=qty,...",
 --              may be empty); KEYS[2..] must follow that list
+-- ARGV[2]      seconds the COMMITTED record is kept (integer >= 1)
 --
 -- Every key a script touches must be in KEYS (Redis Cluster), but the stock
 -- keys come from the record. So the caller first passes no items; when the
 -- record holds some, the reply is 'NEED_KEYS' with the record, and the caller
 -- retries with them. Items never change once recorded, so one retry suffices.
+--
+-- A COMMITTED record is finished: it expires after the retention (restarted
+-- by each replay); a RESERVED one never expires.
 --
 -- Reply: {status, record}
 --   'OK'         now COMMITTED (or already was)
@@ -17,11 +21,17 @@
 --   'NEED_KEYS'  call again with the record's items and their stock keys
 
 local rec = KEYS[1]
+local retention = tonumber(ARGV[2])
+if not retention or retention < 1 or retention ~= math.floor(retention) then
+  return redis.error_reply('ERR commit: retention must be a positive integer of seconds')
+end
 local state = redis.call('HGET', rec, 'state')
 if not state then
   return {'NOT_FOUND', {}}
 end
 if state == 'COMMITTED' then
+  -- A replay restarts the retention of the finished record.
+  redis.call('EXPIRE', rec, retention)
   return {'OK', redis.call('HGETALL', rec)}
 end
 if state ~= 'RESERVED' then
@@ -51,4 +61,5 @@ for _, m in ipairs(moves) do
   redis.call('HINCRBY', m[1], 'sold', m[2])
 end
 redis.call('HSET', rec, 'state', 'COMMITTED')
+redis.call('EXPIRE', rec, retention)
 return {'OK', redis.call('HGETALL', rec)}

@@ -2,12 +2,15 @@
 --
 -- KEYS[1]      the order's reservation record: {<prefix>}:res:<order_id>
 -- KEYS[1 + i]  the stock hash of item i: {<prefix>}:stock:<sku>
--- ARGV[2i - 1] the SKU of item i;  ARGV[2i] its quantity (integer >= 1)
+-- ARGV[1]      seconds a finished record (REJECTED, COMMITTED, RELEASED) is
+--              kept (integer >= 1); an open RESERVED record never expires
+-- ARGV[2i]     the SKU of item i;  ARGV[2i + 1] its quantity (integer >= 1)
 --
 -- Reply: {status, record} where record is the record's HGETALL after the call.
 --   'OK'        first call (RESERVED or REJECTED recorded) or a replay of it;
 --               a RELEASED tombstone without 'outcome' is returned untouched
 --               and means "released before reserved": nothing is reserved.
+--               A replay of a finished record restarts its retention.
 --   'MISMATCH'  the order was already reserved with different items.
 --
 -- Record fields: state, outcome, items ("sku=qty,..." merged and sorted),
@@ -15,16 +18,20 @@
 
 local rec = KEYS[1]
 local n = #KEYS - 1
-if n < 1 or #ARGV ~= 2 * n then
-  return redis.error_reply('ERR reserve: expected one stock key and one sku/quantity pair per item')
+if n < 1 or #ARGV ~= 2 * n + 1 then
+  return redis.error_reply('ERR reserve: expected the retention, then one stock key and one sku/quantity pair per item')
+end
+local retention = tonumber(ARGV[1])
+if not retention or retention < 1 or retention ~= math.floor(retention) then
+  return redis.error_reply('ERR reserve: retention must be a positive integer of seconds')
 end
 
 -- Merge duplicate SKUs and sort them, so the recorded items are canonical and
 -- a replay listing the same items in another order matches.
 local qty_of, key_of, skus = {}, {}, {}
 for i = 1, n do
-  local sku = ARGV[2 * i - 1]
-  local q = tonumber(ARGV[2 * i])
+  local sku = ARGV[2 * i]
+  local q = tonumber(ARGV[2 * i + 1])
   if sku == '' or string.find(sku, '[^%w%._%-]') then
     return redis.error_reply('ERR reserve: malformed sku')
   end
@@ -55,6 +62,11 @@ if state then
   if redis.call('HEXISTS', rec, 'outcome') == 1 and redis.call('HGET', rec, 'items') ~= items then
     return {'MISMATCH', redis.call('HGETALL', rec)}
   end
+  if state ~= 'RESERVED' then
+    -- Someone still asks about it: keep the answer (a tombstone keeps
+    -- blocking) for another full retention period.
+    redis.call('EXPIRE', rec, retention)
+  end
   return {'OK', redis.call('HGETALL', rec)}
 end
 
@@ -74,6 +86,7 @@ for _, sku in ipairs(skus) do
   if code then
     redis.call('HSET', rec, 'state', 'REJECTED', 'outcome', 'REJECTED', 'items', items,
       'code', code, 'reason', reason, 'sku', sku, 'shortfall', string.format('%d', shortfall))
+    redis.call('EXPIRE', rec, retention)
     return {'OK', redis.call('HGETALL', rec)}
   end
 end

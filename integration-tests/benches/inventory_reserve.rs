@@ -162,6 +162,7 @@ async fn raw_case(
             let (status, fields): (String, Vec<String>) = script
                 .key(keys.reservation(&order))
                 .key(keys.stock(&sku))
+                .arg(orderly_inventory::config::DEFAULT_RESERVATION_RETENTION_SECS)
                 .arg(&sku)
                 .arg(1)
                 .invoke_async(&mut conn)
@@ -244,6 +245,7 @@ async fn main() {
         metrics_addr: ([127, 0, 0, 1], 0).into(),
         redis: redis.clone(),
         grpc: GrpcLimits::default(),
+        reservation_retention_secs: orderly_inventory::config::DEFAULT_RESERVATION_RETENTION_SECS,
     })
     .await
     .expect("build the inventory service");

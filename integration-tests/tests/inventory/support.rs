@@ -8,7 +8,7 @@ use orderly::{
     redis::RedisConfig,
 };
 use orderly_integration_tests::{TestRedis, init_logging};
-use orderly_inventory::{App, Config};
+use orderly_inventory::{App, Config, config::DEFAULT_RESERVATION_RETENTION_SECS};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tonic::transport::Channel;
 
@@ -29,15 +29,23 @@ impl Inventory {
 
     /// Starts the service against `redis`, which need not be reachable.
     pub async fn start_with(redis: RedisConfig) -> Self {
+        Self::start_tweaked(redis, |_| {}).await
+    }
+
+    /// Starts the service against `redis` with settings changed by `tweak`.
+    pub async fn start_tweaked(redis: RedisConfig, tweak: impl FnOnce(&mut Config)) -> Self {
         init_logging();
-        let app = App::build(Config {
+        let mut config = Config {
             grpc_addr: "127.0.0.1:0".parse().expect("address"),
             metrics_addr: ([127, 0, 0, 1], 0).into(),
             redis: redis.clone(),
             grpc: GrpcLimits::default(),
-        })
-        .await
-        .expect("build the inventory service");
+            reservation_retention_secs: DEFAULT_RESERVATION_RETENTION_SECS,
+        };
+        tweak(&mut config);
+        let app = App::build(config)
+            .await
+            .expect("build the inventory service");
         let addr = app.grpc_addr();
         let stop = CancellationToken::new();
         tokio::spawn(app.run(stop.clone()));
@@ -102,6 +110,28 @@ impl Inventory {
         };
         let response = self.client.clone().commit(request).await?;
         Ok(response.into_inner().reservation.expect("reservation"))
+    }
+
+    /// The record of `order_id`, or the status (NOT_FOUND once it expired).
+    pub async fn reservation(&self, order_id: &str) -> Result<pb::Reservation, tonic::Status> {
+        let request = pb::GetReservationRequest {
+            order_id: order_id.into(),
+        };
+        let response = self.client.clone().get_reservation(request).await?;
+        Ok(response.into_inner().reservation.expect("reservation"))
+    }
+
+    /// The remaining time to live of `order_id`'s record, in milliseconds,
+    /// as Redis's `PTTL` answers it: -1 without expiry, -2 without record.
+    pub async fn record_pttl(&self, order_id: &str) -> i64 {
+        let pool = orderly::redis::pool(&self.redis).expect("pool");
+        let mut conn = pool.get().await.expect("connection");
+        let key = format!("{{{}}}:res:{order_id}", self.redis.redis_key_prefix);
+        redis::cmd("PTTL")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .expect("pttl")
     }
 
     pub async fn release(&self, order_id: &str) -> Result<pb::Reservation, tonic::Status> {

@@ -1,6 +1,6 @@
 //! Building and running the inventory service.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 
 use orderly::{config::GrpcLimits, proto::v1::inventory_service_server::InventoryServiceServer};
 use tokio::net::TcpListener;
@@ -37,6 +37,7 @@ impl App {
     /// so the service starts while Redis is down and answers UNAVAILABLE
     /// until it is back.
     pub async fn build(config: Config) -> Result<Self, Error> {
+        config.validate()?;
         let keys = Keys::new(&config.redis.redis_key_prefix)?;
         let pool = orderly::redis::pool(&config.redis)?;
         let listener = orderly::grpc::bind(config.grpc_addr).await?;
@@ -59,7 +60,11 @@ impl App {
             addr,
             metrics_listener,
             metrics_addr,
-            store: Store::new(pool, keys),
+            store: Store::new(
+                pool,
+                keys,
+                Duration::from_secs(config.reservation_retention_secs),
+            ),
             limits: config.grpc,
         })
     }

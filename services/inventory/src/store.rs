@@ -5,12 +5,14 @@
 //! Key layout, all under one hash tag so every script is valid on Redis
 //! Cluster: `{<prefix>}:stock:<sku>` is a hash with fields `available`,
 //! `reserved` and `sold`; `{<prefix>}:res:<order_id>` is the order's
-//! reservation record (see `lua/reserve.lua` for its fields).
+//! reservation record (see `lua/reserve.lua` for its fields). A finished
+//! record (COMMITTED, RELEASED, REJECTED) expires after the configured
+//! retention; an open RESERVED one never does.
 
 mod connections;
 mod record;
 
-use std::{fmt, sync::Arc};
+use std::{fmt, sync::Arc, time::Duration};
 
 use deadpool_redis::Pool;
 use redis::Script;
@@ -31,7 +33,7 @@ const GET_STOCK_SCRIPT: &str = include_str!("../../../lua/get_stock.lua");
 
 /// How long an AdjustStock request id is remembered: retries come within
 /// seconds; a day covers a client that retries after an outage.
-const ADJUSTMENT_MEMORY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+const ADJUSTMENT_MEMORY: Duration = Duration::from_secs(24 * 3600);
 
 /// Builds the service's Redis keys from the configured prefix.
 #[derive(Debug, Clone)]
@@ -81,17 +83,22 @@ struct Scripts {
 }
 
 /// Inventory storage: shared Redis connections, the key layout and the
-/// scripts. Cloning is cheap and shares all three.
+/// scripts. Cloning is cheap and shares them.
 #[derive(Clone)]
 pub struct Store {
     connections: Arc<Connections>,
     keys: Keys,
     scripts: Arc<Scripts>,
+    /// Whole seconds (at least 1) a finished reservation record is kept.
+    retention_secs: u64,
 }
 
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Store").field("keys", &self.keys).finish()
+        f.debug_struct("Store")
+            .field("keys", &self.keys)
+            .field("retention_secs", &self.retention_secs)
+            .finish()
     }
 }
 
@@ -100,7 +107,9 @@ type RecordReply = (String, Vec<String>);
 
 impl Store {
     /// A store on `pool`; connections open lazily, so Redis may be down.
-    pub fn new(pool: Pool, keys: Keys) -> Self {
+    /// Finished reservation records are kept for `retention` (rounded down
+    /// to whole seconds, at least one).
+    pub fn new(pool: Pool, keys: Keys, retention: Duration) -> Self {
         let scripts = Scripts {
             reserve: Script::new(RESERVE_SCRIPT),
             commit: Script::new(COMMIT_SCRIPT),
@@ -113,6 +122,7 @@ impl Store {
             connections: Arc::new(Connections::new(pool)),
             keys,
             scripts: Arc::new(scripts),
+            retention_secs: retention.as_secs().max(1),
         }
     }
 
@@ -197,7 +207,9 @@ impl Store {
     pub async fn reserve(&self, command: &ReserveCommand) -> Result<Reservation, Error> {
         let mut lent = self.connections.get().await?;
         let mut invocation = self.scripts.reserve.prepare_invoke();
-        invocation.key(self.keys.reservation(&command.order_id));
+        invocation
+            .key(self.keys.reservation(&command.order_id))
+            .arg(self.retention_secs);
         for item in &command.items {
             invocation
                 .key(self.keys.stock(item.sku.as_str()))
@@ -269,7 +281,7 @@ impl Store {
         let mut items = String::new();
         for _ in 0..2 {
             let mut invocation = script.key(self.keys.reservation(&order_id));
-            invocation.arg(&items);
+            invocation.arg(&items).arg(self.retention_secs);
             for sku in record::item_skus(&items) {
                 invocation.key(self.keys.stock(sku));
             }
