@@ -1,12 +1,18 @@
 //! The inventory service against a real Redis: idempotent replays,
 //! tombstones, all-or-nothing reservations, no overselling under
-//! concurrency, invariants under random operation sequences, validation and
-//! error codes. Every test runs its own service under its own key prefix.
+//! concurrency, invariants under random operation sequences, retention of
+//! finished records, validation and error codes, and the item bounds it
+//! shares with the order service. Every test runs its own service under its
+//! own key prefix.
 
+#[path = "inventory/bounds.rs"]
+mod bounds;
 #[path = "inventory/errors.rs"]
 mod errors;
 #[path = "inventory/invariants.rs"]
 mod invariants;
+#[path = "inventory/retention.rs"]
+mod retention;
 #[path = "inventory/support.rs"]
 mod support;
 

@@ -14,12 +14,13 @@ pub use validate::{
     validate_set_stock,
 };
 
-/// Longest SKU accepted.
-pub const MAX_SKU_LEN: usize = 64;
+/// Longest SKU accepted (the order bounds of the kit, shared with the order
+/// service, so every accepted order can be reserved).
+pub const MAX_SKU_LEN: usize = orderly::bounds::MAX_SKU_LEN;
 /// Largest quantity of one reservation item.
-pub const MAX_ITEM_QUANTITY: u32 = 1000;
+pub const MAX_ITEM_QUANTITY: u32 = orderly::bounds::MAX_QUANTITY;
 /// Most items in one reservation request.
-pub const MAX_ITEMS: usize = 100;
+pub const MAX_ITEMS: usize = orderly::bounds::MAX_ITEMS;
 /// Most SKUs in one stock read.
 pub const MAX_SKUS_PER_READ: usize = 100;
 /// Largest absolute available quantity, and largest |delta| of one adjustment.
@@ -33,16 +34,10 @@ pub struct Sku(String);
 impl Sku {
     /// Checks the format; the error says what is wrong.
     pub fn parse(raw: &str) -> Result<Self, &'static str> {
-        if raw.is_empty() || raw.len() > MAX_SKU_LEN {
-            return Err("must be 1-64 characters");
+        match orderly::bounds::sku_problem(raw) {
+            Some(problem) => Err(problem),
+            None => Ok(Self(raw.to_owned())),
         }
-        if !raw
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-        {
-            return Err("must contain only A-Z, a-z, 0-9, '.', '_' and '-'");
-        }
-        Ok(Self(raw.to_owned()))
     }
 
     /// The SKU text.

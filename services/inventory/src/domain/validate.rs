@@ -3,11 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use orderly::status::Violations;
+use orderly::{bounds, status::Violations};
 
-use super::{
-    Item, MAX_ITEM_QUANTITY, MAX_ITEMS, MAX_SKUS_PER_READ, MAX_STOCK_QUANTITY, OrderId, Sku,
-};
+use super::{Item, MAX_SKUS_PER_READ, MAX_STOCK_QUANTITY, OrderId, Sku};
 
 /// A valid Reserve request: duplicate SKUs merged, items sorted by SKU (the
 /// canonical form the scripts record and compare replays against).
@@ -34,21 +32,19 @@ pub fn validate_reserve(
     let mut violations = Violations::default();
     let order_id = check_order_id(order_id, &mut violations);
     let mut merged: BTreeMap<Sku, u32> = BTreeMap::new();
-    if items.is_empty() || items.len() > MAX_ITEMS {
+    if let Some(problem) = bounds::item_count_problem(items.len()) {
         // Per-item checks of an oversized list would only add noise.
-        violations.add("items", format!("must hold 1-{MAX_ITEMS} items"));
+        violations.add("items", problem);
     } else {
         for (i, (sku, quantity)) in items.iter().enumerate() {
-            if *quantity == 0 || *quantity > MAX_ITEM_QUANTITY {
-                violations.add(
-                    format!("items[{i}].quantity"),
-                    format!("must be between 1 and {MAX_ITEM_QUANTITY}"),
-                );
+            let quantity_problem = bounds::quantity_problem(*quantity);
+            if let Some(problem) = quantity_problem {
+                violations.add(format!("items[{i}].quantity"), problem);
             }
             match Sku::parse(sku) {
                 // Bounded quantities × at most MAX_ITEMS lines fit in u32;
                 // an out-of-range one is never added (it is already refused).
-                Ok(sku) if (1..=MAX_ITEM_QUANTITY).contains(quantity) => {
+                Ok(sku) if quantity_problem.is_none() => {
                     *merged.entry(sku).or_default() += quantity;
                 }
                 Ok(_) => {}

@@ -1,15 +1,14 @@
 //! Validation of client input (DESIGN §7 bounds). Every violation is
 //! collected, so a client learns about all bad fields at once.
 
-use orderly::status::Violations;
+use orderly::{bounds, status::Violations};
 use uuid::Uuid;
 
 use super::{LineItem, NewOrder};
 
-/// Most lines one order may have.
-pub const MAX_ITEMS: usize = 100;
-/// Most units of one line.
-pub const MAX_QUANTITY: u32 = 1000;
+// The item bounds live in the kit, shared with inventory's Reserve
+// validation, so an accepted order can always be reserved.
+pub use orderly::bounds::{MAX_ITEMS, MAX_QUANTITY};
 /// Highest unit price, in minor units; keeps every total far from overflow.
 const MAX_UNIT_PRICE_MINOR: i64 = 1_000_000_000_000;
 const MAX_ID_LEN: usize = 64;
@@ -70,11 +69,8 @@ impl CreateOrder {
             }
             key => Some(key.to_owned()),
         };
-        if self.items.is_empty() || self.items.len() > MAX_ITEMS {
-            v.add(
-                "items",
-                format!("must hold 1-{MAX_ITEMS} lines, got {}", self.items.len()),
-            );
+        if let Some(problem) = bounds::item_count_problem(self.items.len()) {
+            v.add("items", format!("{problem}, got {}", self.items.len()));
         }
         let mut total: i64 = 0;
         // Past the limit, per-line messages would only bury the real problem.
@@ -84,13 +80,13 @@ impl CreateOrder {
             &self.items[..]
         };
         for (i, (sku, quantity, price)) in lines.iter().enumerate() {
-            check_sku(&mut v, &format!("items[{i}].sku"), sku);
-            let quantity_ok = (1..=MAX_QUANTITY).contains(quantity);
-            if !quantity_ok {
-                v.add(
-                    format!("items[{i}].quantity"),
-                    format!("must be 1-{MAX_QUANTITY}"),
-                );
+            if let Some(problem) = bounds::sku_problem(sku) {
+                v.add(format!("items[{i}].sku"), problem);
+            }
+            let quantity_problem = bounds::quantity_problem(*quantity);
+            let quantity_ok = quantity_problem.is_none();
+            if let Some(problem) = quantity_problem {
+                v.add(format!("items[{i}].quantity"), problem);
             }
             if !(0..=MAX_UNIT_PRICE_MINOR).contains(price) {
                 v.add(
@@ -159,12 +155,6 @@ fn check_token(
             format!("must be 1-{max} characters of the allowed set"),
         );
     }
-}
-
-fn check_sku(v: &mut Violations, field: &str, sku: &str) {
-    check_token(v, field, sku, MAX_ID_LEN, |c| {
-        c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
-    });
 }
 
 fn is_iso_4217(code: &str) -> bool {

@@ -1,4 +1,5 @@
 use super::*;
+use crate::domain::MAX_ITEMS;
 
 const ORDER: &str = "0192f0c1-7a3b-7c2d-8e4f-5a6b7c8d9e0f";
 
