@@ -1,7 +1,8 @@
-//! The order database going away: requests fail fast with UNAVAILABLE (never
-//! hang, never UNKNOWN), and the service recovers on its own when it returns.
+//! The order database going away or stuck behind a lock: requests fail fast
+//! with UNAVAILABLE (never hang, never UNKNOWN), and the service recovers on
+//! its own when it returns.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use orderly::proto::v1::GetOrderRequest;
 use orderly_integration_tests::{TcpProxy, TestDatabase, TestPlatform, eventually, order_request};
@@ -19,7 +20,7 @@ async fn a_database_outage_is_unavailable_and_heals_by_itself() {
     let platform = TestPlatform::builder()
         .database(db)
         .order_with(move |config| {
-            config.postgres.database_url = through_proxy;
+            config.postgres.database_url = through_proxy.clone();
             config.postgres.database_pool_size = 4;
         })
         .start()
@@ -71,4 +72,65 @@ async fn a_database_outage_is_unavailable_and_heals_by_itself() {
         .expect("count")
         .get(0);
     assert_eq!(orders, 2, "the failed attempts wrote nothing");
+}
+
+#[tokio::test]
+async fn a_locked_table_fails_fast_with_unavailable_and_writes_nothing() {
+    let platform = TestPlatform::builder()
+        .order_with(|config| config.postgres.statement_timeout_ms = 300)
+        .start()
+        .await;
+    let mut client = platform.order_client().await;
+    // Warm the pool, so the wait below is the statement's alone.
+    client
+        .create_order(order_request("cust-before-lock"))
+        .await
+        .expect("create before the lock");
+
+    // Another session holds the table, as a long migration or a stuck
+    // transaction would.
+    let mut locker = platform.db.client().await;
+    let lock = locker.transaction().await.expect("begin");
+    lock.batch_execute("LOCK TABLE orders.orders IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock");
+
+    let started = Instant::now();
+    let status = tokio::time::timeout(
+        Duration::from_secs(5),
+        client.create_order(order_request("cust-locked")),
+    )
+    .await
+    .expect("the statement timeout ends the wait, not the request deadline")
+    .expect_err("the table is locked");
+    let waited = started.elapsed();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(
+        waited < Duration::from_secs(3),
+        "failed after {waited:?}, the request deadline is 10 s"
+    );
+
+    lock.rollback().await.expect("release the lock");
+    client
+        .create_order(order_request("cust-after-lock"))
+        .await
+        .expect("writes again once the lock is gone");
+    let db = platform.db.client().await;
+    let customers: Vec<String> = db
+        .query(
+            "SELECT customer_id FROM orders.orders ORDER BY created_at",
+            &[],
+        )
+        .await
+        .expect("orders")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(customers, ["cust-before-lock", "cust-after-lock"]);
+    let events: i64 = db
+        .query_one("SELECT count(*) FROM orders.outbox", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(events, 2, "the failed attempt left no event");
 }
