@@ -1,9 +1,12 @@
 //! The outbox relay against a real Postgres and Kafka-protocol broker:
 //! content and order, late commits and retention here; outages, crashes and
-//! fail-over in `relay/faults.rs`.
+//! fail-over in `relay/faults.rs`; poison rows set aside in
+//! `relay/set_aside.rs`.
 
 #[path = "relay/faults.rs"]
 mod faults;
+#[path = "relay/set_aside.rs"]
+mod set_aside;
 #[path = "relay/support.rs"]
 mod support;
 

@@ -1,5 +1,5 @@
-//! The relay under faults: a frozen broker, a crashed relay, a dead active
-//! relay with a standby.
+//! The relay under faults: a frozen broker (which sets no row aside), a
+//! crashed relay, a dead active relay with a standby.
 
 use std::{
     collections::HashSet,
@@ -26,6 +26,9 @@ async fn a_broker_outage_keeps_orders_flowing_and_drains_after() {
     // (back-off capped at 500 ms), instead of hanging on one attempt.
     config.message_timeout_ms = 1_000;
     config.backoff_max_ms = 500;
+    // The strictest limit: a single failure counted against a row would set
+    // it aside. An outage is the broker's fault, never the rows'.
+    config.max_attempts = 1;
     let relay = Relay::start(config).await;
     let mut orders = platform.order_client().await;
     orders
@@ -57,8 +60,24 @@ async fn a_broker_outage_keeps_orders_flowing_and_drains_after() {
     assert!(relay.backlog().await["orders"].oldest_unpublished_age_ms > 0);
 
     broker.resume();
+    // Set-aside rows would stay in the backlog: draining proves none was.
     until_drained(&relay, "orders", Duration::from_secs(60)).await;
     let client = platform.db.client().await;
+    assert_eq!(
+        count(
+            &client,
+            "orders",
+            "attempts > 0 OR set_aside_at IS NOT NULL"
+        )
+        .await,
+        0,
+        "no attempt was counted against a row during the outage"
+    );
+    let metrics = relay.metrics().await;
+    assert_eq!(
+        metric(&metrics, "orderly_relay_set_aside_total{source=\"orders\"}"),
+        0.0
+    );
     let written: HashSet<Uuid> = client
         .query("SELECT event_id FROM orders.outbox", &[])
         .await

@@ -91,11 +91,16 @@ impl Relay {
         let _ = (&mut self.task).await;
     }
 
+    /// A RelayAdmin client of this relay.
+    pub async fn admin(&self) -> RelayAdminClient<tonic::transport::Channel> {
+        RelayAdminClient::connect(format!("http://{}", self.grpc_addr))
+            .await
+            .expect("connect to RelayAdmin")
+    }
+
     /// GetBacklog over gRPC, by source name.
     pub async fn backlog(&self) -> HashMap<String, SourceStatus> {
-        let mut client = RelayAdminClient::connect(format!("http://{}", self.grpc_addr))
-            .await
-            .expect("connect to RelayAdmin");
+        let mut client = self.admin().await;
         let reply = client
             .get_backlog(GetBacklogRequest {})
             .await
