@@ -218,6 +218,7 @@ impl Consumer {
             metrics: metrics.clone(),
             backoff_max: settings.backoff_max,
         });
+        let prepared = runtime::prepare(&settings)?;
         let stopped = CancellationToken::new();
         let shared = Arc::new(Shared {
             name: settings.name,
@@ -228,7 +229,7 @@ impl Consumer {
             stopped: stopped.clone(),
         });
         tokio::spawn(async move {
-            runtime::run(pipeline, settings, shutdown).await;
+            runtime::run(pipeline, prepared, settings, shutdown).await;
             stopped.cancel();
         });
         Ok(Self { shared })

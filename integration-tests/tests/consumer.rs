@@ -269,7 +269,7 @@ async fn a_poisoned_event_is_dead_lettered_later_versions_flow_and_requeue_appli
 }
 
 #[tokio::test]
-async fn a_clean_shutdown_commits_so_a_restart_reapplies_nothing() {
+async fn a_clean_shutdown_saves_positions_so_a_restart_reapplies_nothing() {
     let setup = setup().await;
     let shutdown = CancellationToken::new();
     let consumer = setup.spawn(&shutdown);
@@ -296,7 +296,7 @@ async fn a_clean_shutdown_commits_so_a_restart_reapplies_nothing() {
     assert_eq!(
         restarted.duplicates(),
         0,
-        "committed offsets were not read again"
+        "handled records were not applied again"
     );
     shutdown.cancel();
     restarted.stopped().await;

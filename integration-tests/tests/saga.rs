@@ -222,13 +222,13 @@ async fn cancels_racing_the_saga_leak_no_stock() {
         .filter(|o| o.status() == OrderStatus::Cancelled)
     {
         // A charge that raced the cancel was refunded.
-        if let Some(p) = payment(&platform, &order.order_id).await {
-            if p.status() != PaymentStatus::Failed {
-                until_payment(&platform, &order.order_id, "a refund", |p| {
-                    p.status() == PaymentStatus::Refunded
-                })
-                .await;
-            }
+        if let Some(p) = payment(&platform, &order.order_id).await
+            && p.status() != PaymentStatus::Failed
+        {
+            until_payment(&platform, &order.order_id, "a refund", |p| {
+                p.status() == PaymentStatus::Refunded
+            })
+            .await;
         }
     }
 }

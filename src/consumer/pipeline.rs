@@ -66,6 +66,10 @@ impl<H: Handler> Pipeline<H> {
             let error = match result {
                 Ok(outcome) => {
                     self.metrics.count(outcome);
+                    tracing::debug!(
+                        consumer = self.name, topic = %record.topic, partition = record.partition,
+                        offset = record.offset, ?outcome, "record handled"
+                    );
                     return Some(outcome);
                 }
                 Err(HandleError::Transient(error) | HandleError::Permanent(error)) => error,
@@ -86,6 +90,81 @@ impl<H: Handler> Pipeline<H> {
                 () = stop.cancelled() => return None,
                 () = tokio::time::sleep(pause) => {}
             }
+        }
+    }
+
+    /// Where the consumer resumes in a partition according to its own
+    /// records (`None`: it never handled one there); retried while the
+    /// database is unreachable. `Err(())` when `stop` fired first.
+    pub(crate) async fn resume_point(
+        &self,
+        topic: &str,
+        partition: i32,
+        stop: &CancellationToken,
+    ) -> Result<Option<i64>, ()> {
+        let mut backoff = Backoff::new(self.backoff_max);
+        loop {
+            let read = async {
+                let client = self.pool.get().await?;
+                Ok::<_, HandleError>(
+                    self.store
+                        .next_offset(&client, self.name, topic, partition)
+                        .await?,
+                )
+            };
+            match read.await {
+                Ok(next) => return Ok(next),
+                Err(error) => {
+                    let pause = backoff.next_pause();
+                    tracing::warn!(consumer = self.name, topic, partition, %error, retry_in = ?pause, "cannot read the consumer's position");
+                    tokio::select! {
+                        () = stop.cancelled() => return Err(()),
+                        () = tokio::time::sleep(pause) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every partition position the consumer saved; retried while the
+    /// database is unreachable. `Err(())` when `stop` fired first.
+    pub(crate) async fn positions(
+        &self,
+        stop: &CancellationToken,
+    ) -> Result<Vec<(String, i32, i64)>, ()> {
+        let mut backoff = Backoff::new(self.backoff_max);
+        loop {
+            let read = async {
+                let client = self.pool.get().await?;
+                Ok::<_, HandleError>(self.store.all_offsets(&client, self.name).await?)
+            };
+            match read.await {
+                Ok(positions) => return Ok(positions),
+                Err(error) => {
+                    let pause = backoff.next_pause();
+                    tracing::warn!(consumer = self.name, %error, retry_in = ?pause, "cannot read the consumer's positions");
+                    tokio::select! {
+                        () = stop.cancelled() => return Err(()),
+                        () = tokio::time::sleep(pause) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Records that the partition's records before `next_offset` are
+    /// handled. Best effort: a position saved late only means a record is
+    /// read again and found to be a duplicate.
+    pub(crate) async fn save_position(&self, topic: &str, partition: i32, next_offset: i64) {
+        let save = async {
+            let client = self.pool.get().await?;
+            self.store
+                .save_offset(&client, self.name, topic, partition, next_offset)
+                .await?;
+            Ok::<_, HandleError>(())
+        };
+        if let Err(error) = save.await {
+            tracing::debug!(consumer = self.name, topic, partition, %error, "position not saved");
         }
     }
 

@@ -13,12 +13,11 @@ use std::{
 };
 
 use rdkafka::{
-    ClientContext, Message, TopicPartitionList,
-    consumer::{
-        BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer,
-    },
+    ClientContext, Message, Offset, TopicPartitionList,
+    consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext, StreamConsumer},
     error::KafkaError,
     message::Headers,
+    types::RDKafkaRespErr,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -34,30 +33,93 @@ const WATERMARK_INTERVAL: Duration = Duration::from_secs(5);
 /// once its worker is down to half of that.
 const PAUSE_AT: usize = 1_000;
 
+/// How far before its saved position a consumer resumes a partition (see
+/// the rebalance callback); more than the records of one producer batch
+/// (the relay sends at most `ORDERLY_RELAY_BATCH_SIZE` at a time).
+const REWIND_MARGIN: i64 = 1_000;
+
 type Partition = (String, i32);
 type KafkaConsumer = StreamConsumer<RebalanceContext>;
 
-/// Stops the workers of revoked partitions, so a partition's new owner is
-/// never racing an old worker for long, and commits what is done first.
+/// Assigns partitions at the consumer's own positions, and stops the
+/// workers of revoked partitions (after committing what is done), so a
+/// partition's new owner is never racing an old worker for long.
 struct RebalanceContext {
+    name: &'static str,
     workers: Arc<Mutex<HashMap<Partition, CancellationToken>>>,
+    /// Where this consumer resumes in each partition: loaded from the
+    /// database at start and advanced by the workers. Never ahead of what
+    /// was handled, so assigning from it can repeat records (found to be
+    /// duplicates) but never skip one.
+    positions: Arc<Mutex<HashMap<Partition, i64>>>,
 }
 
 impl ClientContext for RebalanceContext {}
 
 impl ConsumerContext for RebalanceContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(partitions) = rebalance {
-            let mut workers = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
-            for element in partitions.elements() {
-                let key = (element.topic().to_owned(), element.partition());
-                if let Some(stop) = workers.remove(&key) {
-                    stop.cancel();
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        partitions: &mut TopicPartitionList,
+    ) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                // The broker's committed offsets are not trusted: a broker
+                // that lost them, or hands a group another group's, would
+                // make the consumer skip records. Start where it stands.
+                let keys: Vec<Partition> = partitions
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_owned(), e.partition()))
+                    .collect();
+                let positions = self
+                    .positions
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                for (topic, partition) in &keys {
+                    // A margin before the position: tansu answers a fetch
+                    // from inside a record batch with the batch after it,
+                    // skipping records. The workers skip what was handled.
+                    let offset = positions
+                        .get(&(topic.clone(), *partition))
+                        .map_or(Offset::Beginning, |next| {
+                            Offset::Offset(next.saturating_sub(REWIND_MARGIN).max(0))
+                        });
+                    let _ = partitions.set_partition_offset(topic, *partition, offset);
                 }
+                drop(positions);
+                if let Err(error) = consumer.assign(partitions) {
+                    tracing::error!(consumer = self.name, %error, "cannot take the assigned partitions");
+                }
+                let assigned: Vec<String> = partitions
+                    .elements()
+                    .iter()
+                    .map(|e| format!("{}/{}@{:?}", e.topic(), e.partition(), e.offset()))
+                    .collect();
+                tracing::info!(consumer = self.name, ?assigned, "partitions assigned");
             }
-            // Offsets of records already done, so the next owner does not
-            // apply them again (it would only find them in its inbox).
-            let _ = consumer.commit_consumer_state(CommitMode::Sync);
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let mut workers = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
+                for element in partitions.elements() {
+                    let key = (element.topic().to_owned(), element.partition());
+                    if let Some(stop) = workers.remove(&key) {
+                        stop.cancel();
+                    }
+                }
+                drop(workers);
+                let _ = consumer.commit_consumer_state(CommitMode::Sync);
+                let _ = consumer.unassign();
+                tracing::info!(
+                    consumer = self.name,
+                    revoked = partitions.count(),
+                    "partitions revoked"
+                );
+            }
+            other => {
+                tracing::warn!(consumer = self.name, error = ?other, "rebalance failed");
+                let _ = consumer.unassign();
+            }
         }
     }
 }
@@ -73,25 +135,92 @@ struct Worker {
 /// Runs the consumer until `shutdown`: provisions its topics, subscribes,
 /// dispatches, and on shutdown lets every worker finish the record in hand,
 /// commits and leaves the group.
+/// A Kafka consumer created but not yet subscribed, with the state its
+/// rebalance callback shares with the workers.
+pub(crate) struct Prepared {
+    consumer: Arc<KafkaConsumer>,
+    workers: Arc<Mutex<HashMap<Partition, CancellationToken>>>,
+    positions: Arc<Mutex<HashMap<Partition, i64>>>,
+}
+
+/// Creates the Kafka consumer (a malformed setting fails here, at startup);
+/// it connects and joins its group only in [`run`].
+pub(crate) fn prepare(settings: &ConsumerSettings) -> Result<Prepared, KafkaError> {
+    let workers = Arc::new(Mutex::new(HashMap::new()));
+    let positions = Arc::new(Mutex::new(HashMap::new()));
+    let group = format!(
+        "{}orderly-{}",
+        settings.kafka.kafka_topic_prefix, settings.name
+    );
+    let session = settings.kafka.kafka_session_timeout_ms;
+    let consumer: KafkaConsumer = settings
+        .kafka
+        .client_config()
+        .set("group.id", &group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", session.to_string())
+        .set("heartbeat.interval.ms", (session / 3).max(100).to_string())
+        .create_with_context(RebalanceContext {
+            name: settings.name,
+            workers: workers.clone(),
+            positions: positions.clone(),
+        })?;
+    Ok(Prepared {
+        consumer: Arc::new(consumer),
+        workers,
+        positions,
+    })
+}
+
+/// Runs the consumer until `shutdown`: provisions its topics, loads its
+/// positions, subscribes, dispatches, and on shutdown lets every worker
+/// finish the record in hand, commits and leaves the group.
 pub(crate) async fn run<H: Handler>(
     pipeline: Arc<Pipeline<H>>,
+    prepared: Prepared,
     settings: ConsumerSettings,
     shutdown: CancellationToken,
 ) {
+    let Prepared {
+        consumer,
+        workers,
+        positions,
+    } = prepared;
     let mut backoff = Backoff::new(settings.backoff_max);
     let topics: Vec<String> = settings
         .topics
         .iter()
         .map(|t| settings.kafka.topic(t))
         .collect();
+    // Where each partition resumes, loaded before the group assigns any.
+    let Ok(saved) = pipeline.positions(&shutdown).await else {
+        return;
+    };
+    positions
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .extend(
+            saved
+                .into_iter()
+                .map(|(topic, partition, next)| ((topic, partition), next)),
+        );
     // The broker may be down when the component starts; writes never wait
     // for it, and neither does startup.
     loop {
-        match provision(&settings, &topics).await {
+        let attempt = match provision(&settings, &topics).await {
+            Ok(()) => {
+                let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+                consumer.subscribe(&names)
+            }
+            Err(error) => Err(error),
+        };
+        match attempt {
             Ok(()) => break,
             Err(error) => {
                 let pause = backoff.next_pause();
-                tracing::warn!(consumer = settings.name, %error, retry_in = ?pause, "cannot create topics; retrying");
+                tracing::warn!(consumer = settings.name, %error, retry_in = ?pause, "cannot create topics or subscribe; retrying");
                 tokio::select! {
                     () = shutdown.cancelled() => return,
                     () = tokio::time::sleep(pause) => {}
@@ -99,16 +228,8 @@ pub(crate) async fn run<H: Handler>(
             }
         }
     }
-    let workers = Arc::new(Mutex::new(HashMap::new()));
-    let consumer = match subscribe(&settings, &topics, workers.clone()) {
-        Ok(consumer) => Arc::new(consumer),
-        Err(error) => {
-            tracing::error!(consumer = settings.name, %error, "cannot create the Kafka consumer");
-            return;
-        }
-    };
     tracing::info!(consumer = settings.name, topics = ?topics, "consumer subscribed");
-    dispatch(&pipeline, &consumer, &workers, &shutdown).await;
+    dispatch(&pipeline, &consumer, &workers, &positions, &shutdown).await;
     if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
         tracing::debug!(consumer = settings.name, %error, "final commit");
     }
@@ -140,35 +261,11 @@ async fn provision(settings: &ConsumerSettings, topics: &[String]) -> Result<(),
     .map(|_| ())
 }
 
-fn subscribe(
-    settings: &ConsumerSettings,
-    topics: &[String],
-    workers: Arc<Mutex<HashMap<Partition, CancellationToken>>>,
-) -> Result<KafkaConsumer, KafkaError> {
-    let group = format!(
-        "{}orderly-{}",
-        settings.kafka.kafka_topic_prefix, settings.name
-    );
-    let session = settings.kafka.kafka_session_timeout_ms;
-    let consumer: KafkaConsumer = settings
-        .kafka
-        .client_config()
-        .set("group.id", &group)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", session.to_string())
-        .set("heartbeat.interval.ms", (session / 3).max(100).to_string())
-        .create_with_context(RebalanceContext { workers })?;
-    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-    consumer.subscribe(&names)?;
-    Ok(consumer)
-}
-
 async fn dispatch<H: Handler>(
     pipeline: &Arc<Pipeline<H>>,
     consumer: &Arc<KafkaConsumer>,
     stops: &Arc<Mutex<HashMap<Partition, CancellationToken>>>,
+    positions: &Arc<Mutex<HashMap<Partition, i64>>>,
     shutdown: &CancellationToken,
 ) {
     let mut workers: HashMap<Partition, Worker> = HashMap::new();
@@ -197,10 +294,13 @@ async fn dispatch<H: Handler>(
                 continue;
             }
         };
+        tracing::trace!(consumer = pipeline.name, topic = %record.topic, partition = record.partition, offset = record.offset, "record received");
         let key = (record.topic.clone(), record.partition);
         let live = workers.get(&key).is_some_and(|w| !w.stop.is_cancelled());
         if !live {
-            let worker = spawn_worker(pipeline, consumer, stops, shutdown, &key, &mut tasks);
+            let worker = spawn_worker(
+                pipeline, consumer, stops, positions, shutdown, &key, &mut tasks,
+            );
             workers.insert(key.clone(), worker);
         }
         let Some(worker) = workers.get(&key) else {
@@ -224,6 +324,7 @@ fn spawn_worker<H: Handler>(
     pipeline: &Arc<Pipeline<H>>,
     consumer: &Arc<KafkaConsumer>,
     stops: &Arc<Mutex<HashMap<Partition, CancellationToken>>>,
+    positions: &Arc<Mutex<HashMap<Partition, i64>>>,
     shutdown: &CancellationToken,
     key: &Partition,
     tasks: &mut tokio::task::JoinSet<()>,
@@ -242,11 +343,18 @@ fn spawn_worker<H: Handler>(
     };
     let (pending, paused) = (worker.pending.clone(), worker.paused.clone());
     let (pipeline, consumer, key) = (pipeline.clone(), consumer.clone(), key.clone());
+    let positions = positions.clone();
     tasks.spawn(async move {
+        // The database, not the broker's committed offset, says where this
+        // consumer stands: a broker that lost its offsets (or handed out
+        // another group's) must not make it skip records.
+        let Ok(mut next) = pipeline.resume_point(&key.0, key.1, &stop).await else {
+            return;
+        };
         loop {
             let record = tokio::select! {
                 // The record in hand is finished; queued ones are left to
-                // whoever owns the partition next (from the committed offset).
+                // whoever owns the partition next (from the saved position).
                 () = stop.cancelled() => break,
                 record = inbox.recv() => match record {
                     Some(record) => record,
@@ -254,9 +362,31 @@ fn spawn_worker<H: Handler>(
                 },
             };
             pending.fetch_sub(1, Ordering::Relaxed);
+            if let Some(start) = next {
+                if record.offset < start {
+                    // Handled before (by another member since this one
+                    // loaded its positions): skip without a database trip.
+                    continue;
+                }
+                if record.offset > start {
+                    tracing::error!(
+                        consumer = pipeline.name, topic = %key.0, partition = key.1,
+                        expected = start, delivered = record.offset,
+                        "records of the partition were never delivered (deleted by retention?)"
+                    );
+                }
+            }
             if pipeline.process(&record, &stop).await.is_none() {
                 break;
             }
+            next = Some(record.offset + 1);
+            pipeline
+                .save_position(&record.topic, record.partition, record.offset + 1)
+                .await;
+            positions
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(key.clone(), record.offset + 1);
             // Only now, with the effects committed, may the offset move.
             if let Err(error) = consumer.store_offset(&record.topic, record.partition, record.offset) {
                 tracing::debug!(consumer = pipeline.name, %error, "offset not stored (partition revoked?)");

@@ -21,6 +21,9 @@ pub(crate) struct Store {
     open_dead_letters: String,
     mark_requeued: String,
     requeue_failed: String,
+    next_offset: String,
+    save_offset: String,
+    all_offsets: String,
 }
 
 /// What a dead letter says about the event, when it could be decoded.
@@ -64,6 +67,9 @@ impl Store {
             open_dead_letters: sql(include_str!("store/open_dead_letters.sql")),
             mark_requeued: sql(include_str!("store/mark_requeued.sql")),
             requeue_failed: sql(include_str!("store/requeue_failed.sql")),
+            next_offset: sql(include_str!("store/next_offset.sql")),
+            save_offset: sql(include_str!("store/save_offset.sql")),
+            all_offsets: sql(include_str!("store/all_offsets.sql")),
         }
     }
 
@@ -226,5 +232,51 @@ impl Store {
         let statement = client.prepare_cached(&self.requeue_failed).await?;
         client.execute(&statement, &[&id, &error]).await?;
         Ok(())
+    }
+
+    /// Where the consumer resumes in a partition; `None` if it never
+    /// handled a record there.
+    pub(crate) async fn next_offset(
+        &self,
+        client: &impl GenericClient,
+        consumer: &str,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Option<i64>, Error> {
+        let statement = client.prepare_cached(&self.next_offset).await?;
+        let row = client
+            .query_opt(&statement, &[&consumer, &topic, &partition])
+            .await?;
+        Ok(row.map(|row| row.get(0)))
+    }
+
+    /// Records that the partition's records before `next_offset` are handled.
+    pub(crate) async fn save_offset(
+        &self,
+        client: &impl GenericClient,
+        consumer: &str,
+        topic: &str,
+        partition: i32,
+        next_offset: i64,
+    ) -> Result<(), Error> {
+        let statement = client.prepare_cached(&self.save_offset).await?;
+        client
+            .execute(&statement, &[&consumer, &topic, &partition, &next_offset])
+            .await?;
+        Ok(())
+    }
+
+    /// Every partition position of the consumer.
+    pub(crate) async fn all_offsets(
+        &self,
+        client: &impl GenericClient,
+        consumer: &str,
+    ) -> Result<Vec<(String, i32, i64)>, Error> {
+        let statement = client.prepare_cached(&self.all_offsets).await?;
+        let rows = client.query(&statement, &[&consumer]).await?;
+        Ok(rows
+            .iter()
+            .map(|row| (row.get(0), row.get(1), row.get(2)))
+            .collect())
     }
 }
