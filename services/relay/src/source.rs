@@ -121,6 +121,7 @@ impl SourceState {
 /// Timing settings of a source loop.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    postgres: orderly::config::PostgresConfig,
     database_url: String,
     batch_size: usize,
     poll_interval: Duration,
@@ -136,6 +137,7 @@ impl Settings {
     /// The source-loop part of `config`.
     pub fn new(config: &Config) -> Self {
         Self {
+            postgres: config.postgres.clone(),
             database_url: config.postgres.database_url.clone(),
             batch_size: config.batch_size,
             poll_interval: Duration::from_millis(config.poll_interval_ms),
@@ -185,6 +187,9 @@ async fn session(
     pg_config.application_name(format!("orderly-relay:{}", state.name));
     // An unreachable server must fail the attempt, not hang it for minutes.
     orderly::postgres::detect_dead_peers(&mut pg_config);
+    // A locked or hung outbox fails the statement (and so the session, which
+    // is retried) instead of stalling the relay.
+    orderly::postgres::apply_session_settings(&mut pg_config, &settings.postgres);
     pg_config.connect_timeout(CONNECT_TIMEOUT);
     let (client, connection) = pg_config.connect(NoTls).await?;
     let (wake, mut woken) = mpsc::channel(1);
