@@ -162,7 +162,7 @@ grpcurl -plaintext -d '{"skus": ["SKU-RED", "SKU-BLUE"]}' 127.0.0.1:50052 \
   orderly.v1.InventoryService/GetStock
 
 echo "== dead letters (none expected)"
-grpcurl -plaintext 127.0.0.1:50051 orderly.v1.DeadLetterAdmin/ListDeadLetters
+grpcurl -plaintext 127.0.0.1:50051 orderly.v1.DeadLetterService/ListDeadLetters
 
 echo "== relay backlog"
 grpcurl -plaintext 127.0.0.1:50055 orderly.v1.RelayAdmin/GetBacklog

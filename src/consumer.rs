@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub use self::{
-    admin::{DEAD_LETTER_ADMIN, DeadLetterAdminService, dead_letter_admin},
+    admin::{DEAD_LETTER_SERVICE, DeadLetterAdmin, dead_letter_admin},
     dead_letter::topic_name as dead_letter_topic,
 };
 use self::{

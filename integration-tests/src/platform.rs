@@ -8,7 +8,7 @@ use std::{net::SocketAddr, time::Duration};
 use orderly::{
     config::GrpcLimits,
     proto::v1::{
-        dead_letter_admin_client::DeadLetterAdminClient,
+        dead_letter_service_client::DeadLetterServiceClient,
         inventory_service_client::InventoryServiceClient, order_service_client::OrderServiceClient,
         payment_service_client::PaymentServiceClient, relay_admin_client::RelayAdminClient,
     },
@@ -452,9 +452,12 @@ impl TestPlatform {
         RelayAdminClient::new(self.channel(Component::Relay).await)
     }
 
-    /// A DeadLetterAdmin client of `component` (order or payment).
-    pub async fn dead_letter_client(&self, component: Component) -> DeadLetterAdminClient<Channel> {
-        DeadLetterAdminClient::new(self.channel(component).await)
+    /// A DeadLetterService client of `component` (order or payment).
+    pub async fn dead_letter_client(
+        &self,
+        component: Component,
+    ) -> DeadLetterServiceClient<Channel> {
+        DeadLetterServiceClient::new(self.channel(component).await)
     }
 }
 

@@ -489,7 +489,10 @@ async fn unknown_orders_and_malformed_requests_are_refused() {
     let mut health = tonic_health::pb::health_client::HealthClient::new(
         orderly_integration_tests::channel(platform.payment_addr()).await,
     );
-    for service in [orderly_payment::SERVICE_NAME, "orderly.v1.DeadLetterAdmin"] {
+    for service in [
+        orderly_payment::SERVICE_NAME,
+        "orderly.v1.DeadLetterService",
+    ] {
         let status = health
             .check(tonic_health::pb::HealthCheckRequest {
                 service: service.into(),

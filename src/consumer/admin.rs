@@ -1,4 +1,4 @@
-//! `orderly.v1.DeadLetterAdmin`: lists and requeues the dead letters of the
+//! `orderly.v1.DeadLetterService`: lists and requeues the dead letters of the
 //! consumers running in this process.
 
 use tonic::{Request, Response, Status};
@@ -7,14 +7,14 @@ use super::{Consumer, HandleError, store::ListedLetter};
 use crate::{
     proto::v1::{
         self as pb,
-        dead_letter_admin_server::{DeadLetterAdmin, DeadLetterAdminServer},
+        dead_letter_service_server::{DeadLetterService, DeadLetterServiceServer},
     },
     status::Violations,
     time::to_timestamp,
 };
 
 /// The fully qualified service name, as health reports it.
-pub const DEAD_LETTER_ADMIN: &str = "orderly.v1.DeadLetterAdmin";
+pub const DEAD_LETTER_SERVICE: &str = "orderly.v1.DeadLetterService";
 
 /// Default and largest page of ListDeadLetters.
 const DEFAULT_LIMIT: u32 = 100;
@@ -22,18 +22,16 @@ const MAX_LIMIT: u32 = 1_000;
 
 /// The dead-letter admin of a component's consumers.
 #[derive(Debug, Clone)]
-pub struct DeadLetterAdminService {
+pub struct DeadLetterAdmin {
     consumers: Vec<Consumer>,
 }
 
 /// The gRPC service over `consumers`, ready to add to a component's routes.
-pub fn dead_letter_admin(
-    consumers: Vec<Consumer>,
-) -> DeadLetterAdminServer<DeadLetterAdminService> {
-    DeadLetterAdminServer::new(DeadLetterAdminService { consumers })
+pub fn dead_letter_admin(consumers: Vec<Consumer>) -> DeadLetterServiceServer<DeadLetterAdmin> {
+    DeadLetterServiceServer::new(DeadLetterAdmin { consumers })
 }
 
-impl DeadLetterAdminService {
+impl DeadLetterAdmin {
     fn find(&self, name: &str) -> Result<&Consumer, Status> {
         self.consumers
             .iter()
@@ -73,7 +71,7 @@ fn to_proto(letter: ListedLetter) -> pb::DeadLetter {
 }
 
 #[tonic::async_trait]
-impl DeadLetterAdmin for DeadLetterAdminService {
+impl DeadLetterService for DeadLetterAdmin {
     async fn list_dead_letters(
         &self,
         request: Request<pb::ListDeadLettersRequest>,

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use orderly::{
-    consumer::{Consumer, ConsumerSettings, DEAD_LETTER_ADMIN, dead_letter_admin},
+    consumer::{Consumer, ConsumerSettings, DEAD_LETTER_SERVICE, dead_letter_admin},
     kafka::{ORDER_TOPIC, PAYMENT_TOPIC},
     proto::v1::order_service_server::OrderServiceServer,
 };
@@ -119,7 +119,7 @@ impl App {
                 shutdown.clone(),
             )));
             routes = routes.add_service(dead_letter_admin(vec![consumer.clone()]));
-            names.push(DEAD_LETTER_ADMIN);
+            names.push(DEAD_LETTER_SERVICE);
             consumers.push(consumer);
         }
         let scraped = consumers.clone();

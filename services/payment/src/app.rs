@@ -4,7 +4,7 @@ use std::{net::SocketAddr, sync::Arc};
 
 use deadpool_postgres::Pool;
 use orderly::{
-    consumer::{Consumer, ConsumerSettings, DEAD_LETTER_ADMIN, dead_letter_admin},
+    consumer::{Consumer, ConsumerSettings, DEAD_LETTER_SERVICE, dead_letter_admin},
     kafka::ORDER_TOPIC,
     proto::v1::payment_service_server::PaymentServiceServer,
 };
@@ -126,7 +126,7 @@ impl App {
             self.listener,
             self.metrics_listener,
             routes,
-            &[SERVICE_NAME, DEAD_LETTER_ADMIN],
+            &[SERVICE_NAME, DEAD_LETTER_SERVICE],
             &self.config.grpc,
             move |text| {
                 scraped.render_metrics(text);
