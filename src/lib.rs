@@ -14,6 +14,7 @@ pub mod outbox;
 pub mod postgres;
 pub mod redis;
 pub mod shutdown;
+pub mod startup;
 pub mod status;
 pub mod telemetry;
 pub mod time;

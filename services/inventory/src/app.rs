@@ -2,8 +2,11 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use orderly::{config::GrpcLimits, proto::v1::inventory_service_server::InventoryServiceServer};
-use tokio::net::TcpListener;
+use orderly::{
+    config::GrpcLimits,
+    proto::v1::inventory_service_server::InventoryServiceServer,
+    startup::{Listeners, StartupError},
+};
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 
@@ -17,20 +20,17 @@ use crate::{
 /// The fully qualified gRPC service name health reports on.
 pub const SERVICE_NAME: &str = "orderly.v1.InventoryService";
 
-/// A built inventory service: listener bound, Redis pool ready.
+/// A built inventory service: listeners bound, Redis pool ready.
 #[derive(Debug)]
 pub struct App {
-    listener: TcpListener,
-    addr: SocketAddr,
-    metrics_listener: TcpListener,
-    metrics_addr: SocketAddr,
+    listeners: Listeners,
     store: Store,
     limits: GrpcLimits,
 }
 
 impl App {
-    /// Builds the Redis pool and binds the gRPC listener (port 0 picks a
-    /// free port; see [`App::grpc_addr`]).
+    /// Builds the Redis pool and binds the gRPC and metrics listeners (port
+    /// 0 picks a free port; see [`App::grpc_addr`]).
     ///
     /// Redis is not contacted here: connections open on first use and the
     /// scripts load on first call (EVALSHA, then SCRIPT LOAD on NOSCRIPT),
@@ -40,26 +40,9 @@ impl App {
         config.validate()?;
         let keys = Keys::new(&config.redis.redis_key_prefix)?;
         let pool = orderly::redis::pool(&config.redis)?;
-        let listener = orderly::grpc::bind(config.grpc_addr).await?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| orderly::grpc::ServeError::Bind {
-                addr: config.grpc_addr,
-                source,
-            })?;
-        let metrics_listener = orderly::metrics::bind(config.metrics_addr).await?;
-        let metrics_addr =
-            metrics_listener
-                .local_addr()
-                .map_err(|source| orderly::metrics::BindError {
-                    addr: config.metrics_addr,
-                    source,
-                })?;
+        let listeners = Listeners::bind(config.grpc_addr, config.metrics_addr).await?;
         Ok(Self {
-            listener,
-            addr,
-            metrics_listener,
-            metrics_addr,
+            listeners,
             store: Store::new(
                 pool,
                 keys,
@@ -71,12 +54,12 @@ impl App {
 
     /// The address the gRPC listener is bound to.
     pub fn grpc_addr(&self) -> SocketAddr {
-        self.addr
+        self.listeners.grpc_addr
     }
 
     /// The address Prometheus `/metrics` is bound to.
     pub fn metrics_addr(&self) -> SocketAddr {
-        self.metrics_addr
+        self.listeners.metrics_addr
     }
 
     /// Serves gRPC (with health and reflection) until `shutdown` is
@@ -84,16 +67,17 @@ impl App {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
         let service = InventoryServiceServer::new(InventoryGrpc::new(self.store))
             .max_decoding_message_size(self.limits.grpc_max_message_bytes);
-        tracing::info!(addr = %self.addr, "inventory service listening");
+        tracing::info!(addr = %self.listeners.grpc_addr, "inventory service listening");
         orderly::grpc::serve_with_metrics(
-            self.listener,
-            self.metrics_listener,
+            self.listeners.grpc,
+            self.listeners.metrics,
             Routes::new(service),
             &[SERVICE_NAME],
             &self.limits,
             shutdown,
         )
-        .await?;
+        .await
+        .map_err(StartupError::from)?;
         tracing::info!("inventory service stopped");
         Ok(())
     }

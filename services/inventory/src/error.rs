@@ -1,7 +1,7 @@
 //! The inventory service's errors, and the one place they become gRPC
 //! statuses (DESIGN §7).
 
-use orderly::{config::ConfigError, grpc::ServeError, metrics::BindError, status::Violations};
+use orderly::{config::ConfigError, startup::StartupError, status::Violations};
 use redis::{ErrorKind, RedisError, ServerErrorKind};
 use tonic::Status;
 
@@ -31,12 +31,9 @@ pub enum Error {
     /// The configuration cannot work.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// The gRPC listener could not be bound or served.
+    /// A listener could not be bound, or the server failed.
     #[error(transparent)]
-    Serve(#[from] ServeError),
-    /// The metrics listener could not be bound.
-    #[error(transparent)]
-    Metrics(#[from] BindError),
+    Startup(#[from] StartupError),
 }
 
 impl From<RedisError> for Error {
@@ -106,10 +103,7 @@ impl From<Error> for Status {
                 tracing::warn!(%why, "Redis unavailable");
                 Status::unavailable(format!("inventory store unavailable: {why}"))
             }
-            error @ (Error::Internal(_)
-            | Error::Config(_)
-            | Error::Serve(_)
-            | Error::Metrics(_)) => {
+            error @ (Error::Internal(_) | Error::Config(_) | Error::Startup(_)) => {
                 tracing::error!(%error, "internal error");
                 Status::internal("internal error")
             }

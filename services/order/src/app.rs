@@ -1,4 +1,4 @@
-//! Wiring: pool, migration check, listener, server.
+//! Wiring: pool, migration check, listeners, server.
 
 use std::net::SocketAddr;
 
@@ -6,13 +6,13 @@ use orderly::{
     consumer::{Consumer, ConsumerSettings, DEAD_LETTER_SERVICE, dead_letter_admin},
     kafka::{ORDER_TOPIC, PAYMENT_TOPIC},
     proto::v1::order_service_server::OrderServiceServer,
+    startup::{Listeners, StartupError, migrated_pool},
 };
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::Config,
-    error::{Error, StartupError},
+    error::Error,
     grpc::OrderApi,
     saga::{self, Remotes, Saga},
     service::Orders,
@@ -21,54 +21,24 @@ use crate::{
 /// The fully qualified gRPC service name, as health reports it.
 pub const SERVICE_NAME: &str = "orderly.v1.OrderService";
 
-/// A built order service: its listener is bound, nothing is served yet.
+/// A built order service: its listeners are bound, nothing is served yet.
 #[derive(Debug)]
 pub struct App {
     config: Config,
-    listener: TcpListener,
-    grpc_addr: SocketAddr,
-    metrics_listener: TcpListener,
-    metrics_addr: SocketAddr,
+    listeners: Listeners,
     pool: deadpool_postgres::Pool,
     orders: Orders,
 }
 
 impl App {
     /// Builds the pool, checks the schema is migrated, and binds the gRPC
-    /// listener (port 0 picks a free port).
+    /// and metrics listeners (port 0 picks a free port).
     pub async fn build(config: Config) -> Result<Self, Error> {
-        let pool = orderly::postgres::pool(&config.postgres).map_err(StartupError::from)?;
-        let client = pool.get().await?;
-        orderly::migrate::check(&client)
-            .await
-            .map_err(StartupError::from)?;
-        drop(client);
-        let listener = orderly::grpc::bind(config.grpc_addr)
-            .await
-            .map_err(StartupError::from)?;
-        let grpc_addr = listener
-            .local_addr()
-            .map_err(|source| orderly::grpc::ServeError::Bind {
-                addr: config.grpc_addr,
-                source,
-            })
-            .map_err(StartupError::from)?;
-        let metrics_listener = orderly::metrics::bind(config.metrics_addr)
-            .await
-            .map_err(StartupError::from)?;
-        let metrics_addr = metrics_listener
-            .local_addr()
-            .map_err(|source| orderly::metrics::BindError {
-                addr: config.metrics_addr,
-                source,
-            })
-            .map_err(StartupError::from)?;
+        let pool = migrated_pool(&config.postgres).await?;
+        let listeners = Listeners::bind(config.grpc_addr, config.metrics_addr).await?;
         Ok(Self {
             config,
-            listener,
-            grpc_addr,
-            metrics_listener,
-            metrics_addr,
+            listeners,
             orders: Orders::new(pool.clone()),
             pool,
         })
@@ -76,19 +46,19 @@ impl App {
 
     /// The address the gRPC API is bound to.
     pub fn grpc_addr(&self) -> SocketAddr {
-        self.grpc_addr
+        self.listeners.grpc_addr
     }
 
     /// The address Prometheus `/metrics` is bound to.
     pub fn metrics_addr(&self) -> SocketAddr {
-        self.metrics_addr
+        self.listeners.metrics_addr
     }
 
     /// Serves until `shutdown` is cancelled, then drains in-flight requests;
     /// with the saga configured, also runs the saga consumer and the payment
     /// deadline sweeper, and stops them cleanly.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
-        tracing::info!(addr = %self.grpc_addr, "order service listening");
+        tracing::info!(addr = %self.listeners.grpc_addr, "order service listening");
         let service = OrderServiceServer::new(OrderApi::new(self.orders))
             .max_decoding_message_size(self.config.grpc.grpc_max_message_bytes);
         let mut routes = tonic::service::Routes::new(service);
@@ -97,7 +67,7 @@ impl App {
         let mut sweeper = None;
         if let Some(saga) = &self.config.saga {
             let remotes = Remotes::new(&saga.inventory_url, &saga.payment_url, saga.call_timeout)
-                .map_err(StartupError::Saga)?;
+                .map_err(|why| StartupError::Invalid(format!("order saga: {why}")))?;
             let settings = ConsumerSettings {
                 name: saga::CONSUMER,
                 schema: "orders",
@@ -124,8 +94,8 @@ impl App {
         }
         let scraped = consumers.clone();
         let served = orderly::grpc::serve_with_extra_metrics(
-            self.listener,
-            self.metrics_listener,
+            self.listeners.grpc,
+            self.listeners.metrics,
             routes,
             &names,
             &self.config.grpc,

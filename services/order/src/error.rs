@@ -1,6 +1,6 @@
 //! The order service's errors and the one place they become gRPC statuses.
 
-use orderly::status::Violations;
+use orderly::{startup::StartupError, status::Violations};
 use tonic::Status;
 
 use crate::domain::TransitionError;
@@ -34,32 +34,9 @@ pub enum Error {
     /// A database failure that is not the request's fault nor transient.
     #[error("database error: {}", orderly::postgres::describe(.0))]
     Database(tokio_postgres::Error),
-    /// Startup failed.
+    /// Startup failed (or the server failed while serving).
     #[error(transparent)]
     Startup(#[from] StartupError),
-}
-
-/// Failures while starting the service.
-#[derive(Debug, thiserror::Error)]
-pub enum StartupError {
-    /// Bad configuration.
-    #[error(transparent)]
-    Config(#[from] orderly::config::ConfigError),
-    /// The database schema is missing or old.
-    #[error(transparent)]
-    Migrations(#[from] orderly::migrate::MigrateError),
-    /// The gRPC server could not bind or serve.
-    #[error(transparent)]
-    Serve(#[from] orderly::grpc::ServeError),
-    /// The metrics listener could not be bound.
-    #[error(transparent)]
-    Metrics(#[from] orderly::metrics::BindError),
-    /// The saga's consumer could not be created.
-    #[error(transparent)]
-    Consumer(#[from] orderly::consumer::ConsumerError),
-    /// The saga's settings are unusable (e.g. a malformed service URL).
-    #[error("order saga: {0}")]
-    Saga(String),
 }
 
 impl From<tokio_postgres::Error> for Error {

@@ -16,4 +16,5 @@ mod store;
 
 pub use app::{App, SERVICE_NAME};
 pub use config::{Config, SagaConfig};
-pub use error::{Error, StartupError};
+pub use error::Error;
+pub use orderly::startup::StartupError;

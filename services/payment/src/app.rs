@@ -7,15 +7,15 @@ use orderly::{
     consumer::{Consumer, ConsumerSettings, DEAD_LETTER_SERVICE, dead_letter_admin},
     kafka::ORDER_TOPIC,
     proto::v1::payment_service_server::PaymentServiceServer,
+    startup::{Listeners, StartupError, migrated_pool},
 };
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 
 use crate::{
     config::Config,
     consume::{CONSUMER_NAME, PaymentHandler, SCHEMA},
-    error::{Error, StartupError},
+    error::Error,
     gateway::{Gateway, PaymentGateway, SimulatedGateway},
     grpc::PaymentApi,
     service::Payments,
@@ -30,10 +30,7 @@ pub struct App {
     config: Config,
     pool: Pool,
     gateway: Gateway,
-    listener: TcpListener,
-    grpc_addr: SocketAddr,
-    metrics_listener: TcpListener,
-    metrics_addr: SocketAddr,
+    listeners: Listeners,
 }
 
 impl App {
@@ -51,52 +48,25 @@ impl App {
         gateway: Arc<dyn PaymentGateway>,
     ) -> Result<Self, Error> {
         config.validate().map_err(StartupError::from)?;
-        let pool = orderly::postgres::pool(&config.postgres).map_err(StartupError::from)?;
-        let client = pool.get().await?;
-        orderly::migrate::check(&client)
-            .await
-            .map_err(StartupError::from)?;
-        drop(client);
-        let listener = orderly::grpc::bind(config.grpc_addr)
-            .await
-            .map_err(StartupError::from)?;
-        let grpc_addr = listener
-            .local_addr()
-            .map_err(|source| orderly::grpc::ServeError::Bind {
-                addr: config.grpc_addr,
-                source,
-            })
-            .map_err(StartupError::from)?;
-        let metrics_listener = orderly::metrics::bind(config.metrics_addr)
-            .await
-            .map_err(StartupError::from)?;
-        let metrics_addr = metrics_listener
-            .local_addr()
-            .map_err(|source| orderly::metrics::BindError {
-                addr: config.metrics_addr,
-                source,
-            })
-            .map_err(StartupError::from)?;
+        let pool = migrated_pool(&config.postgres).await?;
+        let listeners = Listeners::bind(config.grpc_addr, config.metrics_addr).await?;
         let gateway = Gateway::new(gateway, config.gateway_timeout());
         Ok(Self {
             config,
             pool,
             gateway,
-            listener,
-            grpc_addr,
-            metrics_listener,
-            metrics_addr,
+            listeners,
         })
     }
 
     /// The address the gRPC API is bound to.
     pub fn grpc_addr(&self) -> SocketAddr {
-        self.grpc_addr
+        self.listeners.grpc_addr
     }
 
     /// The address Prometheus `/metrics` is bound to.
     pub fn metrics_addr(&self) -> SocketAddr {
-        self.metrics_addr
+        self.listeners.metrics_addr
     }
 
     /// Consumes order events and serves the API until `shutdown` is
@@ -116,15 +86,15 @@ impl App {
         let consumer = Consumer::spawn(settings, self.pool.clone(), handler, stop_consumer.clone())
             .map_err(StartupError::from)?;
 
-        tracing::info!(addr = %self.grpc_addr, "payment service listening");
+        tracing::info!(addr = %self.listeners.grpc_addr, "payment service listening");
         let payments = Payments::new(self.pool.clone(), self.gateway.clone());
         let service = PaymentServiceServer::new(PaymentApi::new(payments))
             .max_decoding_message_size(self.config.grpc.grpc_max_message_bytes);
         let routes = Routes::new(service).add_service(dead_letter_admin(vec![consumer.clone()]));
         let (scraped, gateway) = (consumer.clone(), self.gateway.clone());
         let served = orderly::grpc::serve_with_extra_metrics(
-            self.listener,
-            self.metrics_listener,
+            self.listeners.grpc,
+            self.listeners.metrics,
             routes,
             &[SERVICE_NAME, DEAD_LETTER_SERVICE],
             &self.config.grpc,

@@ -1,6 +1,6 @@
 //! The payment service's errors and the one place they become gRPC statuses.
 
-use orderly::status::Violations;
+use orderly::{startup::StartupError, status::Violations};
 use tonic::Status;
 
 use crate::{domain::TransitionError, gateway::GatewayError};
@@ -29,29 +29,9 @@ pub enum Error {
     /// A database failure that is not the request's fault nor transient.
     #[error("database error: {}", orderly::postgres::describe(.0))]
     Database(tokio_postgres::Error),
-    /// Startup failed.
+    /// Startup failed (or the server failed while serving).
     #[error(transparent)]
     Startup(#[from] StartupError),
-}
-
-/// Failures while starting the service.
-#[derive(Debug, thiserror::Error)]
-pub enum StartupError {
-    /// Bad configuration.
-    #[error(transparent)]
-    Config(#[from] orderly::config::ConfigError),
-    /// The database schema is missing or old.
-    #[error(transparent)]
-    Migrations(#[from] orderly::migrate::MigrateError),
-    /// The gRPC server could not bind or serve.
-    #[error(transparent)]
-    Serve(#[from] orderly::grpc::ServeError),
-    /// The metrics listener could not be bound.
-    #[error(transparent)]
-    Metrics(#[from] orderly::metrics::BindError),
-    /// The event consumer could not be created.
-    #[error(transparent)]
-    Consumer(#[from] orderly::consumer::ConsumerError),
 }
 
 impl From<tokio_postgres::Error> for Error {

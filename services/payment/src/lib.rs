@@ -19,4 +19,5 @@ mod store;
 
 pub use app::{App, SERVICE_NAME};
 pub use config::Config;
-pub use error::{Error, StartupError};
+pub use error::Error;
+pub use orderly::startup::StartupError;

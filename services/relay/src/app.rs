@@ -4,8 +4,12 @@
 use std::{net::SocketAddr, sync::Arc};
 
 use deadpool_postgres::Pool;
-use orderly::{grpc::RequestMetrics, proto::v1::relay_admin_server::RelayAdminServer};
-use tokio::{net::TcpListener, task::JoinSet};
+use orderly::{
+    grpc::RequestMetrics,
+    proto::v1::relay_admin_server::RelayAdminServer,
+    startup::{Listeners, StartupError},
+};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 
@@ -27,10 +31,7 @@ pub struct App {
     pool: Pool,
     sources: Arc<[Arc<SourceState>]>,
     publishers: Vec<Publisher>,
-    grpc_listener: TcpListener,
-    grpc_addr: SocketAddr,
-    metrics_listener: TcpListener,
-    metrics_addr: SocketAddr,
+    listeners: Listeners,
 }
 
 impl App {
@@ -39,8 +40,8 @@ impl App {
     /// Neither Postgres nor Kafka has to be up yet: sources retry until they
     /// are.
     pub async fn build(config: Config) -> Result<App, Error> {
-        config.validate()?;
-        let pool = orderly::postgres::pool(&config.postgres)?;
+        config.validate().map_err(StartupError::from)?;
+        let pool = orderly::postgres::pool(&config.postgres).map_err(StartupError::from)?;
         let sources: Arc<[Arc<SourceState>]> = config
             .sources
             .iter()
@@ -53,30 +54,24 @@ impl App {
             .iter()
             .map(|_| Publisher::new(&config.kafka, config.message_timeout_ms))
             .collect::<Result<Vec<_>, _>>()?;
-        let grpc_listener = orderly::grpc::bind(config.grpc_addr).await?;
-        let metrics_listener = orderly::metrics::bind(config.metrics_addr).await?;
-        let local =
-            |listener: &TcpListener, addr: SocketAddr| listener.local_addr().unwrap_or(addr);
+        let listeners = Listeners::bind(config.grpc_addr, config.metrics_addr).await?;
         Ok(App {
-            grpc_addr: local(&grpc_listener, config.grpc_addr),
-            metrics_addr: local(&metrics_listener, config.metrics_addr),
             config,
             pool,
             sources,
             publishers,
-            grpc_listener,
-            metrics_listener,
+            listeners,
         })
     }
 
     /// Where RelayAdmin listens.
     pub fn grpc_addr(&self) -> SocketAddr {
-        self.grpc_addr
+        self.listeners.grpc_addr
     }
 
     /// Where `/metrics` is served.
     pub fn metrics_addr(&self) -> SocketAddr {
-        self.metrics_addr
+        self.listeners.metrics_addr
     }
 
     /// Relays every source and serves RelayAdmin and metrics until
@@ -100,7 +95,7 @@ impl App {
                 .max_decoding_message_size(self.config.grpc.grpc_max_message_bytes);
         let limits = self.config.grpc.clone();
         let grpc_stop = stop.clone();
-        let listener = self.grpc_listener;
+        let listener = self.listeners.grpc;
         let requests = RequestMetrics::default();
         let recorded = requests.clone();
         tasks.spawn(async move {
@@ -113,20 +108,21 @@ impl App {
                 recorded,
                 grpc_stop,
             )
-            .await?;
+            .await
+            .map_err(StartupError::from)?;
             Ok(())
         });
 
         let (sources, pool) = (self.sources.clone(), self.pool.clone());
         let render = move || metrics::render(sources.clone(), pool.clone(), requests.clone());
-        let metrics_server = orderly::metrics::serve(self.metrics_listener, render, stop.clone());
+        let metrics_server = orderly::metrics::serve(self.listeners.metrics, render, stop.clone());
         tasks.spawn(async move {
             metrics_server.await;
             Ok(())
         });
 
         tracing::info!(
-            grpc = %self.grpc_addr, metrics = %self.metrics_addr,
+            grpc = %self.listeners.grpc_addr, metrics = %self.listeners.metrics_addr,
             sources = ?self.config.sources, "relay running"
         );
         let mut result = Ok(());

@@ -1,15 +1,12 @@
 //! The relay's errors and the one place they become gRPC statuses.
 
-use orderly::{config::ConfigError, grpc::ServeError, metrics::BindError, status::Violations};
+use orderly::{startup::StartupError, status::Violations};
 use rdkafka::error::KafkaError;
 use tonic::Status;
 
 /// Everything that can go wrong in the relay.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A setting is malformed.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
     /// A RelayAdmin request is invalid.
     #[error(transparent)]
     Invalid(#[from] Violations),
@@ -28,12 +25,10 @@ pub enum Error {
     /// The producer could not be created or a record was not delivered.
     #[error("Kafka error: {0}")]
     Kafka(#[from] KafkaError),
-    /// The RelayAdmin server could not bind or failed.
+    /// A setting is malformed, a listener could not be bound, or the
+    /// RelayAdmin server failed.
     #[error(transparent)]
-    Grpc(#[from] ServeError),
-    /// The metrics listener could not bind.
-    #[error(transparent)]
-    Metrics(#[from] BindError),
+    Startup(#[from] StartupError),
     /// A relay task panicked.
     #[error("relay task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -46,12 +41,9 @@ impl Error {
         match self {
             Error::Database(e) => orderly::postgres::is_transient(e),
             Error::Pool(_) | Error::SessionLost | Error::Kafka(_) => true,
-            Error::Config(_)
-            | Error::Invalid(_)
-            | Error::UnknownSource(_)
-            | Error::Grpc(_)
-            | Error::Metrics(_)
-            | Error::Task(_) => false,
+            Error::Startup(_) | Error::Invalid(_) | Error::UnknownSource(_) | Error::Task(_) => {
+                false
+            }
         }
     }
 }
@@ -97,7 +89,8 @@ mod tests {
 
     #[test]
     fn a_bad_setting_is_internal_not_unknown() {
-        let error = Error::Config(ConfigError::invalid("RELAY_SOURCES", "bad"));
+        let bad = orderly::config::ConfigError::invalid("RELAY_SOURCES", "bad");
+        let error = Error::Startup(StartupError::Config(bad));
         assert_eq!(Status::from(error).code(), tonic::Code::Internal);
     }
 }
