@@ -162,6 +162,11 @@ pub(crate) fn prepare(settings: &ConsumerSettings) -> Result<Prepared, KafkaErro
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", session.to_string())
         .set("heartbeat.interval.ms", (session / 3).max(100).to_string())
+        // A fetch waits at most this long for new records. Some brokers
+        // (tansu) hold every fetch for the whole wait even when records
+        // arrive, and each saga step crosses the broker twice, so the
+        // default 500 ms would add seconds to every order.
+        .set("fetch.wait.max.ms", "50")
         .create_with_context(RebalanceContext {
             name: settings.name,
             workers: workers.clone(),
