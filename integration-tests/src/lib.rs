@@ -17,7 +17,7 @@ pub use database::TestDatabase;
 pub use eventually::eventually;
 pub use kafka::{BrokerProcess, TestKafka, TopicRecord};
 pub use metrics::scrape_metrics;
-pub use platform::{Component, TestPlatform};
+pub use platform::{Component, Instance, TestPlatform, TestPlatformBuilder};
 pub use proxy::TcpProxy;
 pub use redis::TestRedis;
 

@@ -3,7 +3,7 @@
 //! (and consumer groups, which carry the prefix). The only way tests start
 //! components.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{collections::HashMap, fmt::Display, future::Future, net::SocketAddr, time::Duration};
 
 use orderly::{
     config::GrpcLimits,
@@ -13,7 +13,7 @@ use orderly::{
         payment_service_client::PaymentServiceClient, relay_admin_client::RelayAdminClient,
     },
 };
-use tokio::task::JoinHandle;
+use tokio::{task::JoinHandle, time::Instant};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tonic::transport::Channel;
 
@@ -30,6 +30,27 @@ pub enum Component {
     Payment,
     /// The outbox relay.
     Relay,
+}
+
+/// One running copy of a component. The builder starts copy 0 of each
+/// component it chose, which is what a bare [`Component`] names;
+/// [`TestPlatform::add_relay`] starts further relays against the same
+/// database and topics, each on addresses of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Instance {
+    /// Which component this is a copy of.
+    pub component: Component,
+    /// Its number among the copies of `component`, from 0.
+    pub index: usize,
+}
+
+impl From<Component> for Instance {
+    fn from(component: Component) -> Self {
+        Self {
+            component,
+            index: 0,
+        }
+    }
 }
 
 /// Changes a component's settings before it starts.
@@ -52,7 +73,7 @@ pub struct TestPlatform {
     pub redis: Option<TestRedis>,
     /// The test's Kafka topics, when a component needs them.
     pub kafka: Option<TestKafka>,
-    running: std::collections::HashMap<Component, Running>,
+    running: HashMap<Instance, Running>,
     plan: Plan,
     stop: CancellationToken,
     _stop: DropGuard,
@@ -74,13 +95,15 @@ struct Plan {
     saga: bool,
     inventory: Option<Tweak<orderly_inventory::Config>>,
     payment: Option<Tweak<orderly_payment::Config>>,
-    relay: Option<Tweak<orderly_relay::Config>>,
+    /// One entry per relay copy, by index.
+    relays: Vec<Tweak<orderly_relay::Config>>,
 }
 
 /// Chooses the components a test runs.
 #[derive(Default)]
 pub struct TestPlatformBuilder {
     database: Option<TestDatabase>,
+    redis: Option<TestRedis>,
     kafka: Option<TestKafka>,
     plan: Plan,
 }
@@ -91,7 +114,8 @@ impl TestPlatformBuilder {
         self.inventory_with(|_| {})
     }
 
-    /// Runs the inventory service with settings changed by `tweak`.
+    /// Runs the inventory service with settings changed by `tweak`
+    /// (retention, a Redis URL through a proxy or nowhere, ...).
     pub fn inventory_with(
         mut self,
         tweak: impl Fn(&mut orderly_inventory::Config) + Send + Sync + 'static,
@@ -149,7 +173,7 @@ impl TestPlatformBuilder {
         mut self,
         tweak: impl Fn(&mut orderly_relay::Config) + Send + Sync + 'static,
     ) -> Self {
-        self.plan.relay = Some(Box::new(tweak));
+        self.plan.relays = vec![Box::new(tweak)];
         self
     }
 
@@ -159,9 +183,16 @@ impl TestPlatformBuilder {
     }
 
     /// Uses `database` instead of creating one (a test that needs its name
-    /// or address before the components start).
+    /// or address, or rows in it, before the components start).
     pub fn database(mut self, database: TestDatabase) -> Self {
         self.database = Some(database);
+        self
+    }
+
+    /// Uses `redis` instead of a fresh prefix (a test that needs its
+    /// address before the components start).
+    pub fn redis(mut self, redis: TestRedis) -> Self {
+        self.redis = Some(redis);
         self
     }
 
@@ -182,22 +213,23 @@ impl TestPlatformBuilder {
             None => TestDatabase::create().await,
         };
         let needs_kafka =
-            self.plan.saga || self.plan.payment.is_some() || self.plan.relay.is_some();
+            self.plan.saga || self.plan.payment.is_some() || !self.plan.relays.is_empty();
         let kafka = match self.kafka {
             Some(kafka) => Some(kafka),
             None if needs_kafka => Some(TestKafka::shared().await),
             None => None,
         };
-        let redis = match self.plan.inventory {
-            Some(_) => Some(TestRedis::new().await),
-            None => None,
+        let redis = match (self.redis, &self.plan.inventory) {
+            (Some(redis), _) => Some(redis),
+            (None, Some(_)) => Some(TestRedis::new().await),
+            (None, None) => None,
         };
         let stop = CancellationToken::new();
         let mut platform = TestPlatform {
             db,
             redis,
             kafka,
-            running: Default::default(),
+            running: HashMap::new(),
             plan: self.plan,
             stop: stop.clone(),
             _stop: stop.drop_guard(),
@@ -209,7 +241,7 @@ impl TestPlatformBuilder {
             Component::Relay,
         ] {
             if platform.planned(component) {
-                platform.launch(component, None).await;
+                platform.launch(component.into(), None).await;
             }
         }
         platform
@@ -227,7 +259,7 @@ impl TestPlatform {
             Component::Order => self.plan.order.is_some(),
             Component::Inventory => self.plan.inventory.is_some(),
             Component::Payment => self.plan.payment.is_some(),
-            Component::Relay => self.plan.relay.is_some(),
+            Component::Relay => !self.plan.relays.is_empty(),
         }
     }
 
@@ -243,18 +275,42 @@ impl TestPlatform {
         // so calls to it fail with UNAVAILABLE (and are retried).
         let addr = self
             .running
-            .get(&component)
+            .get(&component.into())
             .map(|r| r.grpc)
             .unwrap_or_else(|| ([127, 0, 0, 1], 1).into());
         format!("http://{addr}")
     }
 
-    /// Starts `component` on `addrs` (gRPC, metrics) or on port 0.
-    async fn launch(&mut self, component: Component, addrs: Option<(SocketAddr, SocketAddr)>) {
+    /// Starts one more relay with settings changed by `tweak`, against the
+    /// same database and topics as the others (a standby, or a successor to
+    /// a killed one), on addresses of its own. A platform built without a
+    /// relay gets its first one here, on fresh topics of the shared broker
+    /// unless the builder was given Kafka.
+    pub async fn add_relay(
+        &mut self,
+        tweak: impl Fn(&mut orderly_relay::Config) + Send + Sync + 'static,
+    ) -> Instance {
+        if self.kafka.is_none() {
+            self.kafka = Some(TestKafka::shared().await);
+        }
+        let relay = Instance {
+            component: Component::Relay,
+            index: self.plan.relays.len(),
+        };
+        self.plan.relays.push(Box::new(tweak));
+        self.launch(relay, None).await;
+        relay
+    }
+
+    /// Starts `instance` on `addrs` (gRPC, metrics) or on port 0.
+    async fn launch(&mut self, instance: Instance, addrs: Option<(SocketAddr, SocketAddr)>) {
+        // On a restart after a kill, the aborted tasks drop their listeners
+        // a moment after the kill returns; binding again may have to wait.
+        let retry = addrs.is_some();
         let (grpc_addr, metrics_addr) =
             addrs.unwrap_or((([127, 0, 0, 1], 0).into(), ([127, 0, 0, 1], 0).into()));
         let stop = self.stop.child_token();
-        let (grpc, metrics, task) = match component {
+        let (grpc, metrics, task) = match instance.component {
             Component::Order => {
                 let saga = self.plan.saga.then(|| {
                     let mut saga = orderly_order::SagaConfig::new(self.kafka_config());
@@ -275,9 +331,7 @@ impl TestPlatform {
                 if let Some(tweak) = &self.plan.order {
                     tweak(&mut config);
                 }
-                let app = orderly_order::App::build(config)
-                    .await
-                    .expect("start the order service");
+                let app = build("order service", config, retry, orderly_order::App::build).await;
                 let addrs = (app.grpc_addr(), app.metrics_addr());
                 let task = tokio::spawn(log_exit("order", app.run(stop.clone())));
                 (addrs.0, addrs.1, task)
@@ -295,9 +349,13 @@ impl TestPlatform {
                 if let Some(tweak) = &self.plan.inventory {
                     tweak(&mut config);
                 }
-                let app = orderly_inventory::App::build(config)
-                    .await
-                    .expect("start the inventory service");
+                let app = build(
+                    "inventory service",
+                    config,
+                    retry,
+                    orderly_inventory::App::build,
+                )
+                .await;
                 let addrs = (app.grpc_addr(), app.metrics_addr());
                 let task = tokio::spawn(log_exit("inventory", app.run(stop.clone())));
                 (addrs.0, addrs.1, task)
@@ -315,9 +373,13 @@ impl TestPlatform {
                 if let Some(tweak) = &self.plan.payment {
                     tweak(&mut config);
                 }
-                let app = orderly_payment::App::build(config)
-                    .await
-                    .expect("start the payment service");
+                let app = build(
+                    "payment service",
+                    config,
+                    retry,
+                    orderly_payment::App::build,
+                )
+                .await;
                 let addrs = (app.grpc_addr(), app.metrics_addr());
                 let task = tokio::spawn(log_exit("payment", app.run(stop.clone())));
                 (addrs.0, addrs.1, task)
@@ -328,6 +390,9 @@ impl TestPlatform {
                     metrics_addr,
                     batch_size: 100,
                     poll_interval_ms: 200,
+                    // Long enough for a healthy broker on a busy 2-core
+                    // machine; outage tests shorten it so deliveries fail
+                    // and retry.
                     message_timeout_ms: 5_000,
                     standby_retry_ms: 200,
                     backoff_max_ms: 1_000,
@@ -335,19 +400,17 @@ impl TestPlatform {
                     kafka: self.kafka_config(),
                     ..orderly_relay::Config::default()
                 };
-                if let Some(tweak) = &self.plan.relay {
+                if let Some(tweak) = self.plan.relays.get(instance.index) {
                     tweak(&mut config);
                 }
-                let app = orderly_relay::App::build(config)
-                    .await
-                    .expect("start the outbox relay");
+                let app = build("outbox relay", config, retry, orderly_relay::App::build).await;
                 let addrs = (app.grpc_addr(), app.metrics_addr());
                 let task = tokio::spawn(log_exit("relay", app.run(stop.clone())));
                 (addrs.0, addrs.1, task)
             }
         };
         self.running.insert(
-            component,
+            instance,
             Running {
                 grpc,
                 metrics,
@@ -357,49 +420,65 @@ impl TestPlatform {
         );
     }
 
-    /// Stops `component` gracefully (as SIGTERM would) and waits until it
+    /// Stops `instance` gracefully (as SIGTERM would) and waits until it
     /// has drained; its addresses stay reserved for [`Self::restart`].
-    pub async fn stop(&mut self, component: Component) {
+    pub async fn stop(&mut self, instance: impl Into<Instance>) {
+        let instance = instance.into();
         let running = self
             .running
-            .get_mut(&component)
-            .unwrap_or_else(|| panic!("{component:?} is not running"));
+            .get_mut(&instance)
+            .unwrap_or_else(|| panic!("{instance:?} is not running"));
         running.stop.cancel();
         (&mut running.task).await.ok();
     }
 
-    /// Starts a stopped `component` again on the same addresses.
-    pub async fn restart(&mut self, component: Component) {
+    /// Kills `instance` as a crash would: its task is aborted mid-flight,
+    /// nothing is drained or released gracefully (its database sessions and
+    /// their locks end when their connections drop). Returns once the task
+    /// is gone; its addresses stay reserved for [`Self::restart`].
+    pub async fn kill(&mut self, instance: impl Into<Instance>) {
+        let instance = instance.into();
         let running = self
             .running
-            .remove(&component)
-            .unwrap_or_else(|| panic!("{component:?} was never started"));
+            .get_mut(&instance)
+            .unwrap_or_else(|| panic!("{instance:?} is not running"));
+        running.task.abort();
+        (&mut running.task).await.ok();
+    }
+
+    /// Starts a stopped or killed `instance` again on the same addresses.
+    pub async fn restart(&mut self, instance: impl Into<Instance>) {
+        let instance = instance.into();
+        let running = self
+            .running
+            .remove(&instance)
+            .unwrap_or_else(|| panic!("{instance:?} was never started"));
         assert!(
             running.task.is_finished(),
-            "stop {component:?} before restarting it"
+            "stop or kill {instance:?} before restarting it"
         );
-        self.launch(component, Some((running.grpc, running.metrics)))
+        self.launch(instance, Some((running.grpc, running.metrics)))
             .await;
     }
 
-    fn running(&self, component: Component) -> &Running {
+    fn running(&self, instance: Instance) -> &Running {
         self.running
-            .get(&component)
-            .unwrap_or_else(|| panic!("{component:?} was not started"))
+            .get(&instance)
+            .unwrap_or_else(|| panic!("{instance:?} was not started"))
     }
 
-    /// Where `component` serves gRPC.
-    pub fn grpc_addr(&self, component: Component) -> SocketAddr {
-        self.running(component).grpc
+    /// Where `instance` serves gRPC.
+    pub fn grpc_addr(&self, instance: impl Into<Instance>) -> SocketAddr {
+        self.running(instance.into()).grpc
     }
 
-    /// Where `component` serves `/metrics`.
-    pub fn metrics_addr(&self, component: Component) -> SocketAddr {
-        self.running(component).metrics
+    /// Where `instance` serves `/metrics`.
+    pub fn metrics_addr(&self, instance: impl Into<Instance>) -> SocketAddr {
+        self.running(instance.into()).metrics
     }
 
-    async fn channel(&self, component: Component) -> Channel {
-        crate::channel(self.grpc_addr(component)).await
+    async fn channel(&self, instance: impl Into<Instance>) -> Channel {
+        crate::channel(self.grpc_addr(instance)).await
     }
 
     /// Where the order service listens.
@@ -447,9 +526,15 @@ impl TestPlatform {
         PaymentServiceClient::new(self.channel(Component::Payment).await)
     }
 
-    /// A RelayAdmin client of the relay.
+    /// A RelayAdmin client of the first relay.
     pub async fn relay_client(&self) -> RelayAdminClient<Channel> {
-        RelayAdminClient::new(self.channel(Component::Relay).await)
+        self.relay_client_of(Component::Relay).await
+    }
+
+    /// A RelayAdmin client of the relay `relay` (e.g. one from
+    /// [`Self::add_relay`]).
+    pub async fn relay_client_of(&self, relay: impl Into<Instance>) -> RelayAdminClient<Channel> {
+        RelayAdminClient::new(self.channel(relay).await)
     }
 
     /// A DeadLetterService client of `component` (order or payment).
@@ -458,6 +543,26 @@ impl TestPlatform {
         component: Component,
     ) -> DeadLetterServiceClient<Channel> {
         DeadLetterServiceClient::new(self.channel(component).await)
+    }
+}
+
+/// Builds a component's app from `config`, panicking with `name` when it
+/// cannot start; with `retry`, failures are retried for a few seconds first.
+async fn build<C, A, E, F>(name: &str, config: C, retry: bool, build: impl Fn(C) -> F) -> A
+where
+    C: Clone,
+    E: Display,
+    F: Future<Output = Result<A, E>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match build(config.clone()).await {
+            Ok(app) => return app,
+            Err(_) if retry && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(error) => panic!("start the {name}: {error}"),
+        }
     }
 }
 

@@ -19,26 +19,29 @@ use orderly::{
     kafka::{ORDER_TOPIC, PAYMENT_TOPIC},
     proto::v1::{EventEnvelope, GetBacklogRequest, relay_admin_client::RelayAdminClient},
 };
-use orderly_integration_tests::{TestDatabase, TestKafka, eventually, init_logging};
+use orderly_integration_tests::{Component, TestDatabase, TestPlatform, eventually, init_logging};
 use prost::Message;
 use tonic::Code;
 use uuid::Uuid;
 
 use support::{
-    ERRORS, Relay, WAIT, Written, consume, count, metric, relay_config, until_active,
-    until_drained, write_event,
+    ERRORS, Relay, WAIT, Written, consume, count, kafka, metric, until_active, until_drained,
+    write_event,
 };
 
 #[tokio::test]
 async fn events_arrive_keyed_with_headers_and_in_version_order() {
-    init_logging();
-    let (db, kafka) = (TestDatabase::create().await, TestKafka::shared().await);
-    let mut config = relay_config(&db, &kafka.config);
-    // Without a poll to fall back on, only NOTIFY can wake the relay.
-    config.poll_interval_ms = 600_000;
-    // Small batches, so an aggregate's versions span several of them.
-    config.batch_size = 3;
-    let relay = Relay::start(config).await;
+    let platform = TestPlatform::builder()
+        .relay_with(|config| {
+            // Without a poll to fall back on, only NOTIFY can wake the relay.
+            config.poll_interval_ms = 600_000;
+            // Small batches, so an aggregate's versions span several of them.
+            config.batch_size = 3;
+        })
+        .start()
+        .await;
+    let (db, kafka) = (&platform.db, kafka(&platform));
+    let relay = Relay::of(&platform, Component::Relay);
     until_active(&relay, "orders").await;
     until_active(&relay, "payments").await;
 
@@ -104,9 +107,9 @@ async fn events_arrive_keyed_with_headers_and_in_version_order() {
 
 #[tokio::test]
 async fn a_transaction_that_commits_last_is_still_published() {
-    init_logging();
-    let (db, kafka) = (TestDatabase::create().await, TestKafka::shared().await);
-    let relay = Relay::start(relay_config(&db, &kafka.config)).await;
+    let platform = TestPlatform::builder().relay().start().await;
+    let (db, kafka) = (&platform.db, kafka(&platform));
+    let relay = Relay::of(&platform, Component::Relay);
     until_active(&relay, "orders").await;
 
     let mut slow = db.client().await;
@@ -146,7 +149,8 @@ async fn a_transaction_that_commits_last_is_still_published() {
 #[tokio::test]
 async fn retention_prunes_old_published_rows_and_keeps_unpublished_ones() {
     init_logging();
-    let (db, kafka) = (TestDatabase::create().await, TestKafka::shared().await);
+    // The rows are written and aged before the relay starts.
+    let db = TestDatabase::create().await;
     let client = db.client().await;
     for _ in 0..5 {
         write_event(&client, "orders", ORDER_TOPIC, Uuid::now_v7(), 1).await;
@@ -181,12 +185,17 @@ async fn retention_prunes_old_published_rows_and_keeps_unpublished_ones() {
         .await
         .expect("age unpublished rows");
 
-    let mut config = relay_config(&db, &kafka.config);
-    config.retention = Duration::from_secs(3_600);
-    config.prune_interval_ms = 100;
-    config.prune_batch = 2;
-    config.message_timeout_ms = 500;
-    let relay = Relay::start(config).await;
+    let platform = TestPlatform::builder()
+        .database(db)
+        .relay_with(|config| {
+            config.retention = Duration::from_secs(3_600);
+            config.prune_interval_ms = 100;
+            config.prune_batch = 2;
+            config.message_timeout_ms = 500;
+        })
+        .start()
+        .await;
+    let relay = Relay::of(&platform, Component::Relay);
     eventually("old published rows to be pruned", WAIT, || async {
         (count(
             &client,
@@ -213,12 +222,14 @@ async fn retention_prunes_old_published_rows_and_keeps_unpublished_ones() {
 
 #[tokio::test]
 async fn get_backlog_is_unavailable_while_postgres_is_down() {
-    init_logging();
-    let (db, kafka) = (TestDatabase::create().await, TestKafka::shared().await);
-    let mut config = relay_config(&db, &kafka.config);
-    // Nothing listens on port 1: every connection is refused.
-    config.postgres.database_url = "postgres://postgres@127.0.0.1:1/orderly".into();
-    let relay = Relay::start(config).await;
+    let platform = TestPlatform::builder()
+        .relay_with(|config| {
+            // Nothing listens on port 1: every connection is refused.
+            config.postgres.database_url = "postgres://postgres@127.0.0.1:1/orderly".into();
+        })
+        .start()
+        .await;
+    let relay = Relay::of(&platform, Component::Relay);
     let mut client = RelayAdminClient::connect(format!("http://{}", relay.grpc_addr))
         .await
         .expect("connect to RelayAdmin");

@@ -119,11 +119,13 @@ async fn illegal_transitions_are_failed_precondition() {
 
 #[tokio::test]
 async fn unreachable_redis_is_unavailable() {
-    let inv = Inventory::start_with(RedisConfig {
-        redis_url: "redis://127.0.0.1:1".into(),
-        redis_pool_size: 2,
-        redis_key_prefix: "orderly_test_unreachable".into(),
-        ..RedisConfig::default()
+    let inv = Inventory::start_tweaked(|config| {
+        config.redis = RedisConfig {
+            redis_url: "redis://127.0.0.1:1".into(),
+            redis_pool_size: 2,
+            redis_key_prefix: "orderly_test_unreachable".into(),
+            ..RedisConfig::default()
+        };
     })
     .await;
     let mut client = inv.client.clone();
@@ -153,13 +155,12 @@ async fn unreachable_redis_is_unavailable() {
 
 #[tokio::test]
 async fn lost_redis_connections_are_replaced() {
-    let mut redis = TestRedis::new().await.config;
-    let upstream = redis.redis_url.trim_start_matches("redis://");
+    let redis = TestRedis::new().await;
+    let upstream = redis.config.redis_url.trim_start_matches("redis://");
     let upstream = upstream.split('/').next().unwrap_or(upstream).to_owned();
     let proxy = TcpProxy::start(upstream).await;
-    redis.redis_url = format!("redis://{}", proxy.addr);
-    let slots = redis.redis_pool_size;
-    let inv = Inventory::start_with(redis).await;
+    let slots = redis.config.redis_pool_size;
+    let inv = Inventory::start_via(redis, format!("redis://{}", proxy.addr)).await;
     inv.set("A", 5).await;
     // Open every shared connection, then cut them all.
     for _ in 0..2 * slots {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use orderly::proto::v1::{ReservationOutcome as Outcome, ReservationState as State};
-use orderly_integration_tests::{TestRedis, eventually};
+use orderly_integration_tests::eventually;
 use orderly_inventory::config::DEFAULT_RESERVATION_RETENTION_SECS;
 use tonic::Code;
 
@@ -46,8 +46,7 @@ async fn orders_in_every_state(inv: &Inventory) -> Orders {
 
 #[tokio::test]
 async fn finished_records_expire_and_open_ones_stay() {
-    let redis = TestRedis::new().await.config;
-    let inv = Inventory::start_tweaked(redis, |config| config.reservation_retention_secs = 1).await;
+    let inv = Inventory::start_tweaked(|config| config.reservation_retention_secs = 1).await;
     let orders = orders_in_every_state(&inv).await;
     assert_eq!(
         inv.record_pttl(&orders.open).await,

@@ -1,62 +1,58 @@
-//! Starting the inventory service in-process and talking to it.
+//! Starting the inventory service on the platform and talking to it.
 
 use std::collections::HashMap;
 
 use orderly::{
-    config::GrpcLimits,
     proto::v1::{self as pb, inventory_service_client::InventoryServiceClient},
     redis::RedisConfig,
 };
-use orderly_integration_tests::{TestRedis, init_logging};
-use orderly_inventory::{App, Config, config::DEFAULT_RESERVATION_RETENTION_SECS};
-use tokio_util::sync::{CancellationToken, DropGuard};
+use orderly_integration_tests::{TestPlatform, TestPlatformBuilder, TestRedis};
+use orderly_inventory::Config;
 use tonic::transport::Channel;
 
-/// A running inventory service with its own Redis prefix; stopped on drop.
+/// A platform running only the inventory service, under its own Redis
+/// prefix; stopped on drop.
 pub struct Inventory {
     pub client: InventoryServiceClient<Channel>,
-    /// Where the service keeps its keys.
+    /// Where the test's keys live (the prefix the service uses).
     pub redis: RedisConfig,
-    _stop: DropGuard,
+    _platform: TestPlatform,
 }
 
 impl Inventory {
     /// Starts the service against the test Redis under a fresh prefix.
     pub async fn start() -> Self {
-        let redis = TestRedis::new().await.config;
-        Self::start_with(redis).await
+        Self::start_tweaked(|_| {}).await
     }
 
-    /// Starts the service against `redis`, which need not be reachable.
-    pub async fn start_with(redis: RedisConfig) -> Self {
-        Self::start_tweaked(redis, |_| {}).await
+    /// Starts the service with settings changed by `tweak` (which may point
+    /// it at another Redis).
+    pub async fn start_tweaked(tweak: impl Fn(&mut Config) + Send + Sync + 'static) -> Self {
+        Self::on(TestPlatform::builder().inventory_with(tweak)).await
     }
 
-    /// Starts the service against `redis` with settings changed by `tweak`.
-    pub async fn start_tweaked(redis: RedisConfig, tweak: impl FnOnce(&mut Config)) -> Self {
-        init_logging();
-        let mut config = Config {
-            grpc_addr: "127.0.0.1:0".parse().expect("address"),
-            metrics_addr: ([127, 0, 0, 1], 0).into(),
-            redis: redis.clone(),
-            grpc: GrpcLimits::default(),
-            reservation_retention_secs: DEFAULT_RESERVATION_RETENTION_SECS,
-        };
-        tweak(&mut config);
-        let app = App::build(config)
-            .await
-            .expect("build the inventory service");
-        let addr = app.grpc_addr();
-        let stop = CancellationToken::new();
-        tokio::spawn(app.run(stop.clone()));
-        // The listener is already bound, so connecting cannot race startup.
-        let client = InventoryServiceClient::connect(format!("http://{addr}"))
-            .await
-            .expect("connect to the inventory service");
+    /// Starts the service against `redis` (the test Redis under its
+    /// prefix), reached at `url`, e.g. through a proxy.
+    pub async fn start_via(redis: TestRedis, url: String) -> Self {
+        let builder = TestPlatform::builder()
+            .redis(redis)
+            .inventory_with(move |config| config.redis.redis_url = url.clone());
+        Self::on(builder).await
+    }
+
+    async fn on(builder: TestPlatformBuilder) -> Self {
+        let platform = builder.start().await;
+        let client = platform.inventory_client().await;
+        let redis = platform
+            .redis
+            .as_ref()
+            .expect("inventory has a Redis prefix")
+            .config
+            .clone();
         Self {
             client,
             redis,
-            _stop: stop.drop_guard(),
+            _platform: platform,
         }
     }
 

@@ -10,26 +10,35 @@ use orderly::{
     kafka::ORDER_TOPIC,
     proto::v1::{CreateOrderRequest, OrderItem, RelayRole},
 };
-use orderly_integration_tests::{TestDatabase, TestKafka, TestPlatform, eventually, init_logging};
+use orderly_integration_tests::{
+    Component, TestDatabase, TestKafka, TestPlatform, eventually, init_logging,
+};
 use uuid::Uuid;
 
 use crate::support::{
-    ERRORS, Relay, WAIT, consume, count, metric, relay_config, until_drained, write_event,
+    ERRORS, Relay, WAIT, consume, count, kafka, metric, until_drained, write_event,
 };
 
 #[tokio::test]
 async fn a_broker_outage_keeps_orders_flowing_and_drains_after() {
-    let platform = TestPlatform::builder().order().start().await;
-    let kafka = TestKafka::dedicated().await;
-    let mut config = relay_config(&platform.db, &kafka.config);
-    // Deliveries to a frozen broker fail after 1 s and the batch is retried
-    // (back-off capped at 500 ms), instead of hanging on one attempt.
-    config.message_timeout_ms = 1_000;
-    config.backoff_max_ms = 500;
-    // The strictest limit: a single failure counted against a row would set
-    // it aside. An outage is the broker's fault, never the rows'.
-    config.max_attempts = 1;
-    let relay = Relay::start(config).await;
+    let platform = TestPlatform::builder()
+        .order()
+        .kafka(TestKafka::dedicated().await)
+        .relay_with(|config| {
+            // Deliveries to a frozen broker fail after 1 s and the batch is
+            // retried (back-off capped at 500 ms), instead of hanging on one
+            // attempt.
+            config.message_timeout_ms = 1_000;
+            config.backoff_max_ms = 500;
+            // The strictest limit: a single failure counted against a row
+            // would set it aside. An outage is the broker's fault, never the
+            // rows'.
+            config.max_attempts = 1;
+        })
+        .start()
+        .await;
+    let kafka = kafka(&platform);
+    let relay = Relay::of(&platform, Component::Relay);
     let mut orders = platform.order_client().await;
     orders
         .create_order(order_request())
@@ -111,7 +120,8 @@ fn order_request() -> CreateOrderRequest {
 #[tokio::test]
 async fn a_relay_killed_mid_batch_loses_nothing() {
     init_logging();
-    let (db, kafka) = (TestDatabase::create().await, TestKafka::shared().await);
+    // The rows are all written before the first relay starts.
+    let db = TestDatabase::create().await;
     let client = db.client().await;
     let mut written = HashSet::new();
     for _ in 0..1_000 {
@@ -121,22 +131,27 @@ async fn a_relay_killed_mid_batch_loses_nothing() {
                 .event_id,
         );
     }
-    let mut config = relay_config(&db, &kafka.config);
-    config.batch_size = 20;
-    let first = Relay::start(config.clone()).await;
+    let small_batches = |config: &mut orderly_relay::Config| config.batch_size = 20;
+    let mut platform = TestPlatform::builder()
+        .database(db)
+        .relay_with(small_batches)
+        .start()
+        .await;
     eventually("some batches to be published", WAIT, || async {
         (count(&client, "orders", "published_at IS NOT NULL").await > 0).then_some(())
     })
     .await;
-    first.kill().await;
+    platform.kill(Component::Relay).await;
     let left = count(&client, "orders", "published_at IS NULL").await;
     assert!(
         left > 0,
         "the relay finished before it was killed; nothing was tested"
     );
 
-    let second = Relay::start(config).await;
+    let second = platform.add_relay(small_batches).await;
+    let second = Relay::of(&platform, second);
     until_drained(&second, "orders", Duration::from_secs(60)).await;
+    let kafka = kafka(&platform);
     let received = consume(
         &kafka.config,
         &kafka.group("crash"),
@@ -151,14 +166,18 @@ async fn a_relay_killed_mid_batch_loses_nothing() {
 
 #[tokio::test]
 async fn a_standby_takes_over_within_seconds_when_the_active_relay_dies() {
-    init_logging();
-    let (db, kafka) = (TestDatabase::create().await, TestKafka::shared().await);
-    let mut config = relay_config(&db, &kafka.config);
-    config.sources = vec!["orders".into()];
-    // The production default: a standby tries for the lock every second.
-    config.standby_retry_ms = 1_000;
-    let one = Relay::start(config.clone()).await;
-    let two = Relay::start(config).await;
+    let orders_only = |config: &mut orderly_relay::Config| {
+        config.sources = vec!["orders".into()];
+        // The production default: a standby tries for the lock every second.
+        config.standby_retry_ms = 1_000;
+    };
+    let mut platform = TestPlatform::builder()
+        .relay_with(orders_only)
+        .start()
+        .await;
+    let one = Relay::of(&platform, Component::Relay);
+    let two = platform.add_relay(orders_only).await;
+    let two = Relay::of(&platform, two);
     let (active, standby) = eventually("one active relay and one standby", WAIT, || async {
         match (one.role("orders").await, two.role("orders").await) {
             (RelayRole::Active, RelayRole::Standby) => Some((true, false)),
@@ -173,7 +192,7 @@ async fn a_standby_takes_over_within_seconds_when_the_active_relay_dies() {
         (two, one)
     };
 
-    let client = db.client().await;
+    let client = platform.db.client().await;
     for _ in 0..10 {
         write_event(&client, "orders", ORDER_TOPIC, Uuid::now_v7(), 1).await;
     }
@@ -186,7 +205,7 @@ async fn a_standby_takes_over_within_seconds_when_the_active_relay_dies() {
         "the standby published"
     );
 
-    active.kill().await;
+    platform.kill(active.instance).await;
     let killed_at = Instant::now();
     for _ in 0..10 {
         write_event(&client, "orders", ORDER_TOPIC, Uuid::now_v7(), 1).await;
@@ -206,6 +225,7 @@ async fn a_standby_takes_over_within_seconds_when_the_active_relay_dies() {
     .await;
     let took = killed_at.elapsed();
     assert!(took < Duration::from_secs(10), "fail-over took {took:?}");
+    let kafka = kafka(&platform);
     consume(
         &kafka.config,
         &kafka.group("failover"),

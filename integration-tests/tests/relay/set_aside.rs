@@ -9,7 +9,7 @@ use orderly::{
     proto::v1::{ListSetAsideRequest, RetrySetAsideRequest},
     status::violated_fields,
 };
-use orderly_integration_tests::{TestDatabase, TestKafka, eventually, init_logging};
+use orderly_integration_tests::{Component, TestPlatform, eventually};
 use rdkafka::{
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
     client::DefaultClientContext,
@@ -18,8 +18,7 @@ use tonic::Code;
 use uuid::Uuid;
 
 use crate::support::{
-    Relay, WAIT, Written, consume, count, metric, relay_config, until_active, until_drained,
-    write_event,
+    Relay, WAIT, Written, consume, count, kafka, metric, until_active, until_drained, write_event,
 };
 
 /// Over librdkafka's default `message.max.bytes` (1 000 000): the producer
@@ -30,14 +29,17 @@ const MISSING_TOPIC: &str = "orderly.missing.v1";
 
 #[tokio::test]
 async fn a_poison_row_is_set_aside_while_other_orders_flow_and_a_retry_publishes_it_in_order() {
-    init_logging();
-    let (db, kafka) = (TestDatabase::create().await, TestKafka::shared().await);
-    let mut config = relay_config(&db, &kafka.config);
-    config.sources = vec!["orders".into()];
-    config.max_attempts = 3;
-    // Only notifications wake the relay, RetrySetAside's included.
-    config.poll_interval_ms = 600_000;
-    let relay = Relay::start(config).await;
+    let platform = TestPlatform::builder()
+        .relay_with(|config| {
+            config.sources = vec!["orders".into()];
+            config.max_attempts = 3;
+            // Only notifications wake the relay, RetrySetAside's included.
+            config.poll_interval_ms = 600_000;
+        })
+        .start()
+        .await;
+    let (db, kafka) = (&platform.db, kafka(&platform));
+    let relay = Relay::of(&platform, Component::Relay);
     until_active(&relay, "orders").await;
     let client = db.client().await;
 
@@ -214,12 +216,15 @@ async fn a_poison_row_is_set_aside_while_other_orders_flow_and_a_retry_publishes
 
 #[tokio::test]
 async fn a_row_for_a_missing_topic_is_set_aside_and_goes_out_once_the_topic_exists() {
-    init_logging();
-    let (db, kafka) = (TestDatabase::create().await, TestKafka::shared().await);
-    let mut config = relay_config(&db, &kafka.config);
-    config.sources = vec!["orders".into()];
-    config.max_attempts = 2;
-    let relay = Relay::start(config).await;
+    let platform = TestPlatform::builder()
+        .relay_with(|config| {
+            config.sources = vec!["orders".into()];
+            config.max_attempts = 2;
+        })
+        .start()
+        .await;
+    let (db, kafka) = (&platform.db, kafka(&platform));
+    let relay = Relay::of(&platform, Component::Relay);
     until_active(&relay, "orders").await;
     let client = db.client().await;
 

@@ -1,5 +1,6 @@
-//! Helpers of the relay tests: a relay on port 0 that can be killed, outbox
-//! rows written with plain SQL, and a consumer that reads a topic back.
+//! Helpers of the relay tests: asking one relay of the platform about its
+//! backlog, role and metrics, outbox rows written with plain SQL, and a
+//! consumer that reads a topic back.
 
 use std::{collections::HashMap, net::SocketAddr, time::Duration};
 
@@ -10,18 +11,15 @@ use orderly::{
         event_envelope::Payload, relay_admin_client::RelayAdminClient,
     },
 };
-use orderly_integration_tests::TestDatabase;
-use orderly_integration_tests::eventually;
-use orderly_relay::{App, Config};
+use orderly_integration_tests::{Instance, TestKafka, TestPlatform, eventually};
 use prost::Message as _;
 use rdkafka::{
     Message as _,
     consumer::{Consumer, StreamConsumer},
     message::Headers,
 };
-use tokio::{task::JoinHandle, time::Instant};
+use tokio::time::Instant;
 use tokio_postgres::GenericClient;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// How long a test waits for an effect before failing.
@@ -45,57 +43,30 @@ pub async fn until_drained(relay: &Relay, source: &str, timeout: Duration) {
     .await;
 }
 
-/// Relay settings tuned for fast tests: port 0, a short poll interval and
-/// back-off, and a standby that retries every 200 ms.
-pub fn relay_config(db: &TestDatabase, kafka: &KafkaConfig) -> Config {
-    Config {
-        grpc_addr: ([127, 0, 0, 1], 0).into(),
-        metrics_addr: ([127, 0, 0, 1], 0).into(),
-        batch_size: 100,
-        poll_interval_ms: 200,
-        // Long enough for a healthy broker on a busy 2-core machine; the
-        // outage test shortens it so deliveries fail and retry.
-        message_timeout_ms: 5_000,
-        standby_retry_ms: 200,
-        backoff_max_ms: 1_000,
-        postgres: db.config.clone(),
-        kafka: kafka.clone(),
-        ..Config::default()
-    }
-}
-
-/// A relay running in its own task.
+/// One relay of a [`TestPlatform`]: which copy it is (to kill it) and where
+/// it listens (to ask it), so tests can hold it while changing the platform.
+#[derive(Debug, Clone, Copy)]
 pub struct Relay {
+    pub instance: Instance,
     pub grpc_addr: SocketAddr,
     pub metrics_addr: SocketAddr,
-    task: JoinHandle<Result<(), orderly_relay::Error>>,
 }
 
 impl Relay {
-    pub async fn start(config: Config) -> Self {
-        let app = App::build(config).await.expect("build the relay");
-        let (grpc_addr, metrics_addr) = (app.grpc_addr(), app.metrics_addr());
-        let task = tokio::spawn(app.run(CancellationToken::new()));
+    /// The relay `instance` of `platform` (`Component::Relay` for the one
+    /// the builder started).
+    pub fn of(platform: &TestPlatform, instance: impl Into<Instance>) -> Self {
+        let instance = instance.into();
         Self {
-            grpc_addr,
-            metrics_addr,
-            task,
+            instance,
+            grpc_addr: platform.grpc_addr(instance),
+            metrics_addr: platform.metrics_addr(instance),
         }
-    }
-
-    /// Kills the relay as a crash would: its task is aborted mid-flight,
-    /// nothing is drained or released gracefully.
-    pub async fn kill(mut self) {
-        self.task.abort();
-        // Wait until the task is gone, so its sessions are closing.
-        let _ = (&mut self.task).await;
     }
 
     /// A RelayAdmin client of this relay.
     pub async fn admin(&self) -> RelayAdminClient<tonic::transport::Channel> {
-        RelayAdminClient::connect(format!("http://{}", self.grpc_addr))
-            .await
-            .expect("connect to RelayAdmin")
+        RelayAdminClient::new(orderly_integration_tests::channel(self.grpc_addr).await)
     }
 
     /// GetBacklog over gRPC, by source name.
@@ -121,12 +92,6 @@ impl Relay {
     /// The `/metrics` text.
     pub async fn metrics(&self) -> String {
         orderly_integration_tests::scrape_metrics(self.metrics_addr).await
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 
@@ -281,4 +246,12 @@ pub fn metric(text: &str, series: &str) -> f64 {
         .filter_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
         .find_map(|value| value.trim().parse().ok())
         .unwrap_or(0.0)
+}
+
+/// The platform's Kafka (every platform with a relay has one).
+pub fn kafka(platform: &TestPlatform) -> &TestKafka {
+    platform
+        .kafka
+        .as_ref()
+        .expect("a relay's platform has Kafka")
 }
