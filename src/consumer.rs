@@ -1,7 +1,9 @@
 //! The consumer runtime every component's Kafka consumer runs on (DESIGN
 //! §6.1): a consumer group per component, auto-commit off, an offset stored
 //! only once its record's effects are durable, one partition's records in
-//! order and partitions in parallel.
+//! order and partitions in parallel. Each consumer keeps its position per
+//! partition in its own schema (`consumer_offsets`) and resumes from there,
+//! whatever offsets the broker remembers.
 //!
 //! Per record: decode the envelope; check it is the next version of its
 //! aggregate (an older one is a duplicate and acknowledged; a newer one
