@@ -10,7 +10,8 @@ use orderly::{
     proto::v1::{
         dead_letter_service_client::DeadLetterServiceClient,
         inventory_service_client::InventoryServiceClient, order_service_client::OrderServiceClient,
-        payment_service_client::PaymentServiceClient, relay_admin_client::RelayAdminClient,
+        payment_service_client::PaymentServiceClient, query_service_client::QueryServiceClient,
+        relay_admin_client::RelayAdminClient,
     },
 };
 use tokio::{task::JoinHandle, time::Instant};
@@ -28,6 +29,8 @@ pub enum Component {
     Inventory,
     /// The payment service.
     Payment,
+    /// The query service (its projector and read API).
+    Query,
     /// The outbox relay.
     Relay,
 }
@@ -95,6 +98,7 @@ struct Plan {
     saga: bool,
     inventory: Option<Tweak<orderly_inventory::Config>>,
     payment: Option<Tweak<orderly_payment::Config>>,
+    query: Option<Tweak<orderly_query::Config>>,
     /// One entry per relay copy, by index.
     relays: Vec<Tweak<orderly_relay::Config>>,
 }
@@ -163,6 +167,20 @@ impl TestPlatformBuilder {
         self
     }
 
+    /// Runs the query service.
+    pub fn query(self) -> Self {
+        self.query_with(|_| {})
+    }
+
+    /// Runs the query service with settings changed by `tweak`.
+    pub fn query_with(
+        mut self,
+        tweak: impl Fn(&mut orderly_query::Config) + Send + Sync + 'static,
+    ) -> Self {
+        self.plan.query = Some(Box::new(tweak));
+        self
+    }
+
     /// Runs the outbox relay.
     pub fn relay(self) -> Self {
         self.relay_with(|_| {})
@@ -179,7 +197,7 @@ impl TestPlatformBuilder {
 
     /// Every component, saga included: the whole platform.
     pub fn all(self) -> Self {
-        self.inventory().payment().saga().relay()
+        self.inventory().payment().query().saga().relay()
     }
 
     /// Uses `database` instead of creating one (a test that needs its name
@@ -205,15 +223,17 @@ impl TestPlatformBuilder {
 
     /// Creates the test's database and starts the chosen components:
     /// inventory and payment first, so the saga can reach them, then the
-    /// order service and the relay.
+    /// query service, the order service and the relay.
     pub async fn start(self) -> TestPlatform {
         init_logging();
         let db = match self.database {
             Some(db) => db,
             None => TestDatabase::create().await,
         };
-        let needs_kafka =
-            self.plan.saga || self.plan.payment.is_some() || !self.plan.relays.is_empty();
+        let needs_kafka = self.plan.saga
+            || self.plan.payment.is_some()
+            || self.plan.query.is_some()
+            || !self.plan.relays.is_empty();
         let kafka = match self.kafka {
             Some(kafka) => Some(kafka),
             None if needs_kafka => Some(TestKafka::shared().await),
@@ -237,6 +257,7 @@ impl TestPlatformBuilder {
         for component in [
             Component::Inventory,
             Component::Payment,
+            Component::Query,
             Component::Order,
             Component::Relay,
         ] {
@@ -259,6 +280,7 @@ impl TestPlatform {
             Component::Order => self.plan.order.is_some(),
             Component::Inventory => self.plan.inventory.is_some(),
             Component::Payment => self.plan.payment.is_some(),
+            Component::Query => self.plan.query.is_some(),
             Component::Relay => !self.plan.relays.is_empty(),
         }
     }
@@ -382,6 +404,23 @@ impl TestPlatform {
                 .await;
                 let addrs = (app.grpc_addr(), app.metrics_addr());
                 let task = tokio::spawn(log_exit("payment", app.run(stop.clone())));
+                (addrs.0, addrs.1, task)
+            }
+            Component::Query => {
+                let mut config = orderly_query::Config {
+                    grpc_addr,
+                    metrics_addr,
+                    consumer_backoff_max_ms: 500,
+                    postgres: self.db.config.clone(),
+                    kafka: self.kafka_config(),
+                    ..orderly_query::Config::default()
+                };
+                if let Some(tweak) = &self.plan.query {
+                    tweak(&mut config);
+                }
+                let app = build("query service", config, retry, orderly_query::App::build).await;
+                let addrs = (app.grpc_addr(), app.metrics_addr());
+                let task = tokio::spawn(log_exit("query", app.run(stop.clone())));
                 (addrs.0, addrs.1, task)
             }
             Component::Relay => {
@@ -526,6 +565,11 @@ impl TestPlatform {
         PaymentServiceClient::new(self.channel(Component::Payment).await)
     }
 
+    /// A client of the query service.
+    pub async fn query_client(&self) -> QueryServiceClient<Channel> {
+        QueryServiceClient::new(self.channel(Component::Query).await)
+    }
+
     /// A RelayAdmin client of the first relay.
     pub async fn relay_client(&self) -> RelayAdminClient<Channel> {
         self.relay_client_of(Component::Relay).await
@@ -537,7 +581,7 @@ impl TestPlatform {
         RelayAdminClient::new(self.channel(relay).await)
     }
 
-    /// A DeadLetterService client of `component` (order or payment).
+    /// A DeadLetterService client of `component` (order, payment or query).
     pub async fn dead_letter_client(
         &self,
         component: Component,

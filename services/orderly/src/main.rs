@@ -14,6 +14,7 @@ commands:
   order      run the order service (gRPC :50051)
   inventory  run the inventory service (gRPC :50052)
   payment    run the payment service (gRPC :50053, metrics :9153)
+  query      run the query service (gRPC :50054, metrics :9154)
   relay      run the outbox relay (admin gRPC :50055, metrics :9155)
   all        run every component in one process, each on its own port
   migrate    apply database migrations and create the Kafka topics
@@ -23,7 +24,7 @@ commands:
 Configuration: ORDERLY_* environment variables (see README).";
 
 /// Every component `orderly all` runs.
-const COMPONENTS: [&str; 4] = ["order", "inventory", "payment", "relay"];
+const COMPONENTS: [&str; 5] = ["order", "inventory", "payment", "query", "relay"];
 
 /// How long shutdown waits for components to drain before exiting anyway.
 const DEFAULT_GRACE_MS: u64 = 10_000;
@@ -49,6 +50,7 @@ async fn run(command: &str) -> anyhow::Result<()> {
         "order" => serve(&["order"]).await,
         "inventory" => serve(&["inventory"]).await,
         "payment" => serve(&["payment"]).await,
+        "query" => serve(&["query"]).await,
         "relay" => serve(&["relay"]).await,
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
@@ -134,6 +136,13 @@ async fn build(name: &str, shutdown: CancellationToken) -> anyhow::Result<Runnin
             )?;
             Box::pin(async move { Ok(app.run(shutdown).await?) })
         }
+        "query" => {
+            let config = orderly_query::Config::from_env()?;
+            let app = orderly_query::App::build(config).await.context(
+                "starting the query service (check ORDERLY_DATABASE_URL and run `orderly migrate`)",
+            )?;
+            Box::pin(async move { Ok(app.run(shutdown).await?) })
+        }
         "relay" => {
             let config = orderly_relay::Config::from_env()?;
             let app = orderly_relay::App::build(config).await.context(
@@ -151,12 +160,14 @@ fn print_config() -> anyhow::Result<()> {
     let order = orderly_order::Config::from_env()?;
     let inventory = orderly_inventory::Config::from_env()?;
     let payment = orderly_payment::Config::from_env()?;
+    let query = orderly_query::Config::from_env()?;
     let relay = orderly_relay::Config::from_env()?;
     let kafka = orderly::kafka::KafkaConfig::from_env()?;
     for (name, settings) in [
         ("order", format!("{order:#?}")),
         ("inventory", format!("{inventory:#?}")),
         ("payment", format!("{payment:#?}")),
+        ("query", format!("{query:#?}")),
         ("relay", format!("{relay:#?}")),
         ("migrate (kafka topics)", format!("{kafka:#?}")),
     ] {

@@ -1,0 +1,350 @@
+//! The projector fed hand-made events straight on its topics (only the
+//! query service runs): payments before orders, listing and its page
+//! tokens, and the projection status.
+
+use std::time::{Duration, SystemTime};
+
+use orderly::{
+    kafka::{ORDER_TOPIC, PAYMENT_TOPIC},
+    proto::v1::{
+        self as pb, ListOrdersRequest, ListOrdersResponse, Money, OrderStatus, PaymentStatus,
+        event_envelope::Payload,
+    },
+    status::violated_fields,
+};
+use orderly_integration_tests::TestPlatform;
+use tonic::Code;
+use uuid::Uuid;
+
+use super::support::{
+    envelope, order_events, produce, projection_status, query_view, until_caught_up,
+};
+
+fn reserved(order_id: Uuid, quantity: u32) -> Payload {
+    Payload::OrderReserved(pb::OrderReserved {
+        order_id: order_id.to_string(),
+        amount: Some(Money {
+            currency: "EUR".into(),
+            amount_minor: 250 * i64::from(quantity),
+        }),
+        payment_method: "pm_ok".into(),
+    })
+}
+
+fn confirmed(order_id: Uuid, payment_id: Uuid) -> Payload {
+    Payload::OrderConfirmed(pb::OrderConfirmed {
+        order_id: order_id.to_string(),
+        payment_id: payment_id.to_string(),
+    })
+}
+
+fn paid(order_id: Uuid, payment_id: Uuid, at: SystemTime) -> pb::EventEnvelope {
+    envelope(
+        "payment",
+        payment_id,
+        1,
+        at,
+        Payload::PaymentSucceeded(pb::PaymentSucceeded {
+            payment_id: payment_id.to_string(),
+            order_id: order_id.to_string(),
+            amount: Some(Money {
+                currency: "EUR".into(),
+                amount_minor: 250,
+            }),
+        }),
+    )
+}
+
+#[tokio::test]
+async fn payments_arriving_before_their_order_give_the_same_view() {
+    let platform = TestPlatform::builder().query().start().await;
+    let at = SystemTime::now();
+    let (early, usual) = (Uuid::now_v7(), Uuid::now_v7());
+    let (early_payment, usual_payment) = (Uuid::now_v7(), Uuid::now_v7());
+    let early_events = order_events(
+        early,
+        "c-early",
+        1,
+        at,
+        &[reserved(early, 1), confirmed(early, early_payment)],
+    );
+    let usual_events = order_events(
+        usual,
+        "c-early",
+        1,
+        at,
+        &[reserved(usual, 1), confirmed(usual, usual_payment)],
+    );
+
+    // The payment first: the order is not known yet.
+    produce(
+        &platform,
+        PAYMENT_TOPIC,
+        early,
+        &[paid(early, early_payment, at)],
+    )
+    .await;
+    until_caught_up(&platform).await;
+    let missing = query_view(&platform, &early.to_string(), 0, Duration::from_secs(5))
+        .await
+        .expect_err("no order yet");
+    assert_eq!(missing.code(), Code::NotFound);
+    produce(&platform, ORDER_TOPIC, early, &early_events).await;
+
+    // The usual way round.
+    produce(&platform, ORDER_TOPIC, usual, &usual_events).await;
+    until_caught_up(&platform).await;
+    produce(
+        &platform,
+        PAYMENT_TOPIC,
+        usual,
+        &[paid(usual, usual_payment, at)],
+    )
+    .await;
+    until_caught_up(&platform).await;
+
+    let mut views = Vec::new();
+    for id in [early, usual] {
+        let response = query_view(&platform, &id.to_string(), 3, Duration::from_secs(30))
+            .await
+            .expect("GetOrder");
+        assert!(response.current);
+        views.push(response.order.expect("view"));
+    }
+    for view in &views {
+        let order = view.order.as_ref().expect("order");
+        assert_eq!(order.status(), OrderStatus::Confirmed);
+        assert_eq!(order.version, 3);
+        assert_eq!(order.total_minor, 250);
+        assert_eq!(order.customer_id, "c-early");
+        assert_eq!(view.payment_status(), PaymentStatus::Succeeded);
+        assert_eq!(view.timeline.len(), 4, "{:?}", view.timeline);
+    }
+    // Apart from the ids, the two views are the same.
+    let strip = |view: &pb::OrderView| {
+        let mut view = view.clone();
+        if let Some(order) = view.order.as_mut() {
+            order.order_id.clear();
+        }
+        view
+    };
+    assert_eq!(strip(&views[0]), strip(&views[1]));
+}
+
+#[tokio::test]
+async fn an_old_event_applied_late_never_moves_a_view_backwards() {
+    let platform = TestPlatform::builder().query().start().await;
+    let order = Uuid::now_v7();
+    let events = order_events(
+        order,
+        "c-backwards",
+        1,
+        SystemTime::now(),
+        &[reserved(order, 1)],
+    );
+    produce(&platform, ORDER_TOPIC, order, &events).await;
+    let response = query_view(&platform, &order.to_string(), 2, Duration::from_secs(30))
+        .await
+        .expect("GetOrder");
+    assert!(response.current);
+
+    // The same OrderCreated again, as a new event (another id): the
+    // runtime sees an old version and the view keeps RESERVED.
+    let mut replayed = events[0].clone();
+    replayed.event_id = Uuid::now_v7().to_string();
+    produce(&platform, ORDER_TOPIC, order, &[replayed]).await;
+    until_caught_up(&platform).await;
+    let view = query_view(&platform, &order.to_string(), 0, Duration::from_secs(5))
+        .await
+        .expect("GetOrder")
+        .order
+        .expect("view");
+    assert_eq!(view.order.expect("order").status(), OrderStatus::Reserved);
+    assert_eq!(view.timeline.len(), 2);
+}
+
+async fn list(
+    platform: &TestPlatform,
+    request: ListOrdersRequest,
+) -> Result<ListOrdersResponse, tonic::Status> {
+    platform
+        .query_client()
+        .await
+        .list_orders(request)
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+#[tokio::test]
+async fn list_orders_pages_are_complete_stable_and_filtered() {
+    let platform = TestPlatform::builder().query().start().await;
+    let base = SystemTime::now() - Duration::from_secs(3600);
+    // Seven orders a minute apart (the odd ones confirmed), and one of
+    // another customer.
+    let mut ids = Vec::new();
+    for i in 0..7u32 {
+        let id = Uuid::now_v7();
+        let at = base + Duration::from_secs(60 * u64::from(i));
+        let then = if i % 2 == 1 {
+            vec![reserved(id, 1), confirmed(id, Uuid::now_v7())]
+        } else {
+            Vec::new()
+        };
+        produce(
+            &platform,
+            ORDER_TOPIC,
+            id,
+            &order_events(id, "c-list", 1, at, &then),
+        )
+        .await;
+        ids.push(id.to_string());
+    }
+    let other = Uuid::now_v7();
+    produce(
+        &platform,
+        ORDER_TOPIC,
+        other,
+        &order_events(other, "c-other", 1, base, &[]),
+    )
+    .await;
+    until_caught_up(&platform).await;
+
+    // Three pages of three, newest first, each order once.
+    let mut listed = Vec::new();
+    let mut token = String::new();
+    let mut pages = 0;
+    loop {
+        let page = list(
+            &platform,
+            ListOrdersRequest {
+                customer_id: "c-list".into(),
+                page_size: 3,
+                page_token: token.clone(),
+                ..ListOrdersRequest::default()
+            },
+        )
+        .await
+        .expect("ListOrders");
+        pages += 1;
+        listed.extend(
+            page.orders
+                .iter()
+                .map(|v| v.order.as_ref().expect("order").order_id.clone()),
+        );
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+        assert!(pages < 10, "pagination ends");
+    }
+    let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
+    assert_eq!(listed, newest_first);
+    assert_eq!(pages, 3);
+
+    // The status filter, and a time range: [base + 2 min, base + 5 min).
+    let confirmed = list(
+        &platform,
+        ListOrdersRequest {
+            customer_id: "c-list".into(),
+            status: OrderStatus::Confirmed.into(),
+            ..ListOrdersRequest::default()
+        },
+    )
+    .await
+    .expect("ListOrders");
+    let confirmed_ids: Vec<&str> = confirmed
+        .orders
+        .iter()
+        .map(|v| v.order.as_ref().expect("order").order_id.as_str())
+        .collect();
+    assert_eq!(confirmed_ids, [&ids[5], &ids[3], &ids[1]]);
+    let ranged = list(
+        &platform,
+        ListOrdersRequest {
+            customer_id: "c-list".into(),
+            created_after: Some((base + Duration::from_secs(120)).into()),
+            created_before: Some((base + Duration::from_secs(300)).into()),
+            ..ListOrdersRequest::default()
+        },
+    )
+    .await
+    .expect("ListOrders");
+    let ranged_ids: Vec<&str> = ranged
+        .orders
+        .iter()
+        .map(|v| v.order.as_ref().expect("order").order_id.as_str())
+        .collect();
+    assert_eq!(ranged_ids, [&ids[4], &ids[3], &ids[2]]);
+
+    // A tampered token, or one used with another filter: INVALID_ARGUMENT.
+    let first = list(
+        &platform,
+        ListOrdersRequest {
+            customer_id: "c-list".into(),
+            page_size: 2,
+            ..ListOrdersRequest::default()
+        },
+    )
+    .await
+    .expect("ListOrders");
+    let token = first.next_page_token;
+    let mut tampered = token.clone().into_bytes();
+    tampered[0] = if tampered[0] == b'7' { b'6' } else { b'7' };
+    for (customer, page_token) in [
+        ("c-list", String::from_utf8(tampered).expect("ascii")),
+        ("c-other", token.clone()),
+        ("c-list", "not-a-token".to_owned()),
+    ] {
+        let error = list(
+            &platform,
+            ListOrdersRequest {
+                customer_id: customer.into(),
+                page_size: 2,
+                page_token,
+                ..ListOrdersRequest::default()
+            },
+        )
+        .await
+        .expect_err("refused");
+        assert_eq!(error.code(), Code::InvalidArgument, "{error:?}");
+        assert_eq!(violated_fields(&error), ["page_token"]);
+    }
+}
+
+#[tokio::test]
+async fn projection_status_reports_positions_lag_and_freshness() {
+    let platform = TestPlatform::builder().query().start().await;
+    let order = Uuid::now_v7();
+    let at = SystemTime::now();
+    produce(
+        &platform,
+        ORDER_TOPIC,
+        order,
+        &order_events(order, "c-status", 1, at, &[]),
+    )
+    .await;
+    let status = until_caught_up(&platform).await;
+
+    assert_eq!(status.name, "orders");
+    assert_eq!(status.total_lag, 0);
+    assert_eq!(status.partitions.len(), 6, "3 partitions of 2 topics");
+    let ahead: i64 = status.partitions.iter().map(|p| p.high_watermark).sum();
+    assert!(ahead >= 1, "the event is on a partition: {status:?}");
+    assert!(
+        status
+            .partitions
+            .iter()
+            .all(|p| p.lag == 0 && p.committed_offset == p.high_watermark)
+    );
+    let applied = status.last_applied_at.expect("an event was applied");
+    let occurred = status.last_event_occurred_at.expect("its time");
+    // The database keeps microseconds.
+    let occurred = SystemTime::try_from(occurred).expect("time");
+    let skew = occurred.duration_since(at).unwrap_or_else(|e| e.duration());
+    assert!(skew < Duration::from_millis(1), "{occurred:?} vs {at:?}");
+    assert!(SystemTime::try_from(applied).expect("time") >= at);
+    assert!(status.end_to_end_lag_ms >= 0);
+
+    let again = projection_status(&platform).await;
+    assert!(again.end_to_end_lag_ms >= status.end_to_end_lag_ms);
+}

@@ -1,0 +1,245 @@
+//! Helpers of the query service tests: orders through the write path, views
+//! through the query service, and hand-made events produced straight to the
+//! topics.
+
+use std::time::{Duration, SystemTime};
+
+use orderly::proto::v1::{
+    self as pb, CreateOrderRequest, EventEnvelope, GetOrderRequest, GetPaymentRequest,
+    GetProjectionStatusRequest, Order, OrderItem, OrderStatus, Payment, ProjectionStatus,
+    QueryGetOrderRequest, QueryGetOrderResponse, SetStockRequest, event_envelope::Payload,
+};
+use orderly_integration_tests::{TestPlatform, TopicRecord, eventually};
+use prost::Message;
+use tonic::Code;
+use uuid::Uuid;
+
+/// How long a saga may take to finish an order on a busy 2-core machine.
+pub const SAGA_WAIT: Duration = Duration::from_secs(60);
+
+/// Sets each SKU's available stock.
+pub async fn stock(platform: &TestPlatform, levels: &[(&str, i64)]) {
+    let mut inventory = platform.inventory_client().await;
+    for (sku, quantity) in levels {
+        inventory
+            .set_stock(SetStockRequest {
+                sku: (*sku).to_owned(),
+                quantity: *quantity,
+            })
+            .await
+            .expect("SetStock");
+    }
+}
+
+/// Creates an order of `items` (sku, quantity) at 2.50 each.
+pub async fn create(
+    platform: &TestPlatform,
+    customer: &str,
+    items: &[(&str, u32)],
+    payment_method: &str,
+) -> Order {
+    let request = CreateOrderRequest {
+        customer_id: customer.to_owned(),
+        items: items
+            .iter()
+            .map(|(sku, quantity)| OrderItem {
+                sku: (*sku).to_owned(),
+                quantity: *quantity,
+                unit_price_minor: 250,
+            })
+            .collect(),
+        currency: "EUR".into(),
+        payment_method: payment_method.to_owned(),
+        idempotency_key: String::new(),
+    };
+    platform
+        .order_client()
+        .await
+        .create_order(request)
+        .await
+        .expect("CreateOrder")
+        .into_inner()
+        .order
+        .expect("an order")
+}
+
+/// The order as the write model holds it.
+pub async fn write_model(platform: &TestPlatform, order_id: &str) -> Order {
+    platform
+        .order_client()
+        .await
+        .get_order(GetOrderRequest {
+            order_id: order_id.to_owned(),
+        })
+        .await
+        .expect("GetOrder")
+        .into_inner()
+        .order
+        .expect("an order")
+}
+
+/// Waits until the write model has the order in `status`.
+pub async fn until_status(platform: &TestPlatform, order_id: &str, status: OrderStatus) -> Order {
+    eventually(
+        &format!("order {order_id} to become {status:?}"),
+        SAGA_WAIT,
+        || async {
+            let order = write_model(platform, order_id).await;
+            (order.status() == status).then_some(order)
+        },
+    )
+    .await
+}
+
+/// The payment of an order, or `None` when there is none.
+pub async fn payment(platform: &TestPlatform, order_id: &str) -> Option<Payment> {
+    match platform
+        .payment_client()
+        .await
+        .get_payment(GetPaymentRequest {
+            order_id: order_id.to_owned(),
+        })
+        .await
+    {
+        Ok(response) => response.into_inner().payment,
+        Err(status) if status.code() == Code::NotFound => None,
+        Err(status) => panic!("GetPayment: {status}"),
+    }
+}
+
+/// QueryService.GetOrder with a consistency token and a client deadline.
+pub async fn query_view(
+    platform: &TestPlatform,
+    order_id: &str,
+    min_version: u64,
+    deadline: Duration,
+) -> Result<QueryGetOrderResponse, tonic::Status> {
+    let mut request = tonic::Request::new(QueryGetOrderRequest {
+        order_id: order_id.to_owned(),
+        min_version,
+    });
+    request.set_timeout(deadline);
+    platform
+        .query_client()
+        .await
+        .get_order(request)
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// The live projection's status.
+pub async fn projection_status(platform: &TestPlatform) -> ProjectionStatus {
+    platform
+        .query_client()
+        .await
+        .get_projection_status(GetProjectionStatusRequest {})
+        .await
+        .expect("GetProjectionStatus")
+        .into_inner()
+        .projections
+        .into_iter()
+        .next()
+        .expect("one projection")
+}
+
+/// Waits until the projector has handled every record on its topics.
+pub async fn until_caught_up(platform: &TestPlatform) -> ProjectionStatus {
+    eventually("the projection to catch up", SAGA_WAIT, || async {
+        let status = projection_status(platform).await;
+        (status.total_lag == 0 && status.partitions.iter().all(|p| p.high_watermark >= 0))
+            .then_some(status)
+    })
+    .await
+}
+
+/// An event envelope as a service would publish it.
+pub fn envelope(
+    aggregate_type: &str,
+    aggregate_id: Uuid,
+    version: u64,
+    at: SystemTime,
+    payload: Payload,
+) -> EventEnvelope {
+    let event_type = match &payload {
+        Payload::OrderCreated(_) => "OrderCreated",
+        Payload::OrderReserved(_) => "OrderReserved",
+        Payload::OrderRejected(_) => "OrderRejected",
+        Payload::OrderConfirmed(_) => "OrderConfirmed",
+        Payload::OrderCancelled(_) => "OrderCancelled",
+        Payload::PaymentSucceeded(_) => "PaymentSucceeded",
+        Payload::PaymentFailed(_) => "PaymentFailed",
+        Payload::PaymentRefunded(_) => "PaymentRefunded",
+    };
+    EventEnvelope {
+        event_id: Uuid::now_v7().to_string(),
+        event_type: event_type.to_owned(),
+        aggregate_type: aggregate_type.to_owned(),
+        aggregate_id: aggregate_id.to_string(),
+        aggregate_version: version,
+        occurred_at: Some(at.into()),
+        correlation_id: String::new(),
+        causation_id: String::new(),
+        payload: Some(payload),
+    }
+}
+
+/// The events of an order created for `customer` at `at` with one line of
+/// `quantity` × 2.50, then each of `then` (reserved, confirmed, ...), one
+/// millisecond apart.
+pub fn order_events(
+    order_id: Uuid,
+    customer: &str,
+    quantity: u32,
+    at: SystemTime,
+    then: &[Payload],
+) -> Vec<EventEnvelope> {
+    let created = Payload::OrderCreated(pb::OrderCreated {
+        order_id: order_id.to_string(),
+        customer_id: customer.to_owned(),
+        items: vec![OrderItem {
+            sku: "SKU-A".into(),
+            quantity,
+            unit_price_minor: 250,
+        }],
+        currency: "EUR".into(),
+        total_minor: 250 * i64::from(quantity),
+        payment_method: "pm_ok".into(),
+    });
+    std::iter::once(created)
+        .chain(then.iter().cloned())
+        .enumerate()
+        .map(|(i, payload)| {
+            let step = u64::try_from(i).expect("few events");
+            envelope(
+                "order",
+                order_id,
+                step + 1,
+                at + Duration::from_millis(step),
+                payload,
+            )
+        })
+        .collect()
+}
+
+/// Produces `events` to the platform's `base` topic, keyed by `key` (the
+/// order id) and with the headers the relay sets.
+pub async fn produce(platform: &TestPlatform, base: &str, key: Uuid, events: &[EventEnvelope]) {
+    let kafka = platform.kafka.as_ref().expect("the platform's Kafka");
+    let records: Vec<TopicRecord> = events
+        .iter()
+        .map(|event| TopicRecord {
+            key: Some(key.to_string().into_bytes()),
+            payload: event.encode_to_vec(),
+            headers: vec![
+                ("event_type".into(), event.event_type.clone().into_bytes()),
+                ("event_id".into(), event.event_id.clone().into_bytes()),
+                (
+                    "aggregate_version".into(),
+                    event.aggregate_version.to_string().into_bytes(),
+                ),
+            ],
+            ..TopicRecord::default()
+        })
+        .collect();
+    kafka.produce(&kafka.config.topic(base), &records).await;
+}

@@ -1,0 +1,154 @@
+//! The projector (DESIGN §6.4): consumes `orderly.order.v1` and
+//! `orderly.payment.v1` and applies each event to its order's view in the
+//! consumer runtime's transaction, which also records the event in the
+//! inbox, so a redelivered event changes nothing. The two topics are read
+//! independently, so a payment event may come before the order's first
+//! event: the view keeps what it says and merges the order's part when it
+//! arrives. Order and payment parts each move only forward (by their
+//! aggregate's version), so a replayed or requeued old event never moves a
+//! view backwards.
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Transaction;
+use orderly::{
+    consumer::{Event, HandleError, Handler},
+    proto::v1::event_envelope::Payload,
+};
+use uuid::Uuid;
+
+use crate::{
+    domain::{
+        Change, ChangeKind, Created, Item, OrderChange, OrderStatus, PaymentChange, PaymentStatus,
+    },
+    store::{self, Store},
+};
+
+/// The live projector's consumer name: its group, dead-letter topics and
+/// bookkeeping rows.
+pub const CONSUMER_NAME: &str = "query";
+/// The schema holding the projector's inbox and bookkeeping.
+pub const SCHEMA: &str = "query";
+
+/// Applies events to one set of view tables.
+pub struct Projector {
+    consumer: &'static str,
+    store: Store,
+    /// Whether commits wake readers (the live view) or not (a rebuild's
+    /// shadow tables, which nobody reads until the swap).
+    notify: bool,
+}
+
+impl Projector {
+    /// A projector named `consumer` writing through `store`.
+    pub fn new(consumer: &'static str, store: Store, notify: bool) -> Self {
+        Self {
+            consumer,
+            store,
+            notify,
+        }
+    }
+}
+
+impl Handler for Projector {
+    type Effect = ();
+
+    async fn prepare(&self, _event: &Event) -> Result<(), HandleError> {
+        // Nothing remote: projecting is purely local.
+        Ok(())
+    }
+
+    async fn apply(&self, tx: &Transaction<'_>, event: &Event, (): ()) -> Result<(), HandleError> {
+        let change = change_of(event)?;
+        let version = self.store.apply(tx, &change).await?;
+        store::record_progress(
+            tx,
+            self.consumer,
+            &event.topic,
+            event.partition,
+            change.occurred_at,
+        )
+        .await?;
+        if self.notify {
+            store::notify(tx, change.order_id, version).await?;
+        }
+        Ok(())
+    }
+}
+
+/// What an event does to a view. Malformed content cannot get better on a
+/// retry, so it is permanent (dead-lettered).
+fn change_of(event: &Event) -> Result<Change, HandleError> {
+    let malformed = |what: &str| {
+        HandleError::Permanent(format!(
+            "{} {}: {what}",
+            event.envelope.event_type, event.event_id
+        ))
+    };
+    let uuid = |raw: &str, field: &str| {
+        Uuid::parse_str(raw).map_err(|_| malformed(&format!("{field} {raw:?} is not a UUID")))
+    };
+    let occurred_at = event
+        .envelope
+        .occurred_at
+        .as_ref()
+        .and_then(|t| DateTime::<Utc>::from_timestamp(t.seconds, u32::try_from(t.nanos).ok()?))
+        .ok_or_else(|| malformed("occurred_at is missing or invalid"))?;
+    let order = |status: OrderStatus, reason: &str, created: Option<Created>| {
+        ChangeKind::Order(OrderChange {
+            status,
+            reason: reason.to_owned(),
+            created,
+        })
+    };
+    let payment = |id: &str, status: PaymentStatus| {
+        Ok::<_, HandleError>(ChangeKind::Payment(PaymentChange {
+            payment_id: uuid(id, "payment_id")?,
+            status,
+        }))
+    };
+    let (order_id, kind) = match &event.payload {
+        Payload::OrderCreated(created) => {
+            let items = created
+                .items
+                .iter()
+                .map(|item| Item {
+                    sku: item.sku.clone(),
+                    quantity: item.quantity,
+                    unit_price_minor: item.unit_price_minor,
+                })
+                .collect();
+            let content = Created {
+                customer_id: created.customer_id.clone(),
+                items,
+                currency: created.currency.clone(),
+                total_minor: created.total_minor,
+                payment_method: created.payment_method.clone(),
+            };
+            (
+                &created.order_id,
+                order(OrderStatus::Pending, "", Some(content)),
+            )
+        }
+        Payload::OrderReserved(e) => (&e.order_id, order(OrderStatus::Reserved, "", None)),
+        Payload::OrderRejected(e) => (&e.order_id, order(OrderStatus::Rejected, &e.reason, None)),
+        Payload::OrderConfirmed(e) => (&e.order_id, order(OrderStatus::Confirmed, "", None)),
+        Payload::OrderCancelled(e) => (&e.order_id, order(OrderStatus::Cancelled, &e.reason, None)),
+        Payload::PaymentSucceeded(e) => (
+            &e.order_id,
+            payment(&e.payment_id, PaymentStatus::Succeeded)?,
+        ),
+        Payload::PaymentFailed(e) => (&e.order_id, payment(&e.payment_id, PaymentStatus::Failed)?),
+        Payload::PaymentRefunded(e) => (
+            &e.order_id,
+            payment(&e.payment_id, PaymentStatus::Refunded)?,
+        ),
+    };
+    Ok(Change {
+        event_id: event.event_id,
+        event_type: event.envelope.event_type.clone(),
+        occurred_at,
+        order_id: uuid(order_id, "order_id")?,
+        version: event.version,
+        kind,
+    })
+}

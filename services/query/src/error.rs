@@ -1,0 +1,70 @@
+//! The query service's errors and the one place they become gRPC statuses.
+
+use orderly::{startup::StartupError, status::Violations};
+use tonic::Status;
+
+/// Everything that can go wrong in the query service.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is malformed.
+    #[error(transparent)]
+    Invalid(#[from] Violations),
+    /// No view of the order exists (yet).
+    #[error("{0}")]
+    NotFound(String),
+    /// The database is unreachable or aborted the transaction transiently.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// The broker could not be asked (for high watermarks).
+    #[error("Kafka unavailable: {0}")]
+    Kafka(String),
+    /// The service is shutting down.
+    #[error("the query service is shutting down")]
+    ShuttingDown,
+    /// The operation is not available in this build or state.
+    #[error("{0}")]
+    Unsupported(String),
+    /// A database failure that is not the request's fault nor transient.
+    #[error("database error: {}", orderly::postgres::describe(.0))]
+    Database(tokio_postgres::Error),
+    /// Startup failed (or the server failed while serving).
+    #[error(transparent)]
+    Startup(#[from] StartupError),
+}
+
+impl From<tokio_postgres::Error> for Error {
+    fn from(error: tokio_postgres::Error) -> Self {
+        if orderly::postgres::is_transient(&error) {
+            Self::Unavailable(orderly::postgres::describe(&error))
+        } else {
+            Self::Database(error)
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for Error {
+    fn from(error: deadpool_postgres::PoolError) -> Self {
+        match error {
+            deadpool_postgres::PoolError::Backend(error) => error.into(),
+            other => Self::Unavailable(other.to_string()),
+        }
+    }
+}
+
+impl From<Error> for Status {
+    fn from(error: Error) -> Self {
+        match error {
+            Error::Invalid(violations) => violations.into(),
+            Error::NotFound(_) => Status::not_found(error.to_string()),
+            Error::Unsupported(_) => Status::failed_precondition(error.to_string()),
+            Error::Unavailable(_) | Error::Kafka(_) | Error::ShuttingDown => {
+                tracing::warn!(%error, "request failed: dependency unavailable");
+                Status::unavailable(error.to_string())
+            }
+            Error::Database(_) | Error::Startup(_) => {
+                tracing::error!(%error, "request failed");
+                Status::internal("internal error; see the query service log")
+            }
+        }
+    }
+}
