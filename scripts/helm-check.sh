@@ -165,15 +165,15 @@ for values in "$CHART"/ci/*.yaml; do
     check "helm lint --strict ($(basename "$values"))" "$HELM" lint --strict "$CHART" --values "$values"
 done
 
-check "template + kubernetes-validate $KUBE_VERSION: default values (order, inventory, payment, relay)" \
+check "template + kubernetes-validate $KUBE_VERSION: default values (order, inventory, payment, query, relay)" \
     render_and_validate "" \
-    "ConfigMap=2 Deployment=4 Job=1 PodDisruptionBudget=4 Secret=2 Service=4 ServiceAccount=2"
+    "ConfigMap=2 Deployment=5 Job=1 PodDisruptionBudget=5 Secret=2 Service=5 ServiceAccount=2"
 check "template + kubernetes-validate $KUBE_VERSION: every component, HPAs, all options" \
     render_and_validate "$CHART/ci/full-values.yaml" \
     "ConfigMap=2 Deployment=5 HorizontalPodAutoscaler=5 Job=1 PodDisruptionBudget=5 Secret=2 Service=6 ServiceAccount=2"
 check "template + kubernetes-validate $KUBE_VERSION: existing Secret and ServiceAccount, one replica" \
     render_and_validate "$CHART/ci/existing-secret-values.yaml" \
-    "ConfigMap=2 Deployment=4 Job=1 Service=4"
+    "ConfigMap=2 Deployment=5 Job=1 Service=5"
 
 must_fail "rejects replicas 0" "minimum" --set components.order.replicas=0
 must_fail "rejects an unknown component" "additional properties 'billing'" --set components.billing.enabled=true

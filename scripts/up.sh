@@ -3,7 +3,9 @@
 # the backing services, migrations and topics, `orderly all` in the
 # background, then two orders taken with grpcurl and followed through the
 # saga by themselves: one paid (PENDING -> RESERVED -> CONFIRMED, stock
-# sold), one declined (-> CANCELLED, stock back), with both timelines.
+# sold), one declined (-> CANCELLED, stock back), with both timelines;
+# the paid one is also read from the query service with its version as the
+# consistency token.
 #
 #   scripts/up.sh          start (or restart) and demo
 #   scripts/up.sh stop     stop orderly (the backing services keep running)
@@ -59,6 +61,8 @@ healthy() {
     grpcurl -plaintext -d '{"service":"orderly.v1.InventoryService"}' 127.0.0.1:50052 \
       grpc.health.v1.Health/Check >/dev/null 2>&1 &&
     grpcurl -plaintext -d '{"service":"orderly.v1.PaymentService"}' 127.0.0.1:50053 \
+      grpc.health.v1.Health/Check >/dev/null 2>&1 &&
+    grpcurl -plaintext -d '{"service":"orderly.v1.QueryService"}' 127.0.0.1:50054 \
       grpc.health.v1.Health/Check >/dev/null 2>&1 &&
     grpcurl -plaintext -d '{"service":"orderly.v1.RelayAdmin"}' 127.0.0.1:50055 \
       grpc.health.v1.Health/Check >/dev/null 2>&1
@@ -139,6 +143,12 @@ echo "-- its payment"
 grpcurl -plaintext -d "{\"order_id\": \"$paid\"}" 127.0.0.1:50053 orderly.v1.PaymentService/GetPayment
 echo "-- its timeline"
 timeline "$paid"
+echo "-- its view in the query service (min_version = its version: waits for the projector)"
+paid_version=$(grpcurl -plaintext -d "{\"order_id\": \"$paid\"}" 127.0.0.1:50051 \
+  orderly.v1.OrderService/GetOrder | sed -n 's/.*"version": "\([0-9]*\)".*/\1/p' | head -1)
+grpcurl -plaintext -max-time 10 \
+  -d "{\"order_id\": \"$paid\", \"min_version\": $paid_version}" 127.0.0.1:50054 \
+  orderly.v1.QueryService/GetOrder
 
 echo "== CreateOrder, paid with pm_decline"
 declined=$(create_order pm_decline)
@@ -163,6 +173,9 @@ grpcurl -plaintext -d '{"skus": ["SKU-RED", "SKU-BLUE"]}' 127.0.0.1:50052 \
 
 echo "== dead letters (none expected)"
 grpcurl -plaintext 127.0.0.1:50051 orderly.v1.DeadLetterService/ListDeadLetters
+
+echo "== query projection status"
+grpcurl -plaintext 127.0.0.1:50054 orderly.v1.QueryService/GetProjectionStatus
 
 echo "== relay backlog"
 grpcurl -plaintext 127.0.0.1:50055 orderly.v1.RelayAdmin/GetBacklog
