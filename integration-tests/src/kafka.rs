@@ -116,6 +116,49 @@ impl TestKafka {
     }
 }
 
+impl TestKafka {
+    /// Produces `records` to `topic` in one go, so records of one partition
+    /// share producer batches (as the relay's do), and waits for them all.
+    pub async fn produce_together(&self, topic: &str, records: &[TopicRecord]) {
+        let producer: FutureProducer = self
+            .config
+            .client_config()
+            .set("acks", "all")
+            .set("linger.ms", "50")
+            .create()
+            .expect("create producer");
+        let mut deliveries = Vec::new();
+        for record in records {
+            let mut headers = OwnedHeaders::new();
+            for (key, value) in &record.headers {
+                headers = headers.insert(Header {
+                    key,
+                    value: Some(value.as_slice()),
+                });
+            }
+            let mut future = FutureRecord::to(topic)
+                .payload(&record.payload)
+                .headers(headers);
+            if let Some(key) = &record.key {
+                future = future.key(key);
+            }
+            deliveries.push(
+                producer
+                    .send_result(future)
+                    .map_err(|(e, _)| e)
+                    .expect("enqueue"),
+            );
+        }
+        for delivery in deliveries {
+            delivery
+                .await
+                .expect("delivered")
+                .map_err(|(e, _)| e)
+                .expect("produce");
+        }
+    }
+}
+
 /// A record read back from a topic.
 #[derive(Debug, Clone, Default)]
 pub struct TopicRecord {

@@ -30,6 +30,8 @@ const WAIT: Duration = Duration::from_secs(60);
 #[derive(Clone)]
 struct Recorder {
     poisoned: Arc<AtomicBool>,
+    /// Aggregates named `held-*` fail transiently while this is set.
+    held: Arc<AtomicBool>,
 }
 
 impl Handler for Recorder {
@@ -38,6 +40,9 @@ impl Handler for Recorder {
     async fn prepare(&self, event: &Event) -> Result<(), HandleError> {
         if event.aggregate_id == "poison" && self.poisoned.load(Ordering::SeqCst) {
             return Err(HandleError::Permanent("poisoned on purpose".into()));
+        }
+        if event.aggregate_id.starts_with("held") && self.held.load(Ordering::SeqCst) {
+            return Err(HandleError::Transient("held on purpose".into()));
         }
         Ok(())
     }
@@ -74,6 +79,7 @@ async fn setup() -> Setup {
     let pool = orderly::postgres::pool(&db.config).expect("pool");
     let recorder = Recorder {
         poisoned: Arc::new(AtomicBool::new(false)),
+        held: Arc::new(AtomicBool::new(false)),
     };
     Setup {
         db,
@@ -152,6 +158,13 @@ fn envelope(aggregate: &str, version: u64, id: Uuid) -> Vec<u8> {
         ..Default::default()
     }
     .encode_to_vec()
+}
+
+fn borrowed(events: &[(String, u64, Uuid)]) -> Vec<(&str, u64, Uuid)> {
+    events
+        .iter()
+        .map(|(a, v, id)| (a.as_str(), *v, *id))
+        .collect()
 }
 
 fn metrics(consumer: &Consumer) -> String {
@@ -276,11 +289,7 @@ async fn a_clean_shutdown_saves_positions_so_a_restart_reapplies_nothing() {
     let events: Vec<(String, u64, Uuid)> = (0..10)
         .map(|i| (format!("agg-{i}"), 1, Uuid::now_v7()))
         .collect();
-    let borrowed: Vec<(&str, u64, Uuid)> = events
-        .iter()
-        .map(|(a, v, id)| (a.as_str(), *v, *id))
-        .collect();
-    setup.produce(&borrowed).await;
+    setup.produce(&borrowed(&events)).await;
     for (aggregate, _, _) in &events {
         setup.until_applied(aggregate, &[1]).await;
     }
@@ -297,6 +306,53 @@ async fn a_clean_shutdown_saves_positions_so_a_restart_reapplies_nothing() {
         restarted.duplicates(),
         0,
         "handled records were not applied again"
+    );
+    shutdown.cancel();
+    restarted.stopped().await;
+}
+
+#[tokio::test]
+async fn a_restart_inside_a_record_batch_resumes_at_the_next_record() {
+    let setup = setup().await;
+    setup.recorder.held.store(true, Ordering::SeqCst);
+    let shutdown = CancellationToken::new();
+    let consumer = setup.spawn(&shutdown);
+    // Six records of one partition in one producer batch; the consumer
+    // stops after the third, while the fourth is held.
+    let names = ["free-0", "free-1", "free-2", "held-3", "held-4", "held-5"];
+    let records: Vec<TopicRecord> = names
+        .iter()
+        .map(|name| TopicRecord {
+            key: Some(b"one-partition".to_vec()),
+            payload: envelope(name, 1, Uuid::now_v7()),
+            ..Default::default()
+        })
+        .collect();
+    setup
+        .kafka
+        .produce_together(&setup.kafka.config.topic(ORDER_TOPIC), &records)
+        .await;
+    for name in &names[..3] {
+        setup.until_applied(name, &[1]).await;
+    }
+    eventually("the fourth record to be retried", WAIT, || async {
+        (counter(&metrics(&consumer), "orderly_consumer_retries_total") >= 1.0).then_some(())
+    })
+    .await;
+    shutdown.cancel();
+    consumer.stopped().await;
+
+    // Resuming in the middle of the batch must not skip the rest of it.
+    setup.recorder.held.store(false, Ordering::SeqCst);
+    let shutdown = CancellationToken::new();
+    let restarted = setup.spawn(&shutdown);
+    for name in &names[3..] {
+        setup.until_applied(name, &[1]).await;
+    }
+    assert_eq!(
+        restarted.duplicates(),
+        0,
+        "the first three were not applied again"
     );
     shutdown.cancel();
     restarted.stopped().await;

@@ -65,9 +65,10 @@ impl ConsumerContext for RebalanceContext {
     ) {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                // The broker's committed offsets are not trusted: a broker
-                // that lost them, or hands a group another group's, would
-                // make the consumer skip records. Start where it stands.
+                // The broker's committed offsets are not trusted: resuming
+                // at one inside a record batch skips the rest of the batch
+                // on some brokers (tansu), and a broker may lose them.
+                // Start where this consumer stands.
                 let keys: Vec<Partition> = partitions
                     .elements()
                     .iter()
@@ -351,8 +352,7 @@ fn spawn_worker<H: Handler>(
     let positions = positions.clone();
     tasks.spawn(async move {
         // The database, not the broker's committed offset, says where this
-        // consumer stands: a broker that lost its offsets (or handed out
-        // another group's) must not make it skip records.
+        // consumer stands (see the rebalance callback).
         let Ok(mut next) = pipeline.resume_point(&key.0, key.1, &stop).await else {
             return;
         };
