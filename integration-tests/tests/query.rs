@@ -2,10 +2,13 @@
 //! whole platform's events equal the write model after every saga path,
 //! GetOrder waits for a consistency token, redelivered events change
 //! nothing and WatchOrder streams an order to its end. Hand-made event
-//! orders, listing and status are in `query/events.rs`.
+//! orders, listing and status are in `query/events.rs`, rebuilds in
+//! `query/rebuild.rs`.
 
 #[path = "query/events.rs"]
 mod events;
+#[path = "query/rebuild.rs"]
+mod rebuild;
 #[path = "query/support.rs"]
 mod support;
 
@@ -90,7 +93,12 @@ async fn views_equal_the_write_model_after_every_saga_path() {
     let mut platform = TestPlatform::builder().all().start().await;
     stock(&platform, &[("SKU-A", 20), ("SKU-B", 1)]).await;
 
-    // Cancelled while PENDING (no relay yet, so the saga cannot move it).
+    // Paid and confirmed; once it is, every consumer has joined its group,
+    // so stopping one below never races its first join.
+    let confirmed = create(&platform, "c-paths", &[("SKU-A", 2)], "pm_ok").await;
+    until_status(&platform, &confirmed.order_id, OrderStatus::Confirmed).await;
+
+    // Cancelled while PENDING (no relay, so the saga cannot move it).
     platform.stop(Component::Relay).await;
     let pending = create(&platform, "c-paths", &[("SKU-A", 1)], "pm_ok").await;
     cancel(&platform, &pending.order_id, "changed my mind").await;
@@ -103,11 +111,9 @@ async fn views_equal_the_write_model_after_every_saga_path() {
     cancel(&platform, &refunded.order_id, "too late").await;
     platform.restart(Component::Payment).await;
 
-    let confirmed = create(&platform, "c-paths", &[("SKU-A", 2)], "pm_ok").await;
     let rejected = create(&platform, "c-paths", &[("SKU-A", 1), ("SKU-B", 3)], "pm_ok").await;
     let declined = create(&platform, "c-paths", &[("SKU-A", 1)], "pm_decline").await;
 
-    until_status(&platform, &confirmed.order_id, OrderStatus::Confirmed).await;
     until_status(&platform, &rejected.order_id, OrderStatus::Rejected).await;
     until_status(&platform, &declined.order_id, OrderStatus::Cancelled).await;
     eventually("the late payment to be refunded", SAGA_WAIT, || async {

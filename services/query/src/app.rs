@@ -20,6 +20,7 @@ use crate::{
     domain::PageTokens,
     error::Error,
     grpc::QueryApi,
+    rebuild::Rebuilds,
     service::Views,
     store::{Store, Tables},
     wake::{self, Wakeups},
@@ -28,8 +29,8 @@ use crate::{
 /// The fully qualified gRPC service name, as health reports it.
 pub const SERVICE_NAME: &str = "orderly.v1.QueryService";
 
-/// The topics the projector consumes.
-const TOPICS: &[&str] = &[ORDER_TOPIC, PAYMENT_TOPIC];
+/// The topics the projectors consume.
+pub(crate) const TOPICS: &[&str] = &[ORDER_TOPIC, PAYMENT_TOPIC];
 
 /// A built query service: its listeners are bound, nothing runs yet.
 #[derive(Debug)]
@@ -98,15 +99,25 @@ impl App {
         let topics = TOPICS.iter().map(|t| self.config.kafka.topic(t)).collect();
         let views = Views::new(
             self.pool.clone(),
-            wakeups,
+            wakeups.clone(),
             PageTokens::new(&self.config.page_token_secret),
             Arc::new(broker),
             topics,
             shutdown.clone(),
         );
 
+        let rebuilds = Rebuilds::new(
+            self.pool.clone(),
+            views.clone(),
+            wakeups,
+            self.config.kafka.clone(),
+            self.config.consumer_backoff_max(),
+            stop_tasks.clone(),
+        );
+
         tracing::info!(addr = %self.listeners.grpc_addr, "query service listening");
-        let service = QueryServiceServer::new(QueryApi::new(views, self.config.request_timeout()))
+        let api = QueryApi::new(views, rebuilds.clone(), self.config.request_timeout());
+        let service = QueryServiceServer::new(api)
             .max_decoding_message_size(self.config.grpc.grpc_max_message_bytes);
         let routes = Routes::new(service).add_service(dead_letter_admin(vec![consumer.clone()]));
         let scraped = consumer.clone();
@@ -122,6 +133,7 @@ impl App {
         .await;
         stop_tasks.cancel();
         consumer.stopped().await;
+        rebuilds.finished().await;
         let _ = listener.await;
         served.map_err(StartupError::from)?;
         Ok(())

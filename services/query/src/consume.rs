@@ -8,6 +8,11 @@
 //! aggregate's version), so a replayed or requeued old event never moves a
 //! view backwards.
 
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, AtomicU64, Ordering},
+};
+
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
 use orderly::{
@@ -36,6 +41,12 @@ pub struct Projector {
     /// Whether commits wake readers (the live view) or not (a rebuild's
     /// shadow tables, which nobody reads until the swap).
     notify: bool,
+    /// Events applied so far (a rebuild's progress).
+    applied: Arc<AtomicU64>,
+    /// Set by a rebuild while it swaps this projector's shadow tables in:
+    /// from then on every apply fails transiently (never dead-lettered),
+    /// since its tables are about to be (or have been) renamed.
+    retired: Arc<AtomicBool>,
 }
 
 impl Projector {
@@ -45,19 +56,22 @@ impl Projector {
             consumer,
             store,
             notify,
+            applied: Arc::default(),
+            retired: Arc::default(),
         }
     }
-}
 
-impl Handler for Projector {
-    type Effect = ();
-
-    async fn prepare(&self, _event: &Event) -> Result<(), HandleError> {
-        // Nothing remote: projecting is purely local.
-        Ok(())
+    /// Events applied so far (shared).
+    pub fn applied(&self) -> Arc<AtomicU64> {
+        self.applied.clone()
     }
 
-    async fn apply(&self, tx: &Transaction<'_>, event: &Event, (): ()) -> Result<(), HandleError> {
+    /// The retirement flag (shared; see the field).
+    pub fn retired(&self) -> Arc<AtomicBool> {
+        self.retired.clone()
+    }
+
+    async fn project(&self, tx: &Transaction<'_>, event: &Event) -> Result<(), HandleError> {
         let change = change_of(event)?;
         let version = self.store.apply(tx, &change).await?;
         store::record_progress(
@@ -72,6 +86,36 @@ impl Handler for Projector {
             store::notify(tx, change.order_id, version).await?;
         }
         Ok(())
+    }
+}
+
+impl Handler for Projector {
+    type Effect = ();
+
+    async fn prepare(&self, _event: &Event) -> Result<(), HandleError> {
+        // Nothing remote: projecting is purely local.
+        Ok(())
+    }
+
+    async fn apply(&self, tx: &Transaction<'_>, event: &Event, (): ()) -> Result<(), HandleError> {
+        let retired = || {
+            HandleError::Transient(format!(
+                "projector {} was swapped in by its rebuild; stopping",
+                self.consumer
+            ))
+        };
+        if self.retired.load(Ordering::SeqCst) {
+            return Err(retired());
+        }
+        match self.project(tx, event).await {
+            Ok(()) => {
+                self.applied.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            // A statement that waited for the swap finds its table renamed.
+            Err(_) if self.retired.load(Ordering::SeqCst) => Err(retired()),
+            Err(error) => Err(error),
+        }
     }
 }
 

@@ -21,9 +21,10 @@ pub enum Error {
     /// The service is shutting down.
     #[error("the query service is shutting down")]
     ShuttingDown,
-    /// The operation is not available in this build or state.
+    /// The operation cannot run in the current state (a rebuild already
+    /// running, a rebuild that could not catch up).
     #[error("{0}")]
-    Unsupported(String),
+    FailedPrecondition(String),
     /// A database failure that is not the request's fault nor transient.
     #[error("database error: {}", orderly::postgres::describe(.0))]
     Database(tokio_postgres::Error),
@@ -56,7 +57,7 @@ impl From<Error> for Status {
         match error {
             Error::Invalid(violations) => violations.into(),
             Error::NotFound(_) => Status::not_found(error.to_string()),
-            Error::Unsupported(_) => Status::failed_precondition(error.to_string()),
+            Error::FailedPrecondition(_) => Status::failed_precondition(error.to_string()),
             Error::Unavailable(_) | Error::Kafka(_) | Error::ShuttingDown => {
                 tracing::warn!(%error, "request failed: dependency unavailable");
                 Status::unavailable(error.to_string())

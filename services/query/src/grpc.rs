@@ -15,6 +15,7 @@ use tonic::{Request, Response, Status, metadata::MetadataMap};
 use crate::{
     domain::{ListRequest, OrderStatus, OrderView, PaymentStatus, parse_order_id},
     error::Error,
+    rebuild::{RebuildState, RebuildStatus, Rebuilds},
     service::{ProjectionReport, Views},
 };
 
@@ -25,15 +26,17 @@ const PROJECTION: &str = "orders";
 #[derive(Debug, Clone)]
 pub struct QueryApi {
     views: Views,
+    rebuilds: Rebuilds,
     request_timeout: Duration,
 }
 
 impl QueryApi {
-    /// Serves `views`; no wait outlasts `request_timeout` (the server's cap
-    /// on every request).
-    pub fn new(views: Views, request_timeout: Duration) -> Self {
+    /// Serves `views` and `rebuilds`; no wait outlasts `request_timeout`
+    /// (the server's cap on every request).
+    pub fn new(views: Views, rebuilds: Rebuilds, request_timeout: Duration) -> Self {
         Self {
             views,
+            rebuilds,
             request_timeout,
         }
     }
@@ -156,15 +159,25 @@ impl QueryService for QueryApi {
     ) -> Result<Response<pb::GetProjectionStatusResponse>, Status> {
         let report = self.views.status().await?;
         Ok(Response::new(pb::GetProjectionStatusResponse {
-            projections: vec![report_to_proto(report, Utc::now())],
+            projections: vec![report_to_proto(report, self.rebuilds.status(), Utc::now())],
         }))
     }
 
     async fn rebuild(
         &self,
-        _request: Request<pb::RebuildRequest>,
+        request: Request<pb::RebuildRequest>,
     ) -> Result<Response<pb::RebuildResponse>, Status> {
-        Err(Error::Unsupported("rebuilding a projection is not available yet".to_owned()).into())
+        let projection = &request.get_ref().projection;
+        if !projection.is_empty() && projection != PROJECTION {
+            let mut v = Violations::default();
+            v.add(
+                "projection",
+                format!("unknown projection (known: {PROJECTION})"),
+            );
+            return Err(Error::from(v).into());
+        }
+        let rebuild_id = self.rebuilds.start()?;
+        Ok(Response::new(pb::RebuildResponse { rebuild_id }))
     }
 }
 
@@ -238,7 +251,32 @@ fn view_to_proto(view: OrderView) -> pb::OrderView {
     }
 }
 
-fn report_to_proto(report: ProjectionReport, now: DateTime<Utc>) -> pb::ProjectionStatus {
+fn rebuild_to_proto(status: RebuildStatus) -> pb::RebuildStatus {
+    let state = match status.state {
+        RebuildState::Running => pb::RebuildState::Running,
+        RebuildState::Swapped => pb::RebuildState::Swapped,
+        RebuildState::Failed => pb::RebuildState::Failed,
+    };
+    pb::RebuildStatus {
+        rebuild_id: status.id,
+        state: state.into(),
+        events_applied: status.applied,
+        remaining: status.remaining,
+        started_at: Some(to_timestamp(status.started_at)),
+        finished_at: status.finished_at.map(to_timestamp),
+        checksums_match: status.state == RebuildState::Swapped
+            && status.rebuilt_checksum == status.live_checksum,
+        rebuilt_checksum: status.rebuilt_checksum,
+        live_checksum: status.live_checksum,
+        error: status.error,
+    }
+}
+
+fn report_to_proto(
+    report: ProjectionReport,
+    rebuild: Option<RebuildStatus>,
+    now: DateTime<Utc>,
+) -> pb::ProjectionStatus {
     let partitions: Vec<pb::PartitionLag> = report
         .partitions
         .into_iter()
@@ -254,13 +292,15 @@ fn report_to_proto(report: ProjectionReport, now: DateTime<Utc>) -> pb::Projecti
         name: PROJECTION.to_owned(),
         total_lag: partitions.iter().map(|p| p.lag).sum(),
         partitions,
-        rebuilding: false,
+        rebuilding: rebuild
+            .as_ref()
+            .is_some_and(|r| r.state == RebuildState::Running),
         last_applied_at: report.last_applied_at.map(to_timestamp),
         last_event_occurred_at: report.last_occurred_at.map(to_timestamp),
         end_to_end_lag_ms: report
             .last_occurred_at
             .map_or(0, |at| (now - at).num_milliseconds().max(0)),
-        rebuild: None,
+        rebuild: rebuild.map(rebuild_to_proto),
     }
 }
 

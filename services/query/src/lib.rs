@@ -12,6 +12,7 @@ mod consume;
 pub mod domain;
 mod error;
 mod grpc;
+mod rebuild;
 mod service;
 mod store;
 mod wake;

@@ -238,7 +238,7 @@ impl Views {
 
     /// (topic, partition, low, high) of every partition of the consumed
     /// topics. The client's calls block, so they run off the async threads.
-    async fn watermarks(&self) -> Result<Vec<(String, i32, i64, i64)>, Error> {
+    pub async fn watermarks(&self) -> Result<Vec<(String, i32, i64, i64)>, Error> {
         let broker = self.broker.clone();
         let topics = self.topics.clone();
         tokio::task::spawn_blocking(move || {

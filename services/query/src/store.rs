@@ -306,3 +306,85 @@ fn view_from_row(row: &Row) -> OrderView {
         timeline: Vec::new(),
     }
 }
+
+/// A rebuild's shadow tables, named after its id (hex digits only, so the
+/// names need no quoting).
+#[derive(Debug, Clone)]
+pub struct Shadow {
+    id: String,
+    tables: Tables,
+}
+
+impl Shadow {
+    /// The shadow tables of rebuild `id`.
+    pub fn new(id: &str) -> Self {
+        Self {
+            id: id.to_owned(),
+            tables: Tables {
+                views: format!("query.order_views_rebuild_{id}"),
+                timeline: format!("query.order_timeline_rebuild_{id}"),
+            },
+        }
+    }
+
+    /// Their names.
+    pub fn tables(&self) -> &Tables {
+        &self.tables
+    }
+
+    fn sql(&self, text: &str) -> String {
+        text.replace("{shadow_views}", &self.tables.views)
+            .replace("{shadow_timeline}", &self.tables.timeline)
+            .replace("{id}", &self.id)
+    }
+
+    /// Creates them empty, shaped like the live tables.
+    pub async fn create(&self, client: &impl GenericClient) -> Result<(), Error> {
+        client
+            .batch_execute(&self.sql(include_str!("store/create_shadow.sql")))
+            .await
+    }
+
+    /// Drops them, if they exist.
+    pub async fn drop_tables(&self, client: &impl GenericClient) -> Result<(), Error> {
+        client
+            .batch_execute(&self.sql(include_str!("store/drop_shadow.sql")))
+            .await
+    }
+
+    /// Holds every projector's writes to the live and shadow tables until
+    /// the transaction ends; reads go on.
+    pub async fn lock_for_swap(&self, tx: &impl GenericClient) -> Result<(), Error> {
+        tx.batch_execute(&self.sql(include_str!("store/lock_for_swap.sql")))
+            .await
+    }
+
+    /// Whether the shadow has applied every event the live view has.
+    pub async fn covers_live(&self, client: &impl GenericClient) -> Result<bool, Error> {
+        let sql = self.sql(include_str!("store/shadow_covers_live.sql"));
+        Ok(client.query_one(sql.as_str(), &[]).await?.get(0))
+    }
+
+    /// Renames the shadow tables to the live names and drops the old live
+    /// tables, in `tx`.
+    pub async fn swap(&self, tx: &impl GenericClient) -> Result<(), Error> {
+        tx.batch_execute(&self.sql(include_str!("store/swap.sql")))
+            .await
+    }
+}
+
+/// A checksum over every row of the view and timeline in `tables`.
+pub async fn checksum(client: &impl GenericClient, tables: &Tables) -> Result<String, Error> {
+    let sql = include_str!("store/checksum.sql")
+        .replace("{views}", &tables.views)
+        .replace("{timeline}", &tables.timeline);
+    Ok(client.query_one(sql.as_str(), &[]).await?.get(0))
+}
+
+/// Forgets the bookkeeping of `consumer`, a finished rebuild's projector
+/// (a generated name of letters, digits and dashes).
+pub async fn forget_consumer(client: &impl GenericClient, consumer: &str) -> Result<(), Error> {
+    client
+        .batch_execute(&include_str!("store/forget_consumer.sql").replace("{consumer}", consumer))
+        .await
+}
