@@ -1,0 +1,105 @@
+//! Reaching components and turning gRPC failures into readable errors.
+
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use tonic::{
+    Code, Status,
+    transport::{Channel, Endpoint},
+};
+use tonic_types::StatusExt;
+
+/// How long to wait for a TCP connection: a component that is down refuses
+/// at once; one that is unreachable should not hang a command.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Connects to the component `name` at `addr` (`host:port` or a URL); each
+/// call on the channel is bounded by `timeout`.
+pub async fn connect(name: &str, addr: &str, timeout: Duration) -> anyhow::Result<Channel> {
+    let uri = if addr.contains("://") {
+        addr.to_owned()
+    } else {
+        format!("http://{addr}")
+    };
+    let endpoint = Endpoint::from_shared(uri)
+        .with_context(|| format!("invalid {name} address {addr:?}"))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(timeout);
+    endpoint.connect().await.map_err(|error| {
+        anyhow!("UNAVAILABLE: the {name} service at {addr} does not answer ({error})")
+    })
+}
+
+/// The canonical name of a gRPC code, as grpcurl and the docs spell it.
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// `CODE: message`, then one line per invalid field when the status
+/// carries `google.rpc.BadRequest` details.
+pub fn describe(status: &Status) -> String {
+    let mut text = format!("{}: {}", code_name(status.code()), status.message());
+    if let Some(bad) = status.get_details_bad_request() {
+        for violation in bad.field_violations {
+            text.push_str(&format!(
+                "\n  {}: {}",
+                violation.field, violation.description
+            ));
+        }
+    }
+    text
+}
+
+/// Unwraps a gRPC answer, or fails with [`describe`]'s text.
+pub trait Answer<T> {
+    /// The response message, or a readable error.
+    fn answer(self) -> anyhow::Result<T>;
+}
+
+impl<T> Answer<T> for Result<tonic::Response<T>, Status> {
+    fn answer(self) -> anyhow::Result<T> {
+        self.map(tonic::Response::into_inner)
+            .map_err(|status| anyhow!(describe(&status)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_violations_are_listed_under_the_code() {
+        let mut violations = orderly::status::Violations::default();
+        violations.add("items[0].quantity", "must be between 1 and 1000");
+        let text = describe(&Status::from(violations));
+        assert!(text.starts_with("INVALID_ARGUMENT: "), "{text}");
+        assert!(
+            text.contains("\n  items[0].quantity: must be between 1 and 1000"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn codes_are_named_as_grpc_names_them() {
+        assert_eq!(code_name(Code::NotFound), "NOT_FOUND");
+        assert_eq!(code_name(Code::FailedPrecondition), "FAILED_PRECONDITION");
+    }
+}

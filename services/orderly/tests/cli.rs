@@ -1,0 +1,252 @@
+//! The `orderly` command line, run as an operator runs it: the built binary
+//! against a platform started in-process on random ports (passed with the
+//! address flags).
+
+use std::{process::Command, time::Duration};
+
+use orderly_integration_tests::{Component, TestPlatform, eventually};
+use serde_json::Value;
+
+/// What one run of the binary did.
+#[derive(Debug)]
+struct Run {
+    success: bool,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `orderly args…` with `env` set, off the runtime's threads (the
+/// platform serves on them meanwhile).
+async fn orderly_with_env(args: Vec<String>, env: Vec<(&'static str, String)>) -> Run {
+    tokio::task::spawn_blocking(move || {
+        let output = Command::new(env!("CARGO_BIN_EXE_orderly"))
+            .args(&args)
+            .envs(env)
+            .output()
+            .expect("run the orderly binary");
+        Run {
+            success: output.status.success(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    })
+    .await
+    .expect("the binary's runner finished")
+}
+
+/// Every component, for a platform built with `.all()`.
+const ALL: [Component; 5] = [
+    Component::Order,
+    Component::Inventory,
+    Component::Payment,
+    Component::Query,
+    Component::Relay,
+];
+
+/// Runs `orderly` with `args` and the addresses of the `started`
+/// components; the others get an address nobody listens on.
+async fn orderly(platform: &TestPlatform, started: &[Component], args: &[&str]) -> Run {
+    let mut all: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    for (flag, component) in [
+        ("--order-addr", Component::Order),
+        ("--inventory-addr", Component::Inventory),
+        ("--payment-addr", Component::Payment),
+        ("--query-addr", Component::Query),
+        ("--relay-addr", Component::Relay),
+    ] {
+        let addr = if started.contains(&component) {
+            platform.grpc_addr(component).to_string()
+        } else {
+            "127.0.0.1:1".to_owned()
+        };
+        all.push(format!("{flag}={addr}"));
+    }
+    orderly_with_env(all, Vec::new()).await
+}
+
+fn json(run: &Run) -> Value {
+    assert!(run.success, "failed: {run:?}");
+    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {run:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_order_placed_with_the_cli_is_followed_until_confirmed() {
+    let platform = TestPlatform::builder().all().start().await;
+
+    let set = orderly(&platform, &ALL, &["stock", "set", "SKU-CLI", "10"]).await;
+    assert!(set.success, "{set:?}");
+    assert!(set.stdout.contains("SKU-CLI"), "{set:?}");
+    let adjusted = orderly(
+        &platform,
+        &ALL,
+        &["stock", "adjust", "SKU-CLI", "-3", "--json"],
+    )
+    .await;
+    assert_eq!(json(&adjusted)["levels"][0]["available"], 7, "{adjusted:?}");
+
+    let created = orderly(
+        &platform,
+        &ALL,
+        &[
+            "orders",
+            "create",
+            "--customer",
+            "c1",
+            "--item",
+            "SKU-CLI:2:1250",
+            "--payment",
+            "pm_ok",
+            "--json",
+        ],
+    )
+    .await;
+    let order = json(&created);
+    assert_eq!(order["status"], "PENDING", "{created:?}");
+    assert_eq!(order["total_minor"], 2500, "{created:?}");
+    let id = order["order_id"].as_str().expect("an order id").to_owned();
+
+    let got = orderly(&platform, &ALL, &["orders", "get", &id]).await;
+    assert!(got.success && got.stdout.contains(&id), "{got:?}");
+
+    let watched = orderly(
+        &platform,
+        &ALL,
+        &["orders", "watch", &id, "--wait-secs", "60"],
+    )
+    .await;
+    assert!(watched.success, "{watched:?}");
+    assert!(
+        watched
+            .stdout
+            .lines()
+            .last()
+            .is_some_and(|l| l.contains("CONFIRMED")),
+        "{watched:?}"
+    );
+
+    // The saga commits the stock right after confirming the order.
+    eventually("the stock is sold", Duration::from_secs(10), || async {
+        let stock = orderly(&platform, &ALL, &["stock", "get", "SKU-CLI", "--json"]).await;
+        let level = json(&stock)["levels"][0].clone();
+        (level["available"] == 5 && level["sold"] == 2).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failures_exit_non_zero_with_the_code_and_the_field() {
+    let platform = TestPlatform::builder().order().start().await;
+    let order = [Component::Order];
+
+    let bad = orderly(
+        &platform,
+        &order,
+        &[
+            "orders",
+            "create",
+            "--customer",
+            "c1",
+            "--item",
+            "SKU-1:0",
+            "--payment",
+            "pm_ok",
+        ],
+    )
+    .await;
+    assert!(!bad.success, "{bad:?}");
+    assert!(bad.stderr.contains("INVALID_ARGUMENT"), "{bad:?}");
+    assert!(bad.stderr.contains("items[0].quantity"), "{bad:?}");
+
+    let unknown = uuid_like();
+    let missing = orderly(&platform, &order, &["orders", "get", &unknown]).await;
+    assert!(!missing.success, "{missing:?}");
+    assert!(missing.stderr.contains("error: NOT_FOUND"), "{missing:?}");
+
+    let watched = orderly(&platform, &order, &["orders", "watch", &unknown]).await;
+    assert!(
+        !watched.success && watched.stderr.contains("NOT_FOUND"),
+        "{watched:?}"
+    );
+
+    // The inventory service is not running: a clear UNAVAILABLE, no panic.
+    let down = orderly(&platform, &order, &["stock", "get", "SKU-1"]).await;
+    assert!(
+        !down.success && down.stderr.contains("UNAVAILABLE"),
+        "{down:?}"
+    );
+    assert!(!down.stderr.contains("panicked"), "{down:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_shows_every_component_up_then_a_stopped_one_down() {
+    let mut platform = TestPlatform::builder().all().start().await;
+
+    let up = orderly(&platform, &ALL, &["status", "--json"]).await;
+    let status = json(&up);
+    let components = status["components"].as_array().expect("components");
+    assert_eq!(components.len(), 5, "{up:?}");
+    for component in components {
+        assert_eq!(component["health"], "UP", "{up:?}");
+    }
+    assert!(status["relay"]["sources"].is_array(), "{up:?}");
+    assert!(status["projections"].is_array(), "{up:?}");
+
+    platform.stop(Component::Payment).await;
+    let down = orderly(&platform, &ALL, &["status"]).await;
+    assert!(down.success, "{down:?}");
+    let health = |name: &str| {
+        down.stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no {name} row: {down:?}"))
+            .to_owned()
+    };
+    assert!(health("payment").ends_with("DOWN"), "{down:?}");
+    assert!(health("order").ends_with("UP"), "{down:?}");
+    assert!(health("relay").ends_with("UP"), "{down:?}");
+}
+
+#[tokio::test]
+async fn config_prints_env_lines_with_passwords_hidden() {
+    let run = orderly_with_env(
+        vec!["config".to_owned()],
+        vec![
+            (
+                "ORDERLY_DATABASE_URL",
+                "postgres://app:s3cret@db:5432/orderly".to_owned(),
+            ),
+            ("ORDERLY_QUERY_PAGE_TOKEN_SECRET", "hunter2".to_owned()),
+        ],
+    )
+    .await;
+    assert!(run.success, "{run:?}");
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l == "ORDERLY_DATABASE_URL=postgres://app:***@db:5432/orderly"),
+        "{run:?}"
+    );
+    assert!(!run.stdout.contains("s3cret"), "{run:?}");
+    assert!(!run.stdout.contains("hunter2"), "{run:?}");
+    for line in run
+        .stdout
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        assert!(
+            line.starts_with("ORDERLY_") && line.contains('='),
+            "{line}: {run:?}"
+        );
+    }
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l.starts_with("ORDERLY_RELAY_MAX_ATTEMPTS=")),
+        "{run:?}"
+    );
+}
+
+/// An order id nobody created.
+fn uuid_like() -> String {
+    "0190e4a8-0000-7000-8000-000000000000".to_owned()
+}
