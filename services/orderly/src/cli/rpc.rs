@@ -56,14 +56,27 @@ pub fn code_name(code: Code) -> &'static str {
 /// `CODE: message`, then one line per invalid field when the status
 /// carries `google.rpc.BadRequest` details.
 pub fn describe(status: &Status) -> String {
-    let mut text = format!("{}: {}", code_name(status.code()), status.message());
-    if let Some(bad) = status.get_details_bad_request() {
-        for violation in bad.field_violations {
-            text.push_str(&format!(
-                "\n  {}: {}",
-                violation.field, violation.description
-            ));
-        }
+    let violations = status
+        .get_details_bad_request()
+        .map(|bad| bad.field_violations)
+        .unwrap_or_default();
+    let message = status.message();
+    // orderly's servers also spell every violation out in the message
+    // ("invalid request: a: ...; b: ..."); the lines below say it once.
+    let repeated = !violations.is_empty()
+        && violations
+            .iter()
+            .all(|v| message.contains(&format!("{}: {}", v.field, v.description)));
+    let headline = match message.split_once(": ") {
+        Some((head, _)) if repeated => head,
+        _ => message,
+    };
+    let mut text = format!("{}: {headline}", code_name(status.code()));
+    for violation in violations {
+        text.push_str(&format!(
+            "\n  {}: {}",
+            violation.field, violation.description
+        ));
     }
     text
 }
@@ -90,7 +103,10 @@ mod tests {
         let mut violations = orderly::status::Violations::default();
         violations.add("items[0].quantity", "must be between 1 and 1000");
         let text = describe(&Status::from(violations));
-        assert!(text.starts_with("INVALID_ARGUMENT: "), "{text}");
+        assert!(
+            text.starts_with("INVALID_ARGUMENT: invalid request\n"),
+            "{text}"
+        );
         assert!(
             text.contains("\n  items[0].quantity: must be between 1 and 1000"),
             "{text}"

@@ -318,7 +318,10 @@ fn print_projections(projections: &Result<Vec<ProjectionStatus>, String>) {
                 rows.add_row(vec![
                     p.name.clone(),
                     p.total_lag.to_string(),
-                    millis(p.end_to_end_lag_ms.max(0) as u64),
+                    match p.last_applied_at {
+                        Some(_) => millis(p.end_to_end_lag_ms.max(0) as u64),
+                        None => "-".to_owned(),
+                    },
                     time(p.last_applied_at.as_ref()),
                     if p.rebuilding { "yes" } else { "no" }.to_owned(),
                 ]);

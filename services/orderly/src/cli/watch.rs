@@ -165,7 +165,9 @@ impl Printer {
         match &self.spinner {
             Some(spinner) => {
                 spinner.println(line);
-                spinner.set_message(format!("{status}: waiting for the next step"));
+                if !is_final(order.status) {
+                    spinner.set_message(format!("{status}: waiting for the next step"));
+                }
             }
             None => println!("{line}"),
         }
