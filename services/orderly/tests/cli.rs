@@ -191,6 +191,27 @@ async fn status_shows_every_component_up_then_a_stopped_one_down() {
     assert!(status["relay"]["sources"].is_array(), "{up:?}");
     assert!(status["projections"].is_array(), "{up:?}");
 
+    let letters = orderly(&platform, &ALL, &["dead-letters", "list", "--json"]).await;
+    assert_eq!(
+        json(&letters)["dead_letters"],
+        serde_json::json!([]),
+        "{letters:?}"
+    );
+    let requeued = orderly(
+        &platform,
+        &ALL,
+        &[
+            "dead-letters",
+            "requeue",
+            "--component",
+            "order",
+            "--consumer",
+            "order-saga",
+        ],
+    )
+    .await;
+    assert!(requeued.success, "{requeued:?}");
+
     platform.stop(Component::Payment).await;
     let down = orderly(&platform, &ALL, &["status"]).await;
     assert!(down.success, "{down:?}");

@@ -150,6 +150,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 print_json(&json!({ "results": results.iter().map(|r| json!({
                     "id": r.id, "applied": r.applied, "error": r.error,
                 })).collect::<Vec<_>>() }));
+            } else if results.is_empty() {
+                println!("nothing to requeue");
             } else {
                 let mut rows = table(&["ID", "APPLIED", "ERROR"]);
                 for result in &results {
