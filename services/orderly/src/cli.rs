@@ -1,13 +1,14 @@
 //! The command line. Words that name a component run it (`orderly order`,
 //! `orderly all`, ...); the plural or admin words talk to running components
 //! over gRPC (`orderly orders get ID`, `orderly stock set SKU 10`,
-//! `orderly status`, `orderly dead-letters list`).
+//! `orderly status`, `orderly dead-letters list`, `orderly set-aside list`).
 
 mod config;
 mod dead_letters;
 mod orders;
 mod output;
 mod rpc;
+mod set_aside;
 mod status;
 mod stock;
 mod watch;
@@ -58,6 +59,8 @@ enum Command {
     Status(status::Args),
     /// List and requeue records the consumers could not apply
     DeadLetters(dead_letters::Args),
+    /// List and retry outbox rows the relay set aside
+    SetAside(set_aside::Args),
 }
 
 /// Where the components listen and how the client commands print; shared by
@@ -147,6 +150,7 @@ impl Cli {
             Command::Stock(args) => stock::run(args).await,
             Command::Status(args) => status::run(args).await,
             Command::DeadLetters(args) => dead_letters::run(args).await,
+            Command::SetAside(args) => set_aside::run(args).await,
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,

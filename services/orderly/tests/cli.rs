@@ -124,6 +124,24 @@ async fn an_order_placed_with_the_cli_is_followed_until_confirmed() {
         "{watched:?}"
     );
 
+    // The view lags the write model a little.
+    eventually(
+        "the order is listed CONFIRMED",
+        Duration::from_secs(10),
+        || async {
+            let listed = orderly(
+                &platform,
+                &ALL,
+                &["orders", "list", "--customer", "c1", "--json"],
+            )
+            .await;
+            let orders = json(&listed)["orders"].clone();
+            (orders[0]["order_id"] == id.as_str() && orders[0]["status"] == "CONFIRMED")
+                .then_some(())
+        },
+    )
+    .await;
+
     // The saga commits the stock right after confirming the order.
     eventually("the stock is sold", Duration::from_secs(10), || async {
         let stock = orderly(&platform, &ALL, &["stock", "get", "SKU-CLI", "--json"]).await;
@@ -196,6 +214,12 @@ async fn status_shows_every_component_up_then_a_stopped_one_down() {
         json(&letters)["dead_letters"],
         serde_json::json!([]),
         "{letters:?}"
+    );
+    let set_aside = orderly(&platform, &ALL, &["set-aside", "list", "--json"]).await;
+    assert_eq!(
+        json(&set_aside)["rows"],
+        serde_json::json!([]),
+        "{set_aside:?}"
     );
     let requeued = orderly(
         &platform,

@@ -1,15 +1,17 @@
 //! `orderly orders create|get|cancel|watch`: the order service's API.
 
-use clap::Subcommand;
+use clap::{Subcommand, ValueEnum};
 use orderly::proto::v1::{
-    CancelOrderRequest, CreateOrderRequest, GetOrderRequest, OrderItem,
-    order_service_client::OrderServiceClient,
+    CancelOrderRequest, CreateOrderRequest, GetOrderRequest, ListOrdersRequest, ListOrdersResponse,
+    OrderItem, OrderStatus, PaymentStatus, order_service_client::OrderServiceClient,
+    query_service_client::QueryServiceClient,
 };
+use serde_json::json;
 use tonic::transport::Channel;
 
 use super::{
     Common,
-    output::print_order,
+    output::{order_json, print_json, print_order, print_table, status_name, table, time},
     rpc::{self, Answer},
     watch,
 };
@@ -57,8 +59,45 @@ enum Command {
         #[arg(long, default_value = "")]
         reason: String,
     },
+    /// List a customer's orders from the query service, newest first
+    List {
+        /// The customer
+        #[arg(long)]
+        customer: String,
+        /// Only orders in this state
+        #[arg(long, value_enum)]
+        status: Option<StatusFilter>,
+        /// Orders per page (1-100)
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// The next page: the token a previous list printed
+        #[arg(long, value_name = "TOKEN")]
+        page_token: Option<String>,
+    },
     /// Follow an order until it is final, printing each status change
     Watch(watch::Args),
+}
+
+/// An order state to list.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum StatusFilter {
+    Pending,
+    Reserved,
+    Confirmed,
+    Rejected,
+    Cancelled,
+}
+
+impl From<StatusFilter> for OrderStatus {
+    fn from(filter: StatusFilter) -> Self {
+        match filter {
+            StatusFilter::Pending => OrderStatus::Pending,
+            StatusFilter::Reserved => OrderStatus::Reserved,
+            StatusFilter::Confirmed => OrderStatus::Confirmed,
+            StatusFilter::Rejected => OrderStatus::Rejected,
+            StatusFilter::Cancelled => OrderStatus::Cancelled,
+        }
+    }
 }
 
 /// `SKU:QTY` or `SKU:QTY:PRICE_MINOR`. Values are passed on as given (a
@@ -92,6 +131,28 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let common = args.common;
     let order = match args.command {
         Command::Watch(watch) => return watch::run(&common, watch).await,
+        Command::List {
+            customer,
+            status,
+            limit,
+            page_token,
+        } => {
+            let request = ListOrdersRequest {
+                customer_id: customer,
+                status: status.map_or(OrderStatus::Unspecified, OrderStatus::from) as i32,
+                page_size: limit,
+                page_token: page_token.unwrap_or_default(),
+                created_after: None,
+                created_before: None,
+            };
+            let channel = rpc::connect("query", &common.query_addr, common.timeout()).await?;
+            let page = QueryServiceClient::new(channel)
+                .list_orders(request)
+                .await
+                .answer()?;
+            print_list(&page, common.json);
+            return Ok(());
+        }
         Command::Create {
             customer,
             items,
@@ -134,6 +195,51 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         order.ok_or_else(|| anyhow::anyhow!("the order service answered without an order"))?;
     print_order(&order, common.json);
     Ok(())
+}
+
+fn payment_name(status: i32) -> &'static str {
+    match PaymentStatus::try_from(status) {
+        Ok(PaymentStatus::Unspecified) | Err(_) => "",
+        Ok(known) => known.as_str_name().trim_start_matches("PAYMENT_STATUS_"),
+    }
+}
+
+/// One page of order views; the token for the next page goes to stderr in
+/// table mode, so the table stays clean.
+fn print_list(page: &ListOrdersResponse, json: bool) {
+    let views = page
+        .orders
+        .iter()
+        .filter_map(|v| v.order.as_ref().map(|o| (v, o)));
+    if json {
+        print_json(&json!({
+            "orders": views.map(|(view, order)| {
+                let mut value = order_json(order);
+                value["payment_status"] = payment_name(view.payment_status).into();
+                value
+            }).collect::<Vec<_>>(),
+            "next_page_token": page.next_page_token,
+        }));
+        return;
+    }
+    let mut rows = table(&[
+        "ORDER", "STATUS", "PAYMENT", "TOTAL", "ITEMS", "CREATED", "REASON",
+    ]);
+    for (view, order) in views {
+        rows.add_row(vec![
+            order.order_id.clone(),
+            status_name(order.status).to_owned(),
+            payment_name(view.payment_status).to_owned(),
+            format!("{} {}", order.total_minor, order.currency),
+            order.items.len().to_string(),
+            time(order.created_at.as_ref()),
+            order.reason.clone(),
+        ]);
+    }
+    print_table(&rows);
+    if !page.next_page_token.is_empty() {
+        eprintln!("more: --page-token {}", page.next_page_token);
+    }
 }
 
 #[cfg(test)]
