@@ -1,6 +1,7 @@
 //! The projector fed hand-made events straight on its topics (only the
-//! query service runs): payments before orders, listing and its page
-//! tokens, and the projection status.
+//! query service runs): payments before orders, old events, a read waiting
+//! for an order not projected yet, listing and its page tokens, the
+//! projection status and dead letters.
 
 use std::time::{Duration, SystemTime};
 
@@ -347,4 +348,78 @@ async fn projection_status_reports_positions_lag_and_freshness() {
 
     let again = projection_status(&platform).await;
     assert!(again.end_to_end_lag_ms >= status.end_to_end_lag_ms);
+}
+
+#[tokio::test]
+async fn a_read_with_a_token_waits_for_an_order_not_projected_yet() {
+    let platform = TestPlatform::builder().query().start().await;
+    let order = Uuid::now_v7();
+    let events = order_events(order, "c-wake", 1, SystemTime::now(), &[reserved(order, 1)]);
+    let id = order.to_string();
+    let started = tokio::time::Instant::now();
+    // The read starts before the events exist and is woken by the
+    // projector's commit.
+    let (response, ()) = tokio::join!(
+        query_view(&platform, &id, 2, Duration::from_secs(30)),
+        produce(&platform, ORDER_TOPIC, order, &events),
+    );
+    let response = response.expect("GetOrder waits for the view to appear");
+    assert!(response.current);
+    assert_eq!(
+        response.order.expect("view").order.expect("order").version,
+        2
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "answered when projected, not at the deadline"
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_event_is_dead_lettered_and_the_rest_flows() {
+    let platform = TestPlatform::builder().query().start().await;
+    let (bad, good) = (Uuid::now_v7(), Uuid::now_v7());
+    let mut poison = order_events(bad, "c-poison", 1, SystemTime::now(), &[]);
+    if let Some(Payload::OrderCreated(created)) = poison[0].payload.as_mut() {
+        created.order_id = "not-a-uuid".into();
+    }
+    produce(&platform, ORDER_TOPIC, bad, &poison).await;
+    produce(
+        &platform,
+        ORDER_TOPIC,
+        good,
+        &order_events(good, "c-poison", 1, SystemTime::now(), &[]),
+    )
+    .await;
+
+    let response = query_view(&platform, &good.to_string(), 1, Duration::from_secs(30))
+        .await
+        .expect("GetOrder");
+    assert!(response.current, "the good order is projected");
+    let letters = orderly_integration_tests::eventually(
+        "the poison event in the dead letters",
+        Duration::from_secs(30),
+        || async {
+            let letters = platform
+                .dead_letter_client(orderly_integration_tests::Component::Query)
+                .await
+                .list_dead_letters(pb::ListDeadLettersRequest {
+                    consumer: "query".into(),
+                    ..pb::ListDeadLettersRequest::default()
+                })
+                .await
+                .expect("ListDeadLetters")
+                .into_inner()
+                .dead_letters;
+            (!letters.is_empty()).then_some(letters)
+        },
+    )
+    .await;
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].aggregate_id, bad.to_string());
+    assert!(
+        letters[0].error.contains("order_id"),
+        "{}",
+        letters[0].error
+    );
 }
