@@ -300,7 +300,7 @@ impl Inner {
         // Then swap once the shadow has everything the live view has.
         let give_up = Instant::now() + SWAP_PATIENCE;
         loop {
-            if shadow.covers_live(&self.pool.get().await?).await? {
+            if self.shadow_covers_live(shadow).await? {
                 running.retired.store(true, Ordering::SeqCst);
                 match self.try_swap(shadow).await {
                     Ok(Some(checksums)) => {
@@ -328,6 +328,7 @@ impl Inner {
     async fn try_swap(&self, shadow: &Shadow) -> Result<Option<(String, String)>, Error> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
+        store::allow_long_statements(&tx).await?;
         shadow.lock_for_swap(&tx).await?;
         if !shadow.covers_live(&tx).await? {
             return Ok(None);
@@ -337,6 +338,16 @@ impl Inner {
         shadow.swap(&tx).await?;
         tx.commit().await?;
         Ok(Some((rebuilt, live)))
+    }
+
+    /// The swap's check, without holding anything.
+    async fn shadow_covers_live(&self, shadow: &Shadow) -> Result<bool, Error> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        store::allow_long_statements(&tx).await?;
+        let covers = shadow.covers_live(&tx).await?;
+        tx.commit().await?;
+        Ok(covers)
     }
 
     async fn pause(&self) -> Result<(), Error> {

@@ -373,6 +373,14 @@ impl Shadow {
     }
 }
 
+/// Lets the rest of `tx` run statements over whole tables (a rebuild's
+/// checks and checksums) for longer than the sessions' usual
+/// `statement_timeout`, which is sized for requests.
+pub async fn allow_long_statements(tx: &impl GenericClient) -> Result<(), Error> {
+    tx.batch_execute("SET LOCAL statement_timeout = '120s'")
+        .await
+}
+
 /// A checksum over every row of the view and timeline in `tables`.
 pub async fn checksum(client: &impl GenericClient, tables: &Tables) -> Result<String, Error> {
     let sql = include_str!("store/checksum.sql")
