@@ -127,7 +127,7 @@ async fn an_order_placed_with_the_cli_is_followed_until_confirmed() {
     // The view lags the write model a little.
     eventually(
         "the order is listed CONFIRMED",
-        Duration::from_secs(10),
+        Duration::from_secs(30),
         || async {
             let listed = orderly(
                 &platform,
@@ -143,7 +143,7 @@ async fn an_order_placed_with_the_cli_is_followed_until_confirmed() {
     .await;
 
     // The saga commits the stock right after confirming the order.
-    eventually("the stock is sold", Duration::from_secs(10), || async {
+    eventually("the stock is sold", Duration::from_secs(30), || async {
         let stock = orderly(&platform, &ALL, &["stock", "get", "SKU-CLI", "--json"]).await;
         let level = json(&stock)["levels"][0].clone();
         (level["available"] == 5 && level["sold"] == 2).then_some(())
@@ -199,15 +199,21 @@ async fn failures_exit_non_zero_with_the_code_and_the_field() {
 async fn status_shows_every_component_up_then_a_stopped_one_down() {
     let mut platform = TestPlatform::builder().all().start().await;
 
-    let up = orderly(&platform, &ALL, &["status", "--json"]).await;
-    let status = json(&up);
-    let components = status["components"].as_array().expect("components");
-    assert_eq!(components.len(), 5, "{up:?}");
-    for component in components {
-        assert_eq!(component["health"], "UP", "{up:?}");
-    }
-    assert!(status["relay"]["sources"].is_array(), "{up:?}");
-    assert!(status["projections"].is_array(), "{up:?}");
+    // Each server marks itself SERVING as it starts to serve, a moment
+    // after its listener is bound.
+    let status = eventually("every component UP", Duration::from_secs(30), || async {
+        let up = orderly(&platform, &ALL, &["status", "--json"]).await;
+        let status = json(&up);
+        let components = status["components"].as_array().expect("components").clone();
+        assert_eq!(components.len(), 5, "{up:?}");
+        components
+            .iter()
+            .all(|c| c["health"] == "UP")
+            .then_some(status)
+    })
+    .await;
+    assert!(status["relay"]["sources"].is_array(), "{status}");
+    assert!(status["projections"].is_array(), "{status}");
 
     let letters = orderly(&platform, &ALL, &["dead-letters", "list", "--json"]).await;
     assert_eq!(
