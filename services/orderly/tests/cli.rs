@@ -267,6 +267,10 @@ async fn config_prints_env_lines_with_passwords_hidden() {
                 "postgres://app:s3cret@db:5432/orderly".to_owned(),
             ),
             ("ORDERLY_QUERY_PAGE_TOKEN_SECRET", "hunter2".to_owned()),
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "authorization=Bearer t0ken".to_owned(),
+            ),
         ],
     )
     .await;
@@ -279,13 +283,15 @@ async fn config_prints_env_lines_with_passwords_hidden() {
     );
     assert!(!run.stdout.contains("s3cret"), "{run:?}");
     assert!(!run.stdout.contains("hunter2"), "{run:?}");
+    assert!(!run.stdout.contains("t0ken"), "{run:?}");
     for line in run
         .stdout
         .lines()
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
     {
+        let name = line.split('=').next().unwrap_or_default();
         assert!(
-            line.starts_with("ORDERLY_") && line.contains('='),
+            line.contains('=') && (name.starts_with("ORDERLY_") || name.starts_with("OTEL_")),
             "{line}: {run:?}"
         );
     }

@@ -118,6 +118,26 @@ pub fn print() -> anyhow::Result<()> {
     for line in &env.lines {
         println!("{line}");
     }
+    // Traces are configured by OpenTelemetry's own variables; show those
+    // set, since their absence means no export at all.
+    let mut otel: Vec<(String, String)> = std::env::vars_os()
+        .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)))
+        .filter(|(name, _)| name.starts_with("OTEL_"))
+        .collect();
+    otel.sort();
+    println!(
+        "\n# tracing: the OTEL_* variables set (spans are exported only to \
+         OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)"
+    );
+    for (name, value) in otel {
+        // Header lists carry credentials (`authorization=...`).
+        let value = if name.contains("HEADERS") {
+            "***".to_owned()
+        } else {
+            redact_urls(&value)
+        };
+        println!("{name}={value}");
+    }
     // Names only: a variable read elsewhere (or misspelt) may hold a secret.
     let others: Vec<String> = std::env::vars_os()
         .filter_map(|(name, _)| name.into_string().ok())
