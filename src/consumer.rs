@@ -58,7 +58,8 @@ pub struct Event {
     pub aggregate_id: String,
     /// The aggregate's version after the event.
     pub version: u64,
-    /// W3C trace context from the record's headers.
+    /// W3C trace context of the record's consumer span, for what the
+    /// handler writes or calls (the headers' context if no span is recorded).
     pub trace: TraceContext,
     /// Topic the record was read from (prefix included).
     pub topic: String,

@@ -15,6 +15,7 @@ use crate::{config::GrpcLimits, metrics::Exposition, proto::FILE_DESCRIPTOR_SET}
 
 mod admission;
 mod request_metrics;
+mod span;
 
 pub use admission::AdmissionLayer;
 pub use request_metrics::{RecordLayer, RequestMetrics};
@@ -78,11 +79,15 @@ pub async fn serve(
     let stack = ServiceBuilder::new()
         // Rates, outcomes and latencies of every request, shed ones included.
         .layer(RecordLayer::new(metrics))
-        // One span per request, carrying method and status. Failed requests
-        // are logged once where the error is mapped to a status, so the
-        // layer's own failure log stays at debug level.
+        // One span per request, carrying method and status, continuing the
+        // caller's trace (`traceparent` metadata). Failed requests are
+        // logged once where the error is mapped to a status, so the layer's
+        // own failure log stays at debug level.
         .layer(
             TraceLayer::new_for_grpc()
+                .make_span_with(span::make_span::<Body>)
+                .on_response(span::on_response::<Body>)
+                .on_eos(span::on_eos)
                 .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
         )
         // Bound the requests in flight across every connection and refuse

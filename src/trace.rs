@@ -1,8 +1,14 @@
-//! W3C trace context (`traceparent`, `tracestate`): read from incoming gRPC
-//! metadata or Kafka headers, stored with outbox rows and passed on, so one
-//! trace follows an order through every component.
+//! W3C trace context (`traceparent`, `tracestate`): the carrier that takes
+//! the current span's context into outbox rows, Kafka headers and outgoing
+//! gRPC metadata, and back into the parent of the next span, so one trace
+//! follows an order through every component.
 
+use std::collections::HashMap;
+
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tonic::metadata::MetadataMap;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// W3C trace context a request or event carried.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -19,12 +25,56 @@ impl TraceContext {
     pub fn new(traceparent: Option<&str>, tracestate: Option<&str>) -> Self {
         let traceparent = traceparent.filter(|v| is_traceparent(v)).map(str::to_owned);
         let tracestate = tracestate
-            .filter(|v| traceparent.is_some() && v.len() <= 512 && v.is_ascii())
+            .filter(|v| traceparent.is_some() && !v.is_empty() && v.len() <= 512 && v.is_ascii())
             .map(str::to_owned);
         Self {
             traceparent,
             tracestate,
         }
+    }
+
+    /// The context of the current span, for what this span causes (an
+    /// outbox row, an outgoing call). Empty outside any exported span.
+    pub fn current() -> Self {
+        Self::of(&tracing::Span::current())
+    }
+
+    /// The context of `span`.
+    pub fn of(span: &tracing::Span) -> Self {
+        let mut carrier = HashMap::new();
+        TraceContextPropagator::new().inject_context(&span.context(), &mut carrier);
+        Self::new(
+            carrier.get("traceparent").map(String::as_str),
+            carrier.get("tracestate").map(String::as_str),
+        )
+    }
+
+    /// Makes this context the parent of `span` (which must not have been
+    /// entered yet); an empty context leaves `span` a root.
+    pub fn set_parent_of(&self, span: &tracing::Span) {
+        if self.traceparent.is_none() {
+            return;
+        }
+        let mut carrier = HashMap::new();
+        for (name, value) in [
+            ("traceparent", &self.traceparent),
+            ("tracestate", &self.tracestate),
+        ] {
+            if let Some(value) = value {
+                carrier.insert(name.to_owned(), value.clone());
+            }
+        }
+        let parent = TraceContextPropagator::new().extract(&carrier);
+        // Fails only for a span the OpenTelemetry layer does not see
+        // (filtered out, or no layer installed): nothing to link then.
+        let _ = span.set_parent(parent);
+    }
+
+    /// The trace id part of the traceparent, for log fields.
+    pub fn trace_id(&self) -> Option<&str> {
+        self.traceparent
+            .as_deref()
+            .and_then(|p| p.split('-').nth(1))
     }
 
     /// The context an incoming gRPC request carried in its metadata.

@@ -7,6 +7,7 @@ use std::{sync::Arc, time::Duration};
 
 use deadpool_postgres::Pool;
 use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, Span, field::Empty};
 
 use super::{
     Event, HandleError, Handler,
@@ -15,7 +16,7 @@ use super::{
     record::Record,
     store::{LetterEvent, Store},
 };
-use crate::{backoff::Backoff, postgres::describe};
+use crate::{backoff::Backoff, postgres::describe, trace::TraceContext};
 
 /// How a record ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +27,17 @@ pub(crate) enum Outcome {
     Duplicate,
     /// It could not be applied and was set aside.
     DeadLettered,
+}
+
+impl Outcome {
+    /// The outcome as a span attribute.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Applied => "applied",
+            Self::Duplicate => "duplicate",
+            Self::DeadLettered => "dead_lettered",
+        }
+    }
 }
 
 /// Whether a record comes from the topic (checked for version contiguity) or
@@ -51,11 +63,49 @@ impl<H: Handler> Pipeline<H> {
     /// Processes `record` until it is applied, found to be a duplicate or
     /// dead-lettered, retrying transient failures with back-off. Returns
     /// `None` when `stop` fired first (the record stays unacknowledged).
+    /// All of it, retries included, is one span in the trace the record's
+    /// headers carry.
     pub(crate) async fn process(
         &self,
         record: &Record,
         stop: &CancellationToken,
     ) -> Option<Outcome> {
+        let span = self.span(record);
+        let outcome = self.retry(record, stop).instrument(span.clone()).await;
+        span.record("outcome", outcome.map_or("interrupted", Outcome::name));
+        outcome
+    }
+
+    /// The span of one record: `consume <event_type>`, a child of the span
+    /// that wrote the event (its `traceparent` header).
+    fn span(&self, record: &Record) -> Span {
+        let event_type = record
+            .headers
+            .iter()
+            .find(|(name, _)| name == "event_type")
+            .and_then(|(_, value)| std::str::from_utf8(value).ok())
+            .unwrap_or("event");
+        let span = tracing::info_span!(
+            "consume", otel.name = format!("consume {event_type}"), otel.kind = "consumer",
+            messaging.system = "kafka", messaging.destination.name = %record.topic,
+            messaging.kafka.partition = record.partition, messaging.kafka.offset = record.offset,
+            consumer = self.name, event_type, order_id = %record.key_text(),
+            aggregate_id = Empty, outcome = Empty, trace_id = Empty,
+        );
+        TraceContext::from_headers(
+            record
+                .headers
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_slice())),
+        )
+        .set_parent_of(&span);
+        if let Some(trace_id) = TraceContext::of(&span).trace_id() {
+            span.record("trace_id", trace_id);
+        }
+        span
+    }
+
+    async fn retry(&self, record: &Record, stop: &CancellationToken) -> Option<Outcome> {
         let mut backoff = Backoff::new(self.backoff_max);
         let mut failures: u32 = 0;
         loop {
@@ -176,7 +226,16 @@ impl<H: Handler> Pipeline<H> {
         id: i64,
         record: &Record,
     ) -> Result<Result<(), String>, HandleError> {
-        match self.attempt(record, Mode::Requeue(id)).await {
+        let span = self.span(record);
+        let attempt = self
+            .attempt(record, Mode::Requeue(id))
+            .instrument(span.clone())
+            .await;
+        span.record(
+            "outcome",
+            attempt.as_ref().map_or("requeue_failed", |o| o.name()),
+        );
+        match attempt {
             Ok(Outcome::Duplicate) => {
                 let client = self.pool.get().await?;
                 self.store.mark_requeued(&client, id).await?;
@@ -192,7 +251,14 @@ impl<H: Handler> Pipeline<H> {
     }
 
     async fn attempt(&self, record: &Record, mode: Mode) -> Result<Outcome, HandleError> {
-        let event = record.decode()?;
+        let mut event = record.decode()?;
+        // What the handler writes or calls continues from this record's
+        // span, not from the span that wrote the record.
+        let current = TraceContext::current();
+        if current.traceparent.is_some() {
+            event.trace = current;
+        }
+        Span::current().record("aggregate_id", event.aggregate_id.as_str());
         if mode == Mode::Live {
             let client = self.pool.get().await?;
             let last = self

@@ -72,6 +72,9 @@ impl pb::inventory_service_server::InventoryService for InventoryGrpc {
         request: Request<pb::ReserveRequest>,
     ) -> Result<Response<pb::ReserveResponse>, Status> {
         let request = request.into_inner();
+        // The kit's server span names the order, so the trace shows whose
+        // reservation this is.
+        tracing::Span::current().record("order_id", &request.order_id);
         let items: Vec<(&str, u32)> = request
             .items
             .iter()
@@ -101,6 +104,7 @@ impl pb::inventory_service_server::InventoryService for InventoryGrpc {
     ) -> Result<Response<pb::CommitResponse>, Status> {
         let order_id = domain::validate_order_id(&request.into_inner().order_id)
             .map_err(crate::Error::from)?;
+        tracing::Span::current().record("order_id", order_id.to_string());
         let record = self.store.commit(order_id).await?;
         Ok(Response::new(pb::CommitResponse {
             reservation: Some(reservation_to_proto(record)),
@@ -113,6 +117,7 @@ impl pb::inventory_service_server::InventoryService for InventoryGrpc {
     ) -> Result<Response<pb::ReleaseResponse>, Status> {
         let order_id = domain::validate_order_id(&request.into_inner().order_id)
             .map_err(crate::Error::from)?;
+        tracing::Span::current().record("order_id", order_id.to_string());
         let record = self.store.release(order_id).await?;
         Ok(Response::new(pb::ReleaseResponse {
             reservation: Some(reservation_to_proto(record)),

@@ -30,7 +30,9 @@ impl OrderService for OrderApi {
         &self,
         request: Request<pb::CreateOrderRequest>,
     ) -> Result<Response<pb::CreateOrderResponse>, Status> {
-        let trace = TraceContext::from_metadata(request.metadata());
+        // The request's server span: the parent of everything the order
+        // causes downstream.
+        let trace = TraceContext::current();
         let request = request.into_inner();
         let command = CreateOrder {
             customer_id: request.customer_id,
@@ -45,6 +47,7 @@ impl OrderService for OrderApi {
         };
         let new = command.validate().map_err(Error::from)?;
         let order = self.orders.create(new, &trace).await?;
+        tracing::Span::current().record("order_id", order.id.to_string());
         Ok(Response::new(pb::CreateOrderResponse {
             order: Some(convert::order(&order)),
         }))
@@ -65,9 +68,10 @@ impl OrderService for OrderApi {
         &self,
         request: Request<pb::CancelOrderRequest>,
     ) -> Result<Response<pb::CancelOrderResponse>, Status> {
-        let trace = TraceContext::from_metadata(request.metadata());
+        let trace = TraceContext::current();
         let request = request.into_inner();
         let id = parse_order_id("order_id", &request.order_id).map_err(Error::from)?;
+        tracing::Span::current().record("order_id", id.to_string());
         validate_cancel_reason(&request.reason).map_err(Error::from)?;
         let order = self.orders.cancel(id, &request.reason, &trace).await?;
         Ok(Response::new(pb::CancelOrderResponse {

@@ -12,5 +12,8 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    cli::Cli::parse().run().await
+    let code = cli::Cli::parse().run().await;
+    // The last spans leave before the process does.
+    orderly::telemetry::shutdown().await;
+    code
 }

@@ -41,8 +41,10 @@ impl PaymentService for PaymentApi {
         &self,
         request: Request<pb::RefundRequest>,
     ) -> Result<Response<pb::RefundResponse>, Status> {
-        let trace = TraceContext::from_metadata(request.metadata());
+        // The request's server span, itself continuing the caller's trace.
+        let trace = TraceContext::current();
         let request = request.into_inner();
+        tracing::Span::current().record("order_id", &request.order_id);
         let command = RefundCommand {
             order_id: request.order_id,
             reason: request.reason,

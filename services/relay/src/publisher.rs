@@ -1,15 +1,18 @@
 //! Produces outbox rows to Kafka with an idempotent producer, waits for
-//! every delivery and tells which rows failed and whose fault it was.
+//! every delivery and tells which rows failed and whose fault it was. Each
+//! record is a producer span in the trace its row carries, and the record's
+//! `traceparent` names that span, so consumers continue from it.
 
 use std::time::Duration;
 
 use futures::future::join_all;
-use orderly::kafka::KafkaConfig;
+use orderly::{kafka::KafkaConfig, trace::TraceContext};
 use rdkafka::{
     error::{KafkaError, RDKafkaErrorCode},
     message::{Header, OwnedHeaders},
     producer::{FutureProducer, FutureRecord, Producer},
 };
+use tracing::{Span, field::Empty};
 
 use crate::store::OutboxRow;
 
@@ -91,15 +94,8 @@ impl Publisher {
         let mut pending = Vec::with_capacity(rows.len());
         for row in rows {
             let topic = self.kafka.topic(&row.topic);
-            let headers = row.headers.iter().fold(
-                OwnedHeaders::new_with_capacity(row.headers.len()),
-                |headers, (key, value)| {
-                    headers.insert(Header {
-                        key,
-                        value: Some(value.as_bytes()),
-                    })
-                },
-            );
+            let span = publish_span(&topic, row);
+            let headers = record_headers(row, &TraceContext::of(&span));
             let mut record = FutureRecord::to(&topic)
                 .key(row.partition_key.as_bytes())
                 .payload(&row.payload)
@@ -109,7 +105,7 @@ impl Publisher {
             loop {
                 match self.producer.send_result(record) {
                     Ok(delivery) => {
-                        pending.push((row.id, delivery));
+                        pending.push(((row.id, span), delivery));
                         break;
                     }
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
@@ -120,6 +116,7 @@ impl Publisher {
                     // ...): this row fails; a batch holds one row per key,
                     // so skipping it reorders nothing.
                     Err((error, _)) => {
+                        span.record("outcome", "failed");
                         outcome.failed.push(Failure::new(row.id, error));
                         break;
                     }
@@ -128,8 +125,10 @@ impl Publisher {
         }
         // Wait for all of them, even after a failure, so that a retry never
         // races records of the failed attempt still queued locally.
-        let (ids, deliveries): (Vec<i64>, Vec<_>) = pending.into_iter().unzip();
-        for (id, delivery) in ids.into_iter().zip(join_all(deliveries).await) {
+        let (rows, deliveries): (Vec<(i64, Span)>, Vec<_>) = pending.into_iter().unzip();
+        for ((id, span), delivery) in rows.into_iter().zip(join_all(deliveries).await) {
+            let delivered = matches!(delivery, Ok(Ok(_)));
+            span.record("outcome", if delivered { "delivered" } else { "failed" });
             match delivery {
                 Ok(Ok(_)) => outcome.delivered.push(id),
                 Ok(Err((error, _))) => outcome.failed.push(Failure::new(id, error)),
@@ -139,6 +138,53 @@ impl Publisher {
         outcome.failed.sort_by_key(|failure| failure.id);
         outcome
     }
+}
+
+/// The span of one record, from enqueueing to its delivery report: a child
+/// of the span that wrote the row (its `traceparent` header).
+fn publish_span(topic: &str, row: &OutboxRow) -> Span {
+    let header = |name: &str| {
+        row.headers
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    };
+    let event_type = header("event_type").unwrap_or("event");
+    let span = tracing::info_span!(
+        "publish", otel.name = format!("publish {event_type}"), otel.kind = "producer",
+        messaging.system = "kafka", messaging.destination.name = topic,
+        event_type, order_id = %row.partition_key, outbox_id = row.id, outcome = Empty,
+    );
+    TraceContext::new(header("traceparent"), header("tracestate")).set_parent_of(&span);
+    span
+}
+
+/// The row's headers, with the trace context replaced by the publish span's
+/// (kept as stored when no span is recorded).
+fn record_headers(row: &OutboxRow, trace: &TraceContext) -> OwnedHeaders {
+    let replaced = trace.traceparent.is_some();
+    let mut headers = OwnedHeaders::new_with_capacity(row.headers.len());
+    for (key, value) in &row.headers {
+        if replaced && (key == "traceparent" || key == "tracestate") {
+            continue;
+        }
+        headers = headers.insert(Header {
+            key,
+            value: Some(value.as_bytes()),
+        });
+    }
+    for (key, value) in [
+        ("traceparent", &trace.traceparent),
+        ("tracestate", &trace.tracestate),
+    ] {
+        if let Some(value) = value {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value.as_bytes()),
+            });
+        }
+    }
+    headers
 }
 
 /// What became of a batch, row by row.

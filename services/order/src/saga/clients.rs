@@ -1,8 +1,9 @@
 //! The saga's remote commands: Inventory Reserve/Commit/Release and Payment
-//! Refund over gRPC, each with a deadline and the event's trace context.
-//! Every command is idempotent per order, so retrying one is safe.
+//! Refund over gRPC, each with a deadline and a client span in the event's
+//! trace, whose context the callee continues. Every command is idempotent
+//! per order, so retrying one is safe.
 
-use std::time::Duration;
+use std::{future::Future, time::Duration};
 
 use orderly::{
     proto::v1::{
@@ -11,7 +12,8 @@ use orderly::{
     },
     trace::TraceContext,
 };
-use tonic::{Request, Status, transport::Channel};
+use tonic::{Request, Response, Status, transport::Channel};
+use tracing::{Instrument, field::Empty};
 
 use crate::domain::Order;
 
@@ -48,11 +50,42 @@ impl Remotes {
         })
     }
 
-    fn request<T>(&self, message: T, trace: &TraceContext) -> Request<T> {
+    /// Sends one command in a client span, a child of `trace`, whose
+    /// context travels in the request's metadata.
+    async fn call<M, T, F>(
+        &self,
+        method: &'static str,
+        order_id: &str,
+        trace: &TraceContext,
+        message: M,
+        send: impl FnOnce(Request<M>) -> F,
+    ) -> Result<T, Status>
+    where
+        F: Future<Output = Result<Response<T>, Status>>,
+    {
+        let span = tracing::info_span!(
+            "grpc.client",
+            otel.name = method,
+            otel.kind = "client",
+            rpc.system = "grpc",
+            order_id,
+            rpc.grpc.status_code = Empty,
+            otel.status_code = Empty,
+        );
+        trace.set_parent_of(&span);
         let mut request = Request::new(message);
         request.set_timeout(self.timeout);
-        trace.inject(request.metadata_mut());
-        request
+        TraceContext::of(&span).inject(request.metadata_mut());
+        let result = self.bounded(send(request)).instrument(span.clone()).await;
+        let code = result
+            .as_ref()
+            .map_or_else(Status::code, |_| tonic::Code::Ok);
+        span.record("rpc.grpc.status_code", code as i32);
+        span.record(
+            "otel.status_code",
+            if result.is_ok() { "OK" } else { "ERROR" },
+        );
+        result.map(Response::into_inner)
     }
 
     /// Reserves every item of `order` (idempotent per order).
@@ -69,17 +102,20 @@ impl Remotes {
                 quantity: item.quantity,
             })
             .collect();
-        let request = self.request(
-            pb::ReserveRequest {
-                order_id: order.id.to_string(),
-                items,
-            },
-            trace,
-        );
+        let order_id = order.id.to_string();
+        let mut inventory = self.inventory.clone();
         let response = self
-            .bounded(self.inventory.clone().reserve(request))
+            .call(
+                "orderly.v1.InventoryService/Reserve",
+                &order_id,
+                trace,
+                pb::ReserveRequest {
+                    order_id: order_id.clone(),
+                    items,
+                },
+                move |request| async move { inventory.reserve(request).await },
+            )
             .await?;
-        let response = response.into_inner();
         Ok(match response.outcome() {
             pb::ReservationOutcome::Reserved => Reservation::Reserved,
             _ if response.reason.is_empty() => {
@@ -91,26 +127,33 @@ impl Remotes {
 
     /// Turns the order's reservation into sales (idempotent).
     pub async fn commit(&self, order_id: &str, trace: &TraceContext) -> Result<(), Status> {
-        let request = self.request(
+        let mut inventory = self.inventory.clone();
+        self.call(
+            "orderly.v1.InventoryService/Commit",
+            order_id,
+            trace,
             pb::CommitRequest {
                 order_id: order_id.to_owned(),
             },
-            trace,
-        );
-        self.bounded(self.inventory.clone().commit(request)).await?;
+            move |request| async move { inventory.commit(request).await },
+        )
+        .await?;
         Ok(())
     }
 
     /// Releases the order's reservation, or leaves a tombstone (idempotent).
     pub async fn release(&self, order_id: &str, trace: &TraceContext) -> Result<(), Status> {
-        let request = self.request(
+        let mut inventory = self.inventory.clone();
+        self.call(
+            "orderly.v1.InventoryService/Release",
+            order_id,
+            trace,
             pb::ReleaseRequest {
                 order_id: order_id.to_owned(),
             },
-            trace,
-        );
-        self.bounded(self.inventory.clone().release(request))
-            .await?;
+            move |request| async move { inventory.release(request).await },
+        )
+        .await?;
         Ok(())
     }
 
@@ -121,14 +164,18 @@ impl Remotes {
         reason: &str,
         trace: &TraceContext,
     ) -> Result<(), Status> {
-        let request = self.request(
+        let mut payment = self.payment.clone();
+        self.call(
+            "orderly.v1.PaymentService/Refund",
+            order_id,
+            trace,
             pb::RefundRequest {
                 order_id: order_id.to_owned(),
                 reason: reason.to_owned(),
             },
-            trace,
-        );
-        self.bounded(self.payment.clone().refund(request)).await?;
+            move |request| async move { payment.refund(request).await },
+        )
+        .await?;
         Ok(())
     }
 
