@@ -2,7 +2,9 @@
 # Checks the Helm chart offline: `helm lint --strict`, then renders it with
 # the default values and with the values sets in helm/orderly/ci/ and
 # validates every object against the Kubernetes API schemas
-# (kubernetes-validate --strict), and makes sure values.schema.json and the
+# (kubernetes-validate --strict; a PrometheusRule, which is not a Kubernetes
+# API kind, is checked for its alert groups and annotations instead), and
+# makes sure values.schema.json and the
 # chart's own guards reject bad values. Exits non-zero on any failure.
 #
 # Tools are installed on first use and cached:
@@ -115,6 +117,39 @@ must_fail() {
     fi
 }
 
+# check_monitoring RENDERED K8S-OUT: writes every object of RENDERED but
+# the PrometheusRules to K8S-OUT (kubernetes-validate has no schema for
+# them) and checks each PrometheusRule instead: the expected groups, every
+# alert with an expression, a summary, a description and a runbook_url
+# pointing at its section of operations.md; and that a dashboard ConfigMap
+# holds dashboard JSON.
+check_monitoring() {
+    "$CACHE/venv/bin/python" - "$1" "$2" <<'PY'
+import json, sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+yaml.safe_dump_all([d for d in docs if d["kind"] != "PrometheusRule"], open(sys.argv[2], "w"))
+expected = {"orderly.availability", "orderly.outbox", "orderly.consumers"}
+for rule in (d for d in docs if d["kind"] == "PrometheusRule"):
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1", rule["apiVersion"]
+    groups = rule["spec"]["groups"]
+    names = {g["name"] for g in groups}
+    assert names == expected, f"rule groups {sorted(names)}, expected {sorted(expected)}"
+    alerts = [r for g in groups for r in g["rules"]]
+    for a in alerts:
+        assert a["alert"] and a["expr"].strip(), a
+        notes = a["annotations"]
+        for key in ("summary", "description", "runbook_url"):
+            assert notes.get(key), f"{a['alert']}: no {key}"
+        assert notes["runbook_url"].endswith("#" + a["alert"].lower()), notes["runbook_url"]
+    print(f"PrometheusRule {rule['metadata']['name']}: {len(alerts)} alerts in {sorted(names)}")
+for cm in (d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-dashboards")):
+    for key, text in cm["data"].items():
+        dash = json.loads(text)
+        assert dash["panels"], f"{key}: no panels"
+        print(f"dashboard {key}: {dash['title']!r}, {len(dash['panels'])} panels")
+PY
+}
+
 # render_and_validate VALUES-FILE|"" EXPECTED-KINDS: renders the chart
 # (hooks included), validates every object, and compares the count of each
 # kind with EXPECTED-KINDS ("Deployment=3 Service=3 ...").
@@ -125,7 +160,8 @@ render_and_validate() {
     # Called from `check`'s `if`, where set -e does not apply: every step
     # returns on failure explicitly.
     "$HELM" "${args[@]}" >"$out" || return 1
-    "$VALIDATE" --strict --quiet --kubernetes-version "$KUBE_VERSION" - <"$out" || return 1
+    check_monitoring "$out" "$TMP/kubernetes.yaml" || return 1
+    "$VALIDATE" --strict --quiet --kubernetes-version "$KUBE_VERSION" - <"$TMP/kubernetes.yaml" || return 1
     "$CACHE/venv/bin/python" - "$out" <<'PY' || return 1
 # The migration Job runs before the release's own objects exist on a first
 # install: it must be a pre-install/pre-upgrade hook, and every chart object
@@ -174,12 +210,19 @@ check "template + kubernetes-validate $KUBE_VERSION: every component, HPAs, all 
 check "template + kubernetes-validate $KUBE_VERSION: existing Secret and ServiceAccount, one replica" \
     render_and_validate "$CHART/ci/existing-secret-values.yaml" \
     "ConfigMap=2 Deployment=5 Job=1 Service=5"
+check "template + kubernetes-validate $KUBE_VERSION: dashboard ConfigMap and PrometheusRule alerts" \
+    render_and_validate "$CHART/ci/monitoring-values.yaml" \
+    "ConfigMap=3 Deployment=5 Job=1 PodDisruptionBudget=5 PrometheusRule=1 Secret=2 Service=5 ServiceAccount=2"
 
 must_fail "rejects replicas 0" "minimum" --set components.order.replicas=0
 must_fail "rejects an unknown component" "additional properties 'billing'" --set components.billing.enabled=true
 must_fail "rejects a non-Postgres database URL" "/database/url" --set database.url=mysql://db/orderly
 must_fail "rejects a grace period shorter than the drain" "must exceed" \
     --set components.order.terminationGracePeriodSeconds=5
+must_fail "rejects a runbook URL that is not http(s)" "/monitoring/rules/runbookBaseUrl" \
+    --set monitoring.rules.enabled=true --set monitoring.rules.runbookBaseUrl=docs/operations.md
+must_fail "rejects an unknown monitoring setting" "additional properties 'grafana'" \
+    --set monitoring.grafana.enabled=true
 must_fail "rejects an HPA with no target" "targetCPUUtilizationPercentage" \
     --set components.order.autoscaling.enabled=true \
     --set components.order.autoscaling.targetCPUUtilizationPercentage=null
