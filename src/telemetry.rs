@@ -3,7 +3,8 @@
 //! Logs: `ORDERLY_LOG` (or `RUST_LOG`) sets the filter, default `info`;
 //! `ORDERLY_LOG_FORMAT=json` switches to one JSON object per line. The spans
 //! the platform opens (gRPC requests, consumed and published records) carry
-//! a `trace_id` field, so every log line inside them names its trace.
+//! `trace_id` and `span_id` fields, so every log line inside them names its
+//! trace and span.
 //!
 //! Traces: exported over OTLP/gRPC only when `OTEL_EXPORTER_OTLP_ENDPOINT`
 //! (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set; `OTEL_SERVICE_NAME`

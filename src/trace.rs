@@ -77,6 +77,23 @@ impl TraceContext {
             .and_then(|p| p.split('-').nth(1))
     }
 
+    /// The span id part of the traceparent, for log fields.
+    pub fn span_id(&self) -> Option<&str> {
+        self.traceparent
+            .as_deref()
+            .and_then(|p| p.split('-').nth(2))
+    }
+
+    /// Records `trace_id` and `span_id` on `span` (declared as empty fields)
+    /// from its own context, so log lines inside it name both.
+    pub fn record_ids(span: &tracing::Span) {
+        let context = Self::of(span);
+        if let (Some(trace_id), Some(span_id)) = (context.trace_id(), context.span_id()) {
+            span.record("trace_id", trace_id);
+            span.record("span_id", span_id);
+        }
+    }
+
     /// The context an incoming gRPC request carried in its metadata.
     pub fn from_metadata(metadata: &MetadataMap) -> Self {
         let header = |name: &str| metadata.get(name).and_then(|v| v.to_str().ok());
@@ -135,6 +152,9 @@ mod tests {
         let kept = TraceContext::new(Some(good), Some("vendor=1"));
         assert_eq!(kept.traceparent.as_deref(), Some(good));
         assert_eq!(kept.tracestate.as_deref(), Some("vendor=1"));
+        assert_eq!(kept.trace_id(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+        assert_eq!(kept.span_id(), Some("00f067aa0ba902b7"));
+        assert_eq!(TraceContext::new(Some(good), Some("")).tracestate, None);
         for bad in [
             "",
             "00-xyz",

@@ -158,6 +158,11 @@ async fn one_order_is_one_trace_from_create_to_confirmation() {
     // order -> relay -> saga consumer -> inventory
     let published = find(&trace, "publish OrderCreated", "SPAN_KIND_PRODUCER", None);
     assert_child(published, created);
+    // The ids log lines show are the exported ones.
+    for span in [created, published] {
+        assert!(has(span, "trace_id", &span.trace_id), "{span:?}");
+        assert!(has(span, "span_id", &span.span_id), "{span:?}");
+    }
     let saga = find(
         &trace,
         "consume OrderCreated",

@@ -90,7 +90,7 @@ impl<H: Handler> Pipeline<H> {
             messaging.system = "kafka", messaging.destination.name = %record.topic,
             messaging.kafka.partition = record.partition, messaging.kafka.offset = record.offset,
             consumer = self.name, event_type, order_id = %record.key_text(),
-            aggregate_id = Empty, outcome = Empty, trace_id = Empty,
+            aggregate_id = Empty, outcome = Empty, trace_id = Empty, span_id = Empty,
         );
         TraceContext::from_headers(
             record
@@ -99,9 +99,7 @@ impl<H: Handler> Pipeline<H> {
                 .map(|(name, value)| (name.as_str(), value.as_slice())),
         )
         .set_parent_of(&span);
-        if let Some(trace_id) = TraceContext::of(&span).trace_id() {
-            span.record("trace_id", trace_id);
-        }
+        TraceContext::record_ids(&span);
         span
     }
 

@@ -22,7 +22,7 @@ pub fn make_span<B>(request: &Request<B>) -> Span {
             otel.name = %path, otel.kind = "server", rpc.system = "grpc",
             rpc.service = %service, rpc.method = %method,
             rpc.grpc.status_code = Empty, otel.status_code = Empty,
-            trace_id = Empty, order_id = Empty,
+            trace_id = Empty, span_id = Empty, order_id = Empty,
         )
     } else {
         tracing::info_span!(
@@ -30,15 +30,13 @@ pub fn make_span<B>(request: &Request<B>) -> Span {
             otel.name = %path, otel.kind = "server", rpc.system = "grpc",
             rpc.service = %service, rpc.method = %method,
             rpc.grpc.status_code = Empty, otel.status_code = Empty,
-            trace_id = Empty, order_id = Empty,
+            trace_id = Empty, span_id = Empty, order_id = Empty,
         )
     };
     let headers = request.headers();
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     TraceContext::new(header("traceparent"), header("tracestate")).set_parent_of(&span);
-    if let Some(trace_id) = TraceContext::of(&span).trace_id() {
-        span.record("trace_id", trace_id);
-    }
+    TraceContext::record_ids(&span);
     span
 }
 

@@ -154,8 +154,10 @@ fn publish_span(topic: &str, row: &OutboxRow) -> Span {
         "publish", otel.name = format!("publish {event_type}"), otel.kind = "producer",
         messaging.system = "kafka", messaging.destination.name = topic,
         event_type, order_id = %row.partition_key, outbox_id = row.id, outcome = Empty,
+        trace_id = Empty, span_id = Empty,
     );
     TraceContext::new(header("traceparent"), header("tracestate")).set_parent_of(&span);
+    TraceContext::record_ids(&span);
     span
 }
 
