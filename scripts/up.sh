@@ -180,5 +180,8 @@ grpcurl -plaintext 127.0.0.1:50054 orderly.v1.QueryService/GetProjectionStatus
 echo "== relay backlog"
 grpcurl -plaintext 127.0.0.1:50055 orderly.v1.RelayAdmin/GetBacklog
 
+echo "== orderly status"
+$ORDERLY status
+
 echo
 echo "orderly is running (pid $(cat "$PID_FILE")); stop it with: scripts/up.sh stop"
