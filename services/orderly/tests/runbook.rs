@@ -2,7 +2,8 @@
 //! `orderly` runs against a platform started in-process, in document order,
 //! and must exit 0 or the code its `# exit N` comment names. `grpcurl` and
 //! `curl` lines run too when the tool is on PATH (this test installs
-//! nothing). The runbook cannot drift from the command line it documents.
+//! nothing). The runbook cannot drift from the command line it documents,
+//! and every alert the chart defines has its section.
 
 use std::{
     net::SocketAddr,
@@ -121,6 +122,33 @@ fn runbook_lines_are_found_with_their_exit_codes() {
         Some("01a23344-315b-77bd-9aa0-01250e4814ab")
     );
     assert_eq!(first_uuid("no id 01a23344-315b"), None);
+}
+
+/// Every alert of the chart's PrometheusRule has its section in the
+/// runbook: `runbook_url` points at `#<alert name, lower case>`, the anchor
+/// of a `### <alert name>` heading.
+#[test]
+fn every_alert_has_a_runbook_section() {
+    let doc = std::fs::read_to_string(doc_path()).expect("read docs/operations.md");
+    let rules = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../helm/orderly/templates/prometheusrule.yaml");
+    let rules = std::fs::read_to_string(&rules).expect("read the PrometheusRule template");
+    let alerts: Vec<&str> = rules
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("- alert: "))
+        .collect();
+    assert!(alerts.len() >= 7, "alerts found: {alerts:?}");
+    for alert in alerts {
+        assert!(
+            doc.lines().any(|line| line == format!("### {alert}")),
+            "docs/operations.md has no `### {alert}` section"
+        );
+        assert!(
+            rules.contains(&format!("\"%s#{}\"", alert.to_lowercase())),
+            "{alert}'s runbook_url does not point at #{}",
+            alert.to_lowercase()
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
