@@ -15,6 +15,7 @@
 #   promtool   from Debian's prometheus package (apt-get download, not
 #              installed), in ~/.cache/orderly/helm/bin/promtool; when it
 #              cannot be fetched, the alert rules are checked without it
+#              and their unit tests (helm/tests/alerts-test.yaml) are skipped
 # Set HELM=/path/to/helm to use another helm v3.
 #
 # usage: scripts/helm-check.sh
@@ -252,6 +253,21 @@ check "template + kubernetes-validate $KUBE_VERSION: existing Secret and Service
 check "template + kubernetes-validate $KUBE_VERSION: dashboard ConfigMap and PrometheusRule alerts" \
     render_and_validate "$CHART/ci/monitoring-values.yaml" \
     "ConfigMap=3 Deployment=5 Job=1 PodDisruptionBudget=5 PrometheusRule=1 Secret=2 Service=5 ServiceAccount=2"
+
+# alert_tests: promtool's unit tests of the alerts (helm/tests/alerts-test.yaml)
+# against the rules rendered with the monitoring values.
+alert_tests() {
+    "$HELM" template orderly "$CHART" --namespace orderly --kube-version "$KUBE_VERSION" \
+        --values "$CHART/ci/monitoring-values.yaml" >"$TMP/monitoring.yaml" || return 1
+    check_monitoring "$TMP/monitoring.yaml" "$TMP/kubernetes.yaml" || return 1
+    cp helm/tests/alerts-test.yaml "$TMP/alerts-test.yaml"
+    (cd "$TMP" && "$PROMTOOL" test rules alerts-test.yaml)
+}
+if [[ -n $PROMTOOL ]]; then
+    check "promtool test rules: alerts fire on the figures that mean trouble, only then" alert_tests
+else
+    echo "skip  promtool test rules (promtool unavailable)"
+fi
 
 must_fail "rejects replicas 0" "minimum" --set components.order.replicas=0
 must_fail "rejects an unknown component" "additional properties 'billing'" --set components.billing.enabled=true
