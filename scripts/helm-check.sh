@@ -2,8 +2,9 @@
 # Checks the Helm chart offline: `helm lint --strict`, then renders it with
 # the default values and with the values sets in helm/orderly/ci/ and
 # validates every object against the Kubernetes API schemas
-# (kubernetes-validate --strict; a PrometheusRule, which is not a Kubernetes
-# API kind, is checked for its alert groups and annotations instead), and
+# (kubernetes-validate --strict; the Prometheus Operator's PodMonitor and
+# PrometheusRule, which are not Kubernetes API kinds, are checked on their
+# own: what the PodMonitor selects, the alert groups and annotations), and
 # makes sure values.schema.json and the
 # chart's own guards reject bad values. Exits non-zero on any failure.
 #
@@ -148,8 +149,10 @@ must_fail() {
 }
 
 # check_monitoring RENDERED K8S-OUT: writes every object of RENDERED but
-# the PrometheusRules to K8S-OUT (kubernetes-validate has no schema for
-# them) and checks each PrometheusRule instead: the expected groups, every
+# the Prometheus Operator's to K8S-OUT (kubernetes-validate has no schema
+# for them) and checks those instead: a PodMonitor selects exactly the
+# Deployments' pods, by a port they have, naming jobs after their Services;
+# each PrometheusRule has the expected groups, every
 # alert with an expression, a summary, a description and a runbook_url
 # pointing at its section of operations.md, and `promtool check rules`
 # when promtool is at hand; and that a dashboard ConfigMap holds dashboard
@@ -160,7 +163,24 @@ check_monitoring() {
     "$CACHE/venv/bin/python" - "$1" "$2" "$rules" <<'PY' || return 1
 import json, sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
-yaml.safe_dump_all([d for d in docs if d["kind"] != "PrometheusRule"], open(sys.argv[2], "w"))
+operator = lambda d: d["apiVersion"].startswith("monitoring.coreos.com/")
+yaml.safe_dump_all([d for d in docs if not operator(d)], open(sys.argv[2], "w"))
+deployments = [d for d in docs if d["kind"] == "Deployment"]
+for pm in (d for d in docs if d["kind"] == "PodMonitor"):
+    selector = pm["spec"]["selector"]
+    (expr,) = selector["matchExpressions"]
+    selected = set(expr["values"])
+    components = {d["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"] for d in deployments}
+    assert selected == components, f"PodMonitor selects {sorted(selected)}, Deployments are {sorted(components)}"
+    for dep in deployments:
+        labels = dep["spec"]["template"]["metadata"]["labels"]
+        assert all(labels.get(k) == v for k, v in selector["matchLabels"].items()), dep["metadata"]["name"]
+        for endpoint in pm["spec"]["podMetricsEndpoints"]:
+            ports = {p["name"] for c in dep["spec"]["template"]["spec"]["containers"] for p in c.get("ports", [])}
+            assert endpoint["port"] in ports, f"{dep['metadata']['name']} has no port {endpoint['port']}"
+            job = endpoint["relabelings"][0]["replacement"].replace("$1", labels["app.kubernetes.io/component"])
+            assert job == dep["metadata"]["name"], f"job {job} is not the Service {dep['metadata']['name']}"
+    print(f"PodMonitor {pm['metadata']['name']}: {len(deployments)} Deployments' metrics ports")
 rule_files = [d for d in docs if d["kind"] == "PrometheusRule"]
 if rule_files:
     groups = [g for d in rule_files for g in d["spec"]["groups"]]
@@ -250,9 +270,9 @@ check "template + kubernetes-validate $KUBE_VERSION: every component, HPAs, all 
 check "template + kubernetes-validate $KUBE_VERSION: existing Secret and ServiceAccount, one replica" \
     render_and_validate "$CHART/ci/existing-secret-values.yaml" \
     "ConfigMap=2 Deployment=5 Job=1 Service=5"
-check "template + kubernetes-validate $KUBE_VERSION: dashboard ConfigMap and PrometheusRule alerts" \
+check "template + kubernetes-validate $KUBE_VERSION: PodMonitor, dashboard ConfigMap and PrometheusRule alerts" \
     render_and_validate "$CHART/ci/monitoring-values.yaml" \
-    "ConfigMap=3 Deployment=5 Job=1 PodDisruptionBudget=5 PrometheusRule=1 Secret=2 Service=5 ServiceAccount=2"
+    "ConfigMap=3 Deployment=5 Job=1 PodDisruptionBudget=5 PodMonitor=1 PrometheusRule=1 Secret=2 Service=5 ServiceAccount=2"
 
 # alert_tests: promtool's unit tests of the alerts (helm/tests/alerts-test.yaml)
 # against the rules rendered with the monitoring values.
