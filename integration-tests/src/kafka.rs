@@ -84,71 +84,32 @@ impl TestKafka {
             .expect("read_all")
     }
 
-    /// Produces `records` to `topic` (full name) with their keys and
-    /// headers, waiting for every acknowledgement.
+    /// Produces `records` to `topic` (full name) one at a time, with their
+    /// keys and headers, waiting for each acknowledgement.
     pub async fn produce(&self, topic: &str, records: &[TopicRecord]) {
-        let producer: FutureProducer = self
-            .config
-            .client_config()
-            .set("acks", "all")
-            .create()
-            .expect("create producer");
+        let producer = self.producer("0");
         for record in records {
-            let mut headers = OwnedHeaders::new();
-            for (key, value) in &record.headers {
-                headers = headers.insert(Header {
-                    key,
-                    value: Some(value.as_slice()),
-                });
-            }
-            let mut future = FutureRecord::to(topic)
-                .payload(&record.payload)
-                .headers(headers);
-            if let Some(key) = &record.key {
-                future = future.key(key);
-            }
             producer
-                .send(future, Duration::from_secs(10))
+                .send(record.to_kafka(topic), Duration::from_secs(10))
                 .await
                 .map_err(|(e, _)| e)
                 .expect("produce");
         }
     }
-}
 
-impl TestKafka {
     /// Produces `records` to `topic` in one go, so records of one partition
     /// share producer batches (as the relay's do), and waits for them all.
     pub async fn produce_together(&self, topic: &str, records: &[TopicRecord]) {
-        let producer: FutureProducer = self
-            .config
-            .client_config()
-            .set("acks", "all")
-            .set("linger.ms", "50")
-            .create()
-            .expect("create producer");
-        let mut deliveries = Vec::new();
-        for record in records {
-            let mut headers = OwnedHeaders::new();
-            for (key, value) in &record.headers {
-                headers = headers.insert(Header {
-                    key,
-                    value: Some(value.as_slice()),
-                });
-            }
-            let mut future = FutureRecord::to(topic)
-                .payload(&record.payload)
-                .headers(headers);
-            if let Some(key) = &record.key {
-                future = future.key(key);
-            }
-            deliveries.push(
+        let producer = self.producer("50");
+        let deliveries: Vec<_> = records
+            .iter()
+            .map(|record| {
                 producer
-                    .send_result(future)
+                    .send_result(record.to_kafka(topic))
                     .map_err(|(e, _)| e)
-                    .expect("enqueue"),
-            );
-        }
+                    .expect("enqueue")
+            })
+            .collect();
         for delivery in deliveries {
             delivery
                 .await
@@ -156,6 +117,15 @@ impl TestKafka {
                 .map_err(|(e, _)| e)
                 .expect("produce");
         }
+    }
+
+    fn producer(&self, linger_ms: &str) -> FutureProducer {
+        self.config
+            .client_config()
+            .set("acks", "all")
+            .set("linger.ms", linger_ms)
+            .create()
+            .expect("create producer")
     }
 }
 
@@ -175,6 +145,26 @@ pub struct TopicRecord {
 }
 
 impl TopicRecord {
+    /// The record to produce to `topic`, with its key and headers.
+    fn to_kafka<'a>(&'a self, topic: &'a str) -> FutureRecord<'a, Vec<u8>, Vec<u8>> {
+        let headers = self
+            .headers
+            .iter()
+            .fold(OwnedHeaders::new(), |headers, (key, value)| {
+                headers.insert(Header {
+                    key,
+                    value: Some(value.as_slice()),
+                })
+            });
+        let record = FutureRecord::to(topic)
+            .payload(&self.payload)
+            .headers(headers);
+        match &self.key {
+            Some(key) => record.key(key),
+            None => record,
+        }
+    }
+
     /// The value of header `name`, as text.
     pub fn header(&self, name: &str) -> Option<String> {
         self.headers

@@ -9,6 +9,7 @@ mod database;
 mod eventually;
 mod kafka;
 mod metrics;
+pub mod orders;
 mod platform;
 mod proxy;
 mod redis;

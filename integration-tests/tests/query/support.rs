@@ -5,107 +5,15 @@
 use std::time::{Duration, SystemTime};
 
 use orderly::proto::v1::{
-    self as pb, CreateOrderRequest, EventEnvelope, GetOrderRequest, GetPaymentRequest,
-    GetProjectionStatusRequest, Order, OrderItem, OrderStatus, Payment, ProjectionStatus,
-    QueryGetOrderRequest, QueryGetOrderResponse, SetStockRequest, event_envelope::Payload,
+    self as pb, EventEnvelope, GetProjectionStatusRequest, OrderItem, ProjectionStatus,
+    QueryGetOrderRequest, QueryGetOrderResponse, event_envelope::Payload,
+};
+pub use orderly_integration_tests::orders::{
+    SAGA_WAIT, create, get as write_model, payment, stock, until_status,
 };
 use orderly_integration_tests::{TestPlatform, TopicRecord, eventually};
 use prost::Message;
-use tonic::Code;
 use uuid::Uuid;
-
-/// How long a saga may take to finish an order on a busy 2-core machine.
-pub const SAGA_WAIT: Duration = Duration::from_secs(60);
-
-/// Sets each SKU's available stock.
-pub async fn stock(platform: &TestPlatform, levels: &[(&str, i64)]) {
-    let mut inventory = platform.inventory_client().await;
-    for (sku, quantity) in levels {
-        inventory
-            .set_stock(SetStockRequest {
-                sku: (*sku).to_owned(),
-                quantity: *quantity,
-            })
-            .await
-            .expect("SetStock");
-    }
-}
-
-/// Creates an order of `items` (sku, quantity) at 2.50 each.
-pub async fn create(
-    platform: &TestPlatform,
-    customer: &str,
-    items: &[(&str, u32)],
-    payment_method: &str,
-) -> Order {
-    let request = CreateOrderRequest {
-        customer_id: customer.to_owned(),
-        items: items
-            .iter()
-            .map(|(sku, quantity)| OrderItem {
-                sku: (*sku).to_owned(),
-                quantity: *quantity,
-                unit_price_minor: 250,
-            })
-            .collect(),
-        currency: "EUR".into(),
-        payment_method: payment_method.to_owned(),
-        idempotency_key: String::new(),
-    };
-    platform
-        .order_client()
-        .await
-        .create_order(request)
-        .await
-        .expect("CreateOrder")
-        .into_inner()
-        .order
-        .expect("an order")
-}
-
-/// The order as the write model holds it.
-pub async fn write_model(platform: &TestPlatform, order_id: &str) -> Order {
-    platform
-        .order_client()
-        .await
-        .get_order(GetOrderRequest {
-            order_id: order_id.to_owned(),
-        })
-        .await
-        .expect("GetOrder")
-        .into_inner()
-        .order
-        .expect("an order")
-}
-
-/// Waits until the write model has the order in `status`.
-pub async fn until_status(platform: &TestPlatform, order_id: &str, status: OrderStatus) -> Order {
-    eventually(
-        &format!("order {order_id} to become {status:?}"),
-        SAGA_WAIT,
-        || async {
-            let order = write_model(platform, order_id).await;
-            (order.status() == status).then_some(order)
-        },
-    )
-    .await
-}
-
-/// The payment of an order, or `None` when there is none.
-pub async fn payment(platform: &TestPlatform, order_id: &str) -> Option<Payment> {
-    match platform
-        .payment_client()
-        .await
-        .get_payment(GetPaymentRequest {
-            order_id: order_id.to_owned(),
-        })
-        .await
-    {
-        Ok(response) => response.into_inner().payment,
-        Err(status) if status.code() == Code::NotFound => None,
-        Err(status) => panic!("GetPayment: {status}"),
-    }
-}
 
 /// QueryService.GetOrder with a consistency token and a client deadline.
 pub async fn query_view(
