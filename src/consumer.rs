@@ -36,11 +36,14 @@ pub use self::{
     dead_letter::topic_name as dead_letter_topic,
 };
 use self::{
-    dead_letter::DeadLetterProducer, metrics::ConsumerMetrics, pipeline::Pipeline, store::Store,
+    dead_letter::DeadLetterProducer,
+    metrics::{ConsumerMetrics, ConsumersCollector},
+    pipeline::Pipeline,
+    store::Store,
 };
 use crate::{
     kafka::KafkaConfig,
-    metrics::Exposition,
+    metrics::Registry,
     proto::v1::{EventEnvelope, event_envelope::Payload},
     trace::TraceContext,
 };
@@ -256,14 +259,19 @@ impl Consumer {
         self.shared.metrics.duplicates()
     }
 
-    /// Adds the consumer's figures (outcomes, retries, gaps, dead letters,
-    /// lag per partition) to a scrape.
-    pub fn render_metrics(&self, text: &mut Exposition) {
-        self.shared.metrics.render(self.shared.name, text);
-    }
-
     /// Applies open dead letters again (`ids` empty: all of them).
     pub async fn requeue(&self, ids: &[i64]) -> Result<Vec<RequeueOutcome>, HandleError> {
         self.shared.requeue.requeue(ids).await
     }
+}
+
+/// Adds the figures of `consumers` (outcomes, retries, gaps, dead letters,
+/// lag per partition, each labelled with the consumer's name) to a
+/// component's registry; call it once with all of the component's consumers.
+pub fn register_metrics(registry: &mut Registry, consumers: &[Consumer]) {
+    let consumers = consumers
+        .iter()
+        .map(|c| (c.shared.name, c.shared.metrics.clone()))
+        .collect();
+    registry.register_collector(Box::new(ConsumersCollector { consumers }));
 }

@@ -11,7 +11,7 @@ use tonic_health::ServingStatus;
 use tower::{BoxError, ServiceBuilder, timeout::error::Elapsed};
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
-use crate::{config::GrpcLimits, metrics::Exposition, proto::FILE_DESCRIPTOR_SET};
+use crate::{config::GrpcLimits, metrics::Registry, proto::FILE_DESCRIPTOR_SET};
 
 mod admission;
 mod request_metrics;
@@ -122,8 +122,8 @@ pub async fn serve(
     Ok(())
 }
 
-/// Serves `routes` like [`serve`], and on `metrics_listener` the Prometheus
-/// text of their request metrics, until `shutdown`.
+/// Serves `routes` like [`serve`], and on `metrics_listener` their request
+/// metrics as OpenMetrics text, until `shutdown`.
 pub async fn serve_with_metrics(
     listener: TcpListener,
     metrics_listener: TcpListener,
@@ -138,34 +138,29 @@ pub async fn serve_with_metrics(
         routes,
         service_names,
         limits,
-        |_: &mut Exposition| {},
+        Registry::default(),
         shutdown,
     )
     .await
 }
 
-/// Like [`serve_with_metrics`], with more figures on each scrape: `extra`
-/// adds the component's own (consumer lag, dead letters, ...).
-pub async fn serve_with_extra_metrics<F>(
+/// Like [`serve_with_metrics`], with the component's own figures (consumer
+/// lag, dead letters, ...) already in `registry`; the request metrics are
+/// added to it.
+pub async fn serve_with_extra_metrics(
     listener: TcpListener,
     metrics_listener: TcpListener,
     routes: Routes,
     service_names: &[&str],
     limits: &GrpcLimits,
-    extra: F,
+    mut registry: Registry,
     shutdown: CancellationToken,
-) -> Result<(), ServeError>
-where
-    F: Fn(&mut Exposition) + Send + Sync + 'static,
-{
+) -> Result<(), ServeError> {
     let metrics = RequestMetrics::default();
-    let scraped = metrics.clone();
-    let extra = std::sync::Arc::new(extra);
+    metrics.register(&mut registry);
+    let registry = std::sync::Arc::new(registry);
     let render = move || {
-        let mut text = Exposition::new();
-        scraped.render(&mut text);
-        extra(&mut text);
-        let text = text.finish();
+        let text = crate::metrics::encode(&registry);
         async move { text }
     };
     let metrics_server = crate::metrics::serve(metrics_listener, render, shutdown.clone());

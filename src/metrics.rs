@@ -1,21 +1,40 @@
-//! Prometheus text exposition for the few figures a component exports: a
-//! small writer for the text format and an HTTP server for `/metrics`.
+//! Metrics a component exports: one `prometheus-client` [`Registry`] per
+//! component, rendered as OpenMetrics text, and the HTTP server for
+//! `/metrics`.
 //!
-//! The figures are rendered on each scrape by a component-supplied closure,
-//! so a gauge such as an outbox backlog is read from its source of truth
-//! rather than cached. (A full metrics registry crate was not worth its
-//! weight for a handful of gauges and counters.)
+//! Counters and histograms live in the registry as families; a figure whose
+//! source of truth lives elsewhere (consumer lag, per-source relay counters)
+//! is a [`Collector`](prometheus_client::collector::Collector) read on each
+//! scrape, and [`encode_counter`] / [`encode_gauge`] write one family of it
+//! in a line. Figures that need I/O (an outbox backlog from the database)
+//! are set by the component's render closure right before [`encode`].
+//!
+//! Two habits of the crate to keep in mind: it appends `_total` to a
+//! counter's samples and a period to a registered family's help, so both
+//! are left out of the names and help texts given to `Registry::register`;
+//! and it writes label values unescaped, so a value that is not a known
+//! constant goes through [`escape_label_value`].
 
-use std::{convert::Infallible, fmt::Write as _, future::Future, net::SocketAddr};
+use std::{convert::Infallible, future::Future, net::SocketAddr};
 
 use http_body_util::Full;
 use hyper::{Method, Request, Response, StatusCode, body::Bytes, service::service_fn};
 use hyper_util::rt::TokioIo;
+pub use prometheus_client::{
+    self,
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+use prometheus_client::{
+    encoding::{DescriptorEncoder, EncodeGaugeValue, EncodeLabelSet, EncodeMetric},
+    metrics::{MetricType, counter::ConstCounter},
+};
 use tokio::{net::TcpListener, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
-/// Content type of the Prometheus text format.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// Content type of the OpenMetrics text that [`encode`] writes (it ends
+/// with `# EOF`, which Prometheus expects of this type).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Failure to bind the metrics listener.
 #[derive(Debug, thiserror::Error)]
@@ -35,67 +54,61 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
         .map_err(|source| BindError { addr, source })
 }
 
-/// The kind of a metric family.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// Only ever increases (resets when the process restarts).
-    Counter,
-    /// Goes up and down.
-    Gauge,
-    /// Bucketed observations: `_bucket{le}`, `_sum` and `_count` samples.
-    Histogram,
+/// Renders `registry` as OpenMetrics text, `# EOF` included.
+pub fn encode(registry: &Registry) -> String {
+    let mut text = String::new();
+    // Writing into a String cannot fail; a collector that fails leaves what
+    // it wrote so far, which is still better than an empty scrape.
+    if let Err(error) = prometheus_client::encoding::text::encode(&mut text, registry) {
+        tracing::warn!(%error, "cannot encode metrics");
+    }
+    text
 }
 
-/// Builds one scrape's worth of Prometheus text.
-#[derive(Debug, Default)]
-pub struct Exposition {
-    text: String,
-}
-
-impl Exposition {
-    /// An empty exposition.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Starts a metric family: its `# HELP` and `# TYPE` lines. Samples of
-    /// the family follow with [`Exposition::sample`].
-    pub fn family(&mut self, name: &str, kind: Kind, help: &str) -> &mut Self {
-        let kind = match kind {
-            Kind::Counter => "counter",
-            Kind::Gauge => "gauge",
-            Kind::Histogram => "histogram",
-        };
-        let help = help.replace('\\', "\\\\").replace('\n', "\\n");
-        let _ = writeln!(self.text, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        self
-    }
-
-    /// Adds one sample of `name` with `labels`.
-    pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) -> &mut Self {
-        self.text.push_str(name);
-        if !labels.is_empty() {
-            self.text.push('{');
-            for (i, (label, value)) in labels.iter().enumerate() {
-                if i > 0 {
-                    self.text.push(',');
-                }
-                let value = value
-                    .replace('\\', "\\\\")
-                    .replace('"', "\\\"")
-                    .replace('\n', "\\n");
-                let _ = write!(self.text, "{label}=\"{value}\"");
-            }
-            self.text.push('}');
+/// `value` escaped for a label of the text format. prometheus-client
+/// writes label values as they are, so a value that may hold `\`, `"` or a
+/// newline (a request path, a configured name) goes through this first.
+pub fn escape_label_value(value: &str) -> String {
+    let mut escaped = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => escaped.push_str("\\\\"),
+            '"' => escaped.push_str("\\\""),
+            '\n' => escaped.push_str("\\n"),
+            c => escaped.push(c),
         }
-        let _ = writeln!(self.text, " {value}");
-        self
     }
+    escaped
+}
 
-    /// The finished text.
-    pub fn finish(self) -> String {
-        self.text
+/// Writes one counter family to a [`Collector`](prometheus_client::collector::Collector)'s
+/// encoder: `name` without the `_total` suffix, which the encoder appends.
+pub fn encode_counter<L: EncodeLabelSet>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (L, u64)>,
+) -> std::fmt::Result {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (labels, value) in samples {
+        ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
     }
+    Ok(())
+}
+
+/// Writes one gauge family to a [`Collector`](prometheus_client::collector::Collector)'s
+/// encoder.
+pub fn encode_gauge<L: EncodeLabelSet, V: EncodeGaugeValue + std::fmt::Debug>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (L, V)>,
+) -> std::fmt::Result {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (labels, value) in samples {
+        family.encode_family(&labels)?.encode_gauge(&value)?;
+    }
+    Ok(())
 }
 
 /// Serves `GET /metrics` on `listener` until `shutdown` is cancelled; each
@@ -167,18 +180,47 @@ where
 
 #[cfg(test)]
 mod tests {
+    use prometheus_client::{collector::Collector, metrics::family::Family};
+
     use super::*;
 
+    #[derive(Debug)]
+    struct Backlog;
+
+    impl Collector for Backlog {
+        fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+            encode_gauge(
+                &mut encoder,
+                "orderly_backlog",
+                "Rows waiting.",
+                [([("source", escape_label_value("or\"ders\\\n"))], 3)],
+            )?;
+            encode_counter(
+                &mut encoder,
+                "orderly_sent",
+                "Rows sent.",
+                [([("source", "orders")], 7)],
+            )
+        }
+    }
+
     #[test]
-    fn samples_render_in_the_text_format() {
-        let mut text = Exposition::new();
-        text.family("orderly_backlog", Kind::Gauge, "Rows waiting.")
-            .sample("orderly_backlog", &[("source", "or\"ders")], 3.0)
-            .sample("orderly_backlog", &[], 0.5);
-        assert_eq!(
-            text.finish(),
-            "# HELP orderly_backlog Rows waiting.\n# TYPE orderly_backlog gauge\n\
-             orderly_backlog{source=\"or\\\"ders\"} 3\norderly_backlog 0.5\n"
-        );
+    fn families_render_as_openmetrics_text() {
+        let mut registry = Registry::default();
+        let calls = Family::<[(&str, &str); 1], Counter>::default();
+        registry.register("orderly_calls", "Calls", calls.clone());
+        calls.get_or_create(&[("outcome", "ok")]).inc_by(2);
+        registry.register_collector(Box::new(Backlog));
+        let text = encode(&registry);
+        for line in [
+            "# HELP orderly_calls Calls.\n# TYPE orderly_calls counter\n",
+            "orderly_calls_total{outcome=\"ok\"} 2\n",
+            "# HELP orderly_backlog Rows waiting.",
+            "orderly_backlog{source=\"or\\\"ders\\\\\\n\"} 3\n",
+            "orderly_sent_total{source=\"orders\"} 7\n",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"), "{text}");
     }
 }

@@ -12,9 +12,9 @@ use std::{
 
 use deadpool_postgres::Transaction;
 use orderly::{
-    consumer::{Consumer, ConsumerSettings, Event, HandleError, Handler},
+    consumer::{Consumer, ConsumerSettings, Event, HandleError, Handler, register_metrics},
     kafka::ORDER_TOPIC,
-    metrics::Exposition,
+    metrics::Registry,
     proto::v1::{EventEnvelope, OrderCancelled, event_envelope::Payload},
 };
 use orderly_integration_tests::{TestDatabase, TestKafka, TopicRecord, eventually, init_logging};
@@ -168,9 +168,9 @@ fn borrowed(events: &[(String, u64, Uuid)]) -> Vec<(&str, u64, Uuid)> {
 }
 
 fn metrics(consumer: &Consumer) -> String {
-    let mut text = Exposition::new();
-    consumer.render_metrics(&mut text);
-    text.finish()
+    let mut registry = Registry::default();
+    register_metrics(&mut registry, std::slice::from_ref(consumer));
+    orderly::metrics::encode(&registry)
 }
 
 fn counter(text: &str, family: &str) -> f64 {

@@ -1,16 +1,21 @@
 //! A consumer's figures: outcomes, retries, gaps, dead letters and lag per
-//! partition, rendered as Prometheus text.
+//! partition, read by the component's metrics registry on each scrape.
 
 use std::{
     collections::BTreeMap,
     sync::{
-        Mutex, PoisonError,
+        Arc, Mutex, PoisonError,
         atomic::{AtomicU64, Ordering},
     },
 };
 
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeLabelSet},
+};
+
 use super::pipeline::Outcome;
-use crate::metrics::{Exposition, Kind};
+use crate::metrics::{encode_counter, encode_gauge, escape_label_value};
 
 /// Where a partition stands: the next offset to process and the partition's
 /// high watermark when last fetched.
@@ -94,68 +99,96 @@ impl ConsumerMetrics {
             .unwrap_or_else(PoisonError::into_inner);
         positions.remove(&(topic.to_owned(), partition));
     }
+}
 
-    pub(crate) fn render(&self, consumer: &str, text: &mut Exposition) {
-        let labels = [("consumer", consumer)];
-        let counters = [
-            (
-                "orderly_consumer_events_applied_total",
-                "Events applied.",
-                &self.applied,
-            ),
-            (
-                "orderly_consumer_events_duplicate_total",
-                "Events found applied already (redelivery, replay) and acknowledged.",
-                &self.duplicates,
-            ),
-            (
-                "orderly_consumer_dead_letters_total",
-                "Events set aside to the dead-letter topic.",
-                &self.dead_lettered,
-            ),
-            (
-                "orderly_consumer_retries_total",
-                "Failed attempts retried (a dependency down, a version gap).",
-                &self.retries,
-            ),
-            (
-                "orderly_consumer_version_gaps_total",
-                "Records held because an earlier version of their aggregate was missing.",
-                &self.gaps,
-            ),
-        ];
-        for (name, help, counter) in counters {
-            text.family(name, Kind::Counter, help).sample(
-                name,
-                &labels,
-                counter.load(Ordering::Relaxed) as f64,
-            );
-        }
-        let name = "orderly_consumer_lag";
-        text.family(
-            name,
-            Kind::Gauge,
-            "Records of a partition not yet handled (high watermark minus next offset).",
-        );
-        let positions = self
-            .positions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        for ((topic, partition), position) in positions.iter() {
-            let Some(high) = position.high_watermark else {
-                continue;
-            };
-            let partition = partition.to_string();
-            let lag = (high - position.next_offset).max(0);
-            text.sample(
-                name,
-                &[
-                    ("consumer", consumer),
-                    ("topic", topic),
-                    ("partition", &partition),
-                ],
-                lag as f64,
-            );
-        }
+/// The figures of every consumer of a component, read on each scrape. One
+/// collector covers them all so that each family is written once, with a
+/// sample per consumer.
+#[derive(Debug)]
+pub(crate) struct ConsumersCollector {
+    pub(crate) consumers: Vec<(&'static str, Arc<ConsumerMetrics>)>,
+}
+
+impl ConsumersCollector {
+    fn counter(
+        &self,
+        encoder: &mut DescriptorEncoder,
+        name: &str,
+        help: &str,
+        counter: fn(&ConsumerMetrics) -> &AtomicU64,
+    ) -> std::fmt::Result {
+        let samples = self.consumers.iter().map(|(consumer, metrics)| {
+            let value = counter(metrics).load(Ordering::Relaxed);
+            ([("consumer", *consumer)], value)
+        });
+        encode_counter(encoder, name, help, samples)
     }
+}
+
+impl Collector for ConsumersCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let e = &mut encoder;
+        self.counter(
+            e,
+            "orderly_consumer_events_applied",
+            "Events applied.",
+            |m| &m.applied,
+        )?;
+        self.counter(
+            e,
+            "orderly_consumer_events_duplicate",
+            "Events found applied already (redelivery, replay) and acknowledged.",
+            |m| &m.duplicates,
+        )?;
+        self.counter(
+            e,
+            "orderly_consumer_dead_letters",
+            "Events set aside to the dead-letter topic.",
+            |m| &m.dead_lettered,
+        )?;
+        self.counter(
+            e,
+            "orderly_consumer_retries",
+            "Failed attempts retried (a dependency down, a version gap).",
+            |m| &m.retries,
+        )?;
+        self.counter(
+            e,
+            "orderly_consumer_version_gaps",
+            "Records held because an earlier version of their aggregate was missing.",
+            |m| &m.gaps,
+        )?;
+        // Lag is read from the cached watermarks at scrape time; a partition
+        // whose watermark is not known yet has no sample rather than a guess.
+        let mut lags = Vec::new();
+        for (consumer, metrics) in &self.consumers {
+            let positions = metrics
+                .positions
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for ((topic, partition), position) in positions.iter() {
+                if let Some(high) = position.high_watermark {
+                    let labels = LagLabels {
+                        consumer,
+                        topic: escape_label_value(topic),
+                        partition: *partition,
+                    };
+                    lags.push((labels, (high - position.next_offset).max(0)));
+                }
+            }
+        }
+        encode_gauge(
+            e,
+            "orderly_consumer_lag",
+            "Records of a partition not yet handled (high watermark minus next offset).",
+            lags,
+        )
+    }
+}
+
+#[derive(Debug, EncodeLabelSet)]
+struct LagLabels {
+    consumer: &'static str,
+    topic: String,
+    partition: i32,
 }

@@ -1,19 +1,18 @@
 //! Request rates, outcomes and latencies of a gRPC server (DESIGN §8), kept
-//! in memory and rendered as Prometheus text on each scrape.
+//! in the component's metrics registry.
 
 use std::{
-    collections::BTreeMap,
     future::Future,
     pin::Pin,
-    sync::{Arc, Mutex, PoisonError},
     task::{Context, Poll},
     time::{Duration, Instant},
 };
 
+use prometheus_client::encoding::EncodeLabelSet;
 use tonic::Code;
 use tower::{Layer, Service};
 
-use crate::metrics::{Exposition, Kind};
+use crate::metrics::{Counter, Family, Histogram, Registry, escape_label_value};
 
 /// Upper bounds (seconds) of the latency histogram's buckets.
 const BUCKETS: [f64; 12] = [
@@ -25,24 +24,32 @@ const BUCKETS: [f64; 12] = [
 /// metrics without bound.
 const KNOWN_PREFIXES: [&str; 2] = ["/orderly.v1.", "/grpc."];
 
-#[derive(Debug, Default, Clone)]
-struct Latency {
-    buckets: [u64; BUCKETS.len()],
-    count: u64,
-    sum_seconds: f64,
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    code: &'static str,
 }
 
-#[derive(Debug, Default)]
-struct Figures {
-    requests: BTreeMap<(String, i32), u64>,
-    latency: BTreeMap<String, Latency>,
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct MethodLabels {
+    method: String,
 }
 
 /// Counts every request by method and status code and times it by method.
 /// Clones share the figures.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RequestMetrics {
-    figures: Arc<Mutex<Figures>>,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<MethodLabels, Histogram>,
+}
+
+impl Default for RequestMetrics {
+    fn default() -> Self {
+        Self {
+            requests: Family::default(),
+            latency: Family::new_with_constructor(|| Histogram::new(BUCKETS)),
+        }
+    }
 }
 
 impl RequestMetrics {
@@ -54,67 +61,35 @@ impl RequestMetrics {
         } else {
             "other"
         };
-        let seconds = elapsed.as_secs_f64();
-        let mut figures = self.figures.lock().unwrap_or_else(PoisonError::into_inner);
-        *figures
-            .requests
-            .entry((method.to_owned(), code as i32))
-            .or_default() += 1;
-        let latency = figures.latency.entry(method.to_owned()).or_default();
-        latency.count += 1;
-        latency.sum_seconds += seconds;
-        for (bucket, bound) in latency.buckets.iter_mut().zip(BUCKETS) {
-            if seconds <= bound {
-                *bucket += 1;
-            }
-        }
+        // A path is the client's text: escaped, since the encoder writes
+        // label values as they are.
+        let method = escape_label_value(method);
+        self.latency
+            .get_or_create(&MethodLabels {
+                method: method.clone(),
+            })
+            .observe(elapsed.as_secs_f64());
+        self.requests
+            .get_or_create(&RequestLabels {
+                method,
+                code: code_name(code),
+            })
+            .inc();
     }
 
-    /// Appends `orderly_grpc_requests_total` and
-    /// `orderly_grpc_request_duration_seconds` to `text`.
-    pub fn render(&self, text: &mut Exposition) {
-        let figures = self.figures.lock().unwrap_or_else(PoisonError::into_inner);
-        let total = "orderly_grpc_requests_total";
-        text.family(
-            total,
-            Kind::Counter,
-            "gRPC requests by method and status code.",
+    /// Adds `orderly_grpc_requests_total` and
+    /// `orderly_grpc_request_duration_seconds` to `registry`.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "orderly_grpc_requests",
+            "gRPC requests by method and status code",
+            self.requests.clone(),
         );
-        for ((method, code), count) in &figures.requests {
-            let code = code_name(Code::from_i32(*code));
-            text.sample(total, &[("method", method), ("code", code)], *count as f64);
-        }
-        let duration = "orderly_grpc_request_duration_seconds";
-        text.family(
-            duration,
-            Kind::Histogram,
-            "gRPC request latency until the response headers.",
+        registry.register(
+            "orderly_grpc_request_duration_seconds",
+            "gRPC request latency until the response headers",
+            self.latency.clone(),
         );
-        for (method, latency) in &figures.latency {
-            for (bound, count) in BUCKETS.iter().zip(latency.buckets) {
-                let le = bound.to_string();
-                text.sample(
-                    &format!("{duration}_bucket"),
-                    &[("method", method), ("le", &le)],
-                    count as f64,
-                );
-            }
-            let labels = [("method", method.as_str())];
-            text.sample(
-                &format!("{duration}_bucket"),
-                &[("method", method), ("le", "+Inf")],
-                latency.count as f64,
-            );
-            text.sample(&format!("{duration}_sum"), &labels, latency.sum_seconds);
-            text.sample(&format!("{duration}_count"), &labels, latency.count as f64);
-        }
-    }
-
-    /// Renders just these figures.
-    pub fn render_text(&self) -> String {
-        let mut text = Exposition::new();
-        self.render(&mut text);
-        text.finish()
     }
 }
 
@@ -231,14 +206,16 @@ mod tests {
             Code::Unimplemented,
             Duration::ZERO,
         );
-        let text = metrics.render_text();
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        let text = crate::metrics::encode(&registry);
         for line in [
             "orderly_grpc_requests_total{method=\"/orderly.v1.OrderService/CreateOrder\",code=\"OK\"} 1",
             "orderly_grpc_requests_total{method=\"/orderly.v1.OrderService/CreateOrder\",code=\"INVALID_ARGUMENT\"} 1",
             "orderly_grpc_requests_total{method=\"other\",code=\"UNIMPLEMENTED\"} 3",
-            "orderly_grpc_request_duration_seconds_bucket{method=\"/orderly.v1.OrderService/CreateOrder\",le=\"0.005\"} 1",
-            "orderly_grpc_request_duration_seconds_bucket{method=\"/orderly.v1.OrderService/CreateOrder\",le=\"0.05\"} 2",
-            "orderly_grpc_request_duration_seconds_bucket{method=\"/orderly.v1.OrderService/CreateOrder\",le=\"+Inf\"} 2",
+            "orderly_grpc_request_duration_seconds_bucket{le=\"0.005\",method=\"/orderly.v1.OrderService/CreateOrder\"} 1",
+            "orderly_grpc_request_duration_seconds_bucket{le=\"0.05\",method=\"/orderly.v1.OrderService/CreateOrder\"} 2",
+            "orderly_grpc_request_duration_seconds_bucket{le=\"+Inf\",method=\"/orderly.v1.OrderService/CreateOrder\"} 2",
             "orderly_grpc_request_duration_seconds_count{method=\"/orderly.v1.OrderService/CreateOrder\"} 2",
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");

@@ -3,8 +3,11 @@
 use std::net::SocketAddr;
 
 use orderly::{
-    consumer::{Consumer, ConsumerSettings, DEAD_LETTER_SERVICE, dead_letter_admin},
+    consumer::{
+        Consumer, ConsumerSettings, DEAD_LETTER_SERVICE, dead_letter_admin, register_metrics,
+    },
     kafka::{ORDER_TOPIC, PAYMENT_TOPIC},
+    metrics::Registry,
     proto::v1::order_service_server::OrderServiceServer,
     startup::{Listeners, StartupError, migrated_pool},
 };
@@ -92,14 +95,15 @@ impl App {
             names.push(DEAD_LETTER_SERVICE);
             consumers.push(consumer);
         }
-        let scraped = consumers.clone();
+        let mut registry = Registry::default();
+        register_metrics(&mut registry, &consumers);
         let served = orderly::grpc::serve_with_extra_metrics(
             self.listeners.grpc,
             self.listeners.metrics,
             routes,
             &names,
             &self.config.grpc,
-            move |text| scraped.iter().for_each(|c| c.render_metrics(text)),
+            registry,
             shutdown,
         )
         .await;

@@ -4,8 +4,11 @@ use std::{net::SocketAddr, sync::Arc};
 
 use deadpool_postgres::Pool;
 use orderly::{
-    consumer::{Consumer, ConsumerSettings, DEAD_LETTER_SERVICE, dead_letter_admin},
+    consumer::{
+        Consumer, ConsumerSettings, DEAD_LETTER_SERVICE, dead_letter_admin, register_metrics,
+    },
     kafka::ORDER_TOPIC,
+    metrics::Registry,
     proto::v1::payment_service_server::PaymentServiceServer,
     startup::{Listeners, StartupError, migrated_pool},
 };
@@ -91,17 +94,16 @@ impl App {
         let service = PaymentServiceServer::new(PaymentApi::new(payments))
             .max_decoding_message_size(self.config.grpc.grpc_max_message_bytes);
         let routes = Routes::new(service).add_service(dead_letter_admin(vec![consumer.clone()]));
-        let (scraped, gateway) = (consumer.clone(), self.gateway.clone());
+        let mut registry = Registry::default();
+        register_metrics(&mut registry, std::slice::from_ref(&consumer));
+        self.gateway.register_metrics(&mut registry);
         let served = orderly::grpc::serve_with_extra_metrics(
             self.listeners.grpc,
             self.listeners.metrics,
             routes,
             &[SERVICE_NAME, DEAD_LETTER_SERVICE],
             &self.config.grpc,
-            move |text| {
-                scraped.render_metrics(text);
-                gateway.render_metrics(text);
-            },
+            registry,
             shutdown,
         )
         .await;

@@ -3,16 +3,10 @@
 //! against, and [`Gateway`], which puts the service's deadline on every
 //! call and counts the outcomes.
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use futures::future::BoxFuture;
-use orderly::metrics::{Exposition, Kind};
+use orderly::metrics::{Counter, Family, Registry};
 use uuid::Uuid;
 
 use crate::domain::{ChargeOutcome, ChargeRequest};
@@ -60,7 +54,7 @@ pub trait PaymentGateway: Send + Sync + 'static {
 pub struct Gateway {
     inner: Arc<dyn PaymentGateway>,
     timeout: Duration,
-    counts: Arc<Counts>,
+    calls: Family<CallLabels, Counter>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -71,14 +65,20 @@ impl std::fmt::Debug for Gateway {
     }
 }
 
-/// Calls by operation and outcome, for `/metrics`.
-#[derive(Debug, Default)]
-struct Counts {
-    charged: AtomicU64,
-    declined: AtomicU64,
-    charge_failed: AtomicU64,
-    refunded: AtomicU64,
-    refund_failed: AtomicU64,
+/// `operation` and `outcome` of a gateway call.
+type CallLabels = [(&'static str, &'static str); 2];
+
+/// Every (operation, outcome) pair, so each is exported from the start.
+const CALLS: [(&str, &str); 5] = [
+    ("charge", "charged"),
+    ("charge", "declined"),
+    ("charge", "failed"),
+    ("refund", "refunded"),
+    ("refund", "failed"),
+];
+
+fn call_labels(operation: &'static str, outcome: &'static str) -> CallLabels {
+    [("operation", operation), ("outcome", outcome)]
 }
 
 impl Gateway {
@@ -87,7 +87,7 @@ impl Gateway {
         Self {
             inner,
             timeout,
-            counts: Arc::default(),
+            calls: Family::default(),
         }
     }
 
@@ -96,12 +96,14 @@ impl Gateway {
         let result = tokio::time::timeout(self.timeout, self.inner.charge(request))
             .await
             .unwrap_or(Err(GatewayError::Timeout(self.timeout)));
-        let counter = match &result {
-            Ok(ChargeOutcome::Charged { .. }) => &self.counts.charged,
-            Ok(ChargeOutcome::Declined { .. }) => &self.counts.declined,
-            Err(_) => &self.counts.charge_failed,
+        let outcome = match &result {
+            Ok(ChargeOutcome::Charged { .. }) => "charged",
+            Ok(ChargeOutcome::Declined { .. }) => "declined",
+            Err(_) => "failed",
         };
-        counter.fetch_add(1, Ordering::Relaxed);
+        self.calls
+            .get_or_create(&call_labels("charge", outcome))
+            .inc();
         result
     }
 
@@ -116,36 +118,27 @@ impl Gateway {
         let result = tokio::time::timeout(self.timeout, call)
             .await
             .unwrap_or(Err(GatewayError::Timeout(self.timeout)));
-        let counter = match &result {
-            Ok(()) => &self.counts.refunded,
-            Err(_) => &self.counts.refund_failed,
+        let outcome = match &result {
+            Ok(()) => "refunded",
+            Err(_) => "failed",
         };
-        counter.fetch_add(1, Ordering::Relaxed);
+        self.calls
+            .get_or_create(&call_labels("refund", outcome))
+            .inc();
         result
     }
 
-    /// Adds the call counts to a scrape.
-    pub fn render_metrics(&self, text: &mut Exposition) {
-        const NAME: &str = "orderly_payment_gateway_calls_total";
-        text.family(
-            NAME,
-            Kind::Counter,
-            "Payment gateway calls by operation and outcome (failed: transient error or timeout, retried).",
-        );
-        let c = &self.counts;
-        for (operation, outcome, counter) in [
-            ("charge", "charged", &c.charged),
-            ("charge", "declined", &c.declined),
-            ("charge", "failed", &c.charge_failed),
-            ("refund", "refunded", &c.refunded),
-            ("refund", "failed", &c.refund_failed),
-        ] {
-            text.sample(
-                NAME,
-                &[("operation", operation), ("outcome", outcome)],
-                counter.load(Ordering::Relaxed) as f64,
-            );
+    /// Adds `orderly_payment_gateway_calls_total` to `registry`.
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        for (operation, outcome) in CALLS {
+            self.calls
+                .get_or_create_owned(&call_labels(operation, outcome));
         }
+        registry.register(
+            "orderly_payment_gateway_calls",
+            "Payment gateway calls by operation and outcome (failed: transient error or timeout, retried)",
+            self.calls.clone(),
+        );
     }
 }
 
@@ -175,9 +168,9 @@ mod tests {
             gateway.charge(&request).await,
             Ok(ChargeOutcome::Charged { .. })
         ));
-        let mut text = Exposition::new();
-        gateway.render_metrics(&mut text);
-        let text = text.finish();
+        let mut registry = Registry::default();
+        gateway.register_metrics(&mut registry);
+        let text = orderly::metrics::encode(&registry);
         assert!(
             text.contains(
                 "orderly_payment_gateway_calls_total{operation=\"charge\",outcome=\"failed\"} 1"

@@ -5,8 +5,12 @@ use std::{net::SocketAddr, sync::Arc};
 
 use deadpool_postgres::Pool;
 use orderly::{
-    consumer::{Consumer, ConsumerError, ConsumerSettings, DEAD_LETTER_SERVICE, dead_letter_admin},
+    consumer::{
+        Consumer, ConsumerError, ConsumerSettings, DEAD_LETTER_SERVICE, dead_letter_admin,
+        register_metrics,
+    },
     kafka::{ORDER_TOPIC, PAYMENT_TOPIC},
+    metrics::Registry,
     proto::v1::query_service_server::QueryServiceServer,
     startup::{Listeners, StartupError, migrated_pool},
 };
@@ -120,14 +124,15 @@ impl App {
         let service = QueryServiceServer::new(api)
             .max_decoding_message_size(self.config.grpc.grpc_max_message_bytes);
         let routes = Routes::new(service).add_service(dead_letter_admin(vec![consumer.clone()]));
-        let scraped = consumer.clone();
+        let mut registry = Registry::default();
+        register_metrics(&mut registry, std::slice::from_ref(&consumer));
         let served = orderly::grpc::serve_with_extra_metrics(
             self.listeners.grpc,
             self.listeners.metrics,
             routes,
             &[SERVICE_NAME, DEAD_LETTER_SERVICE],
             &self.config.grpc,
-            move |text| scraped.render_metrics(text),
+            registry,
             shutdown,
         )
         .await;

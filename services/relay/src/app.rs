@@ -17,7 +17,7 @@ use crate::{
     config::Config,
     error::Error,
     grpc::AdminService,
-    metrics,
+    metrics::RelayMetrics,
     publisher::Publisher,
     source::{self, Settings, SourceState},
 };
@@ -113,8 +113,15 @@ impl App {
             Ok(())
         });
 
-        let (sources, pool) = (self.sources.clone(), self.pool.clone());
-        let render = move || metrics::render(sources.clone(), pool.clone(), requests.clone());
+        let metrics = Arc::new(RelayMetrics::new(
+            self.sources.clone(),
+            self.pool.clone(),
+            &requests,
+        ));
+        let render = move || {
+            let metrics = metrics.clone();
+            async move { metrics.render().await }
+        };
         let metrics_server = orderly::metrics::serve(self.listeners.metrics, render, stop.clone());
         tasks.spawn(async move {
             metrics_server.await;
