@@ -11,7 +11,7 @@ mod support;
 use std::time::Duration;
 
 use orderly::proto::v1::{CancelOrderRequest, OrderStatus, PaymentStatus};
-use orderly_integration_tests::{Component, TestPlatform, eventually};
+use orderly_integration_tests::{Component, TestPlatform, eventually, scrape_metrics};
 
 use support::{
     SAGA_WAIT, assert_conserved, create, payment, stock, until_nothing_reserved, until_payment,
@@ -32,6 +32,20 @@ async fn cancel(
         })
         .await
         .map(|_| ())
+}
+
+/// Waits until the order service's /metrics has every one of `samples`
+/// (a series and its value) exactly.
+async fn until_counted(platform: &TestPlatform, samples: &[&str]) {
+    eventually("the saga's figures to be counted", SAGA_WAIT, || async {
+        let text = scrape_metrics(platform.order_metrics_addr()).await;
+        let lines: Vec<&str> = text.lines().collect();
+        samples
+            .iter()
+            .all(|sample| lines.contains(sample))
+            .then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -57,6 +71,16 @@ async fn a_paid_order_is_confirmed_and_its_stock_sold() {
         (levels["SKU-A"].available, levels["SKU-B"].available),
         (8, 4)
     );
+    until_counted(
+        &platform,
+        &[
+            r#"orderly_saga_steps_total{step="reserve",outcome="ok"} 1"#,
+            r#"orderly_saga_steps_total{step="confirm",outcome="ok"} 1"#,
+            r#"orderly_saga_steps_total{step="commit",outcome="ok"} 1"#,
+            r#"orderly_orders_finished_total{status="CONFIRMED"} 1"#,
+        ],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -82,6 +106,14 @@ async fn short_stock_on_one_sku_rejects_the_order_and_holds_nothing() {
         payment(&platform, &order.order_id).await.is_none(),
         "never charged"
     );
+    until_counted(
+        &platform,
+        &[
+            r#"orderly_saga_steps_total{step="reserve",outcome="rejected"} 1"#,
+            r#"orderly_orders_finished_total{status="REJECTED"} 1"#,
+        ],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -104,6 +136,15 @@ async fn a_declined_payment_cancels_the_order_and_returns_its_stock() {
     until_nothing_reserved(&platform, &["SKU-A"]).await;
     let levels = assert_conserved(&platform, &stocked).await;
     assert_eq!((levels["SKU-A"].available, levels["SKU-A"].sold), (10, 0));
+    until_counted(
+        &platform,
+        &[
+            r#"orderly_saga_steps_total{step="cancel_unpaid",outcome="ok"} 1"#,
+            r#"orderly_saga_steps_total{step="release",outcome="ok"} 1"#,
+            r#"orderly_orders_finished_total{status="CANCELLED"} 1"#,
+        ],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -191,6 +232,11 @@ async fn an_order_cancelled_while_reserved_gets_its_stock_back() {
     until_nothing_reserved(&platform, &["SKU-A"]).await;
     let levels = assert_conserved(&platform, &stocked).await;
     assert_eq!(levels["SKU-A"].available, 5);
+    until_counted(
+        &platform,
+        &[r#"orderly_orders_finished_total{status="CANCELLED"} 1"#],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -253,6 +299,11 @@ async fn the_payment_deadline_cancels_and_releases() {
     assert_eq!(cancelled.reason, "payment deadline passed");
     until_nothing_reserved(&platform, &["SKU-A"]).await;
     assert_conserved(&platform, &stocked).await;
+    until_counted(
+        &platform,
+        &[r#"orderly_orders_finished_total{status="CANCELLED"} 1"#],
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -17,6 +17,7 @@ use crate::{
     config::Config,
     error::Error,
     grpc::OrderApi,
+    metrics::OrderMetrics,
     saga::{self, Remotes, Saga},
     service::Orders,
 };
@@ -31,6 +32,7 @@ pub struct App {
     listeners: Listeners,
     pool: deadpool_postgres::Pool,
     orders: Orders,
+    metrics: OrderMetrics,
 }
 
 impl App {
@@ -39,11 +41,13 @@ impl App {
     pub async fn build(config: Config) -> Result<Self, Error> {
         let pool = migrated_pool(&config.postgres).await?;
         let listeners = Listeners::bind(config.grpc_addr, config.metrics_addr).await?;
+        let metrics = OrderMetrics::default();
         Ok(Self {
             config,
             listeners,
-            orders: Orders::new(pool.clone()),
+            orders: Orders::new(pool.clone(), metrics.clone()),
             pool,
+            metrics,
         })
     }
 
@@ -81,7 +85,7 @@ impl App {
             let consumer = Consumer::spawn(
                 settings,
                 self.pool.clone(),
-                Saga::new(self.pool.clone(), remotes),
+                Saga::new(self.pool.clone(), remotes, self.metrics.clone()),
                 shutdown.clone(),
             )
             .map_err(StartupError::from)?;
@@ -89,6 +93,7 @@ impl App {
                 self.pool.clone(),
                 saga.payment_deadline,
                 saga.sweep_interval,
+                self.metrics.clone(),
                 shutdown.clone(),
             )));
             routes = routes.add_service(dead_letter_admin(vec![consumer.clone()]));
@@ -97,6 +102,7 @@ impl App {
         }
         let mut registry = Registry::default();
         register_metrics(&mut registry, &consumers);
+        self.metrics.register(&mut registry);
         let served = orderly::grpc::serve_with_extra_metrics(
             self.listeners.grpc,
             self.listeners.metrics,

@@ -10,6 +10,7 @@ pub mod domain;
 mod error;
 mod events;
 mod grpc;
+mod metrics;
 pub mod saga;
 mod service;
 mod store;

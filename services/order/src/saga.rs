@@ -12,14 +12,19 @@ mod deadline;
 pub mod decide;
 
 use deadpool_postgres::{Pool, Transaction};
-use orderly::consumer::{Event, HandleError, Handler};
+use orderly::{
+    consumer::{Event, HandleError, Handler},
+    trace::TraceContext,
+};
 use uuid::Uuid;
 
 pub use self::{clients::Remotes, deadline::run as run_deadline};
 use self::{clients::Reservation, decide::Step};
 use crate::{
     domain::{Order, OrderStatus},
-    events, store,
+    events,
+    metrics::OrderMetrics,
+    store,
 };
 
 /// The consumer name: group `orderly-order-saga`, dead letters on
@@ -34,6 +39,21 @@ const REFUND_REASON: &str = "order was cancelled before its payment completed";
 pub struct Saga {
     pool: Pool,
     remotes: Remotes,
+    metrics: OrderMetrics,
+}
+
+/// The `step` label of a step the saga acts on; waiting and doing nothing
+/// are not steps.
+fn step_name(step: &Step) -> Option<&'static str> {
+    Some(match step {
+        Step::Reserve => "reserve",
+        Step::Confirm { .. } => "confirm",
+        Step::CancelUnpaid { .. } => "cancel_unpaid",
+        Step::Refund => "refund",
+        Step::Commit => "commit",
+        Step::Release => "release",
+        Step::Wait(_) | Step::Nothing => return None,
+    })
 }
 
 /// A state change the saga decided on, recorded in the apply transaction.
@@ -55,9 +75,14 @@ pub enum Effect {
 }
 
 impl Saga {
-    /// A saga over the order database, commanding `remotes`.
-    pub fn new(pool: Pool, remotes: Remotes) -> Self {
-        Self { pool, remotes }
+    /// A saga over the order database, commanding `remotes`, counting its
+    /// steps in `metrics`.
+    pub fn new(pool: Pool, remotes: Remotes, metrics: OrderMetrics) -> Self {
+        Self {
+            pool,
+            remotes,
+            metrics,
+        }
     }
 
     fn transition(order: Order, to: OrderStatus, reason: String) -> Effect {
@@ -68,24 +93,17 @@ impl Saga {
             payment_id: String::new(),
         }
     }
-}
 
-impl Handler for Saga {
-    type Effect = Effect;
-
-    async fn prepare(&self, event: &Event) -> Result<Effect, HandleError> {
-        let Some(raw_id) = decide::order_id(&event.payload) else {
-            return Ok(Effect::Nothing);
-        };
-        let id = Uuid::parse_str(raw_id)
-            .map_err(|e| HandleError::Permanent(format!("malformed order id {raw_id:?}: {e}")))?;
-        let client = self.pool.get().await?;
-        let order = store::load_order(&client, id)
-            .await?
-            .ok_or_else(|| HandleError::Permanent(format!("order {id} does not exist")))?;
-        drop(client);
-        let trace = &event.trace;
-        Ok(match decide::step(&event.payload, order.status) {
+    /// Runs `step` for `order`: its remote command, if any, and the state
+    /// change to record.
+    async fn act(
+        &self,
+        step: Step,
+        order: Order,
+        raw_id: &str,
+        trace: &TraceContext,
+    ) -> Result<Effect, HandleError> {
+        Ok(match step {
             Step::Reserve => match self.remotes.reserve(&order, trace).await? {
                 Reservation::Reserved => {
                     Self::transition(order, OrderStatus::Reserved, String::new())
@@ -105,7 +123,7 @@ impl Handler for Saga {
             }
             Step::Refund => {
                 self.remotes.refund(raw_id, REFUND_REASON, trace).await?;
-                tracing::info!(order_id = %id, "refunded the payment of a cancelled order");
+                tracing::info!(order_id = %raw_id, "refunded the payment of a cancelled order");
                 Effect::Nothing
             }
             Step::Commit => {
@@ -116,9 +134,43 @@ impl Handler for Saga {
                 self.remotes.release(raw_id, trace).await?;
                 Effect::Nothing
             }
-            Step::Wait(why) => return Err(HandleError::Transient(format!("order {id}: {why}"))),
+            Step::Wait(why) => {
+                return Err(HandleError::Transient(format!("order {}: {why}", order.id)));
+            }
             Step::Nothing => Effect::Nothing,
         })
+    }
+}
+
+impl Handler for Saga {
+    type Effect = Effect;
+
+    async fn prepare(&self, event: &Event) -> Result<Effect, HandleError> {
+        let Some(raw_id) = decide::order_id(&event.payload) else {
+            return Ok(Effect::Nothing);
+        };
+        let id = Uuid::parse_str(raw_id)
+            .map_err(|e| HandleError::Permanent(format!("malformed order id {raw_id:?}: {e}")))?;
+        let client = self.pool.get().await?;
+        let order = store::load_order(&client, id)
+            .await?
+            .ok_or_else(|| HandleError::Permanent(format!("order {id} does not exist")))?;
+        drop(client);
+        let step = decide::step(&event.payload, order.status);
+        let name = step_name(&step);
+        let result = self.act(step, order, raw_id, &event.trace).await;
+        if let Some(name) = name {
+            let outcome = match &result {
+                Ok(Effect::Transition {
+                    to: OrderStatus::Rejected,
+                    ..
+                }) => "rejected",
+                Ok(_) => "ok",
+                Err(_) => "failed",
+            };
+            self.metrics.saga_step(name, outcome);
+        }
+        result
     }
 
     async fn apply(
@@ -163,6 +215,12 @@ impl Handler for Saga {
             }
         };
         store::outbox().insert(tx, &row).await?;
+        if to.is_terminal() {
+            // Counted before the runtime commits: should the commit fail,
+            // the redelivered event counts the order again (rare, and a
+            // counter can only over-report then).
+            self.metrics.finished(to, 1);
+        }
         tracing::debug!(order_id = %next.id, status = %next.status, version = next.version, "saga step recorded");
         Ok(())
     }

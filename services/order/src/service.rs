@@ -9,7 +9,9 @@ use uuid::Uuid;
 use crate::{
     domain::{NewOrder, Order, OrderStatus},
     error::Error,
-    events, store,
+    events,
+    metrics::OrderMetrics,
+    store,
 };
 
 /// How often a transition is retried when another one won the version race.
@@ -19,12 +21,13 @@ const TRANSITION_ATTEMPTS: usize = 5;
 #[derive(Debug, Clone)]
 pub struct Orders {
     pool: Pool,
+    metrics: OrderMetrics,
 }
 
 impl Orders {
-    /// Use cases on `pool`.
-    pub fn new(pool: Pool) -> Self {
-        Self { pool }
+    /// Use cases on `pool`, counting finished orders in `metrics`.
+    pub fn new(pool: Pool, metrics: OrderMetrics) -> Self {
+        Self { pool, metrics }
     }
 
     /// Stores a new PENDING order with its `OrderCreated` event. A retry
@@ -120,6 +123,7 @@ impl Orders {
             let event = events::order_cancelled(&cancelled, transition.from, "", trace);
             store::outbox().insert(&tx, &event).await?;
             tx.commit().await?;
+            self.metrics.finished(OrderStatus::Cancelled, 1);
             return Ok(cancelled);
         }
         Err(Error::Contended(id.to_string()))

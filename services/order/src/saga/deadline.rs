@@ -10,7 +10,7 @@ use deadpool_postgres::Pool;
 use orderly::trace::TraceContext;
 use tokio_util::sync::CancellationToken;
 
-use crate::{domain::OrderStatus, error::Error, events, store};
+use crate::{domain::OrderStatus, error::Error, events, metrics::OrderMetrics, store};
 
 /// Orders cancelled per sweep transaction.
 const SWEEP_BATCH: i64 = 100;
@@ -18,8 +18,15 @@ const SWEEP_BATCH: i64 = 100;
 /// The reason recorded on orders the deadline cancels.
 pub const DEADLINE_REASON: &str = "payment deadline passed";
 
-/// Sweeps every `interval` until `shutdown`.
-pub async fn run(pool: Pool, deadline: Duration, interval: Duration, shutdown: CancellationToken) {
+/// Sweeps every `interval` until `shutdown`, counting the orders it
+/// cancels in `metrics`.
+pub async fn run(
+    pool: Pool,
+    deadline: Duration,
+    interval: Duration,
+    metrics: OrderMetrics,
+    shutdown: CancellationToken,
+) {
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
@@ -28,6 +35,7 @@ pub async fn run(pool: Pool, deadline: Duration, interval: Duration, shutdown: C
         loop {
             match sweep(&pool, deadline).await {
                 Ok(cancelled) if cancelled > 0 => {
+                    metrics.finished(OrderStatus::Cancelled, cancelled as u64);
                     tracing::info!(cancelled, "cancelled orders past their payment deadline");
                     if (cancelled as i64) < SWEEP_BATCH {
                         break;
