@@ -61,6 +61,11 @@ async fn a_broker_outage_keeps_orders_flowing_and_drains_after() {
         (relay.backlog().await["orders"].backlog == 200).then_some(())
     })
     .await;
+    // The gauge alerts and dashboards read follows the backlog up.
+    eventually("the backlog gauge to reach 200", WAIT, || async {
+        (metric(&relay.metrics().await, BACKLOG) == 200.0).then_some(())
+    })
+    .await;
     // Several failed attempts: the relay retries rather than hangs.
     eventually("failed deliveries to be reported", WAIT, || async {
         (metric(&relay.metrics().await, ERRORS) >= 3.0).then_some(())
@@ -82,6 +87,13 @@ async fn a_broker_outage_keeps_orders_flowing_and_drains_after() {
         0,
         "no attempt was counted against a row during the outage"
     );
+    // ...and back down: the series is still there and reads 0 (`metric`
+    // would also read 0 for a missing series, hence the exact line).
+    eventually("the backlog gauge to fall to 0", WAIT, || async {
+        let metrics = relay.metrics().await;
+        metrics.contains(&format!("\n{BACKLOG} 0\n")).then_some(())
+    })
+    .await;
     let metrics = relay.metrics().await;
     assert_eq!(
         metric(&metrics, "orderly_relay_set_aside_total{source=\"orders\"}"),
@@ -102,6 +114,9 @@ async fn a_broker_outage_keeps_orders_flowing_and_drains_after() {
         assert!(written.contains(&event_id), "unknown event {event_id}");
     }
 }
+
+/// The backlog gauge of the orders source.
+const BACKLOG: &str = "orderly_relay_outbox_backlog{source=\"orders\"}";
 
 fn order_request() -> CreateOrderRequest {
     CreateOrderRequest {
