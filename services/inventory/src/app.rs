@@ -4,6 +4,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use orderly::{
     config::GrpcLimits,
+    metrics::Registry,
     proto::v1::inventory_service_server::InventoryServiceServer,
     startup::{Listeners, StartupError},
 };
@@ -14,6 +15,7 @@ use crate::{
     config::Config,
     error::Error,
     grpc::InventoryGrpc,
+    metrics::InventoryMetrics,
     store::{Keys, Store},
 };
 
@@ -25,6 +27,7 @@ pub const SERVICE_NAME: &str = "orderly.v1.InventoryService";
 pub struct App {
     listeners: Listeners,
     store: Store,
+    registry: Registry,
     limits: GrpcLimits,
 }
 
@@ -41,13 +44,18 @@ impl App {
         let keys = Keys::new(&config.redis.redis_key_prefix)?;
         let pool = orderly::redis::pool(&config.redis)?;
         let listeners = Listeners::bind(config.grpc_addr, config.metrics_addr).await?;
+        let metrics = InventoryMetrics::default();
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
         Ok(Self {
             listeners,
             store: Store::new(
                 pool,
                 keys,
                 Duration::from_secs(config.reservation_retention_secs),
+                metrics,
             ),
+            registry,
             limits: config.grpc,
         })
     }
@@ -68,12 +76,13 @@ impl App {
         let service = InventoryServiceServer::new(InventoryGrpc::new(self.store))
             .max_decoding_message_size(self.limits.grpc_max_message_bytes);
         tracing::info!(addr = %self.listeners.grpc_addr, "inventory service listening");
-        orderly::grpc::serve_with_metrics(
+        orderly::grpc::serve_with_extra_metrics(
             self.listeners.grpc,
             self.listeners.metrics,
             Routes::new(service),
             &[SERVICE_NAME],
             &self.limits,
+            self.registry,
             shutdown,
         )
         .await

@@ -12,7 +12,12 @@
 mod connections;
 mod record;
 
-use std::{fmt, sync::Arc, time::Duration};
+use std::{
+    fmt,
+    future::Future,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use deadpool_redis::Pool;
 use redis::Script;
@@ -21,6 +26,7 @@ use self::connections::Connections;
 use crate::{
     domain::{OrderId, Reservation, ReserveCommand, Sku, StockLevel},
     error::Error,
+    metrics::InventoryMetrics,
 };
 
 /// Source of the reserve script (public so benchmarks can call it raw).
@@ -89,6 +95,7 @@ pub struct Store {
     connections: Arc<Connections>,
     keys: Keys,
     scripts: Arc<Scripts>,
+    metrics: InventoryMetrics,
     /// Whole seconds (at least 1) a finished reservation record is kept.
     retention_secs: u64,
 }
@@ -108,8 +115,9 @@ type RecordReply = (String, Vec<String>);
 impl Store {
     /// A store on `pool`; connections open lazily, so Redis may be down.
     /// Finished reservation records are kept for `retention` (rounded down
-    /// to whole seconds, at least one).
-    pub fn new(pool: Pool, keys: Keys, retention: Duration) -> Self {
+    /// to whole seconds, at least one). Every script call is timed into
+    /// `metrics`.
+    pub fn new(pool: Pool, keys: Keys, retention: Duration, metrics: InventoryMetrics) -> Self {
         let scripts = Scripts {
             reserve: Script::new(RESERVE_SCRIPT),
             commit: Script::new(COMMIT_SCRIPT),
@@ -122,6 +130,7 @@ impl Store {
             connections: Arc::new(Connections::new(pool)),
             keys,
             scripts: Arc::new(scripts),
+            metrics,
             retention_secs: retention.as_secs().max(1),
         }
     }
@@ -129,12 +138,10 @@ impl Store {
     /// Sets `sku`'s available units to `quantity`.
     pub async fn set_stock(&self, sku: &Sku, quantity: i64) -> Result<StockLevel, Error> {
         let mut lent = self.connections.get().await?;
+        let mut invocation = self.scripts.set_stock.key(self.keys.stock(sku.as_str()));
+        invocation.arg(quantity);
         let reply: redis::RedisResult<(String, i64, i64, i64)> = self
-            .scripts
-            .set_stock
-            .key(self.keys.stock(sku.as_str()))
-            .arg(quantity)
-            .invoke_async(&mut lent.conn)
+            .timed("set_stock", invocation.invoke_async(&mut lent.conn))
             .await;
         let reply = self.connections.settle(&lent, reply)?;
         level(sku, reply)
@@ -156,8 +163,9 @@ impl Store {
                 .key(self.keys.adjustment(id))
                 .arg(ADJUSTMENT_MEMORY.as_secs());
         }
-        let reply: redis::RedisResult<(String, i64, i64, i64)> =
-            invocation.invoke_async(&mut lent.conn).await;
+        let reply: redis::RedisResult<(String, i64, i64, i64)> = self
+            .timed("adjust_stock", invocation.invoke_async(&mut lent.conn))
+            .await;
         let reply = self.connections.settle(&lent, reply)?;
         if reply.0 == "MISMATCH" {
             return Err(Error::AlreadyExists(format!(
@@ -181,7 +189,9 @@ impl Store {
         for sku in skus {
             invocation.key(self.keys.stock(sku.as_str()));
         }
-        let values = invocation.invoke_async(&mut lent.conn).await;
+        let values = self
+            .timed("get_stock", invocation.invoke_async(&mut lent.conn))
+            .await;
         let values: Vec<i64> = self.connections.settle(&lent, values)?;
         if values.len() != skus.len() * 4 {
             return Err(Error::Internal(
@@ -216,7 +226,9 @@ impl Store {
                 .arg(item.sku.as_str())
                 .arg(item.quantity);
         }
-        let reply = invocation.invoke_async(&mut lent.conn).await;
+        let reply = self
+            .timed("reserve", invocation.invoke_async(&mut lent.conn))
+            .await;
         let (status, fields): RecordReply = self.connections.settle(&lent, reply)?;
         let record = record::decode(command.order_id, &fields)?;
         match status.as_str() {
@@ -231,7 +243,9 @@ impl Store {
 
     /// Commits the order's reservation (RESERVED → COMMITTED).
     pub async fn commit(&self, order_id: OrderId) -> Result<Reservation, Error> {
-        let (status, fields) = self.transition(&self.scripts.commit, order_id).await?;
+        let (status, fields) = self
+            .transition("commit", &self.scripts.commit, order_id)
+            .await?;
         match status.as_str() {
             "OK" => record::decode(order_id, &fields),
             "NOT_FOUND" => Err(Error::NotFound(order_id.to_string())),
@@ -248,7 +262,9 @@ impl Store {
 
     /// Releases the order's reservation, or records a tombstone.
     pub async fn release(&self, order_id: OrderId) -> Result<Reservation, Error> {
-        let (status, fields) = self.transition(&self.scripts.release, order_id).await?;
+        let (status, fields) = self
+            .transition("release", &self.scripts.release, order_id)
+            .await?;
         match status.as_str() {
             "OK" => record::decode(order_id, &fields),
             "CONFLICT" => Err(Error::FailedPrecondition(format!(
@@ -276,7 +292,12 @@ impl Store {
     /// script must be given every key it touches, so a first call without
     /// them may answer NEED_KEYS with the record; recorded items never
     /// change, so the second call cannot ask again.
-    async fn transition(&self, script: &Script, order_id: OrderId) -> Result<RecordReply, Error> {
+    async fn transition(
+        &self,
+        name: &'static str,
+        script: &Script,
+        order_id: OrderId,
+    ) -> Result<RecordReply, Error> {
         let mut lent = self.connections.get().await?;
         let mut items = String::new();
         for _ in 0..2 {
@@ -285,7 +306,9 @@ impl Store {
             for sku in record::item_skus(&items) {
                 invocation.key(self.keys.stock(sku));
             }
-            let reply = invocation.invoke_async(&mut lent.conn).await;
+            let reply = self
+                .timed(name, invocation.invoke_async(&mut lent.conn))
+                .await;
             let (status, fields): RecordReply = self.connections.settle(&lent, reply)?;
             if status != "NEED_KEYS" {
                 return Ok((status, fields));
@@ -297,6 +320,15 @@ impl Store {
         Err(Error::Internal(format!(
             "the items of order {order_id} changed between two script calls"
         )))
+    }
+
+    /// Awaits one script call, timing it as `script` (a failed call too:
+    /// a slow timeout is what the histogram is for).
+    async fn timed<T>(&self, script: &'static str, call: impl Future<Output = T>) -> T {
+        let started = Instant::now();
+        let reply = call.await;
+        self.metrics.script(script, started.elapsed());
+        reply
     }
 }
 
