@@ -122,6 +122,9 @@ async fn every_metric_the_dashboards_and_alerts_use_is_exported() {
         "orderly_grpc_request_duration_seconds_bucket",
         "orderly_relay_outbox_oldest_unpublished_age_seconds",
         "orderly_consumer_lag",
+        "orderly_saga_steps_total",
+        "orderly_orders_finished_total",
+        "orderly_inventory_script_duration_seconds_bucket",
     ] {
         assert!(
             wanted.contains(name),
