@@ -181,17 +181,28 @@ async fn every_metric_the_dashboards_and_alerts_use_is_exported() {
     .await;
 
     // The inventory timed its Redis scripts: the SetStock, the saga's
-    // Reserve and, for a CONFIRMED order, the Commit.
-    let inventory = scrape_metrics(platform.metrics_addr(Component::Inventory)).await;
-    for script in ["set_stock", "reserve", "commit"] {
-        let series =
-            format!("orderly_inventory_script_duration_seconds_count{{script=\"{script}\"}} ");
-        let calls: f64 = inventory
-            .lines()
-            .find_map(|line| line.strip_prefix(series.as_str())?.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no {series} in\n{inventory}"));
-        assert!(calls >= 1.0, "{series}{calls}");
-    }
+    // Reserve and the Commit (which follows the confirmation, hence the
+    // wait).
+    eventually(
+        "the inventory's script calls to be timed",
+        Duration::from_secs(30),
+        || async {
+            let inventory = scrape_metrics(platform.metrics_addr(Component::Inventory)).await;
+            ["set_stock", "reserve", "commit"]
+                .iter()
+                .all(|script| {
+                    let series = format!(
+                        "orderly_inventory_script_duration_seconds_count{{script=\"{script}\"}} "
+                    );
+                    inventory
+                        .lines()
+                        .filter_map(|line| line.strip_prefix(series.as_str()))
+                        .any(|calls| calls.trim().parse::<f64>().is_ok_and(|c| c >= 1.0))
+                })
+                .then_some(())
+        },
+    )
+    .await;
 
     // Consumers report a partition's lag once they have read its high
     // watermark, which may come a moment after they applied the events.
