@@ -11,7 +11,11 @@ mod support;
 use std::time::Duration;
 
 use orderly::proto::v1::{CancelOrderRequest, OrderStatus, PaymentStatus};
-use orderly_integration_tests::{Component, TestPlatform, eventually, scrape_metrics};
+use orderly_integration_tests::{
+    Component, TestDatabase, TestPlatform, eventually, scrape_metrics,
+};
+use orderly_order::saga::deadline;
+use uuid::Uuid;
 
 use support::{
     SAGA_WAIT, assert_conserved, create, payment, stock, until_nothing_reserved, until_payment,
@@ -304,6 +308,57 @@ async fn the_payment_deadline_cancels_and_releases() {
         &[r#"orderly_orders_finished_total{status="CANCELLED"} 1"#],
     )
     .await;
+}
+
+#[tokio::test]
+async fn the_payment_deadline_cancel_continues_the_order_trace() {
+    // An overdue RESERVED order as CreateOrder stores it when the request
+    // carried a trace context (no tracer exports here, so it is written
+    // directly), swept by the deadline's own transaction.
+    let db = TestDatabase::create().await;
+    let client = db.client().await;
+    let id = Uuid::now_v7();
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    client
+        .execute(
+            "INSERT INTO orders.orders (id, customer_id, status, currency, total_minor, \
+             payment_method, version, traceparent, tracestate, updated_at) \
+             VALUES ($1, 'c-deadline-trace', 'RESERVED', 'EUR', 250, 'pm_ok', 2, $2, \
+             'vendor=1', now() - interval '1 hour')",
+            &[&id, &traceparent],
+        )
+        .await
+        .expect("insert an overdue order");
+    client
+        .execute(
+            "INSERT INTO orders.order_items (order_id, line_no, sku, quantity, unit_price_minor) \
+             VALUES ($1, 0, 'SKU-A', 1, 250)",
+            &[&id],
+        )
+        .await
+        .expect("insert its line");
+    let pool = orderly::postgres::pool(&db.config).expect("a pool");
+    let cancelled = deadline::sweep(&pool, Duration::from_secs(60))
+        .await
+        .expect("sweep");
+    assert_eq!(cancelled, 1);
+
+    let row = client
+        .query_one(
+            "SELECT headers->>'traceparent', headers->>'tracestate' FROM orders.outbox \
+             WHERE event_type = 'OrderCancelled' AND partition_key = $1",
+            &[&id.to_string()],
+        )
+        .await
+        .expect("the OrderCancelled row");
+    let sent: Option<String> = row.get(0);
+    let sent = sent.expect("OrderCancelled carries a traceparent");
+    assert_eq!(
+        sent.split('-').nth(1),
+        Some("4bf92f3577b34da6a3ce929d0e0e4736"),
+        "OrderCancelled is not in the order's trace: {sent}"
+    );
+    assert_eq!(row.get::<_, Option<String>>(1).as_deref(), Some("vendor=1"));
 }
 
 #[tokio::test]

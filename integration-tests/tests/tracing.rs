@@ -154,6 +154,26 @@ async fn one_order_is_one_trace_from_create_to_confirmation() {
         .filter(|s| s.parent_span_id.is_empty())
         .collect();
     assert_eq!(roots.len(), 1, "one root: {roots:?}");
+    // The order row keeps CreateOrder's context, which a cancellation by
+    // the payment deadline continues.
+    let stored: Option<String> = platform
+        .db
+        .client()
+        .await
+        .query_one(
+            "SELECT traceparent FROM orders.orders WHERE id = $1::text::uuid",
+            &[&order_id],
+        )
+        .await
+        .expect("the order row")
+        .get(0);
+    let stored = stored.expect("the order row has a traceparent");
+    let ids: Vec<&str> = stored.split('-').skip(1).take(2).collect();
+    assert_eq!(
+        ids,
+        [created.trace_id.as_str(), created.span_id.as_str()],
+        "{stored}"
+    );
 
     // order -> relay -> saga consumer -> inventory
     let published = find(&trace, "publish OrderCreated", "SPAN_KIND_PRODUCER", None);

@@ -8,7 +8,7 @@
 //! meanwhile, the step is decided again from its new state.
 
 mod clients;
-mod deadline;
+pub mod deadline;
 pub mod decide;
 
 use deadpool_postgres::{Pool, Transaction};

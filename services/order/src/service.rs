@@ -37,7 +37,7 @@ impl Orders {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let id = Uuid::now_v7();
-        let Some(created_at) = store::insert_order(&tx, id, &new, &digest).await? else {
+        let Some(created_at) = store::insert_order(&tx, id, &new, &digest, trace).await? else {
             tx.rollback().await?;
             return self.replay(&client, &new, &digest).await;
         };

@@ -3,19 +3,21 @@
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
-use orderly::outbox::Outbox;
+use orderly::{outbox::Outbox, trace::TraceContext};
 use tokio_postgres::{Error, Row};
 use uuid::Uuid;
 
 use crate::domain::{LineItem, NewOrder, Order, OrderStatus, Transition};
 
-/// Inserts a new order row. Returns its creation time, or `None` when the
-/// customer already used the idempotency key.
+/// Inserts a new order row with the trace context of the request creating
+/// it. Returns its creation time, or `None` when the customer already used
+/// the idempotency key.
 pub async fn insert_order(
     tx: &impl GenericClient,
     id: Uuid,
     order: &NewOrder,
     request_digest: &[u8],
+    trace: &TraceContext,
 ) -> Result<Option<DateTime<Utc>>, Error> {
     let statement = tx
         .prepare_cached(include_str!("store/insert_order.sql"))
@@ -32,6 +34,8 @@ pub async fn insert_order(
                 &order.payment_method,
                 &order.idempotency_key,
                 &request_digest,
+                &trace.traceparent,
+                &trace.tracestate,
             ],
         )
         .await?;
@@ -132,18 +136,25 @@ pub async fn update_status(
 }
 
 /// Claims up to `limit` RESERVED orders unchanged for longer than
-/// `deadline` (locked until the transaction ends; others skip them).
+/// `deadline` (locked until the transaction ends; others skip them), each
+/// with the trace context of the request that created it.
 pub async fn overdue_reserved(
     tx: &impl GenericClient,
     deadline: std::time::Duration,
     limit: i64,
-) -> Result<Vec<Uuid>, Error> {
+) -> Result<Vec<(Uuid, TraceContext)>, Error> {
     let statement = tx
         .prepare_cached(include_str!("store/overdue_reserved.sql"))
         .await?;
     let seconds = deadline.as_secs_f64();
     let rows = tx.query(&statement, &[&seconds, &limit]).await?;
-    Ok(rows.iter().map(|row| row.get(0)).collect())
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let trace = TraceContext::new(row.get(1), row.get(2));
+            (row.get(0), trace)
+        })
+        .collect())
 }
 
 fn order_from_row(row: &Row, items: Vec<LineItem>) -> Order {

@@ -2,7 +2,8 @@
 //! deadline is cancelled (its `OrderCancelled` makes the saga release the
 //! stock; a payment that still succeeds later is refunded). Safe with many
 //! order-service replicas: rows are claimed with `FOR UPDATE SKIP LOCKED`
-//! and every change is version-guarded.
+//! and every change is version-guarded. Each cancellation continues the
+//! trace of the request that created the order (stored on its row).
 
 use std::time::Duration;
 
@@ -55,9 +56,20 @@ pub async fn run(
 pub async fn sweep(pool: &Pool, deadline: Duration) -> Result<usize, Error> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    let ids = store::overdue_reserved(&tx, deadline, SWEEP_BATCH).await?;
+    let claimed = store::overdue_reserved(&tx, deadline, SWEEP_BATCH).await?;
     let mut cancelled = 0;
-    for id in ids {
+    for (id, created_by) in claimed {
+        // Lives until this order is done with, so it times the cancellation.
+        let span = tracing::info_span!("payment_deadline", order_id = %id);
+        created_by.set_parent_of(&span);
+        let own = TraceContext::of(&span);
+        // Without an exporting tracer the span has no context of its own;
+        // the event then carries the creating request's, still one trace.
+        let trace = if own.traceparent.is_some() {
+            own
+        } else {
+            created_by
+        };
         let Some(order) = store::load_order(&tx, id).await? else {
             continue;
         };
@@ -68,7 +80,7 @@ pub async fn sweep(pool: &Pool, deadline: Duration) -> Result<usize, Error> {
             continue;
         };
         let next = order.apply(&transition, at);
-        let row = events::order_cancelled(&next, transition.from, "", &TraceContext::default());
+        let row = events::order_cancelled(&next, transition.from, "", &trace);
         store::outbox().insert(&tx, &row).await?;
         cancelled += 1;
     }
