@@ -37,7 +37,9 @@ impl TestDatabase {
             .expect("create test database");
         let config = PostgresConfig {
             database_url: format!("{server}/{name}"),
-            database_pool_size: 8,
+            // Small: a test runs up to five components, each with a pool, and
+            // many tests share one server (max_connections is 100 by default).
+            database_pool_size: 4,
             ..PostgresConfig::default()
         };
         orderly::migrate::run(&config)
