@@ -125,6 +125,8 @@ async fn every_metric_the_dashboards_and_alerts_use_is_exported() {
         "orderly_saga_steps_total",
         "orderly_orders_finished_total",
         "orderly_inventory_script_duration_seconds_bucket",
+        "orderly_saga_step_duration_seconds_bucket",
+        "orderly_query_projection_delay_seconds_bucket",
     ] {
         assert!(
             wanted.contains(name),

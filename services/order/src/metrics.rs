@@ -1,21 +1,43 @@
-//! The order service's own figures: saga steps by outcome and orders by
-//! final status. Clones share them.
+//! The order service's own figures: saga steps by outcome and duration,
+//! and orders by final status. Clones share them.
 
-use orderly::metrics::{Counter, Family, Registry};
+use std::time::Duration;
+
+use orderly::metrics::{Counter, Family, Histogram, Registry};
 
 use crate::domain::OrderStatus;
 
 /// `step` and `outcome` of a saga step.
 type StepLabels = [(&'static str, &'static str); 2];
 
+/// `step` of a saga step.
+type StepLabel = [(&'static str, &'static str); 1];
+
+/// Upper bounds (seconds) of the step duration buckets: a remote command
+/// takes milliseconds, a retried one up to the call timeout.
+const STEP_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
 /// `status` of a finished order.
 type StatusLabels = [(&'static str, &'static str); 1];
 
 /// Counters of the order service.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct OrderMetrics {
     saga_steps: Family<StepLabels, Counter>,
+    saga_step_duration: Family<StepLabel, Histogram>,
     finished: Family<StatusLabels, Counter>,
+}
+
+impl Default for OrderMetrics {
+    fn default() -> Self {
+        Self {
+            saga_steps: Family::default(),
+            saga_step_duration: Family::new_with_constructor(|| Histogram::new(STEP_BUCKETS)),
+            finished: Family::default(),
+        }
+    }
 }
 
 impl OrderMetrics {
@@ -28,17 +50,25 @@ impl OrderMetrics {
             self.saga_steps.clone(),
         );
         registry.register(
+            "orderly_saga_step_duration_seconds",
+            "Time of one saga step's remote part (Reserve, Commit, Release, Refund; deciding for the others), failed attempts included",
+            self.saga_step_duration.clone(),
+        );
+        registry.register(
             "orderly_orders_finished",
             "Orders this replica moved to a final status (CONFIRMED, REJECTED, CANCELLED)",
             self.finished.clone(),
         );
     }
 
-    /// Counts one saga step and how it went.
-    pub fn saga_step(&self, step: &'static str, outcome: &'static str) {
+    /// Counts one saga step, how it went and how long it took.
+    pub fn saga_step(&self, step: &'static str, outcome: &'static str, took: Duration) {
         self.saga_steps
             .get_or_create(&[("step", step), ("outcome", outcome)])
             .inc();
+        self.saga_step_duration
+            .get_or_create(&[("step", step)])
+            .observe(took.as_secs_f64());
     }
 
     /// Counts `orders` orders that reached `status`, a final one.

@@ -158,6 +158,7 @@ impl Handler for Saga {
         drop(client);
         let step = decide::step(&event.payload, order.status);
         let name = step_name(&step);
+        let started = std::time::Instant::now();
         let result = self.act(step, order, raw_id, &event.trace).await;
         if let Some(name) = name {
             let outcome = match &result {
@@ -168,7 +169,7 @@ impl Handler for Saga {
                 Ok(_) => "ok",
                 Err(_) => "failed",
             };
-            self.metrics.saga_step(name, outcome);
+            self.metrics.saga_step(name, outcome, started.elapsed());
         }
         result
     }

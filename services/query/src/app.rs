@@ -82,7 +82,9 @@ impl App {
             kafka: self.config.kafka.clone(),
             backoff_max: self.config.consumer_backoff_max(),
         };
-        let projector = Projector::new(CONSUMER_NAME, Store::new(&Tables::live()), true);
+        let delay = crate::consume::delay_histogram();
+        let projector = Projector::new(CONSUMER_NAME, Store::new(&Tables::live()), true)
+            .with_delay(delay.clone());
         let consumer = Consumer::spawn(settings, self.pool.clone(), projector, stop_tasks.clone())
             .map_err(StartupError::from)?;
 
@@ -126,6 +128,11 @@ impl App {
         let routes = Routes::new(service).add_service(dead_letter_admin(vec![consumer.clone()]));
         let mut registry = Registry::default();
         register_metrics(&mut registry, std::slice::from_ref(&consumer));
+        registry.register(
+            "orderly_query_projection_delay_seconds",
+            "Time from an event's commit (its occurred_at) to its projection into the live view",
+            delay,
+        );
         let served = orderly::grpc::serve_with_extra_metrics(
             self.listeners.grpc,
             self.listeners.metrics,

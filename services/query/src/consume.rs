@@ -17,6 +17,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
 use orderly::{
     consumer::{Event, HandleError, Handler},
+    metrics::Histogram,
     proto::v1::event_envelope::Payload,
 };
 use uuid::Uuid;
@@ -47,6 +48,19 @@ pub struct Projector {
     /// from then on every apply fails transiently (never dead-lettered),
     /// since its tables are about to be (or have been) renamed.
     retired: Arc<AtomicBool>,
+    /// The live view's delay from an event's commit to its projection
+    /// (none for a rebuild, which replays old events on purpose).
+    delay: Option<Histogram>,
+}
+
+/// Upper bounds (seconds) of the projection delay buckets.
+const DELAY_BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0,
+];
+
+/// The histogram of the live view's projection delay, for the registry.
+pub fn delay_histogram() -> Histogram {
+    Histogram::new(DELAY_BUCKETS)
 }
 
 impl Projector {
@@ -58,7 +72,14 @@ impl Projector {
             notify,
             applied: Arc::default(),
             retired: Arc::default(),
+            delay: None,
         }
+    }
+
+    /// Observes each applied event's delay from its commit in `delay`.
+    pub fn with_delay(mut self, delay: Histogram) -> Self {
+        self.delay = Some(delay);
+        self
     }
 
     /// Events applied so far (shared).
@@ -71,7 +92,11 @@ impl Projector {
         self.retired.clone()
     }
 
-    async fn project(&self, tx: &Transaction<'_>, event: &Event) -> Result<(), HandleError> {
+    async fn project(
+        &self,
+        tx: &Transaction<'_>,
+        event: &Event,
+    ) -> Result<DateTime<Utc>, HandleError> {
         let change = change_of(event)?;
         let version = self.store.apply(tx, &change).await?;
         store::record_progress(
@@ -85,7 +110,7 @@ impl Projector {
         if self.notify {
             store::notify(tx, change.order_id, version).await?;
         }
-        Ok(())
+        Ok(change.occurred_at)
     }
 }
 
@@ -108,8 +133,12 @@ impl Handler for Projector {
             return Err(retired());
         }
         match self.project(tx, event).await {
-            Ok(()) => {
+            Ok(occurred_at) => {
                 self.applied.fetch_add(1, Ordering::Relaxed);
+                if let Some(delay) = &self.delay {
+                    let seconds = (Utc::now() - occurred_at).num_milliseconds().max(0) as f64;
+                    delay.observe(seconds / 1000.0);
+                }
                 Ok(())
             }
             // A statement that waited for the swap finds its table renamed.
