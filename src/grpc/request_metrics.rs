@@ -12,7 +12,10 @@ use prometheus_client::encoding::EncodeLabelSet;
 use tonic::Code;
 use tower::{Layer, Service};
 
-use crate::metrics::{Counter, Family, Histogram, Registry, escape_label_value};
+use crate::{
+    metrics::{Counter, Family, Histogram, Registry, escape_label_value},
+    status::code_name,
+};
 
 /// Upper bounds (seconds) of the latency histogram's buckets.
 const BUCKETS: [f64; 12] = [
@@ -90,29 +93,6 @@ impl RequestMetrics {
             "gRPC request latency until the response headers",
             self.latency.clone(),
         );
-    }
-}
-
-/// The canonical upper-case name of a status code, as Prometheus labels use.
-fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
     }
 }
 

@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
+use orderly::status::code_name;
 use tonic::{
-    Code, Status,
+    Status,
     transport::{Channel, Endpoint},
 };
 use tonic_types::StatusExt;
@@ -28,29 +29,6 @@ pub async fn connect(name: &str, addr: &str, timeout: Duration) -> anyhow::Resul
     endpoint.connect().await.map_err(|error| {
         anyhow!("UNAVAILABLE: the {name} service at {addr} does not answer ({error})")
     })
-}
-
-/// The canonical name of a gRPC code, as grpcurl and the docs spell it.
-pub fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
 }
 
 /// `CODE: message`, then one line per invalid field when the status
@@ -96,6 +74,8 @@ impl<T> Answer<T> for Result<tonic::Response<T>, Status> {
 
 #[cfg(test)]
 mod tests {
+    use tonic::Code;
+
     use super::*;
 
     #[test]
