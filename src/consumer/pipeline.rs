@@ -16,7 +16,7 @@ use super::{
     record::Record,
     store::{LetterEvent, Store},
 };
-use crate::{backoff::Backoff, postgres::describe, trace::TraceContext};
+use crate::{backoff::Backoff, postgres::Failure, trace::TraceContext};
 
 /// How a record ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -359,22 +359,24 @@ impl<H: Handler> Pipeline<H> {
     }
 }
 
+impl From<Failure> for HandleError {
+    fn from(failure: Failure) -> Self {
+        match failure {
+            Failure::Transient(why) => Self::Transient(why),
+            Failure::Permanent(why) => Self::Permanent(why),
+        }
+    }
+}
+
 impl From<tokio_postgres::Error> for HandleError {
     fn from(error: tokio_postgres::Error) -> Self {
-        if crate::postgres::is_transient(&error) {
-            Self::Transient(describe(&error))
-        } else {
-            Self::Permanent(describe(&error))
-        }
+        Failure::of(&error).into()
     }
 }
 
 impl From<deadpool_postgres::PoolError> for HandleError {
     fn from(error: deadpool_postgres::PoolError) -> Self {
-        match error {
-            deadpool_postgres::PoolError::Backend(error) => error.into(),
-            other => Self::Transient(other.to_string()),
-        }
+        Failure::of_pool(&error).into()
     }
 }
 

@@ -1,6 +1,6 @@
 //! The payment service's errors and the one place they become gRPC statuses.
 
-use orderly::{startup::StartupError, status::Violations};
+use orderly::{postgres::Failure, startup::StartupError, status::Violations};
 use tonic::Status;
 
 use crate::{domain::TransitionError, gateway::GatewayError};
@@ -36,10 +36,9 @@ pub enum Error {
 
 impl From<tokio_postgres::Error> for Error {
     fn from(error: tokio_postgres::Error) -> Self {
-        if orderly::postgres::is_transient(&error) {
-            Self::Unavailable(orderly::postgres::describe(&error))
-        } else {
-            Self::Database(error)
+        match Failure::of(&error) {
+            Failure::Transient(why) => Self::Unavailable(why),
+            Failure::Permanent(_) => Self::Database(error),
         }
     }
 }
@@ -48,7 +47,7 @@ impl From<deadpool_postgres::PoolError> for Error {
     fn from(error: deadpool_postgres::PoolError) -> Self {
         match error {
             deadpool_postgres::PoolError::Backend(error) => error.into(),
-            other => Self::Unavailable(other.to_string()),
+            other => Self::Unavailable(Failure::of_pool(&other).to_string()),
         }
     }
 }

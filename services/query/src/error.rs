@@ -1,6 +1,6 @@
 //! The query service's errors and the one place they become gRPC statuses.
 
-use orderly::{startup::StartupError, status::Violations};
+use orderly::{postgres::Failure, startup::StartupError, status::Violations};
 use tonic::Status;
 
 /// Everything that can go wrong in the query service.
@@ -35,10 +35,9 @@ pub enum Error {
 
 impl From<tokio_postgres::Error> for Error {
     fn from(error: tokio_postgres::Error) -> Self {
-        if orderly::postgres::is_transient(&error) {
-            Self::Unavailable(orderly::postgres::describe(&error))
-        } else {
-            Self::Database(error)
+        match Failure::of(&error) {
+            Failure::Transient(why) => Self::Unavailable(why),
+            Failure::Permanent(_) => Self::Database(error),
         }
     }
 }
@@ -47,7 +46,7 @@ impl From<deadpool_postgres::PoolError> for Error {
     fn from(error: deadpool_postgres::PoolError) -> Self {
         match error {
             deadpool_postgres::PoolError::Backend(error) => error.into(),
-            other => Self::Unavailable(other.to_string()),
+            other => Self::Unavailable(Failure::of_pool(&other).to_string()),
         }
     }
 }
