@@ -201,7 +201,8 @@ impl<H: Handler> Pipeline<H> {
     }
 
     /// Records that the partition's records before `next_offset` are
-    /// handled. Best effort: a position saved late only means a record is
+    /// handled (applied records save it in their own transaction; this is
+    /// for duplicates and dead letters). Best effort: a position saved late only means a record is
     /// read again and found to be a duplicate.
     pub(crate) async fn save_position(&self, topic: &str, partition: i32, next_offset: i64) {
         let save = async {
@@ -294,6 +295,17 @@ impl<H: Handler> Pipeline<H> {
                         event.version - 1
                     )));
                 }
+                // The partition's position moves with the effects, in the
+                // same transaction: no extra round trip per applied record.
+                self.store
+                    .save_offset(
+                        &tx,
+                        self.name,
+                        &record.topic,
+                        record.partition,
+                        record.offset + 1,
+                    )
+                    .await?;
             }
             Mode::Requeue(id) => self.store.mark_requeued(&tx, id).await?,
         }

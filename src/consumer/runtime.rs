@@ -22,7 +22,11 @@ use rdkafka::{
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{ConsumerSettings, Handler, dead_letter, pipeline::Pipeline, record::Record};
+use super::{
+    ConsumerSettings, Handler, dead_letter,
+    pipeline::{Outcome, Pipeline},
+    record::Record,
+};
 use crate::backoff::Backoff;
 
 /// How often stored offsets are committed.
@@ -381,13 +385,15 @@ fn spawn_worker<H: Handler>(
                     );
                 }
             }
-            if pipeline.process(&record, &stop).await.is_none() {
+            let Some(outcome) = pipeline.process(&record, &stop).await else {
                 break;
-            }
+            };
             next = Some(record.offset + 1);
-            pipeline
-                .save_position(&record.topic, record.partition, record.offset + 1)
-                .await;
+            if outcome != Outcome::Applied {
+                pipeline
+                    .save_position(&record.topic, record.partition, record.offset + 1)
+                    .await;
+            }
             positions
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
