@@ -99,8 +99,24 @@ pub struct GrpcLimits {
     /// `ORDERLY_GRPC_CONCURRENCY_LIMIT`: requests in flight per server before
     /// new ones are refused with RESOURCE_EXHAUSTED.
     pub grpc_concurrency_limit: usize,
-    /// `ORDERLY_GRPC_MAX_MESSAGE_BYTES`: largest request message accepted.
+    /// `ORDERLY_GRPC_MAX_MESSAGE_BYTES`: largest request message accepted;
+    /// a larger one is refused with OUT_OF_RANGE before it is read.
     pub grpc_max_message_bytes: usize,
+    /// `ORDERLY_GRPC_MAX_STREAMS_PER_CONNECTION`: requests (streams
+    /// included, for as long as they stay open) one client connection may
+    /// have in flight; beyond it, that connection's new requests are refused
+    /// with RESOURCE_EXHAUSTED while other connections are served. The
+    /// HTTP/2 concurrent-stream setting is twice this, as a protocol-level
+    /// ceiling.
+    pub grpc_max_streams_per_connection: usize,
+    /// `ORDERLY_GRPC_KEEPALIVE_INTERVAL_MS`: how often an idle connection is
+    /// pinged (HTTP/2 PING); a peer that does not answer within
+    /// `ORDERLY_GRPC_KEEPALIVE_TIMEOUT_MS` is disconnected, so vanished
+    /// clients do not hold their streams. 0 disables the pings.
+    pub grpc_keepalive_interval_ms: u64,
+    /// `ORDERLY_GRPC_KEEPALIVE_TIMEOUT_MS`: how long a keepalive ping may go
+    /// unanswered.
+    pub grpc_keepalive_timeout_ms: u64,
 }
 
 impl Default for GrpcLimits {
@@ -109,6 +125,9 @@ impl Default for GrpcLimits {
             grpc_request_timeout_ms: 10_000,
             grpc_concurrency_limit: 1024,
             grpc_max_message_bytes: 1024 * 1024,
+            grpc_max_streams_per_connection: 100,
+            grpc_keepalive_interval_ms: 30_000,
+            grpc_keepalive_timeout_ms: 10_000,
         }
     }
 }
@@ -133,6 +152,18 @@ impl GrpcLimits {
             grpc_request_timeout_ms: var("GRPC_REQUEST_TIMEOUT_MS", d.grpc_request_timeout_ms)?,
             grpc_concurrency_limit: var("GRPC_CONCURRENCY_LIMIT", d.grpc_concurrency_limit)?,
             grpc_max_message_bytes: var("GRPC_MAX_MESSAGE_BYTES", d.grpc_max_message_bytes)?,
+            grpc_max_streams_per_connection: var(
+                "GRPC_MAX_STREAMS_PER_CONNECTION",
+                d.grpc_max_streams_per_connection,
+            )?,
+            grpc_keepalive_interval_ms: var(
+                "GRPC_KEEPALIVE_INTERVAL_MS",
+                d.grpc_keepalive_interval_ms,
+            )?,
+            grpc_keepalive_timeout_ms: var(
+                "GRPC_KEEPALIVE_TIMEOUT_MS",
+                d.grpc_keepalive_timeout_ms,
+            )?,
         })
     }
 }

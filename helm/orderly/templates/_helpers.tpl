@@ -130,6 +130,9 @@ ORDERLY_KAFKA_SESSION_TIMEOUT_MS: {{ $v.kafka.sessionTimeoutMs | int | quote }}
 ORDERLY_GRPC_REQUEST_TIMEOUT_MS: {{ $v.grpc.requestTimeoutMs | int | quote }}
 ORDERLY_GRPC_CONCURRENCY_LIMIT: {{ $v.grpc.concurrencyLimit | int | quote }}
 ORDERLY_GRPC_MAX_MESSAGE_BYTES: {{ $v.grpc.maxMessageBytes | int | quote }}
+ORDERLY_GRPC_MAX_STREAMS_PER_CONNECTION: {{ $v.grpc.maxStreamsPerConnection | int | quote }}
+ORDERLY_GRPC_KEEPALIVE_INTERVAL_MS: {{ $v.grpc.keepaliveIntervalMs | int | quote }}
+ORDERLY_GRPC_KEEPALIVE_TIMEOUT_MS: {{ $v.grpc.keepaliveTimeoutMs | int | quote }}
 ORDERLY_SHUTDOWN_GRACE_MS: {{ $v.shutdownGraceMs | int | quote }}
 ORDERLY_LOG: {{ $v.log.level | quote }}
 ORDERLY_LOG_FORMAT: {{ $v.log.format | quote }}

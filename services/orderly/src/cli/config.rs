@@ -165,4 +165,16 @@ fn grpc(env: &mut EnvFile, limits: &GrpcLimits) {
     env.set("GRPC_REQUEST_TIMEOUT_MS", limits.grpc_request_timeout_ms);
     env.set("GRPC_CONCURRENCY_LIMIT", limits.grpc_concurrency_limit);
     env.set("GRPC_MAX_MESSAGE_BYTES", limits.grpc_max_message_bytes);
+    env.set(
+        "GRPC_MAX_STREAMS_PER_CONNECTION",
+        limits.grpc_max_streams_per_connection,
+    );
+    env.set(
+        "GRPC_KEEPALIVE_INTERVAL_MS",
+        limits.grpc_keepalive_interval_ms,
+    );
+    env.set(
+        "GRPC_KEEPALIVE_TIMEOUT_MS",
+        limits.grpc_keepalive_timeout_ms,
+    );
 }
