@@ -96,7 +96,10 @@ impl App {
                 self.metrics.clone(),
                 shutdown.clone(),
             )));
-            routes = routes.add_service(dead_letter_admin(vec![consumer.clone()]));
+            routes = routes.add_service(
+                dead_letter_admin(vec![consumer.clone()])
+                    .max_decoding_message_size(self.config.grpc.grpc_max_message_bytes),
+            );
             names.push(DEAD_LETTER_SERVICE);
             consumers.push(consumer);
         }
