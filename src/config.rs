@@ -7,6 +7,8 @@
 
 use std::{fmt::Display, str::FromStr};
 
+use crate::{auth::AuthConfig, tls::TlsConfig};
+
 /// The prefix of every orderly environment variable.
 pub const ENV_PREFIX: &str = "ORDERLY_";
 
@@ -91,7 +93,8 @@ impl Default for PostgresConfig {
     }
 }
 
-/// Limits applied by every gRPC server.
+/// Limits and security applied by every gRPC server (TLS and the token
+/// also by the component's own clients).
 #[derive(Debug, Clone)]
 pub struct GrpcLimits {
     /// `ORDERLY_GRPC_REQUEST_TIMEOUT_MS`: upper bound on any request.
@@ -101,6 +104,10 @@ pub struct GrpcLimits {
     pub grpc_concurrency_limit: usize,
     /// `ORDERLY_GRPC_MAX_MESSAGE_BYTES`: largest request message accepted.
     pub grpc_max_message_bytes: usize,
+    /// `ORDERLY_AUTH_*`: bearer tokens; none configured, no authentication.
+    pub auth: AuthConfig,
+    /// `ORDERLY_TLS_*`: TLS for the server and the component's clients.
+    pub tls: TlsConfig,
 }
 
 impl Default for GrpcLimits {
@@ -109,6 +116,8 @@ impl Default for GrpcLimits {
             grpc_request_timeout_ms: 10_000,
             grpc_concurrency_limit: 1024,
             grpc_max_message_bytes: 1024 * 1024,
+            auth: AuthConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -133,6 +142,8 @@ impl GrpcLimits {
             grpc_request_timeout_ms: var("GRPC_REQUEST_TIMEOUT_MS", d.grpc_request_timeout_ms)?,
             grpc_concurrency_limit: var("GRPC_CONCURRENCY_LIMIT", d.grpc_concurrency_limit)?,
             grpc_max_message_bytes: var("GRPC_MAX_MESSAGE_BYTES", d.grpc_max_message_bytes)?,
+            auth: AuthConfig::from_env()?,
+            tls: TlsConfig::from_env()?,
         })
     }
 }

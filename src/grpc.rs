@@ -11,7 +11,7 @@ use tonic_health::ServingStatus;
 use tower::{BoxError, ServiceBuilder, timeout::error::Elapsed};
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
-use crate::{config::GrpcLimits, metrics::Registry, proto::FILE_DESCRIPTOR_SET};
+use crate::{auth::AuthLayer, config::GrpcLimits, metrics::Registry, proto::FILE_DESCRIPTOR_SET};
 
 mod admission;
 mod request_metrics;
@@ -90,6 +90,10 @@ pub async fn serve(
                 .on_eos(span::on_eos)
                 .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
         )
+        // Refuse a missing or wrong bearer token (UNAUTHENTICATED) and a
+        // client token on an admin RPC (PERMISSION_DENIED) before the
+        // request takes an admission slot; off when no token is configured.
+        .layer(AuthLayer::new(&limits.auth))
         // Bound the requests in flight across every connection and refuse
         // the rest at once with RESOURCE_EXHAUSTED (health checks exempt).
         .layer(AdmissionLayer::new(limits.grpc_concurrency_limit))
@@ -114,7 +118,7 @@ pub async fn serve(
         }
     };
 
-    Server::builder()
+    secured_server(service_names, limits)?
         .layer(stack)
         .add_routes(routes)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), on_shutdown)
@@ -167,6 +171,25 @@ pub async fn serve_with_extra_metrics(
     let grpc_server = serve(listener, routes, service_names, limits, metrics, shutdown);
     let ((), served) = tokio::join!(metrics_server, grpc_server);
     served
+}
+
+/// A server builder with TLS when a certificate is configured; logs once
+/// whether TLS and authentication are on (never a token).
+fn secured_server(service_names: &[&str], limits: &GrpcLimits) -> Result<Server, ServeError> {
+    let (client_tokens, admin_tokens) = limits.auth.counts();
+    tracing::info!(
+        services = ?service_names,
+        auth = if limits.auth.enabled() { "on" } else { "off" },
+        client_tokens,
+        admin_tokens,
+        tls = if limits.tls.identity.is_some() { "on" } else { "off" },
+        "gRPC security"
+    );
+    let server = Server::builder();
+    Ok(match limits.tls.server() {
+        Some(tls) => server.tls_config(tls)?,
+        None => server,
+    })
 }
 
 fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
