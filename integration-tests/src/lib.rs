@@ -65,7 +65,8 @@ pub fn order_request(customer: &str) -> orderly::proto::v1::CreateOrderRequest {
 /// A gRPC channel to a component at `addr`, for clients the platform does
 /// not hand out (health, reflection).
 pub async fn channel(addr: std::net::SocketAddr) -> tonic::transport::Channel {
-    tonic::transport::Channel::from_shared(format!("http://{addr}"))
+    orderly::client::ChannelBuilder::new(&orderly::tls::TlsConfig::default(), None)
+        .and_then(|channels| channels.endpoint(&addr.to_string()))
         .expect("a valid URI")
         .connect()
         .await
