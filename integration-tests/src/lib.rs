@@ -13,6 +13,7 @@ pub mod orders;
 mod platform;
 mod proxy;
 mod redis;
+mod tls;
 
 pub use database::TestDatabase;
 pub use eventually::eventually;
@@ -21,6 +22,7 @@ pub use metrics::scrape_metrics;
 pub use platform::{Component, Instance, TestPlatform, TestPlatformBuilder};
 pub use proxy::TcpProxy;
 pub use redis::TestRedis;
+pub use tls::test_tls;
 
 /// The command that starts every service the tests need.
 pub const FIX_COMMAND: &str = "scripts/dev-stack.sh up";

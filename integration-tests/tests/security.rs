@@ -14,9 +14,8 @@ use orderly::{
     tls::TlsConfig,
 };
 use orderly_integration_tests::{
-    Component, TestPlatform, eventually, order_request, orders::SAGA_WAIT,
+    Component, TestPlatform, eventually, order_request, orders::SAGA_WAIT, test_tls,
 };
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use tonic::{Code, transport::Endpoint};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
@@ -24,28 +23,6 @@ use tonic_health::pb::{
 
 const CLIENT: &str = "client-token-0123456789";
 const ADMIN: &str = "admin-token-0123456789";
-
-/// A CA and a server certificate for `localhost` and 127.0.0.1 signed by
-/// it, as [`TlsConfig`]: what an operator mounts from a Secret.
-fn test_tls() -> TlsConfig {
-    let ca_key = KeyPair::generate().expect("CA key");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "orderly test CA");
-    let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().expect("server key");
-    let params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-        .expect("server params");
-    let cert = params.signed_by(&key, &issuer).expect("server certificate");
-    TlsConfig {
-        identity: Some((cert.pem().into_bytes(), key.serialize_pem().into_bytes())),
-        ca: Some(ca.pem().into_bytes()),
-        server_name: None,
-    }
-}
 
 async fn inventory_with(auth: AuthConfig, tls: TlsConfig) -> TestPlatform {
     TestPlatform::builder()

@@ -378,6 +378,42 @@ async fn client_commands_send_the_token() {
     assert!(read.success && read.stdout.contains("SKU-AUTH"), "{read:?}");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn client_commands_use_tls_with_the_configured_ca() {
+    let tls = orderly_integration_tests::test_tls();
+    let platform = TestPlatform::builder()
+        .inventory()
+        .security(orderly::auth::AuthConfig::default(), tls.clone())
+        .start()
+        .await;
+    let dir = std::env::temp_dir().join(format!(
+        "orderly-cli-{}",
+        orderly_integration_tests::unique_id()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let ca = dir.join("ca.crt");
+    std::fs::write(&ca, tls.ca.as_deref().expect("a CA")).expect("write");
+    let args = vec![
+        "stock".to_owned(),
+        "set".into(),
+        "SKU-TLS".into(),
+        "4".into(),
+        format!("--inventory-addr={}", platform.inventory_addr()),
+    ];
+    let plaintext = orderly_with_env(args.clone(), Vec::new()).await;
+    assert!(!plaintext.success, "{plaintext:?}");
+    let secured = orderly_with_env(
+        args,
+        vec![("ORDERLY_TLS_CA_FILE", ca.display().to_string())],
+    )
+    .await;
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(
+        secured.success && secured.stdout.contains("SKU-TLS"),
+        "{secured:?}"
+    );
+}
+
 /// An order id nobody created.
 fn uuid_like() -> String {
     "0190e4a8-0000-7000-8000-000000000000".to_owned()
