@@ -7,11 +7,14 @@
 //! the operator's CA), and checks the server's name against its certificate
 //! (`ORDERLY_TLS_SERVER_NAME` overrides the name taken from the address).
 
-use std::fmt;
+use std::{fmt, time::Duration};
 
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 
 use crate::config::{ConfigError, ENV_PREFIX};
+
+/// How long a server waits for a client to complete the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// PEM certificates and key for TLS. `Debug` never shows the key.
 #[derive(Clone, Default)]
@@ -102,7 +105,13 @@ impl TlsConfig {
     /// The server side, when a certificate and key are configured.
     pub fn server(&self) -> Option<ServerTlsConfig> {
         let (cert, key) = self.identity.as_ref()?;
-        Some(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))
+        Some(
+            ServerTlsConfig::new()
+                .identity(Identity::from_pem(cert, key))
+                // tonic waits for a handshake forever by default: a client
+                // that connects and says nothing would hold its task.
+                .timeout(HANDSHAKE_TIMEOUT),
+        )
     }
 
     /// The client side, when a CA is configured.
