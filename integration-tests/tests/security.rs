@@ -8,8 +8,9 @@ use orderly::{
     auth::AuthConfig,
     client::{ChannelBuilder, GrpcChannel},
     proto::v1::{
-        GetOrderRequest, GetStockRequest, OrderStatus, SetStockRequest,
+        GetOrderRequest, GetStockRequest, OrderStatus, SetStockRequest, VerifyRequest,
         inventory_service_client::InventoryServiceClient, order_service_client::OrderServiceClient,
+        verify_service_client::VerifyServiceClient,
     },
     tls::TlsConfig,
 };
@@ -73,6 +74,17 @@ async fn health(channel: GrpcChannel) -> Result<ServingStatus, Code> {
         })
         .await
         .map(|r| r.into_inner().status())
+        .map_err(|status| status.code())
+}
+
+async fn verify(platform: &TestPlatform, token: &str) -> Result<(), Code> {
+    let channel = platform
+        .channel_with_token(Component::Order, Some(token))
+        .await;
+    VerifyServiceClient::new(channel)
+        .verify(VerifyRequest::default())
+        .await
+        .map(drop)
         .map_err(|status| status.code())
 }
 
@@ -238,4 +250,8 @@ async fn an_order_completes_with_auth_and_tls_on() {
         }
     })
     .await;
+
+    // Reconciling the stores is an admin RPC.
+    assert_eq!(verify(&platform, CLIENT).await, Err(Code::PermissionDenied));
+    assert_eq!(verify(&platform, ADMIN).await, Ok(()));
 }
