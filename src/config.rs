@@ -7,6 +7,8 @@
 
 use std::{fmt::Display, str::FromStr};
 
+use crate::{auth::AuthConfig, tls::TlsConfig};
+
 /// The prefix of every orderly environment variable.
 pub const ENV_PREFIX: &str = "ORDERLY_";
 
@@ -91,7 +93,8 @@ impl Default for PostgresConfig {
     }
 }
 
-/// Limits applied by every gRPC server.
+/// Limits and security applied by every gRPC server (TLS and the token
+/// also by the component's own clients).
 #[derive(Debug, Clone)]
 pub struct GrpcLimits {
     /// `ORDERLY_GRPC_REQUEST_TIMEOUT_MS`: upper bound on any request.
@@ -117,6 +120,10 @@ pub struct GrpcLimits {
     /// `ORDERLY_GRPC_KEEPALIVE_TIMEOUT_MS`: how long a keepalive ping may go
     /// unanswered.
     pub grpc_keepalive_timeout_ms: u64,
+    /// `ORDERLY_AUTH_*`: bearer tokens; none configured, no authentication.
+    pub auth: AuthConfig,
+    /// `ORDERLY_TLS_*`: TLS for the server and the component's clients.
+    pub tls: TlsConfig,
 }
 
 impl Default for GrpcLimits {
@@ -128,6 +135,8 @@ impl Default for GrpcLimits {
             grpc_max_streams_per_connection: 100,
             grpc_keepalive_interval_ms: 30_000,
             grpc_keepalive_timeout_ms: 10_000,
+            auth: AuthConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -164,6 +173,8 @@ impl GrpcLimits {
                 "GRPC_KEEPALIVE_TIMEOUT_MS",
                 d.grpc_keepalive_timeout_ms,
             )?,
+            auth: AuthConfig::from_env()?,
+            tls: TlsConfig::from_env()?,
         })
     }
 }

@@ -11,7 +11,7 @@ use tonic_health::ServingStatus;
 use tower::ServiceBuilder;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
-use crate::{config::GrpcLimits, metrics::Registry, proto::FILE_DESCRIPTOR_SET};
+use crate::{auth::AuthLayer, config::GrpcLimits, metrics::Registry, proto::FILE_DESCRIPTOR_SET};
 
 mod admission;
 mod deadline;
@@ -92,6 +92,10 @@ pub async fn serve(
                 .on_eos(span::on_eos)
                 .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
         )
+        // Refuse a missing or wrong bearer token (UNAUTHENTICATED) and a
+        // client token on an admin RPC (PERMISSION_DENIED) before the
+        // request takes an admission slot; off when no token is configured.
+        .layer(AuthLayer::new(&limits.auth))
         // Bound the requests in flight across every connection, and per
         // connection (streams count while open), and refuse the rest at once
         // with RESOURCE_EXHAUSTED (health checks exempt).
@@ -125,7 +129,7 @@ pub async fn serve(
     // limit, so a client past that limit hears RESOURCE_EXHAUSTED rather
     // than having its requests queued by its HTTP/2 stack.
     let max_streams = limits.grpc_max_streams_per_connection.saturating_mul(2);
-    Server::builder()
+    secured_server(service_names, limits)?
         .max_concurrent_streams(u32::try_from(max_streams).unwrap_or(u32::MAX))
         .http2_keepalive_interval(keepalive)
         .http2_keepalive_timeout(Some(Duration::from_millis(
@@ -183,6 +187,25 @@ pub async fn serve_with_extra_metrics(
     let grpc_server = serve(listener, routes, service_names, limits, metrics, shutdown);
     let ((), served) = tokio::join!(metrics_server, grpc_server);
     served
+}
+
+/// A server builder with TLS when a certificate is configured; logs once
+/// whether TLS and authentication are on (never a token).
+fn secured_server(service_names: &[&str], limits: &GrpcLimits) -> Result<Server, ServeError> {
+    let (client_tokens, admin_tokens) = limits.auth.counts();
+    tracing::info!(
+        services = ?service_names,
+        auth = if limits.auth.enabled() { "on" } else { "off" },
+        client_tokens,
+        admin_tokens,
+        tls = if limits.tls.identity.is_some() { "on" } else { "off" },
+        "gRPC security"
+    );
+    let server = Server::builder();
+    Ok(match limits.tls.server() {
+        Some(tls) => server.tls_config(tls)?,
+        None => server,
+    })
 }
 
 fn reflection_builder() -> tonic_reflection::server::Builder<'static> {

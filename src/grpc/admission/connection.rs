@@ -8,13 +8,22 @@ use std::{
 };
 
 use http_body_util::BodyExt;
-use tonic::{body::Body, transport::server::TcpConnectInfo};
+use tonic::{
+    body::Body,
+    transport::server::{TcpConnectInfo, TlsConnectInfo},
+};
 
-/// The peer address tonic records for a request served over TCP.
+/// The peer address tonic records for a request served over TCP, with or
+/// without TLS.
 pub fn peer<B>(request: &http::Request<B>) -> Option<SocketAddr> {
-    request
-        .extensions()
+    let extensions = request.extensions();
+    extensions
         .get::<TcpConnectInfo>()
+        .or_else(|| {
+            extensions
+                .get::<TlsConnectInfo<TcpConnectInfo>>()
+                .map(TlsConnectInfo::get_ref)
+        })
         .and_then(TcpConnectInfo::remote_addr)
 }
 
