@@ -109,8 +109,10 @@ pub struct GrpcLimits {
     /// included, for as long as they stay open) one client connection may
     /// have in flight; beyond it, that connection's new requests are refused
     /// with RESOURCE_EXHAUSTED while other connections are served. The
-    /// HTTP/2 concurrent-stream setting is twice this, as a protocol-level
-    /// ceiling.
+    /// default is half the server-wide limit: one connection can never take
+    /// the whole server, yet a client multiplexing a burst on one channel
+    /// (as gRPC clients do) is not refused. The HTTP/2 concurrent-stream
+    /// setting is twice this, as a protocol-level ceiling.
     pub grpc_max_streams_per_connection: usize,
     /// `ORDERLY_GRPC_KEEPALIVE_INTERVAL_MS`: how often an idle connection is
     /// pinged (HTTP/2 PING); a peer that does not answer within
@@ -132,7 +134,7 @@ impl Default for GrpcLimits {
             grpc_request_timeout_ms: 10_000,
             grpc_concurrency_limit: 1024,
             grpc_max_message_bytes: 1024 * 1024,
-            grpc_max_streams_per_connection: 100,
+            grpc_max_streams_per_connection: 512,
             grpc_keepalive_interval_ms: 30_000,
             grpc_keepalive_timeout_ms: 10_000,
             auth: AuthConfig::default(),
