@@ -1,9 +1,11 @@
 //! The consumer runtime every component's Kafka consumer runs on (DESIGN
-//! §6.1): a consumer group per component, auto-commit off, an offset stored
-//! only once its record's effects are durable, one partition's records in
-//! order and partitions in parallel. Each consumer keeps its position per
-//! partition in its own schema (`consumer_offsets`) and resumes from there,
-//! whatever offsets the broker remembers.
+//! §6.1), one partition's records in order and partitions in parallel.
+//! Each consumer keeps its position per partition in its own schema
+//! (`consumer_offsets`), saved only once its record's effects are durable,
+//! and resumes from there, whatever offsets the broker remembers. One
+//! replica of a consumer reads at a time: the one holding the consumer's
+//! Postgres advisory lock assigns itself every partition; the others stand
+//! by (a deviation from broker consumer groups, for why see `lease`).
 //!
 //! Per record: decode the envelope; check it is the next version of its
 //! aggregate (an older one is a duplicate and acknowledged; a newer one
@@ -18,6 +20,7 @@
 
 mod admin;
 mod dead_letter;
+mod lease;
 mod metrics;
 mod pipeline;
 mod record;
@@ -112,8 +115,8 @@ pub trait Handler: Send + Sync + 'static {
 /// What a consumer consumes and where it keeps its bookkeeping.
 #[derive(Debug, Clone)]
 pub struct ConsumerSettings {
-    /// The consumer's name, e.g. `order-saga`: its group is
-    /// `<topic prefix>orderly-<name>`, its dead-letter topics
+    /// The consumer's name, e.g. `order-saga`: its lease (the replica that
+    /// reads) is named `<topic prefix>orderly-<name>`, its dead-letter topics
     /// `<topic>.dlq.<name>`.
     pub name: &'static str,
     /// The schema holding its `inbox`, `aggregate_versions` and
@@ -206,7 +209,7 @@ impl std::fmt::Debug for Consumer {
 
 impl Consumer {
     /// Starts consuming in the background until `shutdown`. The broker need
-    /// not be up: topics are created and the group joined when it is.
+    /// not be up: topics are created and partitions read when it is.
     pub fn spawn<H: Handler>(
         settings: ConsumerSettings,
         pool: Pool,
@@ -247,8 +250,7 @@ impl Consumer {
     }
 
     /// Resolves once the consumer has stopped after shutdown: its workers
-    /// finished the records in hand, offsets are committed and it left the
-    /// group.
+    /// finished the records in hand and its lease is released.
     pub async fn stopped(&self) {
         self.shared.stopped.cancelled().await;
     }

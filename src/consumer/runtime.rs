@@ -1,133 +1,49 @@
-//! The Kafka side of a consumer: subscribe, hand each partition's records to
-//! a worker of its own (in order within a partition, partitions in
-//! parallel), store an offset only after its record is done, commit stored
-//! offsets regularly and on shutdown, then leave the group.
+//! The Kafka side of a consumer: take the consumer's lease, assign its
+//! partitions at its own saved positions, hand each partition's records to a
+//! worker of its own (in order within a partition, partitions in parallel),
+//! and save a position only after its record is done.
 
 use std::{
     collections::HashMap,
     sync::{
-        Arc, Mutex, PoisonError,
+        Arc,
         atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::Duration,
 };
 
 use rdkafka::{
-    ClientContext, Message, Offset, TopicPartitionList,
-    consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext, StreamConsumer},
+    Message, Offset, TopicPartitionList,
+    consumer::{Consumer as _, DefaultConsumerContext, StreamConsumer},
     error::KafkaError,
     message::Headers,
-    types::RDKafkaRespErr,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{
     ConsumerSettings, Handler, dead_letter,
+    lease::Lease,
     pipeline::{Outcome, Pipeline},
     record::Record,
 };
 use crate::backoff::Backoff;
 
-/// How often stored offsets are committed.
-const COMMIT_INTERVAL: Duration = Duration::from_millis(500);
 /// How often partition high watermarks are fetched for the lag figure.
 const WATERMARK_INTERVAL: Duration = Duration::from_secs(5);
 /// Records buffered for one partition before it is paused; it resumes
 /// once its worker is down to half of that.
 const PAUSE_AT: usize = 1_000;
 
-/// How far before its saved position a consumer resumes a partition (see
-/// the rebalance callback); more than the records of one producer batch
-/// (the relay sends at most `ORDERLY_RELAY_BATCH_SIZE` at a time).
+/// How far before its saved position a consumer resumes a partition; more
+/// than the records of one producer batch (the relay sends at most
+/// `ORDERLY_RELAY_BATCH_SIZE` at a time). Some brokers (tansu) answer a
+/// fetch from inside a record batch with the batch after it, skipping
+/// records; the workers skip what was handled.
 const REWIND_MARGIN: i64 = 1_000;
 
 type Partition = (String, i32);
-type KafkaConsumer = StreamConsumer<RebalanceContext>;
-
-/// Assigns partitions at the consumer's own positions, and stops the
-/// workers of revoked partitions (after committing what is done), so a
-/// partition's new owner is never racing an old worker for long.
-struct RebalanceContext {
-    name: &'static str,
-    workers: Arc<Mutex<HashMap<Partition, CancellationToken>>>,
-    /// Where this consumer resumes in each partition: loaded from the
-    /// database at start and advanced by the workers. Never ahead of what
-    /// was handled, so assigning from it can repeat records (found to be
-    /// duplicates) but never skip one.
-    positions: Arc<Mutex<HashMap<Partition, i64>>>,
-}
-
-impl ClientContext for RebalanceContext {}
-
-impl ConsumerContext for RebalanceContext {
-    fn rebalance(
-        &self,
-        consumer: &BaseConsumer<Self>,
-        err: RDKafkaRespErr,
-        partitions: &mut TopicPartitionList,
-    ) {
-        match err {
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                // The broker's committed offsets are not trusted: resuming
-                // at one inside a record batch skips the rest of the batch
-                // on some brokers (tansu), and a broker may lose them.
-                // Start where this consumer stands.
-                let keys: Vec<Partition> = partitions
-                    .elements()
-                    .iter()
-                    .map(|e| (e.topic().to_owned(), e.partition()))
-                    .collect();
-                let positions = self
-                    .positions
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                for (topic, partition) in &keys {
-                    // A margin before the position: tansu answers a fetch
-                    // from inside a record batch with the batch after it,
-                    // skipping records. The workers skip what was handled.
-                    let offset = positions
-                        .get(&(topic.clone(), *partition))
-                        .map_or(Offset::Beginning, |next| {
-                            Offset::Offset(next.saturating_sub(REWIND_MARGIN).max(0))
-                        });
-                    let _ = partitions.set_partition_offset(topic, *partition, offset);
-                }
-                drop(positions);
-                if let Err(error) = consumer.assign(partitions) {
-                    tracing::error!(consumer = self.name, %error, "cannot take the assigned partitions");
-                }
-                let assigned: Vec<String> = partitions
-                    .elements()
-                    .iter()
-                    .map(|e| format!("{}/{}@{:?}", e.topic(), e.partition(), e.offset()))
-                    .collect();
-                tracing::info!(consumer = self.name, ?assigned, "partitions assigned");
-            }
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                let mut workers = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
-                for element in partitions.elements() {
-                    let key = (element.topic().to_owned(), element.partition());
-                    if let Some(stop) = workers.remove(&key) {
-                        stop.cancel();
-                    }
-                }
-                drop(workers);
-                let _ = consumer.commit_consumer_state(CommitMode::Sync);
-                let _ = consumer.unassign();
-                tracing::info!(
-                    consumer = self.name,
-                    revoked = partitions.count(),
-                    "partitions revoked"
-                );
-            }
-            other => {
-                tracing::warn!(consumer = self.name, error = ?other, "rebalance failed");
-                let _ = consumer.unassign();
-            }
-        }
-    }
-}
+type KafkaConsumer = StreamConsumer<DefaultConsumerContext>;
 
 /// One partition's worker.
 struct Worker {
@@ -137,27 +53,23 @@ struct Worker {
     stop: CancellationToken,
 }
 
-/// Runs the consumer until `shutdown`: provisions its topics, subscribes,
-/// dispatches, and on shutdown lets every worker finish the record in hand,
-/// commits and leaves the group.
-/// A Kafka consumer created but not yet subscribed, with the state its
-/// rebalance callback shares with the workers.
+/// A Kafka consumer created but not yet reading.
 pub(crate) struct Prepared {
     consumer: Arc<KafkaConsumer>,
-    workers: Arc<Mutex<HashMap<Partition, CancellationToken>>>,
-    positions: Arc<Mutex<HashMap<Partition, i64>>>,
+    group: String,
 }
 
 /// Creates the Kafka consumer (a malformed setting fails here, at startup);
-/// it connects and joins its group only in [`run`].
+/// it connects only in [`run`].
 pub(crate) fn prepare(settings: &ConsumerSettings) -> Result<Prepared, KafkaError> {
-    let workers = Arc::new(Mutex::new(HashMap::new()));
-    let positions = Arc::new(Mutex::new(HashMap::new()));
     let group = format!(
         "{}orderly-{}",
         settings.kafka.kafka_topic_prefix, settings.name
     );
-    let session = settings.kafka.kafka_session_timeout_ms;
+    // The group is never joined (no subscribe): partitions are assigned by
+    // this runtime under its lease (see `lease`) at explicit offsets, and
+    // positions live in the database. librdkafka still wants a `group.id`
+    // before it takes an assignment.
     let consumer: KafkaConsumer = settings
         .kafka
         .client_config()
@@ -165,94 +77,150 @@ pub(crate) fn prepare(settings: &ConsumerSettings) -> Result<Prepared, KafkaErro
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", session.to_string())
-        .set("heartbeat.interval.ms", (session / 3).max(100).to_string())
         // A fetch waits at most this long for new records. Some brokers
         // (tansu) hold every fetch for the whole wait even when records
         // arrive, and each saga step crosses the broker twice, so the
         // default 500 ms would add seconds to every order.
         .set("fetch.wait.max.ms", "50")
-        .create_with_context(RebalanceContext {
-            name: settings.name,
-            workers: workers.clone(),
-            positions: positions.clone(),
-        })?;
+        .create()?;
     Ok(Prepared {
         consumer: Arc::new(consumer),
-        workers,
-        positions,
+        group,
     })
 }
 
-/// Runs the consumer until `shutdown`: provisions its topics, loads its
-/// positions, subscribes, dispatches, and on shutdown lets every worker
-/// finish the record in hand, commits and leaves the group.
+/// Runs the consumer until `shutdown`: provisions its topics, then, each
+/// time it holds the consumer's lease, assigns every partition at its saved
+/// position and dispatches until the lease is lost or `shutdown`, when every
+/// worker finishes the record in hand.
 pub(crate) async fn run<H: Handler>(
     pipeline: Arc<Pipeline<H>>,
     prepared: Prepared,
     settings: ConsumerSettings,
     shutdown: CancellationToken,
 ) {
-    let Prepared {
-        consumer,
-        workers,
-        positions,
-    } = prepared;
+    let Prepared { consumer, group } = prepared;
     let mut backoff = Backoff::new(settings.backoff_max);
     let topics: Vec<String> = settings
         .topics
         .iter()
         .map(|t| settings.kafka.topic(t))
         .collect();
-    // Where each partition resumes, loaded before the group assigns any.
-    let Ok(saved) = pipeline.positions(&shutdown).await else {
-        return;
-    };
-    positions
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .extend(
-            saved
-                .into_iter()
-                .map(|(topic, partition, next)| ((topic, partition), next)),
-        );
     // The broker may be down when the component starts; writes never wait
     // for it, and neither does startup.
-    loop {
+    let partitions = loop {
         let attempt = match provision(&settings, &topics).await {
-            Ok(()) => {
-                let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-                consumer.subscribe(&names)
-            }
+            Ok(()) => partitions_of(&consumer, &topics).await,
             Err(error) => Err(error),
         };
         match attempt {
-            Ok(()) => break,
+            Ok(partitions) => break partitions,
             Err(error) => {
                 let pause = backoff.next_pause();
-                tracing::warn!(consumer = settings.name, %error, retry_in = ?pause, "cannot create topics or subscribe; retrying");
+                tracing::warn!(consumer = settings.name, %error, retry_in = ?pause, "cannot create or describe the topics; retrying");
                 tokio::select! {
                     () = shutdown.cancelled() => return,
                     () = tokio::time::sleep(pause) => {}
                 }
             }
         }
+    };
+    while let Some(lease) =
+        Lease::acquire(&pipeline.pool, &group, settings.backoff_max, &shutdown).await
+    {
+        // Where each partition resumes, read now: another replica may have
+        // moved it since this one last held the lease.
+        let Ok(saved) = pipeline.positions(&shutdown).await else {
+            break;
+        };
+        let saved: HashMap<Partition, i64> = saved
+            .into_iter()
+            .map(|(topic, partition, next)| ((topic, partition), next))
+            .collect();
+        if let Err(error) = assign(settings.name, &consumer, &partitions, &saved) {
+            drop(lease);
+            let pause = backoff.next_pause();
+            tracing::error!(consumer = settings.name, %error, retry_in = ?pause, "cannot take the partitions");
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(pause) => continue,
+            }
+        }
+        let held = shutdown.child_token();
+        let watch = {
+            let held = held.clone();
+            async move {
+                lease.lost(&held).await;
+                held.cancel();
+                lease
+            }
+        };
+        let (lease, ()) = tokio::join!(watch, dispatch(&pipeline, &consumer, &held));
+        let _ = consumer.unassign();
+        drop(lease);
+        if shutdown.is_cancelled() {
+            break;
+        }
+        tracing::warn!(consumer = settings.name, "lost the consumer's lease (its database session ended); trying again");
     }
-    tracing::info!(consumer = settings.name, topics = ?topics, "consumer subscribed");
-    dispatch(&pipeline, &consumer, &workers, &positions, &shutdown).await;
-    if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
-        tracing::debug!(consumer = settings.name, %error, "final commit");
-    }
-    // Closing the consumer leaves the group at once, so the partitions move
-    // to another member without waiting for the session timeout. It blocks
-    // while librdkafka talks to the broker.
     let name = settings.name;
-    let _ = tokio::task::spawn_blocking(move || {
-        consumer.unsubscribe();
-        drop(consumer);
-    })
-    .await;
+    // Closing the consumer blocks while librdkafka talks to the broker.
+    let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
     tracing::info!(consumer = name, "consumer stopped");
+}
+
+/// Every partition of `topics`, as the broker describes them.
+async fn partitions_of(
+    consumer: &Arc<KafkaConsumer>,
+    topics: &[String],
+) -> Result<Vec<Partition>, KafkaError> {
+    let (consumer, topics) = (consumer.clone(), topics.to_vec());
+    tokio::task::spawn_blocking(move || {
+        let mut partitions = Vec::new();
+        for topic in &topics {
+            let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+            for described in metadata.topics() {
+                if let Some(error) = described.error() {
+                    return Err(KafkaError::MetadataFetch(error.into()));
+                }
+                partitions.extend(
+                    described
+                        .partitions()
+                        .iter()
+                        .map(|p| (described.name().to_owned(), p.id())),
+                );
+            }
+        }
+        if partitions.is_empty() {
+            return Err(KafkaError::MetadataFetch(
+                rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
+            ));
+        }
+        Ok(partitions)
+    })
+    .await
+    .map_err(|_| KafkaError::Canceled)?
+}
+
+/// Assigns `partitions`, each a margin before its saved position (from the
+/// beginning when none is saved): the broker's committed offsets are not
+/// trusted, since a broker may lose them.
+fn assign(
+    name: &str,
+    consumer: &KafkaConsumer,
+    partitions: &[Partition],
+    saved: &HashMap<Partition, i64>,
+) -> Result<(), KafkaError> {
+    let mut list = TopicPartitionList::new();
+    for key in partitions {
+        let offset = saved.get(key).map_or(Offset::Beginning, |next| {
+            Offset::Offset(next.saturating_sub(REWIND_MARGIN).max(0))
+        });
+        list.add_partition_offset(&key.0, key.1, offset)?;
+    }
+    consumer.assign(&list)?;
+    tracing::info!(consumer = name, partitions = partitions.len(), "partitions assigned");
+    Ok(())
 }
 
 async fn provision(settings: &ConsumerSettings, topics: &[String]) -> Result<(), KafkaError> {
@@ -274,22 +242,14 @@ async fn provision(settings: &ConsumerSettings, topics: &[String]) -> Result<(),
 async fn dispatch<H: Handler>(
     pipeline: &Arc<Pipeline<H>>,
     consumer: &Arc<KafkaConsumer>,
-    stops: &Arc<Mutex<HashMap<Partition, CancellationToken>>>,
-    positions: &Arc<Mutex<HashMap<Partition, i64>>>,
     shutdown: &CancellationToken,
 ) {
     let mut workers: HashMap<Partition, Worker> = HashMap::new();
     let mut tasks = tokio::task::JoinSet::new();
-    let mut commit = tokio::time::interval(COMMIT_INTERVAL);
     let mut watermarks = tokio::time::interval(WATERMARK_INTERVAL);
     loop {
         let received = tokio::select! {
             () = shutdown.cancelled() => break,
-            _ = commit.tick() => {
-                // Nothing stored since the last commit is not an error.
-                let _ = consumer.commit_consumer_state(CommitMode::Async);
-                continue;
-            }
             _ = watermarks.tick() => {
                 refresh_watermarks(pipeline, consumer);
                 continue;
@@ -309,8 +269,7 @@ async fn dispatch<H: Handler>(
         let live = workers.get(&key).is_some_and(|w| !w.stop.is_cancelled());
         if !live {
             let worker = spawn_worker(
-                pipeline, consumer, stops, positions, shutdown, &key, &mut tasks,
-            );
+pipeline, consumer, shutdown, &key, &mut tasks);
             workers.insert(key.clone(), worker);
         }
         let Some(worker) = workers.get(&key) else {
@@ -333,18 +292,12 @@ async fn dispatch<H: Handler>(
 fn spawn_worker<H: Handler>(
     pipeline: &Arc<Pipeline<H>>,
     consumer: &Arc<KafkaConsumer>,
-    stops: &Arc<Mutex<HashMap<Partition, CancellationToken>>>,
-    positions: &Arc<Mutex<HashMap<Partition, i64>>>,
     shutdown: &CancellationToken,
     key: &Partition,
     tasks: &mut tokio::task::JoinSet<()>,
 ) -> Worker {
     let (records, mut inbox) = mpsc::unbounded_channel::<Record>();
     let stop = shutdown.child_token();
-    stops
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .insert(key.clone(), stop.clone());
     let worker = Worker {
         records,
         pending: Arc::new(AtomicUsize::new(0)),
@@ -353,10 +306,9 @@ fn spawn_worker<H: Handler>(
     };
     let (pending, paused) = (worker.pending.clone(), worker.paused.clone());
     let (pipeline, consumer, key) = (pipeline.clone(), consumer.clone(), key.clone());
-    let positions = positions.clone();
     tasks.spawn(async move {
         // The database, not the broker's committed offset, says where this
-        // consumer stands (see the rebalance callback).
+        // consumer stands (see `assign`).
         let Ok(mut next) = pipeline.resume_point(&key.0, key.1, &stop).await else {
             return;
         };
@@ -393,14 +345,6 @@ fn spawn_worker<H: Handler>(
                 pipeline
                     .save_position(&record.topic, record.partition, record.offset + 1)
                     .await;
-            }
-            positions
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(key.clone(), record.offset + 1);
-            // Only now, with the effects committed, may the offset move.
-            if let Err(error) = consumer.store_offset(&record.topic, record.partition, record.offset) {
-                tracing::debug!(consumer = pipeline.name, %error, "offset not stored (partition revoked?)");
             }
             pipeline.metrics.processed(&record.topic, record.partition, record.offset);
             if paused.load(Ordering::Relaxed) && pending.load(Ordering::Relaxed) <= PAUSE_AT / 2 {
