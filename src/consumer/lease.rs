@@ -44,7 +44,10 @@ impl Lease {
                 Ok(Some(lease)) => return Some(lease),
                 Ok(None) => {
                     if !standing_by {
-                        tracing::info!(consumer = group, "another replica reads this consumer's partitions; standing by");
+                        tracing::info!(
+                            consumer = group,
+                            "another replica reads this consumer's partitions; standing by"
+                        );
                         standing_by = true;
                     }
                     CHECK_INTERVAL

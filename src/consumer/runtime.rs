@@ -3,14 +3,7 @@
 //! worker of its own (in order within a partition, partitions in parallel),
 //! and save a position only after its record is done.
 
-use std::{
-    collections::HashMap,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
-    },
-    time::Duration,
-};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use rdkafka::{
     Message, Offset, TopicPartitionList,
@@ -31,9 +24,11 @@ use crate::backoff::Backoff;
 
 /// How often partition high watermarks are fetched for the lag figure.
 const WATERMARK_INTERVAL: Duration = Duration::from_secs(5);
-/// Records buffered for one partition before it is paused; it resumes
-/// once its worker is down to half of that.
-const PAUSE_AT: usize = 1_000;
+/// Records buffered for one partition's worker; when it is full, reading
+/// waits. (Pausing the partition instead made librdkafka fetch again from
+/// inside a record batch on resume, which some brokers (tansu) answer with
+/// the batch after it: records were skipped.)
+const BUFFERED: usize = 1_000;
 
 /// How far before its saved position a consumer resumes a partition; more
 /// than the records of one producer batch (the relay sends at most
@@ -47,9 +42,7 @@ type KafkaConsumer = StreamConsumer<DefaultConsumerContext>;
 
 /// One partition's worker.
 struct Worker {
-    records: mpsc::UnboundedSender<Record>,
-    pending: Arc<AtomicUsize>,
-    paused: Arc<AtomicBool>,
+    records: mpsc::Sender<Record>,
     stop: CancellationToken,
 }
 
@@ -161,7 +154,10 @@ pub(crate) async fn run<H: Handler>(
         if shutdown.is_cancelled() {
             break;
         }
-        tracing::warn!(consumer = settings.name, "lost the consumer's lease (its database session ended); trying again");
+        tracing::warn!(
+            consumer = settings.name,
+            "lost the consumer's lease (its database session ended); trying again"
+        );
     }
     let name = settings.name;
     // Closing the consumer blocks while librdkafka talks to the broker.
@@ -219,7 +215,11 @@ fn assign(
         list.add_partition_offset(&key.0, key.1, offset)?;
     }
     consumer.assign(&list)?;
-    tracing::info!(consumer = name, partitions = partitions.len(), "partitions assigned");
+    tracing::info!(
+        consumer = name,
+        partitions = partitions.len(),
+        "partitions assigned"
+    );
     Ok(())
 }
 
@@ -268,19 +268,17 @@ async fn dispatch<H: Handler>(
         let key = (record.topic.clone(), record.partition);
         let live = workers.get(&key).is_some_and(|w| !w.stop.is_cancelled());
         if !live {
-            let worker = spawn_worker(
-pipeline, consumer, shutdown, &key, &mut tasks);
+            let worker = spawn_worker(pipeline, shutdown, &key, &mut tasks);
             workers.insert(key.clone(), worker);
         }
         let Some(worker) = workers.get(&key) else {
             continue;
         };
-        worker.pending.fetch_add(1, Ordering::Relaxed);
-        let _ = worker.records.send(record);
-        if worker.pending.load(Ordering::Relaxed) >= PAUSE_AT
-            && !worker.paused.swap(true, Ordering::Relaxed)
-        {
-            let _ = consumer.pause(&partition_list(&key));
+        // A worker that stopped drops its records; they are read again by
+        // whoever holds the partition next, from its saved position.
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            _ = worker.records.send(record) => {}
         }
     }
     for worker in workers.values() {
@@ -291,21 +289,17 @@ pipeline, consumer, shutdown, &key, &mut tasks);
 
 fn spawn_worker<H: Handler>(
     pipeline: &Arc<Pipeline<H>>,
-    consumer: &Arc<KafkaConsumer>,
     shutdown: &CancellationToken,
     key: &Partition,
     tasks: &mut tokio::task::JoinSet<()>,
 ) -> Worker {
-    let (records, mut inbox) = mpsc::unbounded_channel::<Record>();
+    let (records, mut inbox) = mpsc::channel::<Record>(BUFFERED);
     let stop = shutdown.child_token();
     let worker = Worker {
         records,
-        pending: Arc::new(AtomicUsize::new(0)),
-        paused: Arc::new(AtomicBool::new(false)),
         stop: stop.clone(),
     };
-    let (pending, paused) = (worker.pending.clone(), worker.paused.clone());
-    let (pipeline, consumer, key) = (pipeline.clone(), consumer.clone(), key.clone());
+    let (pipeline, key) = (pipeline.clone(), key.clone());
     tasks.spawn(async move {
         // The database, not the broker's committed offset, says where this
         // consumer stands (see `assign`).
@@ -322,7 +316,6 @@ fn spawn_worker<H: Handler>(
                     None => break,
                 },
             };
-            pending.fetch_sub(1, Ordering::Relaxed);
             if let Some(start) = next {
                 if record.offset < start {
                     // Handled before (by another member since this one
@@ -346,21 +339,13 @@ fn spawn_worker<H: Handler>(
                     .save_position(&record.topic, record.partition, record.offset + 1)
                     .await;
             }
-            pipeline.metrics.processed(&record.topic, record.partition, record.offset);
-            if paused.load(Ordering::Relaxed) && pending.load(Ordering::Relaxed) <= PAUSE_AT / 2 {
-                paused.store(false, Ordering::Relaxed);
-                let _ = consumer.resume(&partition_list(&key));
-            }
+            pipeline
+                .metrics
+                .processed(&record.topic, record.partition, record.offset);
         }
         pipeline.metrics.forget(&key.0, key.1);
     });
     worker
-}
-
-fn partition_list((topic, partition): &Partition) -> TopicPartitionList {
-    let mut list = TopicPartitionList::new();
-    list.add_partition(topic, *partition);
-    list
 }
 
 /// Fetches high watermarks off the async runtime (the call blocks).
