@@ -11,7 +11,7 @@ use orderly::{
         dead_letter_service_client::DeadLetterServiceClient,
         inventory_service_client::InventoryServiceClient, order_service_client::OrderServiceClient,
         payment_service_client::PaymentServiceClient, query_service_client::QueryServiceClient,
-        relay_admin_client::RelayAdminClient,
+        relay_admin_client::RelayAdminClient, verify_service_client::VerifyServiceClient,
     },
 };
 use tokio::{task::JoinHandle, time::Instant};
@@ -343,12 +343,22 @@ impl TestPlatform {
                     saga.backoff_max = Duration::from_millis(500);
                     saga
                 });
+                // Verify reads the test's Redis prefix (when inventory runs).
+                let verify = orderly_verify::Config {
+                    redis: self
+                        .redis
+                        .as_ref()
+                        .map(|redis| redis.config.clone())
+                        .unwrap_or_default(),
+                    ..orderly_verify::Config::default()
+                };
                 let mut config = orderly_order::Config {
                     grpc_addr,
                     metrics_addr,
                     postgres: self.db.config.clone(),
                     grpc: GrpcLimits::default(),
                     saga,
+                    verify,
                 };
                 if let Some(tweak) = &self.plan.order {
                     tweak(&mut config);
@@ -533,6 +543,11 @@ impl TestPlatform {
     /// A client of the order service.
     pub async fn order_client(&self) -> OrderServiceClient<Channel> {
         OrderServiceClient::new(self.channel(Component::Order).await)
+    }
+
+    /// A VerifyService client (the order service hosts it).
+    pub async fn verify_client(&self) -> VerifyServiceClient<Channel> {
+        VerifyServiceClient::new(self.channel(Component::Order).await)
     }
 
     /// Where the inventory service listens.

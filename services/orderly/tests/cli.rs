@@ -11,6 +11,7 @@ use serde_json::Value;
 #[derive(Debug)]
 struct Run {
     success: bool,
+    code: Option<i32>,
     stdout: String,
     stderr: String,
 }
@@ -26,6 +27,7 @@ async fn orderly_with_env(args: Vec<String>, env: Vec<(&'static str, String)>) -
             .expect("run the orderly binary");
         Run {
             success: output.status.success(),
+            code: output.status.code(),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         }
@@ -253,6 +255,82 @@ async fn status_shows_every_component_up_then_a_stopped_one_down() {
     assert!(health("payment").ends_with("DOWN"), "{down:?}");
     assert!(health("order").ends_with("UP"), "{down:?}");
     assert!(health("relay").ends_with("UP"), "{down:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_exits_zero_clean_one_on_discrepancies_two_when_it_cannot_run() {
+    let platform = TestPlatform::builder().order().inventory().start().await;
+    let started = [Component::Order, Component::Inventory];
+
+    let clean = orderly(&platform, &started, &["verify"]).await;
+    assert_eq!(clean.code, Some(0), "{clean:?}");
+    assert!(clean.stdout.contains("clean"), "{clean:?}");
+
+    // Without the saga the order stays PENDING: within the default bound
+    // that is an order in flight, with a bound of 0 it is stuck.
+    let created = orderly(
+        &platform,
+        &started,
+        &[
+            "orders",
+            "create",
+            "--customer",
+            "c1",
+            "--item",
+            "SKU-1:1",
+            "--payment",
+            "pm_ok",
+            "--json",
+        ],
+    )
+    .await;
+    let id = json(&created)["order_id"]
+        .as_str()
+        .expect("an order id")
+        .to_owned();
+    let lenient = orderly(&platform, &started, &["verify", "--json"]).await;
+    assert_eq!(lenient.code, Some(0), "{lenient:?}");
+    assert_eq!(json(&lenient)["summary"]["orders"], 1, "{lenient:?}");
+
+    let strict = orderly(
+        &platform,
+        &started,
+        &["verify", "--pending-bound-secs", "0", "--json"],
+    )
+    .await;
+    assert_eq!(strict.code, Some(1), "{strict:?}");
+    let report: Value = serde_json::from_str(&strict.stdout).expect("JSON");
+    assert_eq!(report["clean"], false, "{strict:?}");
+    assert_eq!(
+        report["discrepancies"][0]["kind"], "order_stuck",
+        "{strict:?}"
+    );
+    assert_eq!(
+        report["discrepancies"][0]["order_id"],
+        id.as_str(),
+        "{strict:?}"
+    );
+    let table = orderly(
+        &platform,
+        &started,
+        &["verify", "--pending-bound-secs", "0"],
+    )
+    .await;
+    assert_eq!(table.code, Some(1), "{table:?}");
+    assert!(
+        table
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("order_stuck") && l.contains(&id)),
+        "{table:?}"
+    );
+
+    let unreachable = orderly(&platform, &[], &["verify"]).await;
+    assert_eq!(unreachable.code, Some(2), "{unreachable:?}");
+    assert!(
+        unreachable.stderr.contains("UNAVAILABLE"),
+        "{unreachable:?}"
+    );
 }
 
 #[tokio::test]

@@ -44,7 +44,7 @@ pub fn print() -> anyhow::Result<()> {
     let mut env = EnvFile::default();
     env.section("postgres (order, payment, query, relay, migrate)");
     postgres(&mut env, &order.postgres);
-    env.section("redis (inventory)");
+    env.section("redis (inventory; the order service reads it for verify)");
     let redis = &inventory.redis;
     env.set("REDIS_URL", &redis.redis_url);
     env.set("REDIS_POOL_SIZE", redis.redis_pool_size);
