@@ -5,6 +5,7 @@
 //! A service that cannot be reached fails the test loudly with the command
 //! that fixes it; nothing is skipped.
 
+pub mod chaos;
 mod database;
 mod eventually;
 mod kafka;
@@ -18,7 +19,7 @@ mod redis;
 pub use database::TestDatabase;
 pub use eventually::eventually;
 pub use kafka::{BrokerProcess, TestKafka, TopicRecord};
-pub use metrics::scrape_metrics;
+pub use metrics::{scrape_metrics, try_scrape_metrics};
 pub use platform::{Component, Instance, TestPlatform, TestPlatformBuilder};
 pub use proxy::TcpProxy;
 pub use redis::TestRedis;
