@@ -29,6 +29,9 @@ struct Args {
     /// Seconds the broker is frozen for (default: 20; 0 leaves it alone)
     #[arg(long)]
     broker_pause_secs: Option<u64>,
+    /// Seconds the platform may take to drain (default: 180, or 300 with --full)
+    #[arg(long)]
+    drain_secs: Option<u64>,
 }
 
 #[tokio::main]
@@ -51,6 +54,9 @@ async fn main() -> ExitCode {
     }
     if let Some(secs) = args.broker_pause_secs {
         settings.broker_pause = std::time::Duration::from_secs(secs);
+    }
+    if let Some(secs) = args.drain_secs {
+        settings.drain_timeout = std::time::Duration::from_secs(secs);
     }
     let report = chaos::run(settings).await;
     println!("{report}");

@@ -37,7 +37,7 @@ pub async fn drain(platform: &ProcessPlatform, settings: &ChaosSettings, report:
         .map(|order| order.order_id.clone())
         .collect();
     loop {
-        let fetched: Vec<(String, Result<Order, Code>)> = stream::iter(pending.clone())
+        let round = stream::iter(pending.clone())
             .map(|id| {
                 let mut orders = orders.clone();
                 async move {
@@ -53,8 +53,15 @@ pub async fn drain(platform: &ProcessPlatform, settings: &ChaosSettings, report:
                 }
             })
             .buffer_unordered(CHECK_CONCURRENCY)
-            .collect()
-            .await;
+            .collect::<Vec<(String, Result<Order, Code>)>>();
+        // A round over thousands of orders must not outlast the deadline.
+        let Ok(fetched) = tokio::time::timeout_at(deadline, round).await else {
+            report.problems.push(format!(
+                "acknowledged orders not all final after {:?} (the order service was still being asked)",
+                settings.drain_timeout
+            ));
+            break;
+        };
         pending.clear();
         for (id, fetched) in fetched {
             match fetched {
@@ -171,7 +178,8 @@ async fn views_caught_up(platform: &ProcessPlatform, deadline: Instant, report: 
     let query = QueryServiceClient::new(platform.channel(Component::Query));
     let mut pending: Vec<Order> = report.final_orders.values().cloned().collect();
     while !pending.is_empty() {
-        let lagging: Vec<Option<Order>> = stream::iter(pending)
+        let waiting = pending.len();
+        let round = stream::iter(pending)
             .map(|order| {
                 let mut query = query.clone();
                 async move {
@@ -197,8 +205,13 @@ async fn views_caught_up(platform: &ProcessPlatform, deadline: Instant, report: 
                 }
             })
             .buffer_unordered(CHECK_CONCURRENCY)
-            .collect()
-            .await;
+            .collect::<Vec<Option<Order>>>();
+        let Ok(lagging) = tokio::time::timeout_at(deadline, round).await else {
+            report.problems.push(format!(
+                "{waiting} order views had not shown their final state when the drain deadline passed"
+            ));
+            return;
+        };
         pending = lagging.into_iter().flatten().collect();
         if !pending.is_empty() && Instant::now() >= deadline {
             report.problems.push(format!(
