@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use orderly::{
+    client::ChannelBuilder,
     consumer::{
         Consumer, ConsumerSettings, DEAD_LETTER_SERVICE, dead_letter_admin, register_metrics,
     },
@@ -80,8 +81,16 @@ impl App {
         let mut consumers = Vec::new();
         let mut sweeper = None;
         if let Some(saga) = &self.config.saga {
-            let remotes = Remotes::new(&saga.inventory_url, &saga.payment_url, saga.call_timeout)
-                .map_err(|why| StartupError::Invalid(format!("order saga: {why}")))?;
+            // The saga calls admin RPCs (Reserve, Commit, Release, Refund):
+            // as a component, with the first admin token.
+            let channels = ChannelBuilder::component(&self.config.grpc.auth, &self.config.grpc.tls);
+            let remotes = Remotes::new(
+                &channels,
+                &saga.inventory_url,
+                &saga.payment_url,
+                saga.call_timeout,
+            )
+            .map_err(|why| StartupError::Invalid(format!("order saga: {why}")))?;
             let settings = ConsumerSettings {
                 name: saga::CONSUMER,
                 schema: "orders",
@@ -103,7 +112,10 @@ impl App {
                 self.metrics.clone(),
                 shutdown.clone(),
             )));
-            routes = routes.add_service(dead_letter_admin(vec![consumer.clone()]));
+            routes = routes.add_service(
+                dead_letter_admin(vec![consumer.clone()])
+                    .max_decoding_message_size(self.config.grpc.grpc_max_message_bytes),
+            );
             names.push(DEAD_LETTER_SERVICE);
             consumers.push(consumer);
         }

@@ -28,7 +28,8 @@ use crate::run;
     version,
     about = "orderly: an event-driven order platform",
     after_help = "Configuration: ORDERLY_* environment variables (`orderly config` prints them).\n\
-                  Client commands reach the components at ORDERLY_<COMPONENT>_GRPC_ADDR or --<component>-addr."
+                  Client commands reach the components at ORDERLY_<COMPONENT>_GRPC_ADDR or --<component>-addr,\n\
+                  with --token / ORDERLY_TOKEN, over TLS when ORDERLY_TLS_CA_FILE names the CA."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -78,6 +79,16 @@ pub struct Common {
     /// Deadline of each call, in milliseconds
     #[arg(long, global = true, value_name = "MS", default_value_t = 10_000)]
     timeout_ms: u64,
+    /// Bearer token sent with every call (an admin token for stock, verify,
+    /// dead-letter and set-aside commands)
+    #[arg(
+        long,
+        global = true,
+        value_name = "TOKEN",
+        env = "ORDERLY_TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
     /// Order service address
     #[arg(
         long,

@@ -379,6 +379,119 @@ async fn config_prints_env_lines_with_passwords_hidden() {
     );
 }
 
+#[tokio::test]
+async fn config_never_prints_tokens() {
+    let dir = std::env::temp_dir().join(format!(
+        "orderly-cli-{}",
+        orderly_integration_tests::unique_id()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("admin-tokens");
+    std::fs::write(&file, "file-s3cret-admin\n").expect("write");
+    let run = orderly_with_env(
+        vec!["config".to_owned()],
+        vec![
+            ("ORDERLY_AUTH_CLIENT_TOKEN", "s3cret-client".to_owned()),
+            ("ORDERLY_AUTH_ADMIN_TOKEN_FILE", file.display().to_string()),
+            ("ORDERLY_TOKEN", "s3cret-cli".to_owned()),
+        ],
+    )
+    .await;
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(run.success, "{run:?}");
+    assert!(!run.stdout.contains("s3cret"), "{run:?}");
+    for line in ["ORDERLY_AUTH_CLIENT_TOKEN=***", "ORDERLY_TOKEN=***"] {
+        assert!(run.stdout.lines().any(|l| l == line), "{line}: {run:?}");
+    }
+    assert!(
+        run.stdout
+            .contains("authentication on (1 client, 1 admin tokens)"),
+        "{run:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_commands_send_the_token() {
+    let platform = TestPlatform::builder()
+        .inventory()
+        .security(
+            orderly::auth::AuthConfig::new(&["cli-client"], &["cli-admin"]),
+            orderly::tls::TlsConfig::default(),
+        )
+        .start()
+        .await;
+    let addr = format!("--inventory-addr={}", platform.inventory_addr());
+    let set = |token: Option<&'static str>| {
+        let mut args = vec![
+            "stock".to_owned(),
+            "set".into(),
+            "SKU-AUTH".into(),
+            "3".into(),
+        ];
+        args.push(addr.clone());
+        let env = token.map(|t| vec![("ORDERLY_TOKEN", t.to_owned())]);
+        orderly_with_env(args, env.unwrap_or_default())
+    };
+    let anonymous = set(None).await;
+    assert!(!anonymous.success, "{anonymous:?}");
+    assert!(
+        anonymous.stderr.contains("UNAUTHENTICATED"),
+        "{anonymous:?}"
+    );
+    let client = set(Some("cli-client")).await;
+    assert!(client.stderr.contains("PERMISSION_DENIED"), "{client:?}");
+    let admin = set(Some("cli-admin")).await;
+    assert!(admin.success, "{admin:?}");
+    let read = orderly_with_env(
+        vec![
+            "stock".into(),
+            "get".into(),
+            "SKU-AUTH".into(),
+            addr.clone(),
+            "--token=cli-client".into(),
+        ],
+        Vec::new(),
+    )
+    .await;
+    assert!(read.success && read.stdout.contains("SKU-AUTH"), "{read:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_commands_use_tls_with_the_configured_ca() {
+    let tls = orderly_integration_tests::test_tls();
+    let platform = TestPlatform::builder()
+        .inventory()
+        .security(orderly::auth::AuthConfig::default(), tls.clone())
+        .start()
+        .await;
+    let dir = std::env::temp_dir().join(format!(
+        "orderly-cli-{}",
+        orderly_integration_tests::unique_id()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let ca = dir.join("ca.crt");
+    std::fs::write(&ca, tls.ca.as_deref().expect("a CA")).expect("write");
+    let args = vec![
+        "stock".to_owned(),
+        "set".into(),
+        "SKU-TLS".into(),
+        "4".into(),
+        format!("--inventory-addr={}", platform.inventory_addr()),
+    ];
+    let plaintext = orderly_with_env(args.clone(), Vec::new()).await;
+    assert!(!plaintext.success, "{plaintext:?}");
+    let secured = orderly_with_env(
+        args,
+        vec![("ORDERLY_TLS_CA_FILE", ca.display().to_string())],
+    )
+    .await;
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(
+        secured.success && secured.stdout.contains("SKU-TLS"),
+        "{secured:?}"
+    );
+}
+
 /// An order id nobody created.
 fn uuid_like() -> String {
     "0190e4a8-0000-7000-8000-000000000000".to_owned()

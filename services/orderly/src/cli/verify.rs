@@ -50,7 +50,7 @@ pub async fn run(args: Args) -> ExitCode {
 
 async fn verify(args: &Args) -> anyhow::Result<VerifyResponse> {
     let common = &args.common;
-    let channel = rpc::connect("order", &common.order_addr, common.timeout()).await?;
+    let channel = rpc::connect(common, "order", &common.order_addr).await?;
     VerifyServiceClient::new(channel)
         .verify(VerifyRequest {
             pending_bound_secs: args.pending_bound_secs,
