@@ -5,12 +5,14 @@
 //! A service that cannot be reached fails the test loudly with the command
 //! that fixes it; nothing is skipped.
 
+pub mod chaos;
 mod database;
 mod eventually;
 mod kafka;
 mod metrics;
 pub mod orders;
 mod platform;
+pub mod process;
 mod proxy;
 mod redis;
 mod tls;
@@ -18,7 +20,7 @@ mod tls;
 pub use database::TestDatabase;
 pub use eventually::eventually;
 pub use kafka::{BrokerProcess, TestKafka, TopicRecord};
-pub use metrics::scrape_metrics;
+pub use metrics::{scrape_metrics, try_scrape_metrics};
 pub use platform::{Component, Instance, TestPlatform, TestPlatformBuilder};
 pub use proxy::TcpProxy;
 pub use redis::TestRedis;
@@ -26,6 +28,15 @@ pub use tls::test_tls;
 
 /// The command that starts every service the tests need.
 pub const FIX_COMMAND: &str = "scripts/dev-stack.sh up";
+
+/// A port of 127.0.0.1 that is free now (it could be taken before the
+/// caller binds it; callers that start a server on it retry or fail loudly).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("find a free port")
+}
 
 /// A short random id for naming a test's database, prefixes and groups.
 pub fn unique_id() -> String {
