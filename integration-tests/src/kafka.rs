@@ -16,7 +16,7 @@ use rdkafka::{
     producer::{FutureProducer, FutureRecord},
 };
 
-use crate::{FIX_COMMAND, eventually, unique_id};
+use crate::{FIX_COMMAND, eventually, free_port, unique_id};
 
 /// Settings that point a component at a test broker under a topic prefix of
 /// its own.
@@ -301,6 +301,11 @@ impl BrokerProcess {
         );
     }
 
+    /// The broker's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Freezes the broker (SIGSTOP): connections stay open, nothing answers,
     /// no data is lost.
     pub fn pause(&self) {
@@ -353,11 +358,4 @@ fn tansu_binary() -> PathBuf {
     on_path
         .or(cached.filter(|p| p.is_file()))
         .unwrap_or_else(|| panic!("no tansu broker binary found\n  build it with: {FIX_COMMAND}"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("find a free port")
 }

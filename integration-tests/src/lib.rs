@@ -11,6 +11,7 @@ mod kafka;
 mod metrics;
 pub mod orders;
 mod platform;
+pub mod process;
 mod proxy;
 mod redis;
 
@@ -24,6 +25,15 @@ pub use redis::TestRedis;
 
 /// The command that starts every service the tests need.
 pub const FIX_COMMAND: &str = "scripts/dev-stack.sh up";
+
+/// A port of 127.0.0.1 that is free now (it could be taken before the
+/// caller binds it; callers that start a server on it retry or fail loudly).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("find a free port")
+}
 
 /// A short random id for naming a test's database, prefixes and groups.
 pub fn unique_id() -> String {
