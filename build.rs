@@ -3,7 +3,7 @@
 
 use std::{env, path::PathBuf};
 
-const PROTOS: [&str; 8] = [
+const PROTOS: [&str; 9] = [
     "proto/orderly/v1/common.proto",
     "proto/orderly/v1/order.proto",
     "proto/orderly/v1/inventory.proto",
@@ -12,6 +12,7 @@ const PROTOS: [&str; 8] = [
     "proto/orderly/v1/relay.proto",
     "proto/orderly/v1/events.proto",
     "proto/orderly/v1/dead_letter.proto",
+    "proto/orderly/v1/verify.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

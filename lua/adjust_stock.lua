@@ -1,6 +1,9 @@
 -- Adds a signed delta to a SKU's available stock, never below zero nor above
 -- 10^12 (kept well inside the integers Lua numbers hold exactly). A positive
--- delta on an unknown SKU creates it.
+-- delta on an unknown SKU creates it. The SKU's total stocked units
+-- (`stocked`, see set_stock.lua) move by the same delta; a SKU stocked
+-- before that field existed gets it from its next set_stock only, so
+-- `orderly verify` keeps reporting it until then.
 --
 -- KEYS[1]  the SKU's stock hash: {<prefix>}:stock:<sku>
 -- KEYS[2]  optional: the request's idempotency marker {<prefix>}:adj:<id>
@@ -35,9 +38,16 @@ local after = available + delta
 if after < 0 or after > 1000000000000 then
   return {'OUT_OF_RANGE', available, reserved, sold}
 end
+local known = level[1] ~= false
+local tracked = redis.call('HEXISTS', key, 'stocked') == 1
 redis.call('HINCRBY', key, 'available', string.format('%d', delta))
 redis.call('HSETNX', key, 'reserved', 0)
 redis.call('HSETNX', key, 'sold', 0)
+if tracked then
+  redis.call('HINCRBY', key, 'stocked', string.format('%d', delta))
+elseif not known then
+  redis.call('HSET', key, 'stocked', string.format('%d', after + reserved + sold))
+end
 if marker then
   redis.call('HSET', marker, 'stock', key, 'delta', string.format('%d', delta))
   redis.call('EXPIRE', marker, tonumber(ARGV[2]))

@@ -1,5 +1,7 @@
 -- Sets a SKU's available stock to an absolute quantity; reserved and sold
 -- units are untouched. Creates the SKU (making it known to reserve).
+-- Records the SKU's total stocked units (available + reserved + sold), the
+-- figure `orderly verify` balances the counters against.
 --
 -- KEYS[1]  the SKU's stock hash: {<prefix>}:stock:<sku>
 -- ARGV[1]  the new available quantity, 0..1000000000
@@ -15,4 +17,6 @@ redis.call('HSET', key, 'available', string.format('%d', q))
 redis.call('HSETNX', key, 'reserved', 0)
 redis.call('HSETNX', key, 'sold', 0)
 local level = redis.call('HMGET', key, 'available', 'reserved', 'sold')
+redis.call('HSET', key, 'stocked',
+  string.format('%d', tonumber(level[1]) + tonumber(level[2]) + tonumber(level[3])))
 return {'OK', tonumber(level[1]), tonumber(level[2]), tonumber(level[3])}

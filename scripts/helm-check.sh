@@ -274,6 +274,53 @@ check "template + kubernetes-validate $KUBE_VERSION: PodMonitor, dashboard Confi
     render_and_validate "$CHART/ci/monitoring-values.yaml" \
     "ConfigMap=3 Deployment=5 Job=1 PodDisruptionBudget=5 PodMonitor=1 PrometheusRule=1 Secret=2 Service=5 ServiceAccount=2"
 
+check "template + kubernetes-validate $KUBE_VERSION: bearer tokens and TLS from Secrets" \
+    render_and_validate "$CHART/ci/security-values.yaml" \
+    "ConfigMap=2 Deployment=5 Job=1 PodDisruptionBudget=5 Secret=3 Service=5 ServiceAccount=2"
+
+# check_security: with auth and TLS on, every component mounts the token
+# files and the TLS Secret read-only and points the ORDERLY_* variables at
+# them, probes with tcpSocket (native gRPC probes cannot speak TLS), and the
+# saga dials https; the tokens are in the auth Secret, never in the ConfigMap.
+check_security() {
+    "$HELM" template orderly "$CHART" --namespace orderly --kube-version "$KUBE_VERSION" \
+        --values "$CHART/ci/security-values.yaml" >"$TMP/security.yaml" || return 1
+    "$CACHE/venv/bin/python" - "$TMP/security.yaml" <<'PY'
+import base64, sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+deployments = [d for d in docs if d["kind"] == "Deployment"]
+assert len(deployments) == 5, len(deployments)
+for dep in deployments:
+    pod = dep["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    mounts = {m["name"]: m for m in c["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for name, path in [("ORDERLY_AUTH_CLIENT_TOKEN_FILE", "/etc/orderly/auth/client-tokens"),
+                       ("ORDERLY_AUTH_ADMIN_TOKEN_FILE", "/etc/orderly/auth/admin-tokens"),
+                       ("ORDERLY_TLS_CERT_FILE", "/etc/orderly/tls/tls.crt"),
+                       ("ORDERLY_TLS_KEY_FILE", "/etc/orderly/tls/tls.key"),
+                       ("ORDERLY_TLS_CA_FILE", "/etc/orderly/tls/ca.crt")]:
+        assert env.get(name) == path, f"{dep['metadata']['name']}: {name}={env.get(name)}"
+    assert env.get("ORDERLY_TLS_SERVER_NAME") == "orderly.internal"
+    for name in ("auth", "tls"):
+        assert mounts[name]["readOnly"] is True, name
+    assert volumes["tls"]["secret"]["secretName"] == "orderly-tls"
+    assert volumes["auth"]["secret"]["secretName"] == "orderly-auth", volumes["auth"]
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert "tcpSocket" in c[probe] and "grpc" not in c[probe], (probe, c[probe])
+config = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "orderly")
+assert config["data"]["ORDERLY_SAGA_INVENTORY_URL"].startswith("https://"), config["data"]
+assert not any("TOKEN" in k for k in config["data"]), "a token variable in the ConfigMap"
+secret = next(d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"] == "orderly-auth")
+clients = base64.b64decode(secret["data"]["client-tokens"]).decode().split("\n")
+assert clients == ["client-token-old", "client-token-new"], clients
+assert len(base64.b64decode(secret["data"]["admin-tokens"])) >= 32, "generated admin token too short"
+print("auth and TLS: 5 Deployments mount tokens and certificates read-only, tcpSocket probes")
+PY
+}
+check "auth + TLS render: token and TLS files mounted, tcpSocket probes, https saga" check_security
+
 # alert_tests: promtool's unit tests of the alerts (helm/tests/alerts-test.yaml)
 # against the rules rendered with the monitoring values.
 alert_tests() {
@@ -298,6 +345,9 @@ must_fail "rejects a runbook URL that is not http(s)" "/monitoring/rules/runbook
     --set monitoring.rules.enabled=true --set monitoring.rules.runbookBaseUrl=docs/operations.md
 must_fail "rejects an unknown monitoring setting" "additional properties 'grafana'" \
     --set monitoring.grafana.enabled=true
+must_fail "rejects TLS without its Secret" "tls.secretName is required" --set tls.enabled=true
+must_fail "rejects a token with a space" "/auth/clientTokens/0" \
+    --set auth.enabled=true --set 'auth.clientTokens[0]=two words'
 must_fail "rejects an HPA with no target" "targetCPUUtilizationPercentage" \
     --set components.order.autoscaling.enabled=true \
     --set components.order.autoscaling.targetCPUUtilizationPercentage=null

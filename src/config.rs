@@ -7,6 +7,8 @@
 
 use std::{fmt::Display, str::FromStr};
 
+use crate::{auth::AuthConfig, tls::TlsConfig};
+
 /// The prefix of every orderly environment variable.
 pub const ENV_PREFIX: &str = "ORDERLY_";
 
@@ -91,7 +93,8 @@ impl Default for PostgresConfig {
     }
 }
 
-/// Limits applied by every gRPC server.
+/// Limits and security applied by every gRPC server (TLS and the token
+/// also by the component's own clients).
 #[derive(Debug, Clone)]
 pub struct GrpcLimits {
     /// `ORDERLY_GRPC_REQUEST_TIMEOUT_MS`: upper bound on any request.
@@ -99,8 +102,30 @@ pub struct GrpcLimits {
     /// `ORDERLY_GRPC_CONCURRENCY_LIMIT`: requests in flight per server before
     /// new ones are refused with RESOURCE_EXHAUSTED.
     pub grpc_concurrency_limit: usize,
-    /// `ORDERLY_GRPC_MAX_MESSAGE_BYTES`: largest request message accepted.
+    /// `ORDERLY_GRPC_MAX_MESSAGE_BYTES`: largest request message accepted;
+    /// a larger one is refused with OUT_OF_RANGE before it is read.
     pub grpc_max_message_bytes: usize,
+    /// `ORDERLY_GRPC_MAX_STREAMS_PER_CONNECTION`: requests (streams
+    /// included, for as long as they stay open) one client connection may
+    /// have in flight; beyond it, that connection's new requests are refused
+    /// with RESOURCE_EXHAUSTED while other connections are served. The
+    /// default is half the server-wide limit: one connection can never take
+    /// the whole server, yet a client multiplexing a burst on one channel
+    /// (as gRPC clients do) is not refused. The HTTP/2 concurrent-stream
+    /// setting is twice this, as a protocol-level ceiling.
+    pub grpc_max_streams_per_connection: usize,
+    /// `ORDERLY_GRPC_KEEPALIVE_INTERVAL_MS`: how often an idle connection is
+    /// pinged (HTTP/2 PING); a peer that does not answer within
+    /// `ORDERLY_GRPC_KEEPALIVE_TIMEOUT_MS` is disconnected, so vanished
+    /// clients do not hold their streams. 0 disables the pings.
+    pub grpc_keepalive_interval_ms: u64,
+    /// `ORDERLY_GRPC_KEEPALIVE_TIMEOUT_MS`: how long a keepalive ping may go
+    /// unanswered.
+    pub grpc_keepalive_timeout_ms: u64,
+    /// `ORDERLY_AUTH_*`: bearer tokens; none configured, no authentication.
+    pub auth: AuthConfig,
+    /// `ORDERLY_TLS_*`: TLS for the server and the component's clients.
+    pub tls: TlsConfig,
 }
 
 impl Default for GrpcLimits {
@@ -109,6 +134,11 @@ impl Default for GrpcLimits {
             grpc_request_timeout_ms: 10_000,
             grpc_concurrency_limit: 1024,
             grpc_max_message_bytes: 1024 * 1024,
+            grpc_max_streams_per_connection: 512,
+            grpc_keepalive_interval_ms: 30_000,
+            grpc_keepalive_timeout_ms: 10_000,
+            auth: AuthConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -133,6 +163,20 @@ impl GrpcLimits {
             grpc_request_timeout_ms: var("GRPC_REQUEST_TIMEOUT_MS", d.grpc_request_timeout_ms)?,
             grpc_concurrency_limit: var("GRPC_CONCURRENCY_LIMIT", d.grpc_concurrency_limit)?,
             grpc_max_message_bytes: var("GRPC_MAX_MESSAGE_BYTES", d.grpc_max_message_bytes)?,
+            grpc_max_streams_per_connection: var(
+                "GRPC_MAX_STREAMS_PER_CONNECTION",
+                d.grpc_max_streams_per_connection,
+            )?,
+            grpc_keepalive_interval_ms: var(
+                "GRPC_KEEPALIVE_INTERVAL_MS",
+                d.grpc_keepalive_interval_ms,
+            )?,
+            grpc_keepalive_timeout_ms: var(
+                "GRPC_KEEPALIVE_TIMEOUT_MS",
+                d.grpc_keepalive_timeout_ms,
+            )?,
+            auth: AuthConfig::from_env()?,
+            tls: TlsConfig::from_env()?,
         })
     }
 }

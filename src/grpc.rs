@@ -6,18 +6,20 @@ use std::{net::SocketAddr, time::Duration};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
-use tonic::{Status, body::Body, service::Routes, transport::Server};
+use tonic::{body::Body, service::Routes, transport::Server};
 use tonic_health::ServingStatus;
-use tower::{BoxError, ServiceBuilder, timeout::error::Elapsed};
+use tower::ServiceBuilder;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
-use crate::{config::GrpcLimits, metrics::Registry, proto::FILE_DESCRIPTOR_SET};
+use crate::{auth::AuthLayer, config::GrpcLimits, metrics::Registry, proto::FILE_DESCRIPTOR_SET};
 
 mod admission;
+mod deadline;
 mod request_metrics;
 mod span;
 
 pub use admission::AdmissionLayer;
+pub use deadline::{DeadlineLayer, client_timeout, parse_grpc_timeout};
 pub use request_metrics::{RecordLayer, RequestMetrics};
 
 /// Failure to bind or serve a gRPC listener.
@@ -90,15 +92,22 @@ pub async fn serve(
                 .on_eos(span::on_eos)
                 .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
         )
-        // Bound the requests in flight across every connection and refuse
-        // the rest at once with RESOURCE_EXHAUSTED (health checks exempt).
-        .layer(AdmissionLayer::new(limits.grpc_concurrency_limit))
-        // An expired request answers DEADLINE_EXCEEDED, not UNKNOWN.
-        .map_result(expired_to_status)
-        // Cap every request. Inside our stack (unlike tonic's own timeout,
-        // which answers CANCELLED); a client's shorter deadline is enforced
-        // by the client, whose cancellation drops the request.
-        .timeout(Duration::from_millis(limits.grpc_request_timeout_ms))
+        // Refuse a missing or wrong bearer token (UNAUTHENTICATED) and a
+        // client token on an admin RPC (PERMISSION_DENIED) before the
+        // request takes an admission slot; off when no token is configured.
+        .layer(AuthLayer::new(&limits.auth))
+        // Bound the requests in flight across every connection, and per
+        // connection (streams count while open), and refuse the rest at once
+        // with RESOURCE_EXHAUSTED (health checks exempt).
+        .layer(
+            AdmissionLayer::new(limits.grpc_concurrency_limit)
+                .per_connection(limits.grpc_max_streams_per_connection),
+        )
+        // End every request at the client's deadline or the server's cap
+        // with DEADLINE_EXCEEDED (tonic's own timeout answers CANCELLED).
+        .layer(DeadlineLayer::new(Duration::from_millis(
+            limits.grpc_request_timeout_ms,
+        )))
         .into_inner();
 
     let draining = shutdown.clone();
@@ -114,7 +123,18 @@ pub async fn serve(
         }
     };
 
-    Server::builder()
+    let keepalive = (limits.grpc_keepalive_interval_ms > 0)
+        .then(|| Duration::from_millis(limits.grpc_keepalive_interval_ms));
+    // The HTTP/2 stream ceiling sits above the per-connection admission
+    // limit, so a client past that limit hears RESOURCE_EXHAUSTED rather
+    // than having its requests queued by its HTTP/2 stack.
+    let max_streams = limits.grpc_max_streams_per_connection.saturating_mul(2);
+    secured_server(service_names, limits)?
+        .max_concurrent_streams(u32::try_from(max_streams).unwrap_or(u32::MAX))
+        .http2_keepalive_interval(keepalive)
+        .http2_keepalive_timeout(Some(Duration::from_millis(
+            limits.grpc_keepalive_timeout_ms,
+        )))
         .layer(stack)
         .add_routes(routes)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), on_shutdown)
@@ -169,22 +189,29 @@ pub async fn serve_with_extra_metrics(
     served
 }
 
+/// A server builder with TLS when a certificate is configured; logs once
+/// whether TLS and authentication are on (never a token).
+fn secured_server(service_names: &[&str], limits: &GrpcLimits) -> Result<Server, ServeError> {
+    let (client_tokens, admin_tokens) = limits.auth.counts();
+    tracing::info!(
+        services = ?service_names,
+        auth = if limits.auth.enabled() { "on" } else { "off" },
+        client_tokens,
+        admin_tokens,
+        tls = if limits.tls.identity.is_some() { "on" } else { "off" },
+        "gRPC security"
+    );
+    let server = Server::builder();
+    Ok(match limits.tls.server() {
+        Some(tls) => server.tls_config(tls)?,
+        None => server,
+    })
+}
+
 fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
     tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         // Lets grpcurl decode google.rpc.BadRequest error details.
         .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
-}
-
-fn expired_to_status(
-    result: Result<http::Response<Body>, BoxError>,
-) -> Result<http::Response<Body>, BoxError> {
-    match result {
-        Err(error) if error.is::<Elapsed>() => Ok(Status::deadline_exceeded(
-            "request exceeded the server's deadline (ORDERLY_GRPC_REQUEST_TIMEOUT_MS)",
-        )
-        .into_http()),
-        other => other,
-    }
 }

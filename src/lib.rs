@@ -2,8 +2,10 @@
 //! uses (configuration, telemetry, gRPC serving, shutdown, Postgres, Redis,
 //! Kafka, and the error → status conventions).
 
+pub mod auth;
 pub mod backoff;
 pub mod bounds;
+pub mod client;
 pub mod config;
 pub mod consumer;
 pub mod grpc;
@@ -18,6 +20,7 @@ pub mod startup;
 pub mod status;
 pub mod telemetry;
 pub mod time;
+pub mod tls;
 pub mod trace;
 
 /// Code generated from `proto/orderly/v1`.

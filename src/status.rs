@@ -46,12 +46,38 @@ impl Violations {
     }
 }
 
+/// Most violations one status reports. A status travels in response
+/// headers, which clients cap (16 KiB by default in hyper): a request with
+/// a hundred bad lines must not make an answer the client cannot read.
+pub const MAX_REPORTED_VIOLATIONS: usize = 20;
+
+/// Longest client text [`quoted`] repeats, in characters.
+const MAX_QUOTED_CHARS: usize = 64;
+
 fn summary(violations: &[FieldViolation]) -> String {
-    violations
+    let mut text = violations
         .iter()
+        .take(MAX_REPORTED_VIOLATIONS)
         .map(|v| format!("{}: {}", v.field, v.description))
         .collect::<Vec<_>>()
-        .join("; ")
+        .join("; ");
+    let more = violations.len().saturating_sub(MAX_REPORTED_VIOLATIONS);
+    if more > 0 {
+        text.push_str(&format!("; and {more} more"));
+    }
+    text
+}
+
+/// `text` from a request, quoted for a status message and cut to 64
+/// characters: echoed whole, a value as large as the message limit would
+/// make a status header no client reads.
+pub fn quoted(text: &str) -> String {
+    if text.chars().count() <= MAX_QUOTED_CHARS {
+        format!("{text:?}")
+    } else {
+        let head: String = text.chars().take(MAX_QUOTED_CHARS).collect();
+        format!("{head:?}… ({} bytes)", text.len())
+    }
 }
 
 impl From<Violations> for Status {
@@ -61,6 +87,7 @@ impl From<Violations> for Status {
             violations
                 .0
                 .into_iter()
+                .take(MAX_REPORTED_VIOLATIONS)
                 .map(|v| tonic_types::FieldViolation::new(v.field, v.description))
                 .collect::<Vec<_>>(),
         );
@@ -113,5 +140,28 @@ mod tests {
         assert_eq!(status.code(), Code::InvalidArgument);
         assert_eq!(violated_fields(&status), vec!["items[0].quantity"]);
         assert!(status.message().contains("items[0].quantity"));
+    }
+
+    #[test]
+    fn a_status_reports_a_bounded_number_of_violations() {
+        let mut violations = Violations::default();
+        for i in 0..300 {
+            violations.add(format!("items[{i}].sku"), "must be 1-64 characters");
+        }
+        let status = Status::from(violations);
+        assert_eq!(violated_fields(&status).len(), MAX_REPORTED_VIOLATIONS);
+        assert!(
+            status.message().ends_with("; and 280 more"),
+            "{}",
+            status.message()
+        );
+    }
+
+    #[test]
+    fn quoted_client_text_is_cut() {
+        assert_eq!(quoted("orders"), "\"orders\"");
+        let long = quoted(&"é".repeat(1_000_000));
+        assert!(long.len() < 200, "{long}");
+        assert!(long.ends_with("(2000000 bytes)"), "{long}");
     }
 }

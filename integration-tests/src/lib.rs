@@ -14,6 +14,7 @@ mod platform;
 pub mod process;
 mod proxy;
 mod redis;
+mod tls;
 
 pub use database::TestDatabase;
 pub use eventually::eventually;
@@ -22,6 +23,7 @@ pub use metrics::scrape_metrics;
 pub use platform::{Component, Instance, TestPlatform, TestPlatformBuilder};
 pub use proxy::TcpProxy;
 pub use redis::TestRedis;
+pub use tls::test_tls;
 
 /// The command that starts every service the tests need.
 pub const FIX_COMMAND: &str = "scripts/dev-stack.sh up";
@@ -75,7 +77,8 @@ pub fn order_request(customer: &str) -> orderly::proto::v1::CreateOrderRequest {
 /// A gRPC channel to a component at `addr`, for clients the platform does
 /// not hand out (health, reflection).
 pub async fn channel(addr: std::net::SocketAddr) -> tonic::transport::Channel {
-    tonic::transport::Channel::from_shared(format!("http://{addr}"))
+    orderly::client::ChannelBuilder::new(&orderly::tls::TlsConfig::default(), None)
+        .and_then(|channels| channels.endpoint(&addr.to_string()))
         .expect("a valid URI")
         .connect()
         .await

@@ -6,13 +6,16 @@
 use std::{collections::HashMap, fmt::Display, future::Future, net::SocketAddr, time::Duration};
 
 use orderly::{
+    auth::AuthConfig,
+    client::{ChannelBuilder, GrpcChannel},
     config::GrpcLimits,
     proto::v1::{
         dead_letter_service_client::DeadLetterServiceClient,
         inventory_service_client::InventoryServiceClient, order_service_client::OrderServiceClient,
         payment_service_client::PaymentServiceClient, query_service_client::QueryServiceClient,
-        relay_admin_client::RelayAdminClient,
+        relay_admin_client::RelayAdminClient, verify_service_client::VerifyServiceClient,
     },
+    tls::TlsConfig,
 };
 use tokio::{task::JoinHandle, time::Instant};
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -101,6 +104,10 @@ struct Plan {
     query: Option<Tweak<orderly_query::Config>>,
     /// One entry per relay copy, by index.
     relays: Vec<Tweak<orderly_relay::Config>>,
+    /// Tokens every component accepts (none: authentication off).
+    auth: AuthConfig,
+    /// TLS every component serves and its own clients use.
+    tls: TlsConfig,
 }
 
 /// Chooses the components a test runs.
@@ -200,6 +207,16 @@ impl TestPlatformBuilder {
         self.inventory().payment().query().saga().relay()
     }
 
+    /// Runs every component with bearer-token authentication (`auth`) and
+    /// TLS (`tls`: their certificate, and the CA their own clients and
+    /// [`TestPlatform::channel_with_token`] trust). The plain clients
+    /// ([`TestPlatform::order_client`], ...) send no token and no TLS.
+    pub fn security(mut self, auth: AuthConfig, tls: TlsConfig) -> Self {
+        self.plan.auth = auth;
+        self.plan.tls = tls;
+        self
+    }
+
     /// Uses `database` instead of creating one (a test that needs its name
     /// or address, or rows in it, before the components start).
     pub fn database(mut self, database: TestDatabase) -> Self {
@@ -285,6 +302,11 @@ impl TestPlatform {
         }
     }
 
+    fn secure(&self, grpc: &mut GrpcLimits) {
+        grpc.auth = self.plan.auth.clone();
+        grpc.tls = self.plan.tls.clone();
+    }
+
     fn kafka_config(&self) -> orderly::kafka::KafkaConfig {
         self.kafka
             .as_ref()
@@ -343,13 +365,24 @@ impl TestPlatform {
                     saga.backoff_max = Duration::from_millis(500);
                     saga
                 });
+                // Verify reads the test's Redis prefix (when inventory runs).
+                let verify = orderly_verify::Config {
+                    redis: self
+                        .redis
+                        .as_ref()
+                        .map(|redis| redis.config.clone())
+                        .unwrap_or_default(),
+                    ..orderly_verify::Config::default()
+                };
                 let mut config = orderly_order::Config {
                     grpc_addr,
                     metrics_addr,
                     postgres: self.db.config.clone(),
                     grpc: GrpcLimits::default(),
                     saga,
+                    verify,
                 };
+                self.secure(&mut config.grpc);
                 if let Some(tweak) = &self.plan.order {
                     tweak(&mut config);
                 }
@@ -368,6 +401,7 @@ impl TestPlatform {
                     reservation_retention_secs:
                         orderly_inventory::config::DEFAULT_RESERVATION_RETENTION_SECS,
                 };
+                self.secure(&mut config.grpc);
                 if let Some(tweak) = &self.plan.inventory {
                     tweak(&mut config);
                 }
@@ -392,6 +426,7 @@ impl TestPlatform {
                     kafka: self.kafka_config(),
                     grpc: GrpcLimits::default(),
                 };
+                self.secure(&mut config.grpc);
                 if let Some(tweak) = &self.plan.payment {
                     tweak(&mut config);
                 }
@@ -415,6 +450,7 @@ impl TestPlatform {
                     kafka: self.kafka_config(),
                     ..orderly_query::Config::default()
                 };
+                self.secure(&mut config.grpc);
                 if let Some(tweak) = &self.plan.query {
                     tweak(&mut config);
                 }
@@ -439,6 +475,7 @@ impl TestPlatform {
                     kafka: self.kafka_config(),
                     ..orderly_relay::Config::default()
                 };
+                self.secure(&mut config.grpc);
                 if let Some(tweak) = self.plan.relays.get(instance.index) {
                     tweak(&mut config);
                 }
@@ -520,6 +557,22 @@ impl TestPlatform {
         crate::channel(self.grpc_addr(instance)).await
     }
 
+    /// A channel to `instance` built as the components build theirs: over
+    /// TLS trusting the platform's CA (when [`TestPlatformBuilder::security`]
+    /// gave one), sending `token` with every call.
+    pub async fn channel_with_token(
+        &self,
+        instance: impl Into<Instance>,
+        token: Option<&str>,
+    ) -> GrpcChannel {
+        let addr = self.grpc_addr(instance);
+        ChannelBuilder::new(&self.plan.tls, token)
+            .expect("a token a header can carry")
+            .connect(&addr.to_string())
+            .await
+            .unwrap_or_else(|e| panic!("connect to {addr}: {e}"))
+    }
+
     /// Where the order service listens.
     pub fn order_addr(&self) -> SocketAddr {
         self.grpc_addr(Component::Order)
@@ -533,6 +586,11 @@ impl TestPlatform {
     /// A client of the order service.
     pub async fn order_client(&self) -> OrderServiceClient<Channel> {
         OrderServiceClient::new(self.channel(Component::Order).await)
+    }
+
+    /// A VerifyService client (the order service hosts it).
+    pub async fn verify_client(&self) -> VerifyServiceClient<Channel> {
+        VerifyServiceClient::new(self.channel(Component::Order).await)
     }
 
     /// Where the inventory service listens.

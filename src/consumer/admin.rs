@@ -19,6 +19,8 @@ pub const DEAD_LETTER_SERVICE: &str = "orderly.v1.DeadLetterService";
 /// Default and largest page of ListDeadLetters.
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 1_000;
+/// Most ids one RequeueDeadLetters takes (each is applied in turn).
+const MAX_IDS: usize = 1_000;
 
 /// The dead-letter admin of a component's consumers.
 #[derive(Debug, Clone)]
@@ -39,7 +41,8 @@ impl DeadLetterAdmin {
             .ok_or_else(|| {
                 let served: Vec<&str> = self.consumers.iter().map(Consumer::name).collect();
                 Status::not_found(format!(
-                    "no consumer {name:?} runs here (served: {})",
+                    "no consumer {} runs here (served: {})",
+                    crate::status::quoted(name),
                     served.join(", ")
                 ))
             })
@@ -124,14 +127,17 @@ impl DeadLetterService for DeadLetterAdmin {
         request: Request<pb::RequeueDeadLettersRequest>,
     ) -> Result<Response<pb::RequeueDeadLettersResponse>, Status> {
         let request = request.into_inner();
+        let mut violations = Violations::default();
         if request.consumer.is_empty() {
-            let mut violations = Violations::default();
             violations.add(
                 "consumer",
                 "required: the consumer whose letters to requeue",
             );
-            return Err(violations.into());
         }
+        if request.ids.len() > MAX_IDS {
+            violations.add("ids", format!("at most {MAX_IDS} ids at once"));
+        }
+        violations.into_result(()).map_err(Status::from)?;
         let consumer = self.find(&request.consumer)?;
         let outcomes = consumer
             .requeue(&request.ids)

@@ -1,5 +1,6 @@
-//! Admission control: a bounded number of requests in flight, and an
-//! immediate RESOURCE_EXHAUSTED for the rest rather than a queue.
+//! Admission control: a bounded number of requests in flight, in all and per
+//! client connection, and an immediate RESOURCE_EXHAUSTED for the rest
+//! rather than a queue.
 
 use std::{
     future::Future,
@@ -9,18 +10,24 @@ use std::{
 };
 
 use tokio::sync::Semaphore;
-use tonic::Status;
+use tonic::{Status, body::Body};
 use tower::{Layer, Service};
+
+use connection::{ConnectionSlots, peer};
+
+mod connection;
 
 /// Health checks always pass: a saturated server is busy, not dead, and its
 /// liveness probe must not get it restarted (which would shed more load
 /// onto its peers).
 const EXEMPT_PREFIX: &str = "/grpc.health.v1.Health/";
 
-/// Admits at most `limit` requests at once across every connection.
+/// Admits at most `limit` requests at once across every connection, and
+/// (with [`Self::per_connection`]) at most so many per connection.
 #[derive(Debug, Clone)]
 pub struct AdmissionLayer {
     permits: Arc<Semaphore>,
+    connections: Option<ConnectionSlots>,
 }
 
 impl AdmissionLayer {
@@ -28,6 +35,18 @@ impl AdmissionLayer {
     pub fn new(limit: usize) -> Self {
         Self {
             permits: Arc::new(Semaphore::new(limit.max(1))),
+            connections: None,
+        }
+    }
+
+    /// Also admits at most `limit` requests (at least one) per client
+    /// connection. A request counts until its response body ends, so a
+    /// stream holds its slot while it stays open: one client cannot take
+    /// every slot with long waits or watches and starve the others.
+    pub fn per_connection(self, limit: usize) -> Self {
+        Self {
+            connections: Some(ConnectionSlots::new(limit)),
+            ..self
         }
     }
 }
@@ -39,6 +58,7 @@ impl<S> Layer<S> for AdmissionLayer {
         Admission {
             inner,
             permits: self.permits.clone(),
+            connections: self.connections.clone(),
         }
     }
 }
@@ -48,13 +68,22 @@ impl<S> Layer<S> for AdmissionLayer {
 pub struct Admission<S> {
     inner: S,
     permits: Arc<Semaphore>,
+    connections: Option<ConnectionSlots>,
 }
 
-impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for Admission<S>
+fn refuse<E>(
+    why: &'static str,
+) -> Pin<Box<dyn Future<Output = Result<http::Response<Body>, E>> + Send>>
 where
-    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    E: Send + 'static,
+{
+    Box::pin(async move { Ok(Status::resource_exhausted(why).into_http()) })
+}
+
+impl<S, ReqBody> Service<http::Request<ReqBody>> for Admission<S>
+where
+    S: Service<http::Request<ReqBody>, Response = http::Response<Body>>,
     S::Future: Send + 'static,
-    ResBody: Default + Send + 'static,
     S::Error: Send + 'static,
 {
     type Response = S::Response;
@@ -69,21 +98,35 @@ where
         if request.uri().path().starts_with(EXEMPT_PREFIX) {
             return Box::pin(self.inner.call(request));
         }
-        match self.permits.clone().try_acquire_owned() {
-            Ok(permit) => {
-                let response = self.inner.call(request);
-                Box::pin(async move {
-                    let result = response.await;
-                    drop(permit);
-                    result
-                })
+        // A request without a known peer (not over TCP) has no connection
+        // limit; the global one still applies.
+        let slot = match (&self.connections, peer(&request)) {
+            (Some(connections), Some(peer)) => match connections.take(peer) {
+                Some(slot) => Some(slot),
+                None => {
+                    return refuse(
+                        "this connection is at its limit of requests in flight \
+                         (ORDERLY_GRPC_MAX_STREAMS_PER_CONNECTION); retry with backoff",
+                    );
+                }
+            },
+            _ => None,
+        };
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            return refuse(
+                "server is at its concurrency limit (ORDERLY_GRPC_CONCURRENCY_LIMIT); retry with backoff",
+            );
+        };
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let result = response.await;
+            drop(permit);
+            match slot {
+                // The slot goes with the body: freed when the last message
+                // (or the client's cancellation) ends the stream.
+                Some(slot) => result.map(|response| response.map(|body| slot.hold(body))),
+                None => result,
             }
-            Err(_) => Box::pin(async {
-                Ok(Status::resource_exhausted(
-                    "server is at its concurrency limit (ORDERLY_GRPC_CONCURRENCY_LIMIT); retry with backoff",
-                )
-                .into_http())
-            }),
-        }
+        })
     }
 }

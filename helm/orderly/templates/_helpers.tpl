@@ -130,6 +130,9 @@ ORDERLY_KAFKA_SESSION_TIMEOUT_MS: {{ $v.kafka.sessionTimeoutMs | int | quote }}
 ORDERLY_GRPC_REQUEST_TIMEOUT_MS: {{ $v.grpc.requestTimeoutMs | int | quote }}
 ORDERLY_GRPC_CONCURRENCY_LIMIT: {{ $v.grpc.concurrencyLimit | int | quote }}
 ORDERLY_GRPC_MAX_MESSAGE_BYTES: {{ $v.grpc.maxMessageBytes | int | quote }}
+ORDERLY_GRPC_MAX_STREAMS_PER_CONNECTION: {{ $v.grpc.maxStreamsPerConnection | int | quote }}
+ORDERLY_GRPC_KEEPALIVE_INTERVAL_MS: {{ $v.grpc.keepaliveIntervalMs | int | quote }}
+ORDERLY_GRPC_KEEPALIVE_TIMEOUT_MS: {{ $v.grpc.keepaliveTimeoutMs | int | quote }}
 ORDERLY_SHUTDOWN_GRACE_MS: {{ $v.shutdownGraceMs | int | quote }}
 ORDERLY_LOG: {{ $v.log.level | quote }}
 ORDERLY_LOG_FORMAT: {{ $v.log.format | quote }}
@@ -144,8 +147,9 @@ ORDERLY_{{ $prefix }}_METRICS_ADDR: {{ printf "0.0.0.0:%d" ($c.ports.metrics | i
 {{- /* The order saga calls inventory and payment through their Services. */}}
 {{- $inventory := include "orderly.componentName" (dict "root" . "name" "inventory") }}
 {{- $payment := include "orderly.componentName" (dict "root" . "name" "payment") }}
-ORDERLY_SAGA_INVENTORY_URL: {{ printf "http://%s:%d" $inventory ($v.components.inventory.ports.grpc | int) | quote }}
-ORDERLY_SAGA_PAYMENT_URL: {{ printf "http://%s:%d" $payment ($v.components.payment.ports.grpc | int) | quote }}
+{{- $scheme := ternary "https" "http" $v.tls.enabled }}
+ORDERLY_SAGA_INVENTORY_URL: {{ printf "%s://%s:%d" $scheme $inventory ($v.components.inventory.ports.grpc | int) | quote }}
+ORDERLY_SAGA_PAYMENT_URL: {{ printf "%s://%s:%d" $scheme $payment ($v.components.payment.ports.grpc | int) | quote }}
 {{- range $key, $value := $v.extraConfig }}
 {{ $key }}: {{ $value | toString | quote }}
 {{- end }}
@@ -202,3 +206,26 @@ else replicas. Decides whether a PodDisruptionBudget makes sense.
 {{- end }}
 {{- end }}
 {{- end }}
+
+{{/* The Secret holding the bearer tokens. */}}
+{{- define "orderly.authSecretName" -}}
+{{- .Values.auth.existingSecret | default (printf "%s-auth" (include "orderly.fullname" .)) }}
+{{- end }}
+
+{{/*
+One role's tokens for the chart's auth Secret, base64: the given list (one
+token a line), else what the Secret already holds, else a generated token.
+*/}}
+{{- define "orderly.tokenData" -}}
+{{- if .given }}
+{{- join "\n" .given | b64enc | quote }}
+{{- else if .existing }}
+{{- .existing | quote }}
+{{- else }}
+{{- randAlphaNum 48 | b64enc | quote }}
+{{- end }}
+{{- end }}
+
+{{/* Where the token files and the TLS files are mounted. */}}
+{{- define "orderly.authDir" -}}/etc/orderly/auth{{- end }}
+{{- define "orderly.tlsDir" -}}/etc/orderly/tls{{- end }}

@@ -4,13 +4,14 @@
 //!
 //! Key layout, all under one hash tag so every script is valid on Redis
 //! Cluster: `{<prefix>}:stock:<sku>` is a hash with fields `available`,
-//! `reserved` and `sold`; `{<prefix>}:res:<order_id>` is the order's
+//! `reserved`, `sold` and `stocked` (their sum, kept by the stock admin
+//! scripts); `{<prefix>}:res:<order_id>` is the order's
 //! reservation record (see `lua/reserve.lua` for its fields). A finished
 //! record (COMMITTED, RELEASED, REJECTED) expires after the configured
 //! retention; an open RESERVED one never does.
 
 mod connections;
-mod record;
+pub mod record;
 
 use std::{
     fmt,

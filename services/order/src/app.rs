@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use orderly::{
+    client::ChannelBuilder,
     consumer::{
         Consumer, ConsumerSettings, DEAD_LETTER_SERVICE, dead_letter_admin, register_metrics,
     },
@@ -11,6 +12,7 @@ use orderly::{
     proto::v1::order_service_server::OrderServiceServer,
     startup::{Listeners, StartupError, migrated_pool},
 };
+use orderly_verify::{Verifier, VerifyApi};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -33,6 +35,7 @@ pub struct App {
     pool: deadpool_postgres::Pool,
     orders: Orders,
     metrics: OrderMetrics,
+    verifier: Verifier,
 }
 
 impl App {
@@ -42,7 +45,11 @@ impl App {
         let pool = migrated_pool(&config.postgres).await?;
         let listeners = Listeners::bind(config.grpc_addr, config.metrics_addr).await?;
         let metrics = OrderMetrics::default();
+        // Verify reads schemas `payments` and `query` through this pool too.
+        let verifier = Verifier::new(pool.clone(), &config.verify)
+            .map_err(|why| StartupError::Invalid(format!("verify: {why}")))?;
         Ok(Self {
+            verifier,
             config,
             listeners,
             orders: Orders::new(pool.clone(), metrics.clone()),
@@ -68,13 +75,22 @@ impl App {
         tracing::info!(addr = %self.listeners.grpc_addr, "order service listening");
         let service = OrderServiceServer::new(OrderApi::new(self.orders))
             .max_decoding_message_size(self.config.grpc.grpc_max_message_bytes);
-        let mut routes = tonic::service::Routes::new(service);
-        let mut names = vec![SERVICE_NAME];
+        let mut routes = tonic::service::Routes::new(service)
+            .add_service(VerifyApi::new(self.verifier).into_service());
+        let mut names = vec![SERVICE_NAME, orderly_verify::SERVICE_NAME];
         let mut consumers = Vec::new();
         let mut sweeper = None;
         if let Some(saga) = &self.config.saga {
-            let remotes = Remotes::new(&saga.inventory_url, &saga.payment_url, saga.call_timeout)
-                .map_err(|why| StartupError::Invalid(format!("order saga: {why}")))?;
+            // The saga calls admin RPCs (Reserve, Commit, Release, Refund):
+            // as a component, with the first admin token.
+            let channels = ChannelBuilder::component(&self.config.grpc.auth, &self.config.grpc.tls);
+            let remotes = Remotes::new(
+                &channels,
+                &saga.inventory_url,
+                &saga.payment_url,
+                saga.call_timeout,
+            )
+            .map_err(|why| StartupError::Invalid(format!("order saga: {why}")))?;
             let settings = ConsumerSettings {
                 name: saga::CONSUMER,
                 schema: "orders",
@@ -96,7 +112,10 @@ impl App {
                 self.metrics.clone(),
                 shutdown.clone(),
             )));
-            routes = routes.add_service(dead_letter_admin(vec![consumer.clone()]));
+            routes = routes.add_service(
+                dead_letter_admin(vec![consumer.clone()])
+                    .max_decoding_message_size(self.config.grpc.grpc_max_message_bytes),
+            );
             names.push(DEAD_LETTER_SERVICE);
             consumers.push(consumer);
         }

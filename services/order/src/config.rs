@@ -21,6 +21,10 @@ pub struct Config {
     /// The saga worker; `None` runs the write path alone
     /// (`ORDERLY_SAGA_ENABLED=false`).
     pub saga: Option<SagaConfig>,
+    /// What the hosted `orderly.v1.VerifyService` reads besides this
+    /// database: the inventory's Redis (`ORDERLY_REDIS_*`) and reservation
+    /// retention (`ORDERLY_INVENTORY_RESERVATION_RETENTION_SECS`).
+    pub verify: orderly_verify::Config,
 }
 
 /// Settings of the order saga worker.
@@ -96,6 +100,7 @@ impl Config {
             } else {
                 None
             },
+            verify: orderly_verify::Config::from_env()?,
         })
     }
 }

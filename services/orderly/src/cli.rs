@@ -1,7 +1,8 @@
 //! The command line. Words that name a component run it (`orderly order`,
 //! `orderly all`, ...); the plural or admin words talk to running components
 //! over gRPC (`orderly orders get ID`, `orderly stock set SKU 10`,
-//! `orderly status`, `orderly dead-letters list`, `orderly set-aside list`).
+//! `orderly status`, `orderly dead-letters list`, `orderly set-aside list`,
+//! `orderly verify`).
 
 mod config;
 mod dead_letters;
@@ -11,6 +12,7 @@ mod rpc;
 mod set_aside;
 mod status;
 mod stock;
+mod verify;
 mod watch;
 
 use std::{process::ExitCode, time::Duration};
@@ -26,7 +28,8 @@ use crate::run;
     version,
     about = "orderly: an event-driven order platform",
     after_help = "Configuration: ORDERLY_* environment variables (`orderly config` prints them).\n\
-                  Client commands reach the components at ORDERLY_<COMPONENT>_GRPC_ADDR or --<component>-addr."
+                  Client commands reach the components at ORDERLY_<COMPONENT>_GRPC_ADDR or --<component>-addr,\n\
+                  with --token / ORDERLY_TOKEN, over TLS when ORDERLY_TLS_CA_FILE names the CA."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -61,6 +64,9 @@ enum Command {
     DeadLetters(dead_letters::Args),
     /// List and retry outbox rows the relay set aside
     SetAside(set_aside::Args),
+    /// Reconcile orders, stock, reservations, payments and views; exit 0
+    /// clean, 1 discrepancies, 2 could not run
+    Verify(verify::Args),
 }
 
 /// Where the components listen and how the client commands print; shared by
@@ -73,6 +79,16 @@ pub struct Common {
     /// Deadline of each call, in milliseconds
     #[arg(long, global = true, value_name = "MS", default_value_t = 10_000)]
     timeout_ms: u64,
+    /// Bearer token sent with every call (an admin token for stock, verify,
+    /// dead-letter and set-aside commands)
+    #[arg(
+        long,
+        global = true,
+        value_name = "TOKEN",
+        env = "ORDERLY_TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
     /// Order service address
     #[arg(
         long,
@@ -151,6 +167,8 @@ impl Cli {
             Command::Status(args) => status::run(args).await,
             Command::DeadLetters(args) => dead_letters::run(args).await,
             Command::SetAside(args) => set_aside::run(args).await,
+            // Verify's exit code tells clean from discrepancies from errors.
+            Command::Verify(args) => return verify::run(args).await,
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,

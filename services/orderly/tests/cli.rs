@@ -11,6 +11,7 @@ use serde_json::Value;
 #[derive(Debug)]
 struct Run {
     success: bool,
+    code: Option<i32>,
     stdout: String,
     stderr: String,
 }
@@ -26,6 +27,7 @@ async fn orderly_with_env(args: Vec<String>, env: Vec<(&'static str, String)>) -
             .expect("run the orderly binary");
         Run {
             success: output.status.success(),
+            code: output.status.code(),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         }
@@ -255,6 +257,82 @@ async fn status_shows_every_component_up_then_a_stopped_one_down() {
     assert!(health("relay").ends_with("UP"), "{down:?}");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_exits_zero_clean_one_on_discrepancies_two_when_it_cannot_run() {
+    let platform = TestPlatform::builder().order().inventory().start().await;
+    let started = [Component::Order, Component::Inventory];
+
+    let clean = orderly(&platform, &started, &["verify"]).await;
+    assert_eq!(clean.code, Some(0), "{clean:?}");
+    assert!(clean.stdout.contains("clean"), "{clean:?}");
+
+    // Without the saga the order stays PENDING: within the default bound
+    // that is an order in flight, with a bound of 0 it is stuck.
+    let created = orderly(
+        &platform,
+        &started,
+        &[
+            "orders",
+            "create",
+            "--customer",
+            "c1",
+            "--item",
+            "SKU-1:1",
+            "--payment",
+            "pm_ok",
+            "--json",
+        ],
+    )
+    .await;
+    let id = json(&created)["order_id"]
+        .as_str()
+        .expect("an order id")
+        .to_owned();
+    let lenient = orderly(&platform, &started, &["verify", "--json"]).await;
+    assert_eq!(lenient.code, Some(0), "{lenient:?}");
+    assert_eq!(json(&lenient)["summary"]["orders"], 1, "{lenient:?}");
+
+    let strict = orderly(
+        &platform,
+        &started,
+        &["verify", "--pending-bound-secs", "0", "--json"],
+    )
+    .await;
+    assert_eq!(strict.code, Some(1), "{strict:?}");
+    let report: Value = serde_json::from_str(&strict.stdout).expect("JSON");
+    assert_eq!(report["clean"], false, "{strict:?}");
+    assert_eq!(
+        report["discrepancies"][0]["kind"], "order_stuck",
+        "{strict:?}"
+    );
+    assert_eq!(
+        report["discrepancies"][0]["order_id"],
+        id.as_str(),
+        "{strict:?}"
+    );
+    let table = orderly(
+        &platform,
+        &started,
+        &["verify", "--pending-bound-secs", "0"],
+    )
+    .await;
+    assert_eq!(table.code, Some(1), "{table:?}");
+    assert!(
+        table
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("order_stuck") && l.contains(&id)),
+        "{table:?}"
+    );
+
+    let unreachable = orderly(&platform, &[], &["verify"]).await;
+    assert_eq!(unreachable.code, Some(2), "{unreachable:?}");
+    assert!(
+        unreachable.stderr.contains("UNAVAILABLE"),
+        "{unreachable:?}"
+    );
+}
+
 #[tokio::test]
 async fn config_prints_env_lines_with_passwords_hidden() {
     let run = orderly_with_env(
@@ -298,6 +376,119 @@ async fn config_prints_env_lines_with_passwords_hidden() {
             .lines()
             .any(|l| l.starts_with("ORDERLY_RELAY_MAX_ATTEMPTS=")),
         "{run:?}"
+    );
+}
+
+#[tokio::test]
+async fn config_never_prints_tokens() {
+    let dir = std::env::temp_dir().join(format!(
+        "orderly-cli-{}",
+        orderly_integration_tests::unique_id()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("admin-tokens");
+    std::fs::write(&file, "file-s3cret-admin\n").expect("write");
+    let run = orderly_with_env(
+        vec!["config".to_owned()],
+        vec![
+            ("ORDERLY_AUTH_CLIENT_TOKEN", "s3cret-client".to_owned()),
+            ("ORDERLY_AUTH_ADMIN_TOKEN_FILE", file.display().to_string()),
+            ("ORDERLY_TOKEN", "s3cret-cli".to_owned()),
+        ],
+    )
+    .await;
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(run.success, "{run:?}");
+    assert!(!run.stdout.contains("s3cret"), "{run:?}");
+    for line in ["ORDERLY_AUTH_CLIENT_TOKEN=***", "ORDERLY_TOKEN=***"] {
+        assert!(run.stdout.lines().any(|l| l == line), "{line}: {run:?}");
+    }
+    assert!(
+        run.stdout
+            .contains("authentication on (1 client, 1 admin tokens)"),
+        "{run:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_commands_send_the_token() {
+    let platform = TestPlatform::builder()
+        .inventory()
+        .security(
+            orderly::auth::AuthConfig::new(&["cli-client"], &["cli-admin"]),
+            orderly::tls::TlsConfig::default(),
+        )
+        .start()
+        .await;
+    let addr = format!("--inventory-addr={}", platform.inventory_addr());
+    let set = |token: Option<&'static str>| {
+        let mut args = vec![
+            "stock".to_owned(),
+            "set".into(),
+            "SKU-AUTH".into(),
+            "3".into(),
+        ];
+        args.push(addr.clone());
+        let env = token.map(|t| vec![("ORDERLY_TOKEN", t.to_owned())]);
+        orderly_with_env(args, env.unwrap_or_default())
+    };
+    let anonymous = set(None).await;
+    assert!(!anonymous.success, "{anonymous:?}");
+    assert!(
+        anonymous.stderr.contains("UNAUTHENTICATED"),
+        "{anonymous:?}"
+    );
+    let client = set(Some("cli-client")).await;
+    assert!(client.stderr.contains("PERMISSION_DENIED"), "{client:?}");
+    let admin = set(Some("cli-admin")).await;
+    assert!(admin.success, "{admin:?}");
+    let read = orderly_with_env(
+        vec![
+            "stock".into(),
+            "get".into(),
+            "SKU-AUTH".into(),
+            addr.clone(),
+            "--token=cli-client".into(),
+        ],
+        Vec::new(),
+    )
+    .await;
+    assert!(read.success && read.stdout.contains("SKU-AUTH"), "{read:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_commands_use_tls_with_the_configured_ca() {
+    let tls = orderly_integration_tests::test_tls();
+    let platform = TestPlatform::builder()
+        .inventory()
+        .security(orderly::auth::AuthConfig::default(), tls.clone())
+        .start()
+        .await;
+    let dir = std::env::temp_dir().join(format!(
+        "orderly-cli-{}",
+        orderly_integration_tests::unique_id()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let ca = dir.join("ca.crt");
+    std::fs::write(&ca, tls.ca.as_deref().expect("a CA")).expect("write");
+    let args = vec![
+        "stock".to_owned(),
+        "set".into(),
+        "SKU-TLS".into(),
+        "4".into(),
+        format!("--inventory-addr={}", platform.inventory_addr()),
+    ];
+    let plaintext = orderly_with_env(args.clone(), Vec::new()).await;
+    assert!(!plaintext.success, "{plaintext:?}");
+    let secured = orderly_with_env(
+        args,
+        vec![("ORDERLY_TLS_CA_FILE", ca.display().to_string())],
+    )
+    .await;
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(
+        secured.success && secured.stdout.contains("SKU-TLS"),
+        "{secured:?}"
     );
 }
 

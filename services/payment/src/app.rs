@@ -93,7 +93,10 @@ impl App {
         let payments = Payments::new(self.pool.clone(), self.gateway.clone());
         let service = PaymentServiceServer::new(PaymentApi::new(payments))
             .max_decoding_message_size(self.config.grpc.grpc_max_message_bytes);
-        let routes = Routes::new(service).add_service(dead_letter_admin(vec![consumer.clone()]));
+        let routes = Routes::new(service).add_service(
+            dead_letter_admin(vec![consumer.clone()])
+                .max_decoding_message_size(self.config.grpc.grpc_max_message_bytes),
+        );
         let mut registry = Registry::default();
         register_metrics(&mut registry, std::slice::from_ref(&consumer));
         self.gateway.register_metrics(&mut registry);

@@ -125,7 +125,10 @@ impl App {
         let api = QueryApi::new(views, rebuilds.clone(), self.config.request_timeout());
         let service = QueryServiceServer::new(api)
             .max_decoding_message_size(self.config.grpc.grpc_max_message_bytes);
-        let routes = Routes::new(service).add_service(dead_letter_admin(vec![consumer.clone()]));
+        let routes = Routes::new(service).add_service(
+            dead_letter_admin(vec![consumer.clone()])
+                .max_decoding_message_size(self.config.grpc.grpc_max_message_bytes),
+        );
         let mut registry = Registry::default();
         register_metrics(&mut registry, std::slice::from_ref(&consumer));
         registry.register(

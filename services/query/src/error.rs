@@ -21,6 +21,9 @@ pub enum Error {
     /// The service is shutting down.
     #[error("the query service is shutting down")]
     ShuttingDown,
+    /// The client's deadline passed (a watch outlasting it).
+    #[error("the client's deadline passed")]
+    DeadlineExceeded,
     /// The operation cannot run in the current state (a rebuild already
     /// running, a rebuild that could not catch up).
     #[error("{0}")]
@@ -57,6 +60,7 @@ impl From<Error> for Status {
             Error::Invalid(violations) => violations.into(),
             Error::NotFound(_) => Status::not_found(error.to_string()),
             Error::FailedPrecondition(_) => Status::failed_precondition(error.to_string()),
+            Error::DeadlineExceeded => Status::deadline_exceeded(error.to_string()),
             Error::Unavailable(_) | Error::Kafka(_) | Error::ShuttingDown => {
                 tracing::warn!(%error, "request failed: dependency unavailable");
                 Status::unavailable(error.to_string())

@@ -9,6 +9,7 @@ use orderly::{
     status::Violations,
     time::to_timestamp,
 };
+use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, metadata::MetadataMap};
 
@@ -45,34 +46,13 @@ impl QueryApi {
     /// capped by the server's, less a margin to read the view once more and
     /// answer before the deadline passes.
     fn wait_budget(&self, metadata: &MetadataMap) -> Duration {
-        let deadline = metadata
-            .get("grpc-timeout")
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_grpc_timeout)
+        let deadline = orderly::grpc::client_timeout(metadata.as_ref())
             .map_or(self.request_timeout, |client| {
                 client.min(self.request_timeout)
             });
         let margin = (deadline / 5).min(Duration::from_millis(250));
         deadline.saturating_sub(margin)
     }
-}
-
-/// Parses a `grpc-timeout` header value: up to 8 digits and a unit.
-fn parse_grpc_timeout(value: &str) -> Option<Duration> {
-    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
-    if digits.is_empty() || digits.len() > 8 {
-        return None;
-    }
-    let amount: u64 = digits.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(amount.saturating_mul(3600)),
-        "M" => Duration::from_secs(amount.saturating_mul(60)),
-        "S" => Duration::from_secs(amount),
-        "m" => Duration::from_millis(amount),
-        "u" => Duration::from_micros(amount),
-        "n" => Duration::from_nanos(amount),
-        _ => return None,
-    })
 }
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchOrderResponse, Status>> + Send>>;
@@ -141,9 +121,13 @@ impl QueryService for QueryApi {
         &self,
         request: Request<pb::WatchOrderRequest>,
     ) -> Result<Response<Self::WatchOrderStream>, Status> {
+        // The client's deadline ends the stream (DEADLINE_EXCEEDED); without
+        // one it lasts until the order is final or the client goes away.
+        let deadline = orderly::grpc::client_timeout(request.metadata().as_ref())
+            .map(|timeout| Instant::now() + timeout);
         let order_id =
             parse_order_id("order_id", &request.get_ref().order_id).map_err(Error::from)?;
-        let changes = ReceiverStream::new(self.views.watch(order_id)).map(|change| {
+        let changes = ReceiverStream::new(self.views.watch(order_id, deadline)).map(|change| {
             change
                 .map(|view| pb::WatchOrderResponse {
                     order: Some(view_to_proto(view)),
@@ -301,25 +285,5 @@ fn report_to_proto(
             .last_occurred_at
             .map_or(0, |at| (now - at).num_milliseconds().max(0)),
         rebuild: rebuild.map(rebuild_to_proto),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn grpc_timeouts_parse_in_every_unit() {
-        assert_eq!(parse_grpc_timeout("2S"), Some(Duration::from_secs(2)));
-        assert_eq!(
-            parse_grpc_timeout("1500m"),
-            Some(Duration::from_millis(1500))
-        );
-        assert_eq!(parse_grpc_timeout("3M"), Some(Duration::from_secs(180)));
-        assert_eq!(parse_grpc_timeout("10u"), Some(Duration::from_micros(10)));
-        assert_eq!(parse_grpc_timeout(""), None);
-        assert_eq!(parse_grpc_timeout("S"), None);
-        assert_eq!(parse_grpc_timeout("123456789S"), None);
-        assert_eq!(parse_grpc_timeout("5x"), None);
     }
 }

@@ -168,8 +168,13 @@ impl Views {
 
     /// Streams the view of `order_id`: as it is (once it exists), then each
     /// change, until it is final, the receiver is dropped or the service
-    /// shuts down. A failed read ends the stream with its error.
-    pub fn watch(&self, order_id: Uuid) -> mpsc::Receiver<Result<OrderView, Error>> {
+    /// shuts down, or `deadline` passes (then with DEADLINE_EXCEEDED). A
+    /// failed read ends the stream with its error.
+    pub fn watch(
+        &self,
+        order_id: Uuid,
+        deadline: Option<Instant>,
+    ) -> mpsc::Receiver<Result<OrderView, Error>> {
         let (sender, receiver) = mpsc::channel(4);
         let views = self.clone();
         tokio::spawn(async move {
@@ -198,6 +203,10 @@ impl Views {
                     () = sender.closed() => return,
                     () = views.shutdown.cancelled() => {
                         let _ = sender.send(Err(Error::ShuttingDown)).await;
+                        return;
+                    }
+                    () = until(deadline) => {
+                        let _ = sender.send(Err(Error::DeadlineExceeded)).await;
                         return;
                     }
                 }
@@ -266,6 +275,14 @@ impl Views {
         })
         .await
         .map_err(|e| Error::Kafka(format!("watermark task failed: {e}")))?
+    }
+}
+
+/// Waits for `deadline`, or forever without one.
+async fn until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -11,7 +11,7 @@ pub enum Error {
     #[error(transparent)]
     Invalid(#[from] Violations),
     /// A RelayAdmin request names a source this relay does not relay.
-    #[error("no outbox source {0:?} is relayed here")]
+    #[error("no outbox source {} is relayed here", orderly::status::quoted(.0))]
     UnknownSource(String),
     /// Postgres refused a statement or the connection broke.
     #[error("database error: {0}")]

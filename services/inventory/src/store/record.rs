@@ -1,4 +1,5 @@
-//! Decoding reservation records as the scripts write them (HGETALL pairs).
+//! Decoding reservation records as the scripts write them (HGETALL pairs);
+//! public so that `orderly verify` reads the records as the service does.
 
 use crate::{
     domain::{
@@ -8,7 +9,7 @@ use crate::{
 };
 
 /// The value of `name` in HGETALL output.
-pub(super) fn field<'a>(fields: &'a [String], name: &str) -> Option<&'a str> {
+pub fn field<'a>(fields: &'a [String], name: &str) -> Option<&'a str> {
     fields
         .chunks_exact(2)
         .find(|pair| pair[0] == name)
@@ -16,7 +17,7 @@ pub(super) fn field<'a>(fields: &'a [String], name: &str) -> Option<&'a str> {
 }
 
 /// The SKUs of an items field (`sku=qty,...`), in order.
-pub(super) fn item_skus(items: &str) -> impl Iterator<Item = &str> {
+pub fn item_skus(items: &str) -> impl Iterator<Item = &str> {
     items
         .split(',')
         .filter(|part| !part.is_empty())
@@ -24,7 +25,7 @@ pub(super) fn item_skus(items: &str) -> impl Iterator<Item = &str> {
 }
 
 /// Builds the domain record; anything unexpected is corrupt data.
-pub(super) fn decode(order_id: OrderId, fields: &[String]) -> Result<Reservation, Error> {
+pub fn decode(order_id: OrderId, fields: &[String]) -> Result<Reservation, Error> {
     let corrupt = |what: &str| Error::Internal(format!("reservation of order {order_id}: {what}"));
     let state = match field(fields, "state") {
         Some("RESERVED") => ReservationState::Reserved,

@@ -6,13 +6,14 @@
 use std::{future::Future, time::Duration};
 
 use orderly::{
+    client::{ChannelBuilder, GrpcChannel},
     proto::v1::{
         self as pb, inventory_service_client::InventoryServiceClient,
         payment_service_client::PaymentServiceClient,
     },
     trace::TraceContext,
 };
-use tonic::{Request, Response, Status, transport::Channel};
+use tonic::{Request, Response, Status};
 use tracing::{Instrument, field::Empty};
 
 use crate::domain::Order;
@@ -20,8 +21,8 @@ use crate::domain::Order;
 /// Clients of the services the saga commands.
 #[derive(Debug, Clone)]
 pub struct Remotes {
-    inventory: InventoryServiceClient<Channel>,
-    payment: PaymentServiceClient<Channel>,
+    inventory: InventoryServiceClient<GrpcChannel>,
+    payment: PaymentServiceClient<GrpcChannel>,
     timeout: Duration,
 }
 
@@ -35,14 +36,17 @@ pub enum Reservation {
 }
 
 impl Remotes {
-    /// Clients that connect lazily (a service that is down fails calls with
-    /// UNAVAILABLE, retried by the consumer runtime).
-    pub fn new(inventory_url: &str, payment_url: &str, timeout: Duration) -> Result<Self, String> {
-        let channel = |url: &str| {
-            Channel::from_shared(url.to_owned())
-                .map(|endpoint| endpoint.connect_timeout(timeout).connect_lazy())
-                .map_err(|e| format!("invalid URL {url:?}: {e}"))
-        };
+    /// Clients, built by `channels` (TLS, token), that connect lazily (a
+    /// service that is down fails calls with UNAVAILABLE, retried by the
+    /// consumer runtime).
+    pub fn new(
+        channels: &ChannelBuilder,
+        inventory_url: &str,
+        payment_url: &str,
+        timeout: Duration,
+    ) -> Result<Self, String> {
+        let channels = channels.clone().connect_timeout(timeout);
+        let channel = |url: &str| channels.connect_lazy(url).map_err(|e| e.to_string());
         Ok(Self {
             inventory: InventoryServiceClient::new(channel(inventory_url)?),
             payment: PaymentServiceClient::new(channel(payment_url)?),

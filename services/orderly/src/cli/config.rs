@@ -44,7 +44,7 @@ pub fn print() -> anyhow::Result<()> {
     let mut env = EnvFile::default();
     env.section("postgres (order, payment, query, relay, migrate)");
     postgres(&mut env, &order.postgres);
-    env.section("redis (inventory)");
+    env.section("redis (inventory; the order service reads it for verify)");
     let redis = &inventory.redis;
     env.set("REDIS_URL", &redis.redis_url);
     env.set("REDIS_POOL_SIZE", redis.redis_pool_size);
@@ -105,6 +105,7 @@ pub fn print() -> anyhow::Result<()> {
     env.set("RELAY_MAX_ATTEMPTS", relay.max_attempts);
     env.section("every gRPC server");
     grpc(&mut env, &order.grpc);
+    security(&mut env, &order.grpc);
     env.section("process");
     env.set("SHUTDOWN_GRACE_MS", grace);
     env.set(
@@ -165,4 +166,49 @@ fn grpc(env: &mut EnvFile, limits: &GrpcLimits) {
     env.set("GRPC_REQUEST_TIMEOUT_MS", limits.grpc_request_timeout_ms);
     env.set("GRPC_CONCURRENCY_LIMIT", limits.grpc_concurrency_limit);
     env.set("GRPC_MAX_MESSAGE_BYTES", limits.grpc_max_message_bytes);
+    env.set(
+        "GRPC_MAX_STREAMS_PER_CONNECTION",
+        limits.grpc_max_streams_per_connection,
+    );
+    env.set(
+        "GRPC_KEEPALIVE_INTERVAL_MS",
+        limits.grpc_keepalive_interval_ms,
+    );
+    env.set(
+        "GRPC_KEEPALIVE_TIMEOUT_MS",
+        limits.grpc_keepalive_timeout_ms,
+    );
+}
+
+/// Tokens are never printed, only whether they are set; files by path.
+fn security(env: &mut EnvFile, limits: &GrpcLimits) {
+    let (client, admin) = limits.auth.counts();
+    env.section(&format!(
+        "security: authentication {} ({client} client, {admin} admin tokens), TLS server {}, TLS clients {}",
+        if limits.auth.enabled() { "on" } else { "off" },
+        if limits.tls.identity.is_some() { "on" } else { "off" },
+        if limits.tls.ca.is_some() { "on" } else { "off" },
+    ));
+    for name in [
+        "AUTH_CLIENT_TOKEN",
+        "AUTH_ADMIN_TOKEN",
+        // The command line's token.
+        "TOKEN",
+    ] {
+        let set = std::env::var(format!("{ENV_PREFIX}{name}")).is_ok_and(|v| !v.trim().is_empty());
+        env.set(name, if set { "***" } else { "" });
+    }
+    for name in [
+        "AUTH_CLIENT_TOKEN_FILE",
+        "AUTH_ADMIN_TOKEN_FILE",
+        "TLS_CERT_FILE",
+        "TLS_KEY_FILE",
+        "TLS_CA_FILE",
+        "TLS_SERVER_NAME",
+    ] {
+        env.set(
+            name,
+            std::env::var(format!("{ENV_PREFIX}{name}")).unwrap_or_default(),
+        );
+    }
 }

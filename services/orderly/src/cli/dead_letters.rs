@@ -3,12 +3,13 @@
 
 use anyhow::bail;
 use clap::{Subcommand, ValueEnum};
+use orderly::client::GrpcChannel;
 use orderly::proto::v1::{
     DeadLetter, ListDeadLettersRequest, RequeueDeadLettersRequest,
     dead_letter_service_client::DeadLetterServiceClient,
 };
 use serde_json::{Value, json};
-use tonic::{Code, transport::Channel};
+use tonic::Code;
 
 use super::{
     Common,
@@ -93,8 +94,8 @@ enum Command {
 pub async fn client(
     common: &Common,
     component: Component,
-) -> anyhow::Result<DeadLetterServiceClient<Channel>> {
-    let channel = rpc::connect(component.name(), component.addr(common), common.timeout()).await?;
+) -> anyhow::Result<DeadLetterServiceClient<GrpcChannel>> {
+    let channel = rpc::connect(common, component.name(), component.addr(common)).await?;
     Ok(DeadLetterServiceClient::new(channel))
 }
 

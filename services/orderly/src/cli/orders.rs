@@ -1,13 +1,13 @@
 //! `orderly orders create|get|cancel|watch`: the order service's API.
 
 use clap::{Subcommand, ValueEnum};
+use orderly::client::GrpcChannel;
 use orderly::proto::v1::{
     CancelOrderRequest, CreateOrderRequest, GetOrderRequest, ListOrdersRequest, ListOrdersResponse,
     OrderItem, OrderStatus, PaymentStatus, order_service_client::OrderServiceClient,
     query_service_client::QueryServiceClient,
 };
 use serde_json::json;
-use tonic::transport::Channel;
 
 use super::{
     Common,
@@ -121,8 +121,8 @@ fn parse_item(text: &str) -> Result<OrderItem, String> {
 }
 
 /// A client of the order service.
-pub async fn client(common: &Common) -> anyhow::Result<OrderServiceClient<Channel>> {
-    let channel = rpc::connect("order", &common.order_addr, common.timeout()).await?;
+pub async fn client(common: &Common) -> anyhow::Result<OrderServiceClient<GrpcChannel>> {
+    let channel = rpc::connect(common, "order", &common.order_addr).await?;
     Ok(OrderServiceClient::new(channel))
 }
 
@@ -145,7 +145,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 created_after: None,
                 created_before: None,
             };
-            let channel = rpc::connect("query", &common.query_addr, common.timeout()).await?;
+            let channel = rpc::connect(&common, "query", &common.query_addr).await?;
             let page = QueryServiceClient::new(channel)
                 .list_orders(request)
                 .await

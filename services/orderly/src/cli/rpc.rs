@@ -3,32 +3,38 @@
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
-use orderly::status::code_name;
-use tonic::{
-    Status,
-    transport::{Channel, Endpoint},
+use orderly::{
+    client::{ChannelBuilder, GrpcChannel},
+    status::code_name,
+    tls::TlsConfig,
 };
+use tonic::Status;
 use tonic_types::StatusExt;
+
+use super::Common;
 
 /// How long to wait for a TCP connection: a component that is down refuses
 /// at once; one that is unreachable should not hang a command.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Connects to the component `name` at `addr` (`host:port` or a URL); each
-/// call on the channel is bounded by `timeout`.
-pub async fn connect(name: &str, addr: &str, timeout: Duration) -> anyhow::Result<Channel> {
-    let uri = if addr.contains("://") {
-        addr.to_owned()
-    } else {
-        format!("http://{addr}")
-    };
-    let endpoint = Endpoint::from_shared(uri)
+/// Connects to the component `name` at `addr` (`host:port` or a URL) with
+/// `common`'s token, over TLS when `ORDERLY_TLS_CA_FILE` is set; each call
+/// on the channel is bounded by `common`'s timeout.
+pub async fn connect(common: &Common, name: &str, addr: &str) -> anyhow::Result<GrpcChannel> {
+    let tls = TlsConfig::from_env()?;
+    let channels = ChannelBuilder::new(&tls, common.token.as_deref())
+        .context("invalid --token / ORDERLY_TOKEN")?
+        .connect_timeout(CONNECT_TIMEOUT);
+    let endpoint = channels
+        .endpoint(addr)
         .with_context(|| format!("invalid {name} address {addr:?}"))?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(timeout);
-    endpoint.connect().await.map_err(|error| {
+        .timeout(common.timeout());
+    let channel = endpoint.connect().await.map_err(|error| {
+        let error = std::error::Error::source(&error)
+            .map_or_else(|| error.to_string(), |source| format!("{error}: {source}"));
         anyhow!("UNAVAILABLE: the {name} service at {addr} does not answer ({error})")
-    })
+    })?;
+    Ok(channels.wrap(channel))
 }
 
 /// `CODE: message`, then one line per invalid field when the status

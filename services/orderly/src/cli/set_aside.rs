@@ -46,7 +46,7 @@ enum Command {
 /// Runs a `set-aside` command.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let common = args.common;
-    let channel = rpc::connect("relay", &common.relay_addr, common.timeout()).await?;
+    let channel = rpc::connect(&common, "relay", &common.relay_addr).await?;
     let mut relay = RelayAdminClient::new(channel);
     match args.command {
         Command::List { source, limit } => {

@@ -104,7 +104,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
 async fn health(common: &Common, name: &'static str, addr: &str, service: &str) -> Health {
     let answer = async {
-        let channel = rpc::connect(name, addr, common.timeout()).await?;
+        let channel = rpc::connect(common, name, addr).await?;
         let request = HealthCheckRequest {
             service: service.to_owned(),
         };
@@ -130,7 +130,7 @@ async fn health(common: &Common, name: &'static str, addr: &str, service: &str) 
 
 async fn backlog(common: &Common) -> Result<Vec<SourceStatus>, String> {
     async {
-        let channel = rpc::connect("relay", &common.relay_addr, common.timeout()).await?;
+        let channel = rpc::connect(common, "relay", &common.relay_addr).await?;
         let response = RelayAdminClient::new(channel)
             .get_backlog(GetBacklogRequest {})
             .await
@@ -168,7 +168,7 @@ async fn letters(common: &Common, component: Component) -> Letters {
 
 async fn projections(common: &Common) -> Result<Vec<ProjectionStatus>, String> {
     async {
-        let channel = rpc::connect("query", &common.query_addr, common.timeout()).await?;
+        let channel = rpc::connect(common, "query", &common.query_addr).await?;
         let response = QueryServiceClient::new(channel)
             .get_projection_status(GetProjectionStatusRequest {})
             .await

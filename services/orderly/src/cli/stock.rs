@@ -52,7 +52,7 @@ enum Command {
 /// Runs a `stock` command.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let common = args.common;
-    let channel = rpc::connect("inventory", &common.inventory_addr, common.timeout()).await?;
+    let channel = rpc::connect(&common, "inventory", &common.inventory_addr).await?;
     let mut inventory = InventoryServiceClient::new(channel);
     let levels = match args.command {
         Command::Set { sku, quantity } => inventory

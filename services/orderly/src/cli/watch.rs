@@ -83,7 +83,7 @@ async fn follow(common: &Common, args: &Args, printer: &mut Printer) -> anyhow::
 /// Follows the query service's stream; true once the order is final, false
 /// when the stream could not be had or ended first.
 async fn watch_query(common: &Common, order_id: &str, printer: &mut Printer) -> bool {
-    let Ok(channel) = rpc::connect("query", &common.query_addr, common.timeout()).await else {
+    let Ok(channel) = rpc::connect(common, "query", &common.query_addr).await else {
         printer.note("the query service does not answer; polling the order service");
         return false;
     };

@@ -1,0 +1,73 @@
+//! DeadLetterService, on every component that serves it, under hostile
+//! input.
+
+use orderly::proto::v1 as pb;
+use orderly_integration_tests::Component;
+use proptest::prelude::*;
+use tonic::Code;
+
+use super::{
+    relay::ids,
+    strategies::{or_hostile, u32_extreme},
+    support::{assert_serving, check, shared, verdict},
+};
+
+fn consumer() -> impl Strategy<Value = String> {
+    or_hostile(prop_oneof![
+        Just("order-saga".to_owned()),
+        Just("payment".to_owned()),
+        Just("query".to_owned()),
+        "[a-z-]{1,20}",
+    ])
+}
+
+pub fn run() {
+    let shared = shared();
+    let platform = &shared.platform;
+    for component in [Component::Order, Component::Payment, Component::Query] {
+        let client = shared.block_on(platform.dead_letter_client(component));
+        check(
+            &format!("{component:?} DeadLetterService.ListDeadLetters"),
+            (consumer(), any::<bool>(), u32_extreme()),
+            |(consumer, include_requeued, limit)| {
+                let mut client = client.clone();
+                async move {
+                    let answer = client
+                        .list_dead_letters(pb::ListDeadLettersRequest {
+                            consumer,
+                            include_requeued,
+                            limit,
+                        })
+                        .await;
+                    verdict(
+                        "ListDeadLetters",
+                        answer,
+                        &[Code::InvalidArgument, Code::NotFound],
+                        &["consumer", "include_requeued", "limit"],
+                    )?;
+                    Ok(())
+                }
+            },
+        );
+        check(
+            &format!("{component:?} DeadLetterService.RequeueDeadLetters"),
+            (consumer(), ids()),
+            |(consumer, ids)| {
+                let mut client = client.clone();
+                async move {
+                    let answer = client
+                        .requeue_dead_letters(pb::RequeueDeadLettersRequest { consumer, ids })
+                        .await;
+                    verdict(
+                        "RequeueDeadLetters",
+                        answer,
+                        &[Code::InvalidArgument, Code::NotFound],
+                        &["consumer", "ids"],
+                    )?;
+                    Ok(())
+                }
+            },
+        );
+        shared.block_on(assert_serving(platform, component));
+    }
+}
