@@ -275,6 +275,12 @@ impl<H: Handler> Pipeline<H> {
         let effect = self.handler.prepare(&event).await?;
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
+        if H::REPLAYABLE {
+            // See `Handler::REPLAYABLE`: a lost commit is re-applied from
+            // the topic, so it need not wait for the disk.
+            tx.batch_execute("SET LOCAL synchronous_commit = off")
+                .await?;
+        }
         if !self
             .store
             .insert_inbox(&tx, self.name, event.event_id)

@@ -117,6 +117,10 @@ impl Projector {
 impl Handler for Projector {
     type Effect = ();
 
+    // The views, their timelines and the projector's bookkeeping are all
+    // derived from the topics: a commit lost in a crash is projected again.
+    const REPLAYABLE: bool = true;
+
     async fn prepare(&self, _event: &Event) -> Result<(), HandleError> {
         // Nothing remote: projecting is purely local.
         Ok(())

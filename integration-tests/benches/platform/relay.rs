@@ -1,40 +1,33 @@
 //! Outbox drain rate: how fast the relay empties a pre-filled backlog, next
 //! to a raw idempotent produce of the same records (no database, no
-//! batching). The ratio relay / raw is what reading, awaiting each batch's
-//! deliveries and marking rows costs on top of Kafka. Also prints the CPU
-//! time this process spent per event in each case (Postgres's own CPU is
-//! not included).
-//!
-//! Uses a fresh database on the local Postgres and fresh topics on the broker
-//! at 127.0.0.1:9092 (or `ORDERLY_TEST_POSTGRES_URL` /
-//! `ORDERLY_TEST_KAFKA_BROKERS`). `ORDERLY_BENCH_EVENTS` (default 100000)
-//! and `ORDERLY_BENCH_BATCH` (relay batch size, default 500) tune it; each
-//! phase gives up after 10 minutes.
-//!
-//! `cargo bench -p orderly-integration-tests --bench relay_drain`
+//! batching by order). The ratio relay / raw is what reading, awaiting each
+//! batch's deliveries and marking rows costs on top of Kafka.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use orderly::{
     kafka::{KafkaConfig, ORDER_TOPIC},
-    proto::v1::{EventEnvelope, OrderCreated, event_envelope::Payload},
+    proto::v1::{EventEnvelope, OrderCreated, OrderItem, event_envelope::Payload},
 };
-use orderly_integration_tests::{TestDatabase, TestKafka};
-use orderly_relay::{App, Config};
+use orderly_integration_tests::{TestDatabase, TestKafka, TestPlatform};
 use prost::Message;
 use rdkafka::{
     error::{KafkaError, RDKafkaErrorCode},
     message::{Header, OwnedHeaders},
     producer::{FutureProducer, FutureRecord},
 };
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-/// Upper bound of each phase, so the bench always ends.
-const PHASE_LIMIT: Duration = Duration::from_secs(600);
+use crate::{
+    Settings, in_services,
+    measure::{micros_per, process_cpu},
+    report::Report,
+};
+
 /// Rows inserted per statement while filling the outbox.
 const FILL_CHUNK: usize = 5_000;
+const SECTION: &str = "5 relay";
 
 /// One outbox row's content, kept in memory for the raw produce.
 struct Record {
@@ -42,26 +35,6 @@ struct Record {
     key: String,
     payload: Vec<u8>,
     headers: serde_json::Value,
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// This process's user + system CPU time, from `/proc/self/stat` (fields
-/// 14 and 15, in USER_HZ ticks, which Linux fixes at 100 per second).
-fn cpu_time() -> anyhow::Result<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").context("read /proc/self/stat")?;
-    // The command name may contain spaces; fields are counted after it.
-    let after_name = stat.rsplit_once(')').context("malformed stat")?.1;
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks =
-        |i: usize| -> anyhow::Result<u64> { Ok(fields.get(i).context("short stat")?.parse()?) };
-    // fields[0] is field 3 (state), so utime (14) is [11] and stime (15) [12].
-    Ok(Duration::from_millis((ticks(11)? + ticks(12)?) * 10))
 }
 
 fn records(count: usize) -> Vec<Record> {
@@ -75,14 +48,19 @@ fn records(count: usize) -> Vec<Record> {
                 aggregate_type: "order".into(),
                 aggregate_id: order_id.clone(),
                 aggregate_version: 1,
+                occurred_at: Some(orderly::time::to_timestamp(chrono::Utc::now())),
                 correlation_id: order_id.clone(),
                 payload: Some(Payload::OrderCreated(OrderCreated {
                     order_id: order_id.clone(),
                     customer_id: format!("cust-{}", i % 997),
+                    items: vec![OrderItem {
+                        sku: format!("SKU-{}", i % 100),
+                        quantity: 1,
+                        unit_price_minor: 2_499,
+                    }],
                     currency: "EUR".into(),
                     total_minor: 2_499,
                     payment_method: "pm_ok".into(),
-                    ..Default::default()
                 })),
                 ..Default::default()
             };
@@ -168,21 +146,28 @@ async fn raw_produce(kafka: &KafkaConfig, records: &[Record]) -> anyhow::Result<
     Ok(())
 }
 
-async fn drain(db: &TestDatabase, kafka: &KafkaConfig, batch: usize) -> anyhow::Result<()> {
-    let config = Config {
-        grpc_addr: ([127, 0, 0, 1], 0).into(),
-        metrics_addr: ([127, 0, 0, 1], 0).into(),
-        sources: vec!["orders".into()],
-        batch_size: batch,
-        postgres: db.config.clone(),
-        kafka: kafka.clone(),
-        ..Config::default()
-    };
-    let app = App::build(config).await?;
-    let stop = CancellationToken::new();
-    let relay = tokio::spawn(app.run(stop.clone()));
+/// Starts a relay on `db`'s outbox and waits until nothing is unpublished.
+async fn drain(db: &TestDatabase, kafka: &KafkaConfig, settings: &Settings) -> anyhow::Result<()> {
+    let (database, kafka_config) = (db.clone(), kafka.clone());
+    let platform = in_services(async move {
+        TestPlatform::builder()
+            .database(database)
+            .kafka(TestKafka {
+                config: kafka_config,
+                broker: None,
+            })
+            .relay_with(|c| {
+                let defaults = orderly_relay::Config::default();
+                c.sources = vec!["orders".into()];
+                c.batch_size = defaults.batch_size;
+                c.poll_interval_ms = defaults.poll_interval_ms;
+            })
+            .start()
+            .await
+    })
+    .await;
     let client = db.client().await;
-    let deadline = Instant::now() + PHASE_LIMIT;
+    let deadline = Instant::now() + settings.phase_limit;
     loop {
         // EXISTS, not count(*): the probe must not compete with the relay
         // for the database's CPU.
@@ -197,57 +182,65 @@ async fn drain(db: &TestDatabase, kafka: &KafkaConfig, batch: usize) -> anyhow::
             break;
         }
         if Instant::now() > deadline {
-            bail!("the relay did not drain the backlog within {PHASE_LIMIT:?}");
+            bail!(
+                "the relay did not drain the backlog within {:?}",
+                settings.phase_limit
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    stop.cancel();
-    relay.await??;
+    drop(platform);
     Ok(())
 }
 
-fn line(name: &str, events: usize, wall: Duration, cpu: Duration) -> f64 {
-    let rate = events as f64 / wall.as_secs_f64();
-    let cpu_per_event = cpu.as_secs_f64() * 1e6 / events as f64;
-    println!(
-        "{name:<28} {rate:>10.0} events/s  {:>8.2} s  CPU {cpu_per_event:>6.1} µs/event",
-        wall.as_secs_f64()
-    );
-    rate
-}
-
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    // `ORDERLY_LOG=orderly_relay=debug` shows each batch's timings.
-    orderly_integration_tests::init_logging();
-    let events: usize = env_or("ORDERLY_BENCH_EVENTS", 100_000);
-    let batch: usize = env_or("ORDERLY_BENCH_BATCH", 500);
+/// Section 5. Returns the Kafka topics the relay filled, which section 6
+/// projects.
+pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<TestKafka> {
+    let events = settings.events;
     let db = TestDatabase::create().await;
     let relay_kafka = TestKafka::shared().await;
     let raw_kafka = TestKafka::shared().await;
     let records = records(events);
-    let filling = Instant::now();
     fill(&db, &records).await?;
-    println!(
-        "relay_drain: {events} events ({} B payloads), relay batch {batch}; filled in {:.1} s",
-        records.first().map_or(0, |r| r.payload.len()),
-        filling.elapsed().as_secs_f64()
-    );
 
-    let (cpu, started) = (cpu_time()?, Instant::now());
-    tokio::time::timeout(PHASE_LIMIT, raw_produce(&raw_kafka.config, &records))
-        .await
-        .context("raw produce took too long")??;
-    let raw = line(
-        "raw idempotent produce",
-        events,
-        started.elapsed(),
-        cpu_time()? - cpu,
-    );
+    // The whole process's CPU, which keeps what threads that already exited
+    // used (the producers' librdkafka threads end with them); nothing else
+    // runs during either phase.
+    let me = std::process::id();
+    let cpu = process_cpu(me);
+    let started = Instant::now();
+    tokio::time::timeout(
+        settings.phase_limit,
+        raw_produce(&raw_kafka.config, &records),
+    )
+    .await
+    .context("raw produce took too long")??;
+    let raw_wall = started.elapsed();
+    let raw_cpu = process_cpu(me).saturating_sub(cpu);
 
-    let (cpu, started) = (cpu_time()?, Instant::now());
-    drain(&db, &relay_kafka.config, batch).await?;
-    let relay = line("relay drain", events, started.elapsed(), cpu_time()? - cpu);
-    println!("relay / raw: {:.2}", relay / raw);
-    Ok(())
+    let cpu = process_cpu(me);
+    let started = Instant::now();
+    drain(&db, &relay_kafka.config, settings).await?;
+    let relay_wall = started.elapsed();
+    let relay_cpu = process_cpu(me).saturating_sub(cpu);
+    crate::drop_database(&db).await;
+
+    let rate = |wall: Duration| events as f64 / wall.as_secs_f64();
+    report.push(
+        SECTION,
+        &format!("relay drain of a {events}-event backlog vs raw idempotent produce"),
+        rate(relay_wall),
+        "events/s",
+        Some(rate(raw_wall)),
+        None,
+    );
+    report.push(
+        SECTION,
+        "CPU per event in this process: relay vs raw producer",
+        micros_per(relay_cpu, events),
+        "µs",
+        Some(micros_per(raw_cpu, events)),
+        None,
+    );
+    Ok(relay_kafka)
 }
