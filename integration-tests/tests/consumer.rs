@@ -357,3 +357,44 @@ async fn a_restart_inside_a_record_batch_resumes_at_the_next_record() {
     shutdown.cancel();
     restarted.stopped().await;
 }
+
+#[tokio::test]
+async fn a_standby_replica_reads_nothing_until_the_reader_stops_then_takes_over() {
+    let setup = setup().await;
+    let reader_shutdown = CancellationToken::new();
+    let reader = setup.spawn(&reader_shutdown);
+    setup.produce(&[("agg-first", 1, Uuid::now_v7())]).await;
+    setup.until_applied("agg-first", &[1]).await;
+
+    // A second replica of the same consumer stands by while the first
+    // holds the consumer's lease.
+    let standby_shutdown = CancellationToken::new();
+    let standby = setup.spawn(&standby_shutdown);
+    let while_both: Vec<(String, u64, Uuid)> = (0..5)
+        .map(|i| (format!("agg-both-{i}"), 1, Uuid::now_v7()))
+        .collect();
+    setup.produce(&borrowed(&while_both)).await;
+    for (aggregate, _, _) in &while_both {
+        setup.until_applied(aggregate, &[1]).await;
+    }
+    let applied = "orderly_consumer_events_applied_total";
+    assert_eq!(
+        counter(&metrics(&standby), applied),
+        0.0,
+        "the standby read"
+    );
+
+    reader_shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(15), reader.stopped())
+        .await
+        .expect("the reader stops promptly");
+    setup.produce(&[("agg-after", 1, Uuid::now_v7())]).await;
+    setup.until_applied("agg-after", &[1]).await;
+    assert!(
+        counter(&metrics(&standby), applied) >= 1.0,
+        "the standby took over"
+    );
+    assert_eq!(setup.applied("agg-first").await, vec![1], "nothing twice");
+    standby_shutdown.cancel();
+    standby.stopped().await;
+}
