@@ -6,12 +6,7 @@
 
 use orderly_integration_tests::chaos::{self, ChaosSettings, FaultKind};
 
-// Ignored while the finding of docs/chaos.md stands: against tansu 0.6,
-// consumer groups end up with no member holding partitions after a
-// consumer is SIGKILLed or the broker is frozen, so orders stop moving.
-// Run it with `--run-ignored all` (or scripts/chaos.sh).
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "consumer groups stall after kill -9 or a broker freeze (docs/chaos.md, Findings)"]
 async fn acknowledged_orders_survive_kills_pauses_and_restarts() {
     let seed = std::env::var("ORDERLY_CHAOS_SEED")
         .ok()
