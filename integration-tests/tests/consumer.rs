@@ -383,6 +383,8 @@ async fn a_standby_replica_reads_nothing_until_the_reader_stops_then_takes_over(
         0.0,
         "the standby read"
     );
+    assert_eq!(counter(&metrics(&reader), "orderly_consumer_reading"), 1.0);
+    assert_eq!(counter(&metrics(&standby), "orderly_consumer_reading"), 0.0);
 
     reader_shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(15), reader.stopped())
@@ -394,6 +396,7 @@ async fn a_standby_replica_reads_nothing_until_the_reader_stops_then_takes_over(
         counter(&metrics(&standby), applied) >= 1.0,
         "the standby took over"
     );
+    assert_eq!(counter(&metrics(&standby), "orderly_consumer_reading"), 1.0);
     assert_eq!(setup.applied("agg-first").await, vec![1], "nothing twice");
     standby_shutdown.cancel();
     standby.stopped().await;

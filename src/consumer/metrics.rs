@@ -5,7 +5,7 @@ use std::{
     collections::BTreeMap,
     sync::{
         Arc, Mutex, PoisonError,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
 };
 
@@ -33,6 +33,8 @@ pub(crate) struct ConsumerMetrics {
     dead_lettered: AtomicU64,
     retries: AtomicU64,
     gaps: AtomicU64,
+    /// Whether this replica holds the consumer's lease and reads.
+    reading: AtomicBool,
     positions: Mutex<BTreeMap<(String, i32), Position>>,
 }
 
@@ -52,6 +54,11 @@ impl ConsumerMetrics {
 
     pub(crate) fn gap(&self) {
         self.gaps.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records whether this replica reads (holds the lease) or stands by.
+    pub(crate) fn set_reading(&self, reading: bool) {
+        self.reading.store(reading, Ordering::Relaxed);
     }
 
     /// Events found applied already (redeliveries, replays).
@@ -157,6 +164,17 @@ impl Collector for ConsumersCollector {
             "orderly_consumer_version_gaps",
             "Records held because an earlier version of their aggregate was missing.",
             |m| &m.gaps,
+        )?;
+        encode_gauge(
+            e,
+            "orderly_consumer_reading",
+            "1 when this replica holds the consumer's lease and reads its partitions, 0 while it stands by.",
+            self.consumers.iter().map(|(consumer, metrics)| {
+                (
+                    [("consumer", *consumer)],
+                    i64::from(metrics.reading.load(Ordering::Relaxed)),
+                )
+            }),
         )?;
         // Lag is read from the cached watermarks at scrape time; a partition
         // whose watermark is not known yet has no sample rather than a guess.

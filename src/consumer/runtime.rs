@@ -139,6 +139,7 @@ pub(crate) async fn run<H: Handler>(
                 () = tokio::time::sleep(pause) => continue,
             }
         }
+        pipeline.metrics.set_reading(true);
         let held = shutdown.child_token();
         let watch = {
             let held = held.clone();
@@ -150,6 +151,7 @@ pub(crate) async fn run<H: Handler>(
         };
         let (lease, ()) = tokio::join!(watch, dispatch(&pipeline, &consumer, &held));
         let _ = consumer.unassign();
+        pipeline.metrics.set_reading(false);
         drop(lease);
         if shutdown.is_cancelled() {
             break;
