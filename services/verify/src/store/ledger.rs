@@ -64,6 +64,25 @@ impl Ledger {
         })
     }
 
+    /// One page of the keys matching `pattern`, and the cursor of the next.
+    async fn scan(
+        &self,
+        cursor: u64,
+        pattern: &str,
+        conn: &mut Connection,
+    ) -> Result<(u64, Vec<String>), Error> {
+        self.run(
+            redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(SCAN_COUNT),
+            conn,
+        )
+        .await
+    }
+
     /// Sums every open reservation record, by SKU.
     pub async fn open_reservations(&self) -> Result<OpenReservations, Error> {
         let mut conn = self.connection().await?;
@@ -71,17 +90,7 @@ impl Ledger {
         let mut open = OpenReservations::default();
         let mut cursor: u64 = 0;
         loop {
-            let (next, keys): (u64, Vec<String>) = self
-                .run(
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&pattern)
-                        .arg("COUNT")
-                        .arg(SCAN_COUNT),
-                    &mut conn,
-                )
-                .await?;
+            let (next, keys) = self.scan(cursor, &pattern, &mut conn).await?;
             let mut pipe = redis::pipe();
             for key in &keys {
                 pipe.cmd("HMGET").arg(key).arg("state").arg("items");
@@ -119,17 +128,7 @@ impl Ledger {
         let mut records = Vec::new();
         let mut cursor: u64 = 0;
         loop {
-            let (next, keys): (u64, Vec<String>) = self
-                .run(
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&pattern)
-                        .arg("COUNT")
-                        .arg(SCAN_COUNT),
-                    &mut conn,
-                )
-                .await?;
+            let (next, keys) = self.scan(cursor, &pattern, &mut conn).await?;
             let mut pipe = redis::pipe();
             for key in &keys {
                 pipe.cmd("HMGET")
