@@ -120,6 +120,14 @@ pub fn judge(
     } else {
         status.code()
     };
+    // The server's own cap (ORDERLY_GRPC_REQUEST_TIMEOUT_MS, short here)
+    // may answer any RPC on a loaded machine (docs/errors.md, codes every RPC
+    // may answer); it says nothing about how the input was handled.
+    if code == Code::DeadlineExceeded
+        && status.message().contains("ORDERLY_GRPC_REQUEST_TIMEOUT_MS")
+    {
+        return Ok(());
+    }
     if matches!(code, Code::Unknown | Code::Internal) || !documented.contains(&code) {
         return Err(TestCaseError::fail(format!(
             "{rpc} answered {code:?}, documented: {documented:?}: {status:?}"
