@@ -276,14 +276,7 @@ pub async fn alone(
     shared: &mut Shared,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let pool = settings.concurrency;
-    let platform = in_services(async move {
-        TestPlatform::builder()
-            .order_with(move |c| c.postgres.database_pool_size = pool)
-            .start()
-            .await
-    })
-    .await;
+    let platform = order_service_alone(settings).await;
     let c = compare(&platform, settings).await;
     let db = platform.db.clone();
     drop(platform);
@@ -324,4 +317,16 @@ pub async fn alone(
         None,
     );
     Ok(())
+}
+
+/// The order service alone, with a connection per client.
+pub async fn order_service_alone(settings: &Settings) -> TestPlatform {
+    let pool = settings.concurrency;
+    in_services(async move {
+        TestPlatform::builder()
+            .order_with(move |c| c.postgres.database_pool_size = pool)
+            .start()
+            .await
+    })
+    .await
 }

@@ -5,12 +5,9 @@
 
 use std::time::Instant;
 
-use orderly_integration_tests::TestPlatform;
-
 use crate::{
     Settings,
-    create_order::{channels, grpc_loop},
-    in_services,
+    create_order::{channels, grpc_loop, order_service_alone},
     measure::{CpuProbe, micros_per},
     report::{Report, Target},
 };
@@ -44,14 +41,7 @@ async fn fill(client: &tokio_postgres::Client, from: i64, to: i64) -> anyhow::Re
 
 /// Section 7 (its CreateOrder part).
 pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<()> {
-    let pool = settings.concurrency;
-    let platform = in_services(async move {
-        TestPlatform::builder()
-            .order_with(move |c| c.postgres.database_pool_size = pool)
-            .start()
-            .await
-    })
-    .await;
+    let platform = order_service_alone(settings).await;
     let admin = platform.db.client().await;
     let channels = channels(platform.order_addr()).await;
     let mut figures = Vec::new();
