@@ -6,6 +6,7 @@ use rdkafka::{
     ClientConfig,
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
     client::DefaultClientContext,
+    consumer::{Consumer, ConsumerContext},
     error::{KafkaError, RDKafkaErrorCode},
 };
 
@@ -110,4 +111,19 @@ pub async fn create_topics(
         }
     }
     Ok(created)
+}
+
+/// The partition ids of `topic`, as the broker describes it; none for a
+/// topic it does not know. Blocks: call it off the async runtime.
+pub fn partitions<C: ConsumerContext, K: Consumer<C>>(
+    consumer: &K,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<i32>, KafkaError> {
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect())
 }

@@ -176,23 +176,15 @@ async fn partitions_of(
     tokio::task::spawn_blocking(move || {
         let mut partitions = Vec::new();
         for topic in &topics {
-            let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-            for described in metadata.topics() {
-                if let Some(error) = described.error() {
-                    return Err(KafkaError::MetadataFetch(error.into()));
-                }
-                partitions.extend(
-                    described
-                        .partitions()
-                        .iter()
-                        .map(|p| (described.name().to_owned(), p.id())),
-                );
+            let ids = crate::kafka::partitions(&*consumer, topic, Duration::from_secs(10))?;
+            // Not described yet (just created): try again rather than read
+            // nothing of it.
+            if ids.is_empty() {
+                return Err(KafkaError::MetadataFetch(
+                    rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
+                ));
             }
-        }
-        if partitions.is_empty() {
-            return Err(KafkaError::MetadataFetch(
-                rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
-            ));
+            partitions.extend(ids.into_iter().map(|id| (topic.clone(), id)));
         }
         Ok(partitions)
     })

@@ -253,14 +253,8 @@ impl Views {
         tokio::task::spawn_blocking(move || {
             let mut marks = Vec::new();
             for topic in &topics {
-                let metadata = broker
-                    .fetch_metadata(Some(topic), BROKER_TIMEOUT)
+                let partitions = orderly::kafka::partitions(&*broker, topic, BROKER_TIMEOUT)
                     .map_err(|e| Error::Kafka(format!("metadata of {topic}: {e}")))?;
-                let partitions: Vec<i32> = metadata
-                    .topics()
-                    .iter()
-                    .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-                    .collect();
                 for partition in partitions {
                     let (low, high) = broker
                         .fetch_watermarks(topic, partition, BROKER_TIMEOUT)
