@@ -31,9 +31,6 @@ pub struct KafkaConfig {
     pub kafka_topic_partitions: i32,
     /// `ORDERLY_KAFKA_REPLICATION_FACTOR`: replicas of each topic created.
     pub kafka_replication_factor: i32,
-    /// `ORDERLY_KAFKA_SESSION_TIMEOUT_MS`: consumer group session timeout; a
-    /// joining member waits about half of it.
-    pub kafka_session_timeout_ms: u64,
 }
 
 impl Default for KafkaConfig {
@@ -43,7 +40,6 @@ impl Default for KafkaConfig {
             kafka_topic_prefix: String::new(),
             kafka_topic_partitions: 6,
             kafka_replication_factor: 1,
-            kafka_session_timeout_ms: 10_000,
         }
     }
 }
@@ -57,7 +53,6 @@ impl KafkaConfig {
             kafka_topic_prefix: var("KAFKA_TOPIC_PREFIX", d.kafka_topic_prefix)?,
             kafka_topic_partitions: var("KAFKA_TOPIC_PARTITIONS", d.kafka_topic_partitions)?,
             kafka_replication_factor: var("KAFKA_REPLICATION_FACTOR", d.kafka_replication_factor)?,
-            kafka_session_timeout_ms: var("KAFKA_SESSION_TIMEOUT_MS", d.kafka_session_timeout_ms)?,
         })
     }
 

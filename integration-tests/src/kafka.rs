@@ -59,7 +59,6 @@ impl TestKafka {
             kafka_topic_partitions: 3,
             kafka_replication_factor: 1,
             // A joining consumer waits about half of this (see INFRA notes).
-            kafka_session_timeout_ms: 6_000,
         };
         orderly::kafka::ensure_topics(&config)
             .await

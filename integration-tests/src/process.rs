@@ -177,7 +177,6 @@ impl ProcessPlatform {
             ("REDIS_URL".into(), self.redis.url()),
             ("KAFKA_BROKERS".into(), self.broker.addr.to_string()),
             // A joining consumer waits about half of this.
-            ("KAFKA_SESSION_TIMEOUT_MS".into(), "6000".into()),
             ("SHUTDOWN_GRACE_MS".into(), "2000".into()),
         ];
         for (instance, process) in &self.processes {

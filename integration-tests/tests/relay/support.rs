@@ -185,10 +185,7 @@ pub async fn consume(
         .set("group.id", group)
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
-        .set(
-            "session.timeout.ms",
-            kafka.kafka_session_timeout_ms.to_string(),
-        )
+        .set("session.timeout.ms", "6000")
         .create()
         .expect("create consumer");
     consumer

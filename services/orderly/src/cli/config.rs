@@ -55,7 +55,6 @@ pub fn print() -> anyhow::Result<()> {
     env.set("KAFKA_TOPIC_PREFIX", &kafka.kafka_topic_prefix);
     env.set("KAFKA_TOPIC_PARTITIONS", kafka.kafka_topic_partitions);
     env.set("KAFKA_REPLICATION_FACTOR", kafka.kafka_replication_factor);
-    env.set("KAFKA_SESSION_TIMEOUT_MS", kafka.kafka_session_timeout_ms);
     env.section("order service and its saga");
     env.set("ORDER_GRPC_ADDR", order.grpc_addr);
     env.set("ORDER_METRICS_ADDR", order.metrics_addr);
