@@ -246,29 +246,38 @@ impl Views {
     }
 
     /// (topic, partition, low, high) of every partition of the consumed
-    /// topics. The client's calls block, so they run off the async threads.
+    /// topics. The client's calls block, so they run off the async threads,
+    /// one per partition at the same time: asked one after another, two
+    /// topics of twelve partitions took longer than a status call may.
     pub async fn watermarks(&self) -> Result<Vec<(String, i32, i64, i64)>, Error> {
-        let broker = self.broker.clone();
-        let topics = self.topics.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut marks = Vec::new();
+        let (broker, topics) = (self.broker.clone(), self.topics.clone());
+        let listed = tokio::task::spawn_blocking(move || {
+            let mut listed = Vec::new();
             for topic in &topics {
                 let partitions = orderly::kafka::partitions(&*broker, topic, BROKER_TIMEOUT)
                     .map_err(|e| Error::Kafka(format!("metadata of {topic}: {e}")))?;
-                for partition in partitions {
-                    let (low, high) = broker
-                        .fetch_watermarks(topic, partition, BROKER_TIMEOUT)
-                        .map_err(|e| {
-                            Error::Kafka(format!("watermarks of {topic}/{partition}: {e}"))
-                        })?;
-                    marks.push((topic.clone(), partition, low, high));
-                }
+                listed.extend(partitions.into_iter().map(|p| (topic.clone(), p)));
             }
-            marks.sort();
-            Ok(marks)
+            Ok::<_, Error>(listed)
         })
         .await
-        .map_err(|e| Error::Kafka(format!("watermark task failed: {e}")))?
+        .map_err(|e| Error::Kafka(format!("watermark task failed: {e}")))??;
+        let mut fetches = tokio::task::JoinSet::new();
+        for (topic, partition) in listed {
+            let broker = self.broker.clone();
+            fetches.spawn_blocking(move || {
+                let (low, high) = broker
+                    .fetch_watermarks(&topic, partition, BROKER_TIMEOUT)
+                    .map_err(|e| Error::Kafka(format!("watermarks of {topic}/{partition}: {e}")))?;
+                Ok::<_, Error>((topic, partition, low, high))
+            });
+        }
+        let mut marks = Vec::new();
+        while let Some(fetched) = fetches.join_next().await {
+            marks.push(fetched.map_err(|e| Error::Kafka(format!("watermark task failed: {e}")))??);
+        }
+        marks.sort();
+        Ok(marks)
     }
 }
 
