@@ -16,6 +16,13 @@
 //! Transient failures retry with capped, jittered back-off without moving
 //! the offset; permanent ones go to `<topic>.dlq.<consumer>` and to the
 //! schema's `dead_letters` table, and processing continues.
+//!
+//! Group commit: when a partition's records queue up (a backlog, or a burst
+//! faster than one commit per record), up to 64 of them, about distinct
+//! aggregates, are handled together: their `prepare` steps run concurrently
+//! and all their effects commit in one transaction with the partition's
+//! position. A failure anywhere rolls the batch back and its records take
+//! the one-at-a-time path above.
 //! [`dead_letter_admin`] lists and requeues dead letters over gRPC.
 
 mod admin;
@@ -89,8 +96,13 @@ pub enum HandleError {
 }
 
 /// What a consumer does with each event. Both steps may run more than once
-/// for one event (retries, redelivery after a crash), so both must be
-/// idempotent; the runtime guarantees the effects of `apply` commit once.
+/// for one event (retries, redelivery after a crash, a batch rolled back),
+/// so both must be idempotent; the runtime guarantees the effects of `apply`
+/// commit once. Events of one aggregate are handled strictly in order, each
+/// `prepare` after the previous event's `apply` committed; events of
+/// different aggregates may be prepared concurrently and applied in one
+/// transaction (group commit), so `apply` must leave the transaction usable
+/// for the next event unless it fails.
 pub trait Handler: Send + Sync + 'static {
     /// What `prepare` learned for `apply` (e.g. a remote command's answer).
     type Effect: Send + 'static;

@@ -1,6 +1,6 @@
 //! The kit's consumer runtime with a handler of the test's own, against the
 //! real broker and database: exactly-once effects, version contiguity,
-//! dead letters and requeue, clean shutdown and resume.
+//! dead letters and requeue, clean shutdown and resume, group commit.
 
 use std::{
     sync::{
@@ -26,7 +26,8 @@ const WAIT: Duration = Duration::from_secs(60);
 
 /// Records every applied event in `orders.test_effects` (whose primary key
 /// would refuse a second application); fails permanently for aggregate
-/// `poison` while `poisoned` is set.
+/// `poison` (before the transaction) and `apply-poison*` (inside it, after
+/// writing) while `poisoned` is set.
 #[derive(Clone)]
 struct Recorder {
     poisoned: Arc<AtomicBool>,
@@ -54,6 +55,10 @@ impl Handler for Recorder {
             &[&event.event_id, &event.aggregate_id, &version],
         )
         .await?;
+        // Fails after writing: whatever the transaction holds must roll back.
+        if event.aggregate_id.starts_with("apply-poison") && self.poisoned.load(Ordering::SeqCst) {
+            return Err(HandleError::Permanent("poisoned on purpose, late".into()));
+        }
         Ok(())
     }
 }
@@ -400,4 +405,116 @@ async fn a_standby_replica_reads_nothing_until_the_reader_stops_then_takes_over(
     assert_eq!(setup.applied("agg-first").await, vec![1], "nothing twice");
     standby_shutdown.cancel();
     standby.stopped().await;
+}
+
+fn counter_of(consumer: &Consumer, family: &str) -> f64 {
+    counter(&metrics(consumer), family)
+}
+
+#[tokio::test]
+async fn a_backlog_commits_in_batches_each_event_once_and_in_version_order() {
+    let setup = setup().await;
+    // The backlog is on the topic before the consumer starts, so records
+    // queue up behind each partition's first commit and share transactions.
+    let mut events: Vec<(String, u64, Uuid)> = Vec::new();
+    for version in 1..=3 {
+        events.extend((0..60).map(|i| (format!("backlog-{i}"), version, Uuid::now_v7())));
+    }
+    // Redelivered copies of applied versions: duplicates, inside batches.
+    let replayed: Vec<(String, u64, Uuid)> = events[..10].to_vec();
+    events.extend(replayed);
+    setup.produce(&borrowed(&events)).await;
+
+    let shutdown = CancellationToken::new();
+    let consumer = setup.spawn(&shutdown);
+    for i in 0..60 {
+        setup
+            .until_applied(&format!("backlog-{i}"), &[1, 2, 3])
+            .await;
+    }
+    eventually("every record to be counted", WAIT, || async {
+        let text = metrics(&consumer);
+        let handled = counter(&text, "orderly_consumer_events_applied_total")
+            + counter(&text, "orderly_consumer_events_duplicate_total");
+        (handled >= 190.0).then_some(())
+    })
+    .await;
+    let text = metrics(&consumer);
+    assert_eq!(
+        counter(&text, "orderly_consumer_events_applied_total"),
+        180.0
+    );
+    assert_eq!(consumer.duplicates(), 10, "the replayed copies, no more");
+    let batches = counter(&text, "orderly_consumer_batches_total");
+    let batched = counter(&text, "orderly_consumer_batched_records_total");
+    assert!(batches >= 1.0, "the backlog was committed in batches");
+    assert!(
+        batched >= 2.0 * batches,
+        "batches hold several records: {batched} in {batches}"
+    );
+    shutdown.cancel();
+    consumer.stopped().await;
+
+    // Positions were saved with the batches: a restart applies nothing again.
+    let shutdown = CancellationToken::new();
+    let restarted = setup.spawn(&shutdown);
+    setup.produce(&[("after-batches", 1, Uuid::now_v7())]).await;
+    setup.until_applied("after-batches", &[1]).await;
+    assert_eq!(restarted.duplicates(), 0);
+    shutdown.cancel();
+    restarted.stopped().await;
+}
+
+#[tokio::test]
+async fn a_failure_inside_a_batch_rolls_it_back_and_only_the_bad_events_are_dead_lettered() {
+    let setup = setup().await;
+    setup.recorder.poisoned.store(true, Ordering::SeqCst);
+    let mut events: Vec<(String, u64, Uuid)> = (0..40)
+        .map(|i| (format!("good-{i}"), 1, Uuid::now_v7()))
+        .collect();
+    // One fails in its remote step, one inside the shared transaction after
+    // writing its effect.
+    events.insert(13, ("poison".into(), 1, Uuid::now_v7()));
+    events.insert(27, ("apply-poison".into(), 1, Uuid::now_v7()));
+    setup.produce(&borrowed(&events)).await;
+
+    let shutdown = CancellationToken::new();
+    let consumer = setup.spawn(&shutdown);
+    for i in 0..40 {
+        setup.until_applied(&format!("good-{i}"), &[1]).await;
+    }
+    eventually("both bad events dead-lettered", WAIT, || async {
+        (counter_of(&consumer, "orderly_consumer_dead_letters_total") >= 2.0).then_some(())
+    })
+    .await;
+    assert!(
+        setup.applied("apply-poison").await.is_empty(),
+        "the failed event's write rolled back with its batch"
+    );
+    assert!(setup.applied("poison").await.is_empty());
+    let text = metrics(&consumer);
+    assert_eq!(
+        counter(&text, "orderly_consumer_events_applied_total"),
+        40.0
+    );
+    assert_eq!(counter(&text, "orderly_consumer_dead_letters_total"), 2.0);
+    assert_eq!(consumer.duplicates(), 0);
+    assert!(
+        counter(&text, "orderly_consumer_batches_total") >= 1.0,
+        "the good events shared transactions"
+    );
+    let letters: i64 = setup
+        .db
+        .client()
+        .await
+        .query_one(
+            "SELECT count(*) FROM orders.dead_letters WHERE consumer = 'recorder'",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(letters, 2);
+    shutdown.cancel();
+    consumer.stopped().await;
 }

@@ -33,6 +33,10 @@ pub(crate) struct ConsumerMetrics {
     dead_lettered: AtomicU64,
     retries: AtomicU64,
     gaps: AtomicU64,
+    /// Transactions that committed several records at once (group commit).
+    batches: AtomicU64,
+    /// Records those transactions committed.
+    batched_records: AtomicU64,
     /// Whether this replica holds the consumer's lease and reads.
     reading: AtomicBool,
     positions: Mutex<BTreeMap<(String, i32), Position>>,
@@ -50,6 +54,13 @@ impl ConsumerMetrics {
 
     pub(crate) fn retried(&self) {
         self.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a transaction that committed `records` records together.
+    pub(crate) fn batch(&self, records: usize) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.batched_records
+            .fetch_add(records as u64, Ordering::Relaxed);
     }
 
     pub(crate) fn gap(&self) {
@@ -164,6 +175,18 @@ impl Collector for ConsumersCollector {
             "orderly_consumer_version_gaps",
             "Records held because an earlier version of their aggregate was missing.",
             |m| &m.gaps,
+        )?;
+        self.counter(
+            e,
+            "orderly_consumer_batches",
+            "Transactions that committed several of a partition's records together (group commit).",
+            |m| &m.batches,
+        )?;
+        self.counter(
+            e,
+            "orderly_consumer_batched_records",
+            "Records committed by those transactions; divided by the batches, the mean batch size.",
+            |m| &m.batched_records,
         )?;
         encode_gauge(
             e,

@@ -3,12 +3,15 @@
 //! one transaction with the inbox row. Transient failures are retried with
 //! back-off; permanent ones are dead-lettered.
 
+mod batch;
+
 use std::{sync::Arc, time::Duration};
 
 use deadpool_postgres::Pool;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span, field::Empty};
 
+pub(crate) use self::batch::MAX_BATCH;
 use super::{
     Event, HandleError, Handler,
     dead_letter::DeadLetterProducer,

@@ -3,7 +3,11 @@
 //! worker of its own (in order within a partition, partitions in parallel),
 //! and save a position only after its record is done.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Arc,
+    time::Duration,
+};
 
 use rdkafka::{
     Message, Offset, TopicPartitionList,
@@ -17,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::{
     ConsumerSettings, Handler, dead_letter,
     lease::Lease,
-    pipeline::{Outcome, Pipeline},
+    pipeline::{MAX_BATCH, Pipeline},
     record::Record,
 };
 use crate::backoff::Backoff;
@@ -297,49 +301,81 @@ fn spawn_worker<H: Handler>(
     tasks.spawn(async move {
         // The database, not the broker's committed offset, says where this
         // consumer stands (see `assign`).
-        let Ok(mut next) = pipeline.resume_point(&key.0, key.1, &stop).await else {
+        let Ok(next) = pipeline.resume_point(&key.0, key.1, &stop).await else {
             return;
         };
+        let mut queue = Queue::new(next);
         loop {
-            let record = tokio::select! {
-                // The record in hand is finished; queued ones are left to
-                // whoever owns the partition next (from the saved position).
-                () = stop.cancelled() => break,
-                record = inbox.recv() => match record {
-                    Some(record) => record,
-                    None => break,
-                },
-            };
-            if let Some(start) = next {
-                if record.offset < start {
-                    // Handled before (by another member since this one
-                    // loaded its positions): skip without a database trip.
-                    continue;
-                }
-                if record.offset > start {
-                    tracing::error!(
-                        consumer = pipeline.name, topic = %key.0, partition = key.1,
-                        expected = start, delivered = record.offset,
-                        "records of the partition were never delivered (deleted by retention?)"
-                    );
+            if queue.records.is_empty() {
+                tokio::select! {
+                    // The records in hand are finished; queued ones are left
+                    // to whoever owns the partition next (from the saved
+                    // position).
+                    () = stop.cancelled() => break,
+                    record = inbox.recv() => match record {
+                        Some(record) => queue.admit(&pipeline, record),
+                        None => break,
+                    },
                 }
             }
-            let Some(outcome) = pipeline.process(&record, &stop).await else {
+            // Whatever else is queued already joins the batch.
+            while queue.records.len() < MAX_BATCH {
+                match inbox.try_recv() {
+                    Ok(record) => queue.admit(&pipeline, record),
+                    Err(_) => break,
+                }
+            }
+            if queue.records.is_empty() {
+                continue;
+            }
+            let Some(handled) = pipeline
+                .handle(queue.records.make_contiguous(), &stop)
+                .await
+            else {
                 break;
             };
-            next = Some(record.offset + 1);
-            if outcome != Outcome::Applied {
-                pipeline
-                    .save_position(&record.topic, record.partition, record.offset + 1)
-                    .await;
-            }
-            pipeline
-                .metrics
-                .processed(&record.topic, record.partition, record.offset);
+            queue.records.drain(..handled);
         }
         pipeline.metrics.forget(&key.0, key.1);
     });
     worker
+}
+
+/// A partition's records received and not yet handled, in offset order.
+struct Queue {
+    records: VecDeque<Record>,
+    /// The offset the next admitted record should have; `None` until the
+    /// consumer has a position in the partition.
+    expected: Option<i64>,
+}
+
+impl Queue {
+    fn new(next: Option<i64>) -> Self {
+        Self {
+            records: VecDeque::new(),
+            expected: next,
+        }
+    }
+
+    /// Queues `record` unless it was handled before (it is read again after
+    /// the rewind margin, or after another replica moved the position since
+    /// this one loaded it): skipped without a database trip.
+    fn admit<H: Handler>(&mut self, pipeline: &Pipeline<H>, record: Record) {
+        if let Some(expected) = self.expected {
+            if record.offset < expected {
+                return;
+            }
+            if record.offset > expected {
+                tracing::error!(
+                    consumer = pipeline.name, topic = %record.topic, partition = record.partition,
+                    expected, delivered = record.offset,
+                    "records of the partition were never delivered (deleted by retention?)"
+                );
+            }
+        }
+        self.expected = Some(record.offset + 1);
+        self.records.push_back(record);
+    }
 }
 
 /// Fetches high watermarks off the async runtime (the call blocks).

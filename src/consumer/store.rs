@@ -2,6 +2,8 @@
 //! the consuming service's schema. `{schema}` is spliced in once; it is a
 //! constant of the service, never input.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Error;
@@ -13,6 +15,7 @@ use super::record::Record;
 #[derive(Debug, Clone)]
 pub(crate) struct Store {
     last_version: String,
+    last_versions: String,
     insert_inbox: String,
     first_version: String,
     next_version: String,
@@ -59,6 +62,7 @@ impl Store {
         let sql = |text: &str| text.replace("{schema}", schema);
         Self {
             last_version: sql(include_str!("store/last_version.sql")),
+            last_versions: sql(include_str!("store/last_versions.sql")),
             insert_inbox: sql(include_str!("store/insert_inbox.sql")),
             first_version: sql(include_str!("store/first_version.sql")),
             next_version: sql(include_str!("store/next_version.sql")),
@@ -85,6 +89,24 @@ impl Store {
             .query_opt(&statement, &[&consumer, &aggregate_id])
             .await?;
         Ok(row.map_or(0, |row| row.get::<_, i64>(0).unsigned_abs()))
+    }
+
+    /// The newest version the consumer applied of each of `aggregate_ids`;
+    /// an aggregate missing from the map was never applied (version 0).
+    pub(crate) async fn last_versions(
+        &self,
+        client: &impl GenericClient,
+        consumer: &str,
+        aggregate_ids: &[&str],
+    ) -> Result<HashMap<String, u64>, Error> {
+        let statement = client.prepare_cached(&self.last_versions).await?;
+        let rows = client
+            .query(&statement, &[&consumer, &aggregate_ids])
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| (row.get(0), row.get::<_, i64>(1).unsigned_abs()))
+            .collect())
     }
 
     /// Records the event in the inbox; false when it was there already.
