@@ -31,6 +31,13 @@ pub struct KafkaConfig {
     pub kafka_topic_partitions: i32,
     /// `ORDERLY_KAFKA_REPLICATION_FACTOR`: replicas of each topic created.
     pub kafka_replication_factor: i32,
+    /// `ORDERLY_KAFKA_FETCH_WAIT_MS`: how long a consumer's fetch may wait
+    /// at the broker for new records (1..=10000). Some brokers (tansu) hold
+    /// every fetch for the whole wait even when records arrive, which adds
+    /// it to each of an order's four hops; a short wait costs the broker
+    /// idle fetches instead. Against Kafka itself, which answers as soon as
+    /// records arrive, a long wait (500) is free.
+    pub kafka_fetch_wait_ms: u64,
 }
 
 impl Default for KafkaConfig {
@@ -40,6 +47,7 @@ impl Default for KafkaConfig {
             kafka_topic_prefix: String::new(),
             kafka_topic_partitions: 6,
             kafka_replication_factor: 1,
+            kafka_fetch_wait_ms: 10,
         }
     }
 }
@@ -53,6 +61,7 @@ impl KafkaConfig {
             kafka_topic_prefix: var("KAFKA_TOPIC_PREFIX", d.kafka_topic_prefix)?,
             kafka_topic_partitions: var("KAFKA_TOPIC_PARTITIONS", d.kafka_topic_partitions)?,
             kafka_replication_factor: var("KAFKA_REPLICATION_FACTOR", d.kafka_replication_factor)?,
+            kafka_fetch_wait_ms: fetch_wait(var("KAFKA_FETCH_WAIT_MS", d.kafka_fetch_wait_ms)?)?,
         })
     }
 
@@ -66,6 +75,19 @@ impl KafkaConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.kafka_brokers);
         config
+    }
+}
+
+/// A fetch wait of 0 would spin the consumer against the broker; beyond
+/// 10 s shutdown would wait for it.
+fn fetch_wait(ms: u64) -> Result<u64, ConfigError> {
+    if (1..=10_000).contains(&ms) {
+        Ok(ms)
+    } else {
+        Err(ConfigError::invalid(
+            "KAFKA_FETCH_WAIT_MS",
+            format!("must be 1..=10000 milliseconds (got {ms})"),
+        ))
     }
 }
 
@@ -121,4 +143,18 @@ pub fn partitions<C: ConsumerContext, K: Consumer<C>>(
         .iter()
         .flat_map(|t| t.partitions().iter().map(|p| p.id()))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fetch_wait;
+
+    #[test]
+    fn a_fetch_wait_outside_its_range_is_refused_by_name() {
+        assert_eq!(fetch_wait(10).ok(), Some(10));
+        for bad in [0, 10_001] {
+            let error = fetch_wait(bad).expect_err("out of range").to_string();
+            assert!(error.contains("KAFKA_FETCH_WAIT_MS"), "{error}");
+        }
+    }
 }

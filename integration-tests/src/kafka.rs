@@ -58,7 +58,7 @@ impl TestKafka {
             kafka_topic_prefix: format!("t{}.", unique_id()),
             kafka_topic_partitions: 3,
             kafka_replication_factor: 1,
-            // A joining consumer waits about half of this (see INFRA notes).
+            ..KafkaConfig::default()
         };
         orderly::kafka::ensure_topics(&config)
             .await

@@ -74,11 +74,13 @@ pub(crate) fn prepare(settings: &ConsumerSettings) -> Result<Prepared, KafkaErro
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        // A fetch waits at most this long for new records. Some brokers
-        // (tansu) hold every fetch for the whole wait even when records
-        // arrive, and each saga step crosses the broker twice, so the
-        // default 500 ms would add seconds to every order.
-        .set("fetch.wait.max.ms", "50")
+        // A fetch waits at most this long for new records; see
+        // `KafkaConfig::kafka_fetch_wait_ms` (librdkafka's 500 ms default
+        // would add seconds to every order on a broker that holds fetches).
+        .set(
+            "fetch.wait.max.ms",
+            settings.kafka.kafka_fetch_wait_ms.to_string(),
+        )
         .create()?;
     Ok(Prepared {
         consumer: Arc::new(consumer),

@@ -55,6 +55,7 @@ pub fn print() -> anyhow::Result<()> {
     env.set("KAFKA_TOPIC_PREFIX", &kafka.kafka_topic_prefix);
     env.set("KAFKA_TOPIC_PARTITIONS", kafka.kafka_topic_partitions);
     env.set("KAFKA_REPLICATION_FACTOR", kafka.kafka_replication_factor);
+    env.set("KAFKA_FETCH_WAIT_MS", kafka.kafka_fetch_wait_ms);
     env.section("order service and its saga");
     env.set("ORDER_GRPC_ADDR", order.grpc_addr);
     env.set("ORDER_METRICS_ADDR", order.metrics_addr);
