@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use prost::Message;
+use tokio_postgres::Statement;
 use uuid::Uuid;
 
 use crate::{
@@ -128,9 +129,30 @@ impl Outbox {
         tx: &impl GenericClient,
         row: &OutboxRow,
     ) -> Result<(), tokio_postgres::Error> {
-        let statement = tx.prepare_cached(&self.insert).await?;
+        let statement = self.prepare(tx).await?;
+        self.insert_prepared(tx, &statement, row).await
+    }
+
+    /// The insert statement, prepared on `client`'s connection (cached
+    /// there after the first time).
+    pub async fn prepare(
+        &self,
+        client: &impl GenericClient,
+    ) -> Result<Statement, tokio_postgres::Error> {
+        client.prepare_cached(&self.insert).await
+    }
+
+    /// Inserts `row` with `statement` from [`Self::prepare`] on the same
+    /// connection. Nothing is awaited before the request is sent, so it can
+    /// be pipelined with the transaction's other statements.
+    pub async fn insert_prepared(
+        &self,
+        tx: &impl GenericClient,
+        statement: &Statement,
+        row: &OutboxRow,
+    ) -> Result<(), tokio_postgres::Error> {
         tx.execute(
-            &statement,
+            statement,
             &[
                 &row.event_id,
                 &row.topic,

@@ -147,6 +147,10 @@ pub fn init_with(config: &TracingConfig) -> Telemetry {
         .with_tracer(tracer)
         .with_threads(false)
         .with_location(false)
+        // Parents are found through `tracing`'s own span stack, and nothing
+        // here reads OpenTelemetry's thread-local context, so spans need not
+        // attach it on every enter (a cost paid on each poll of a request).
+        .with_context_activation(false)
         .with_filter(
             dynamic_filter_fn(|metadata, _| platform(metadata))
                 // Asked again for every span, not cached per callsite: a

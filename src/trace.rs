@@ -6,9 +6,14 @@
 use std::collections::HashMap;
 
 use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::{TraceContextExt, TraceFlags};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tonic::metadata::MetadataMap;
+use tracing::field::display;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// The longest `tracestate` kept (W3C allows 512 characters).
+const MAX_TRACESTATE_LEN: usize = 512;
 
 /// W3C trace context a request or event carried.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -25,7 +30,12 @@ impl TraceContext {
     pub fn new(traceparent: Option<&str>, tracestate: Option<&str>) -> Self {
         let traceparent = traceparent.filter(|v| is_traceparent(v)).map(str::to_owned);
         let tracestate = tracestate
-            .filter(|v| traceparent.is_some() && !v.is_empty() && v.len() <= 512 && v.is_ascii())
+            .filter(|v| {
+                traceparent.is_some()
+                    && !v.is_empty()
+                    && v.len() <= MAX_TRACESTATE_LEN
+                    && v.is_ascii()
+            })
             .map(str::to_owned);
         Self {
             traceparent,
@@ -41,12 +51,27 @@ impl TraceContext {
 
     /// The context of `span`.
     pub fn of(span: &tracing::Span) -> Self {
-        let mut carrier = HashMap::new();
-        TraceContextPropagator::new().inject_context(&span.context(), &mut carrier);
-        Self::new(
-            carrier.get("traceparent").map(String::as_str),
-            carrier.get("tracestate").map(String::as_str),
-        )
+        let context = span.context();
+        let span = context.span();
+        let span_context = span.span_context();
+        if !span_context.is_valid() {
+            return Self::default();
+        }
+        // What `TraceContextPropagator::inject_context` writes, without its
+        // map carrier and a second parse: this runs on every request.
+        let tracestate = span_context.trace_state().header();
+        Self {
+            traceparent: Some(format!(
+                "00-{}-{}-{:02x}",
+                span_context.trace_id(),
+                span_context.span_id(),
+                (span_context.trace_flags() & TraceFlags::SAMPLED).to_u8()
+            )),
+            tracestate: (!tracestate.is_empty()
+                && tracestate.len() <= MAX_TRACESTATE_LEN
+                && tracestate.is_ascii())
+            .then_some(tracestate),
+        }
     }
 
     /// Makes this context the parent of `span` (which must not have been
@@ -87,10 +112,12 @@ impl TraceContext {
     /// Records `trace_id` and `span_id` on `span` (declared as empty fields)
     /// from its own context, so log lines inside it name both.
     pub fn record_ids(span: &tracing::Span) {
-        let context = Self::of(span);
-        if let (Some(trace_id), Some(span_id)) = (context.trace_id(), context.span_id()) {
-            span.record("trace_id", trace_id);
-            span.record("span_id", span_id);
+        let context = span.context();
+        let otel_span = context.span();
+        let span_context = otel_span.span_context();
+        if span_context.is_valid() {
+            span.record("trace_id", display(span_context.trace_id()));
+            span.record("span_id", display(span_context.span_id()));
         }
     }
 
@@ -165,6 +192,35 @@ mod tests {
                 TraceContext::default()
             );
         }
+    }
+
+    #[test]
+    fn a_span_context_is_written_as_the_w3c_propagator_writes_it() {
+        use opentelemetry::trace::TracerProvider as _;
+        use tracing_subscriber::prelude::*;
+
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        tracing::subscriber::with_default(subscriber, || {
+            let good = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+            let span = tracing::info_span!("test");
+            TraceContext::new(Some(good), Some("vendor=1")).set_parent_of(&span);
+            let mut carrier = HashMap::new();
+            TraceContextPropagator::new().inject_context(&span.context(), &mut carrier);
+            let ours = TraceContext::of(&span);
+            assert_eq!(
+                ours.traceparent.as_deref(),
+                carrier.get("traceparent").map(String::as_str)
+            );
+            assert_eq!(ours.tracestate.as_deref(), Some("vendor=1"));
+            assert_eq!(ours.trace_id(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+            assert_ne!(ours.span_id(), Some("00f067aa0ba902b7"), "a child span");
+            assert_eq!(
+                TraceContext::of(&tracing::Span::none()),
+                TraceContext::default()
+            );
+        });
     }
 
     #[test]

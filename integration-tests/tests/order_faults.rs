@@ -134,3 +134,78 @@ async fn a_locked_table_fails_fast_with_unavailable_and_writes_nothing() {
         .get(0);
     assert_eq!(events, 2, "the failed attempt left no event");
 }
+
+#[tokio::test]
+async fn a_create_cut_by_its_deadline_leaves_no_transaction_behind() {
+    // One connection, so the next request would inherit whatever the cut
+    // one left open on it.
+    let platform = TestPlatform::builder()
+        .order_with(|config| config.postgres.database_pool_size = 1)
+        .start()
+        .await;
+    let mut client = platform.order_client().await;
+    client
+        .create_order(order_request("cust-before-lock"))
+        .await
+        .expect("create before the lock");
+
+    let mut locker = platform.db.client().await;
+    let lock = locker.transaction().await.expect("begin");
+    lock.batch_execute("LOCK TABLE orders.orders IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock");
+    // The order row waits for the lock inside CreateOrder's transaction
+    // until the client's deadline ends the request.
+    let mut request = tonic::Request::new(order_request("cust-cut"));
+    request.set_timeout(Duration::from_millis(500));
+    let status = client
+        .create_order(request)
+        .await
+        .expect_err("the table is locked");
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    lock.rollback().await.expect("release the lock");
+
+    client
+        .create_order(order_request("cust-after-lock"))
+        .await
+        .expect("writes again once the lock is gone");
+    let db = platform.db.client().await;
+    let database = platform.db.name.clone();
+    eventually(
+        "no session left in a transaction",
+        Duration::from_secs(10),
+        || {
+            let (db, database) = (&db, &database);
+            async move {
+                let open: i64 = db
+                    .query_one(
+                        "SELECT count(*) FROM pg_stat_activity
+                         WHERE datname = $1 AND state LIKE 'idle in transaction%'",
+                        &[database],
+                    )
+                    .await
+                    .expect("sessions")
+                    .get(0);
+                (open == 0).then_some(())
+            }
+        },
+    )
+    .await;
+    let customers: Vec<String> = db
+        .query(
+            "SELECT customer_id FROM orders.orders ORDER BY created_at",
+            &[],
+        )
+        .await
+        .expect("orders")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(customers, ["cust-before-lock", "cust-after-lock"]);
+    let events: i64 = db
+        .query_one("SELECT count(*) FROM orders.outbox", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(events, 2, "the cut request left no event");
+}

@@ -33,15 +33,30 @@ impl Orders {
     /// Stores a new PENDING order with its `OrderCreated` event. A retry
     /// under the same idempotency key returns the order created first.
     pub async fn create(&self, new: NewOrder, trace: &TraceContext) -> Result<Order, Error> {
-        let digest = Sha256::digest(new.request_fingerprint()).to_vec();
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
+        // Only a keyed request can be replayed, so only its digest is ever
+        // compared.
+        let digest = new
+            .idempotency_key
+            .as_ref()
+            .map(|_| Sha256::digest(new.request_fingerprint()).to_vec());
+        let client = self.pool.get().await?;
+        let statements = store::CreateStatements::prepare(&client).await?;
         let id = Uuid::now_v7();
-        let Some(created_at) = store::insert_order(&tx, id, &new, &digest, trace).await? else {
-            tx.rollback().await?;
-            return self.replay(&client, &new, &digest).await;
+        let (open, created) = store::OpenTransaction::begin_with_order(
+            client,
+            &statements,
+            id,
+            &new,
+            digest.as_deref(),
+            trace,
+        )
+        .await?;
+        let Some(created_at) = created else {
+            let client = open.rollback().await?;
+            return self
+                .replay(&client, &new, digest.as_deref().unwrap_or_default())
+                .await;
         };
-        store::insert_items(&tx, id, &new.items).await?;
         let order = Order {
             id,
             customer_id: new.customer_id,
@@ -55,10 +70,9 @@ impl Orders {
             created_at,
             updated_at: created_at,
         };
-        store::outbox()
-            .insert(&tx, &events::order_created(&order, trace))
+        let event = events::order_created(&order, trace);
+        open.commit_order(&statements, id, &order.items, &event)
             .await?;
-        tx.commit().await?;
         Ok(order)
     }
 

@@ -1,64 +1,27 @@
 //! SQL of the order service. Queries live in `store/*.sql`; every write takes
 //! the caller's transaction, so a command's rows commit or vanish together.
 
+mod create;
+
+pub use create::{CreateStatements, OpenTransaction};
+
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use orderly::{outbox::Outbox, trace::TraceContext};
 use tokio_postgres::{Error, Row};
 use uuid::Uuid;
 
-use crate::domain::{LineItem, NewOrder, Order, OrderStatus, Transition};
+use crate::domain::{LineItem, Order, OrderStatus, Transition};
 
-/// Inserts a new order row with the trace context of the request creating
-/// it. Returns its creation time, or `None` when the customer already used
-/// the idempotency key.
-pub async fn insert_order(
-    tx: &impl GenericClient,
-    id: Uuid,
-    order: &NewOrder,
-    request_digest: &[u8],
-    trace: &TraceContext,
-) -> Result<Option<DateTime<Utc>>, Error> {
-    let statement = tx
-        .prepare_cached(include_str!("store/insert_order.sql"))
-        .await?;
-    let total = order.total_minor;
-    let row = tx
-        .query_opt(
-            &statement,
-            &[
-                &id,
-                &order.customer_id,
-                &order.currency,
-                &total,
-                &order.payment_method,
-                &order.idempotency_key,
-                &request_digest,
-                &trace.traceparent,
-                &trace.tracestate,
-            ],
-        )
-        .await?;
-    Ok(row.map(|row| row.get(0)))
-}
-
-/// Inserts an order's lines.
-pub async fn insert_items(
-    tx: &impl GenericClient,
-    id: Uuid,
-    items: &[LineItem],
-) -> Result<(), Error> {
-    let statement = tx
-        .prepare_cached(include_str!("store/insert_items.sql"))
-        .await?;
+/// An order's lines as the columns `insert_items.sql` unnests: line
+/// numbers, SKUs, quantities and unit prices.
+fn item_columns(items: &[LineItem]) -> (Vec<i32>, Vec<&str>, Vec<i32>, Vec<i64>) {
     let line_nos: Vec<i32> = (0..).take(items.len()).collect();
-    let skus: Vec<&str> = items.iter().map(|i| i.sku.as_str()).collect();
+    let skus = items.iter().map(|i| i.sku.as_str()).collect();
     // Quantities are validated to 1..=1000, so they fit.
-    let quantities: Vec<i32> = items.iter().map(|i| i.quantity as i32).collect();
-    let prices: Vec<i64> = items.iter().map(|i| i.unit_price_minor).collect();
-    tx.execute(&statement, &[&id, &line_nos, &skus, &quantities, &prices])
-        .await?;
-    Ok(())
+    let quantities = items.iter().map(|i| i.quantity as i32).collect();
+    let prices = items.iter().map(|i| i.unit_price_minor).collect();
+    (line_nos, skus, quantities, prices)
 }
 
 /// The order service's outbox, `orders.outbox`.
