@@ -74,55 +74,62 @@ impl Store {
     /// view's order version afterwards (0 while only payments are known).
     pub async fn apply(&self, tx: &impl GenericClient, change: &Change) -> Result<u64, Error> {
         let version = to_db(change.version);
-        let row = match &change.kind {
-            ChangeKind::Order(order) => {
-                let created = order.created.as_ref();
-                let items = created.map(|c| items_json(&c.items));
-                let statement = tx.prepare_cached(&self.apply_order).await?;
-                tx.query_one(
-                    &statement,
-                    &[
-                        &change.order_id,
-                        &version,
-                        &order.status.as_str(),
-                        &order.reason,
-                        &change.occurred_at,
-                        &created.map(|c| c.customer_id.as_str()),
-                        &items,
-                        &created.map(|c| c.currency.as_str()),
-                        &created.map(|c| c.total_minor),
-                        &created.map(|c| c.payment_method.as_str()),
-                        &created.map(|_| change.occurred_at),
-                    ],
-                )
-                .await?
-            }
-            ChangeKind::Payment(payment) => {
-                let statement = tx.prepare_cached(&self.apply_payment).await?;
-                tx.query_one(
-                    &statement,
-                    &[
-                        &change.order_id,
-                        &payment.payment_id,
-                        &payment.status.as_str(),
-                        &version,
-                    ],
-                )
-                .await?
+        let view = async {
+            match &change.kind {
+                ChangeKind::Order(order) => {
+                    let created = order.created.as_ref();
+                    let items = created.map(|c| items_json(&c.items));
+                    let statement = tx.prepare_cached(&self.apply_order).await?;
+                    tx.query_one(
+                        &statement,
+                        &[
+                            &change.order_id,
+                            &version,
+                            &order.status.as_str(),
+                            &order.reason,
+                            &change.occurred_at,
+                            &created.map(|c| c.customer_id.as_str()),
+                            &items,
+                            &created.map(|c| c.currency.as_str()),
+                            &created.map(|c| c.total_minor),
+                            &created.map(|c| c.payment_method.as_str()),
+                            &created.map(|_| change.occurred_at),
+                        ],
+                    )
+                    .await
+                }
+                ChangeKind::Payment(payment) => {
+                    let statement = tx.prepare_cached(&self.apply_payment).await?;
+                    tx.query_one(
+                        &statement,
+                        &[
+                            &change.order_id,
+                            &payment.payment_id,
+                            &payment.status.as_str(),
+                            &version,
+                        ],
+                    )
+                    .await
+                }
             }
         };
-        let statement = tx.prepare_cached(&self.insert_timeline).await?;
-        tx.execute(
-            &statement,
-            &[
-                &change.order_id,
-                &change.event_id,
-                &change.event_type,
-                &version,
-                &change.occurred_at,
-            ],
-        )
-        .await?;
+        // The timeline row does not depend on the view's: both go out
+        // together (one round trip).
+        let timeline = async {
+            let statement = tx.prepare_cached(&self.insert_timeline).await?;
+            tx.execute(
+                &statement,
+                &[
+                    &change.order_id,
+                    &change.event_id,
+                    &change.event_type,
+                    &version,
+                    &change.occurred_at,
+                ],
+            )
+            .await
+        };
+        let (row, _) = tokio::try_join!(view, timeline)?;
         Ok(row.get::<_, i64>(0).unsigned_abs())
     }
 
