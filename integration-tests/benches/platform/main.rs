@@ -19,6 +19,7 @@
 
 mod create_order;
 mod growth;
+mod hops;
 mod inventory;
 mod measure;
 mod processes;

@@ -358,6 +358,7 @@ pub async fn latency(
     let pct = (share * 100.0).round();
     let section = "3 latency";
     let at_half = share <= 0.5;
+
     let [reserved, confirmed, visible, confirmed_visible] = &mut series;
     for (stage, values, target_p99) in [
         ("create → RESERVED", reserved, None),
@@ -385,6 +386,10 @@ pub async fn latency(
                 target,
             );
         }
+    }
+    if at_half {
+        let label = format!("{pct}% ({rate:.0}/s)");
+        crate::hops::report_hops(&admin, &ids, &label, report).await?;
     }
     Ok(())
 }
