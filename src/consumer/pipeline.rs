@@ -7,7 +7,7 @@ mod batch;
 
 use std::{sync::Arc, time::Duration};
 
-use deadpool_postgres::Pool;
+use deadpool_postgres::{GenericClient, Pool};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span, field::Empty};
 
@@ -293,17 +293,7 @@ impl<H: Handler> Pipeline<H> {
         }
         match mode {
             Mode::Live => {
-                let advanced = self
-                    .store
-                    .advance_version(&tx, self.name, &event.aggregate_id, event.version)
-                    .await?;
-                if !advanced {
-                    return Err(HandleError::Transient(format!(
-                        "aggregate {} moved past version {} concurrently",
-                        event.aggregate_id,
-                        event.version - 1
-                    )));
-                }
+                self.advance(&tx, &event).await?;
                 // The partition's position moves with the effects, in the
                 // same transaction: no extra round trip per applied record.
                 self.store
@@ -321,6 +311,24 @@ impl<H: Handler> Pipeline<H> {
         self.handler.apply(&tx, &event, effect).await?;
         tx.commit().await?;
         Ok(Outcome::Applied)
+    }
+
+    /// Moves the event's aggregate to the event's version in `tx`. Another
+    /// version got there first only if something raced this consumer: a
+    /// transient failure, so the record is decided again.
+    async fn advance(&self, tx: &impl GenericClient, event: &Event) -> Result<(), HandleError> {
+        let advanced = self
+            .store
+            .advance_version(tx, self.name, &event.aggregate_id, event.version)
+            .await?;
+        if advanced {
+            return Ok(());
+        }
+        Err(HandleError::Transient(format!(
+            "aggregate {} moved past version {} concurrently",
+            event.aggregate_id,
+            event.version - 1
+        )))
     }
 
     /// A version gap: an earlier event of the aggregate has not been applied.

@@ -195,17 +195,7 @@ impl<H: Handler> Pipeline<H> {
             {
                 return Ok(false);
             }
-            let advanced = self
-                .store
-                .advance_version(&tx, self.name, &event.aggregate_id, event.version)
-                .await?;
-            if !advanced {
-                return Err(HandleError::Transient(format!(
-                    "aggregate {} moved past version {} concurrently",
-                    event.aggregate_id,
-                    event.version - 1
-                )));
-            }
+            self.advance(&tx, event).await?;
             Ok::<_, HandleError>(true)
         }))
         .await?;
