@@ -89,11 +89,7 @@ async fn a_locked_table_fails_fast_with_unavailable_and_writes_nothing() {
 
     // Another session holds the table, as a long migration or a stuck
     // transaction would.
-    let mut locker = platform.db.client().await;
-    let lock = locker.transaction().await.expect("begin");
-    lock.batch_execute("LOCK TABLE orders.orders IN ACCESS EXCLUSIVE MODE")
-        .await
-        .expect("lock");
+    let lock = lock_orders_table(&platform).await;
 
     let started = Instant::now();
     let status = tokio::time::timeout(
@@ -110,28 +106,16 @@ async fn a_locked_table_fails_fast_with_unavailable_and_writes_nothing() {
         "failed after {waited:?}, the request deadline is 10 s"
     );
 
-    lock.rollback().await.expect("release the lock");
+    lock.batch_execute("ROLLBACK")
+        .await
+        .expect("release the lock");
     client
         .create_order(order_request("cust-after-lock"))
         .await
         .expect("writes again once the lock is gone");
     let db = platform.db.client().await;
-    let customers: Vec<String> = db
-        .query(
-            "SELECT customer_id FROM orders.orders ORDER BY created_at",
-            &[],
-        )
-        .await
-        .expect("orders")
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+    let (customers, events) = stored(&db).await;
     assert_eq!(customers, ["cust-before-lock", "cust-after-lock"]);
-    let events: i64 = db
-        .query_one("SELECT count(*) FROM orders.outbox", &[])
-        .await
-        .expect("count")
-        .get(0);
     assert_eq!(events, 2, "the failed attempt left no event");
 }
 
@@ -149,11 +133,7 @@ async fn a_create_cut_by_its_deadline_leaves_no_transaction_behind() {
         .await
         .expect("create before the lock");
 
-    let mut locker = platform.db.client().await;
-    let lock = locker.transaction().await.expect("begin");
-    lock.batch_execute("LOCK TABLE orders.orders IN ACCESS EXCLUSIVE MODE")
-        .await
-        .expect("lock");
+    let lock = lock_orders_table(&platform).await;
     // The order row waits for the lock inside CreateOrder's transaction
     // until the client's deadline ends the request.
     let mut request = tonic::Request::new(order_request("cust-cut"));
@@ -163,7 +143,9 @@ async fn a_create_cut_by_its_deadline_leaves_no_transaction_behind() {
         .await
         .expect_err("the table is locked");
     assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
-    lock.rollback().await.expect("release the lock");
+    lock.batch_execute("ROLLBACK")
+        .await
+        .expect("release the lock");
 
     client
         .create_order(order_request("cust-after-lock"))
@@ -191,7 +173,25 @@ async fn a_create_cut_by_its_deadline_leaves_no_transaction_behind() {
         },
     )
     .await;
-    let customers: Vec<String> = db
+    let (customers, events) = stored(&db).await;
+    assert_eq!(customers, ["cust-before-lock", "cust-after-lock"]);
+    assert_eq!(events, 2, "the cut request left no event");
+}
+
+/// A session of its own holding `orders.orders` in ACCESS EXCLUSIVE mode,
+/// as a long migration or a stuck transaction would, until ROLLBACK.
+async fn lock_orders_table(platform: &TestPlatform) -> tokio_postgres::Client {
+    let locker = platform.db.client().await;
+    locker
+        .batch_execute("BEGIN; LOCK TABLE orders.orders IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock");
+    locker
+}
+
+/// The customers of the stored orders, oldest first, and the outbox rows.
+async fn stored(db: &tokio_postgres::Client) -> (Vec<String>, i64) {
+    let customers = db
         .query(
             "SELECT customer_id FROM orders.orders ORDER BY created_at",
             &[],
@@ -201,11 +201,10 @@ async fn a_create_cut_by_its_deadline_leaves_no_transaction_behind() {
         .iter()
         .map(|row| row.get(0))
         .collect();
-    assert_eq!(customers, ["cust-before-lock", "cust-after-lock"]);
-    let events: i64 = db
+    let events = db
         .query_one("SELECT count(*) FROM orders.outbox", &[])
         .await
         .expect("count")
         .get(0);
-    assert_eq!(events, 2, "the cut request left no event");
+    (customers, events)
 }
