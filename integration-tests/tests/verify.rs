@@ -244,6 +244,27 @@ async fn a_settled_platform_is_clean_and_each_corruption_is_reported() {
         .await;
     expect("view_payment_mismatch", c8, "").await;
 
+    // Copies of an order's payment and view under an order id nobody has.
+    let (stray_payment, stray_view) = (Uuid::now_v7().to_string(), Uuid::now_v7().to_string());
+    corrupt
+        .sql(&format!(
+            "INSERT INTO payments.payments
+             SELECT (jsonb_populate_record(NULL::payments.payments, to_jsonb(p)
+                     || jsonb_build_object('id', gen_random_uuid(), 'order_id', '{stray_payment}'))).*
+             FROM payments.payments p WHERE p.order_id = '{c9}'"
+        ))
+        .await;
+    expect("payment_without_order", &stray_payment, "").await;
+    corrupt
+        .sql(&format!(
+            "INSERT INTO query.order_views
+             SELECT (jsonb_populate_record(NULL::query.order_views, to_jsonb(v)
+                     || jsonb_build_object('order_id', '{stray_view}'))).*
+             FROM query.order_views v WHERE v.order_id = '{c9}'"
+        ))
+        .await;
+    expect("view_without_order", &stray_view, "").await;
+
     // The default bound (60 s) forgives what may still be settling, so it
     // reports no more than the strict one.
     let lenient = found(&verify(&platform, None).await);

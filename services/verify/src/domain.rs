@@ -50,17 +50,21 @@ pub enum Kind {
     PaymentUnexpected,
     /// A payment of another amount or currency than its order.
     PaymentAmountMismatch,
+    /// A payment whose order the write model does not have.
+    PaymentWithoutOrder,
     /// An order without a query view.
     ViewMissing,
     /// A query view that differs from its order.
     ViewMismatch,
     /// A query view whose payment part differs from the payment.
     ViewPaymentMismatch,
+    /// A query view whose order the write model does not have.
+    ViewWithoutOrder,
 }
 
 impl Kind {
     /// Every kind, in report order.
-    pub const ALL: [Kind; 19] = [
+    pub const ALL: [Kind; 21] = [
         Kind::OrderStuck,
         Kind::StockNegative,
         Kind::StockUnbalanced,
@@ -77,9 +81,11 @@ impl Kind {
         Kind::PaymentNotRefunded,
         Kind::PaymentUnexpected,
         Kind::PaymentAmountMismatch,
+        Kind::PaymentWithoutOrder,
         Kind::ViewMissing,
         Kind::ViewMismatch,
         Kind::ViewPaymentMismatch,
+        Kind::ViewWithoutOrder,
     ];
 
     /// The stable name.
@@ -101,9 +107,11 @@ impl Kind {
             Kind::PaymentNotRefunded => "payment_not_refunded",
             Kind::PaymentUnexpected => "payment_unexpected",
             Kind::PaymentAmountMismatch => "payment_amount_mismatch",
+            Kind::PaymentWithoutOrder => "payment_without_order",
             Kind::ViewMissing => "view_missing",
             Kind::ViewMismatch => "view_mismatch",
             Kind::ViewPaymentMismatch => "view_payment_mismatch",
+            Kind::ViewWithoutOrder => "view_without_order",
         }
     }
 }

@@ -153,7 +153,28 @@ impl Verifier {
             report.orders += orders.len() as u64;
             report.add(found);
         }
+        let strays = store::orphans(&tx, MAX_LISTED as i64).await?;
         tx.commit().await?;
+        report.add(
+            strays
+                .into_iter()
+                .map(|(payment, id)| {
+                    if payment {
+                        Discrepancy::order(
+                            Kind::PaymentWithoutOrder,
+                            id,
+                            "a payment of an order the write model does not have",
+                        )
+                    } else {
+                        Discrepancy::order(
+                            Kind::ViewWithoutOrder,
+                            id,
+                            "a query view of an order the write model does not have",
+                        )
+                    }
+                })
+                .collect(),
+        );
         let orphans = open.orders.drain().map(|id| {
             Discrepancy::order(
                 Kind::ReservationWithoutOrder,

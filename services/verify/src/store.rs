@@ -88,6 +88,19 @@ pub async fn payments(
         .collect())
 }
 
+/// Order ids that have a payment (`true`) or a view (`false`) but no
+/// order, at most `limit`.
+pub async fn orphans(client: &impl GenericClient, limit: i64) -> Result<Vec<(bool, Uuid)>, Error> {
+    let statement = client
+        .prepare_cached(include_str!("store/orphans.sql"))
+        .await?;
+    let rows = client.query(&statement, &[&limit]).await?;
+    Ok(rows
+        .iter()
+        .map(|row| (row.get::<_, &str>(0) == "payment", row.get(1)))
+        .collect())
+}
+
 /// The query views of `ids`, by order id.
 pub async fn views(
     client: &impl GenericClient,
