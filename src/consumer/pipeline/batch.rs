@@ -50,24 +50,25 @@ impl<H: Handler> Pipeline<H> {
             self.handle_one(&records[0], stop).await?;
             return Some(1);
         }
-        let fresh: Vec<&Member> = members.iter().filter(|m| !m.duplicate).collect();
-        let prepared = join_all(fresh.iter().map(|member| {
+        // One answer per member, in order; a duplicate needs no remote step.
+        let prepared = join_all(members.iter().map(|member| async {
+            if member.duplicate {
+                return Ok(None);
+            }
             self.handler
                 .prepare(&member.event)
                 .instrument(member.span.clone())
+                .await
+                .map(Some)
         }))
         .await;
         // A remote step that failed ends the batch before its record, which
         // then takes the one-record path (and its retries).
-        let failed = prepared.iter().position(Result::is_err);
-        let failed_at = failed.map_or(members.len(), |i| {
-            let id = fresh[i].event.event_id;
-            members
-                .iter()
-                .position(|m| m.event.event_id == id)
-                .unwrap_or(0)
-        });
-        let effects = prepared.into_iter().map_while(Result::ok);
+        let failed_at = prepared
+            .iter()
+            .position(Result::is_err)
+            .unwrap_or(members.len());
+        let effects = prepared.into_iter().map_while(Result::ok).collect();
         if failed_at > 0 {
             let members = &members[..failed_at];
             let outcomes = self.commit_batch(members, effects).await;
@@ -166,13 +167,13 @@ impl<H: Handler> Pipeline<H> {
             .collect()
     }
 
-    /// Applies `members` (their fresh ones with `effects`, in order) in one
-    /// transaction with their inbox rows and versions, and saves the
-    /// partition's position after the last; the outcome of each member.
+    /// Applies `members` in one transaction, each with its prepared effect
+    /// (`None` for a duplicate), with their inbox rows and versions, and
+    /// saves the partition's position after the last; the outcome of each.
     async fn commit_batch(
         &self,
         members: &[Member],
-        effects: impl Iterator<Item = H::Effect>,
+        effects: Vec<Option<H::Effect>>,
     ) -> Result<Vec<Outcome>, HandleError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
@@ -199,29 +200,18 @@ impl<H: Handler> Pipeline<H> {
             Ok::<_, HandleError>(true)
         }))
         .await?;
-        let mut effects = effects;
         let mut outcomes = Vec::with_capacity(members.len());
-        for (member, fresh) in members.iter().zip(fresh) {
-            // Prepared effects come in the order of the non-duplicate members.
-            let effect = if member.duplicate {
-                None
-            } else {
-                effects.next()
-            };
-            match (fresh, effect) {
-                (true, Some(effect)) => {
+        for ((member, fresh), effect) in members.iter().zip(fresh).zip(effects) {
+            // Not fresh: applied before, or found in the inbox just now.
+            match effect.filter(|_| fresh) {
+                Some(effect) => {
                     self.handler
                         .apply(&tx, &member.event, effect)
                         .instrument(member.span.clone())
                         .await?;
                     outcomes.push(Outcome::Applied);
                 }
-                (true, None) => {
-                    return Err(HandleError::Transient(
-                        "a batch member lost its prepared effect".into(),
-                    ));
-                }
-                (false, _) => outcomes.push(Outcome::Duplicate),
+                None => outcomes.push(Outcome::Duplicate),
             }
         }
         let last = &members[members.len() - 1].event;
