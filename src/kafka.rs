@@ -78,6 +78,39 @@ impl KafkaConfig {
     }
 }
 
+/// The (low, high) watermarks of each of `partitions`, asked of the broker
+/// all at once, each off the async threads (the client's call blocks):
+/// one after another, two topics of twelve partitions take longer than a
+/// status call may. In the order given.
+pub async fn watermarks<C, K>(
+    consumer: &std::sync::Arc<K>,
+    partitions: Vec<(String, i32)>,
+    timeout: Duration,
+) -> Vec<((String, i32), Result<(i64, i64), KafkaError>)>
+where
+    C: ConsumerContext,
+    K: Consumer<C> + Send + Sync + 'static,
+{
+    let fetches: Vec<_> = partitions
+        .into_iter()
+        .map(|(topic, partition)| {
+            let consumer = consumer.clone();
+            let key = (topic.clone(), partition);
+            let fetch = tokio::task::spawn_blocking(move || {
+                consumer.fetch_watermarks(&topic, partition, timeout)
+            });
+            (key, fetch)
+        })
+        .collect();
+    let mut marks = Vec::with_capacity(fetches.len());
+    for (key, fetch) in fetches {
+        // A task that could not finish (the runtime is shutting down) has
+        // no answer: reported as cancelled, never left out.
+        marks.push((key, fetch.await.unwrap_or(Err(KafkaError::Canceled))));
+    }
+    marks
+}
+
 /// A fetch wait of 0 would spin the consumer against the broker; beyond
 /// 10 s shutdown would wait for it.
 fn fetch_wait(ms: u64) -> Result<u64, ConfigError> {

@@ -380,14 +380,14 @@ impl Queue {
     }
 }
 
-/// Fetches high watermarks off the async runtime (the call blocks).
+/// Fetches the partitions' high watermarks in the background.
 fn refresh_watermarks<H: Handler>(pipeline: &Arc<Pipeline<H>>, consumer: &Arc<KafkaConsumer>) {
     let (pipeline, consumer) = (pipeline.clone(), consumer.clone());
-    tokio::task::spawn_blocking(move || {
-        for (topic, partition) in pipeline.metrics.partitions() {
-            if let Ok((_, high)) =
-                consumer.fetch_watermarks(&topic, partition, Duration::from_secs(1))
-            {
+    tokio::spawn(async move {
+        let partitions = pipeline.metrics.partitions();
+        let marks = crate::kafka::watermarks(&consumer, partitions, Duration::from_secs(1)).await;
+        for ((topic, partition), fetched) in marks {
+            if let Ok((_, high)) = fetched {
                 pipeline.metrics.high_watermark(&topic, partition, high);
             }
         }

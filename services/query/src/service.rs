@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
-use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::consumer::BaseConsumer;
 use tokio::{sync::mpsc, time::Instant};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -246,9 +246,7 @@ impl Views {
     }
 
     /// (topic, partition, low, high) of every partition of the consumed
-    /// topics. The client's calls block, so they run off the async threads,
-    /// one per partition at the same time: asked one after another, two
-    /// topics of twelve partitions took longer than a status call may.
+    /// topics, the watermarks asked for all at once.
     pub async fn watermarks(&self) -> Result<Vec<(String, i32, i64, i64)>, Error> {
         let (broker, topics) = (self.broker.clone(), self.topics.clone());
         let listed = tokio::task::spawn_blocking(move || {
@@ -262,19 +260,13 @@ impl Views {
         })
         .await
         .map_err(|e| Error::Kafka(format!("watermark task failed: {e}")))??;
-        let mut fetches = tokio::task::JoinSet::new();
-        for (topic, partition) in listed {
-            let broker = self.broker.clone();
-            fetches.spawn_blocking(move || {
-                let (low, high) = broker
-                    .fetch_watermarks(&topic, partition, BROKER_TIMEOUT)
-                    .map_err(|e| Error::Kafka(format!("watermarks of {topic}/{partition}: {e}")))?;
-                Ok::<_, Error>((topic, partition, low, high))
-            });
-        }
-        let mut marks = Vec::new();
-        while let Some(fetched) = fetches.join_next().await {
-            marks.push(fetched.map_err(|e| Error::Kafka(format!("watermark task failed: {e}")))??);
+        let mut marks = Vec::with_capacity(listed.len());
+        for ((topic, partition), fetched) in
+            orderly::kafka::watermarks(&self.broker, listed, BROKER_TIMEOUT).await
+        {
+            let (low, high) = fetched
+                .map_err(|e| Error::Kafka(format!("watermarks of {topic}/{partition}: {e}")))?;
+            marks.push((topic, partition, low, high));
         }
         marks.sort();
         Ok(marks)
