@@ -13,6 +13,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod migrate;
 pub mod outbox;
+pub mod ownership;
 pub mod postgres;
 pub mod redis;
 pub mod shutdown;
