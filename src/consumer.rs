@@ -2,10 +2,12 @@
 //! §6.1), one partition's records in order and partitions in parallel.
 //! Each consumer keeps its position per partition in its own schema
 //! (`consumer_offsets`), saved only once its record's effects are durable,
-//! and resumes from there, whatever offsets the broker remembers. One
-//! replica of a consumer reads at a time: the one holding the consumer's
-//! Postgres advisory lock assigns itself every partition; the others stand
-//! by (a deviation from broker consumer groups, for why see `lease`).
+//! and resumes from there, whatever offsets the broker remembers. The
+//! replicas of a consumer share its partitions, a fair share each, under
+//! leases in Postgres ([`crate::ownership`]); every effect transaction is
+//! fenced by the lease's epoch, so a replica that lost a partition can never
+//! commit for it (a deviation from broker consumer groups, see
+//! docs/architecture.md). Each owned partition has its own queue and worker.
 //!
 //! Per record: decode the envelope; check it is the next version of its
 //! aggregate (an older one is a duplicate and acknowledged; a newer one
@@ -26,8 +28,8 @@
 //! [`dead_letter_admin`] lists and requeues dead letters over gRPC.
 
 mod admin;
+mod config;
 mod dead_letter;
-mod lease;
 mod metrics;
 mod pipeline;
 mod record;
@@ -43,7 +45,9 @@ use uuid::Uuid;
 
 pub use self::{
     admin::{DEAD_LETTER_SERVICE, DeadLetterAdmin, dead_letter_admin},
+    config::{LogReset, RuntimeConfig},
     dead_letter::topic_name as dead_letter_topic,
+    metrics::PartitionState,
 };
 use self::{
     dead_letter::DeadLetterProducer,
@@ -93,6 +97,10 @@ pub enum HandleError {
     /// transition): the record is dead-lettered and processing continues.
     #[error("permanent: {0}")]
     Permanent(String),
+    /// Raised by the runtime, never by a handler: the record's partition is
+    /// owned by another replica now, so nothing of it was committed here.
+    #[error("fenced: the partition is owned by another replica")]
+    Fenced,
 }
 
 /// What a consumer does with each event. Both steps may run more than once
@@ -136,12 +144,12 @@ pub trait Handler: Send + Sync + 'static {
 /// What a consumer consumes and where it keeps its bookkeeping.
 #[derive(Debug, Clone)]
 pub struct ConsumerSettings {
-    /// The consumer's name, e.g. `order-saga`: its lease (the replica that
-    /// reads) is named `<topic prefix>orderly-<name>`, its dead-letter topics
-    /// `<topic>.dlq.<name>`.
+    /// The consumer's name, e.g. `order-saga`: its lease group (whose
+    /// replicas share the partitions) is `<topic prefix>orderly-<name>`,
+    /// its dead-letter topics `<topic>.dlq.<name>`.
     pub name: &'static str,
-    /// The schema holding its `inbox`, `aggregate_versions` and
-    /// `dead_letters` tables.
+    /// The schema holding its `inbox`, `aggregate_versions`,
+    /// `consumer_offsets`, `dead_letters` and lease tables.
     pub schema: &'static str,
     /// Base topic names (the deployment's prefix is added).
     pub topics: &'static [&'static str],
@@ -149,6 +157,8 @@ pub struct ConsumerSettings {
     pub kafka: KafkaConfig,
     /// Cap of the retry back-off.
     pub backoff_max: Duration,
+    /// Leases, log resets, dead-letter attempts.
+    pub runtime: RuntimeConfig,
 }
 
 /// Failure to create a consumer.
@@ -247,6 +257,8 @@ impl Consumer {
             dead_letters: DeadLetterProducer::new(&settings.kafka)?,
             metrics: metrics.clone(),
             backoff_max: settings.backoff_max,
+            on_log_reset: settings.runtime.on_log_reset,
+            dead_letter_attempts: settings.runtime.dead_letter_attempts,
         });
         let prepared = runtime::prepare(&settings)?;
         let stopped = CancellationToken::new();
@@ -271,7 +283,7 @@ impl Consumer {
     }
 
     /// Resolves once the consumer has stopped after shutdown: its workers
-    /// finished the records in hand and its lease is released.
+    /// finished the records in hand and its partitions are released.
     pub async fn stopped(&self) {
         self.shared.stopped.cancelled().await;
     }
@@ -280,6 +292,23 @@ impl Consumer {
     /// since it started.
     pub fn duplicates(&self) -> u64 {
         self.shared.metrics.duplicates()
+    }
+
+    /// Commits this replica attempted for a partition another replica owned
+    /// by then, all refused, since it started.
+    pub fn fenced(&self) -> u64 {
+        self.shared.metrics.fenced_count()
+    }
+
+    /// The partitions (slots) this replica owns now, with their epochs.
+    pub fn owned(&self) -> Vec<crate::ownership::Grant> {
+        self.shared.metrics.owned()
+    }
+
+    /// Partitions this replica holds back (an offset jump, a log behind the
+    /// saved position), with why.
+    pub fn held(&self) -> Vec<PartitionState> {
+        self.shared.metrics.held()
     }
 
     /// Applies open dead letters again (`ids` empty: all of them).

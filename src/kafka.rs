@@ -19,6 +19,14 @@ pub const PAYMENT_TOPIC: &str = "orderly.payment.v1";
 /// Every topic the platform publishes to.
 pub const TOPICS: [&str; 2] = [ORDER_TOPIC, PAYMENT_TOPIC];
 
+/// The most records the relay puts in one producer batch
+/// (`batch.num.messages`), whatever `ORDERLY_RELAY_BATCH_SIZE` says.
+/// Consumers resume a partition this many records before their saved
+/// position: some brokers (tansu) answer a fetch that starts inside a
+/// record batch with the batch after it, so the re-read must start before
+/// the whole batch holding the position. One constant ties the two.
+pub const MAX_RECORDS_PER_PRODUCER_BATCH: usize = 1_000;
+
 /// Kafka settings.
 #[derive(Debug, Clone)]
 pub struct KafkaConfig {

@@ -54,9 +54,11 @@ pub fn detect_dead_peers(config: &mut tokio_postgres::Config) {
         .tcp_user_timeout(Duration::from_secs(20));
 }
 
-/// Applies the settings every orderly session runs with (today the
-/// `statement_timeout` of [`PostgresConfig::statement_timeout_ms`]) as
-/// startup options, keeping any `options` the URL already carries. The pool
+/// Applies the settings every orderly session runs with (the
+/// `statement_timeout` of [`PostgresConfig::statement_timeout_ms`], and the
+/// same bound on a session idle inside a transaction, so a client frozen
+/// mid-transaction cannot hold its row locks, such as a consumer's lease
+/// fence, for longer) as startup options, keeping any `options` the URL already carries. The pool
 /// applies them to its connections; a component that opens a dedicated
 /// session (a LISTEN connection, an advisory-lock holder) calls this on its
 /// `tokio_postgres::Config` before connecting.
@@ -65,7 +67,10 @@ pub fn apply_session_settings(pg_config: &mut tokio_postgres::Config, config: &P
         return;
     }
     // Appended last, so it wins over a statement_timeout in the URL's options.
-    let setting = format!("-c statement_timeout={}", config.statement_timeout_ms);
+    let setting = format!(
+        "-c statement_timeout={0} -c idle_in_transaction_session_timeout={0}",
+        config.statement_timeout_ms
+    );
     let options = match pg_config.get_options() {
         Some(existing) if !existing.trim().is_empty() => format!("{existing} {setting}"),
         _ => setting,
@@ -187,7 +192,10 @@ mod tests {
     #[test]
     fn sessions_get_the_statement_timeout() {
         let pg_config = session("postgres://u@h/db", 300);
-        assert_eq!(pg_config.get_options(), Some("-c statement_timeout=300"));
+        assert_eq!(
+            pg_config.get_options(),
+            Some("-c statement_timeout=300 -c idle_in_transaction_session_timeout=300")
+        );
     }
 
     #[test]
@@ -195,7 +203,10 @@ mod tests {
         let pg_config = session("postgres://u@h/db?options=-c%20search_path%3Dorders", 300);
         assert_eq!(
             pg_config.get_options(),
-            Some("-c search_path=orders -c statement_timeout=300")
+            Some(
+                "-c search_path=orders -c statement_timeout=300 \
+                 -c idle_in_transaction_session_timeout=300"
+            )
         );
     }
 

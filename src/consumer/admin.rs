@@ -3,7 +3,7 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{Consumer, HandleError, store::ListedLetter};
+use super::{Consumer, store::ListedLetter};
 use crate::{
     proto::v1::{
         self as pb,
@@ -142,9 +142,7 @@ impl DeadLetterService for DeadLetterAdmin {
         let outcomes = consumer
             .requeue(&request.ids)
             .await
-            .map_err(|error| match error {
-                HandleError::Transient(e) | HandleError::Permanent(e) => unavailable(e),
-            })?;
+            .map_err(|error| unavailable(error.to_string()))?;
         Ok(Response::new(pb::RequeueDeadLettersResponse {
             results: outcomes
                 .into_iter()

@@ -1,5 +1,6 @@
-//! A consumer's figures: outcomes, retries, gaps, dead letters and lag per
-//! partition, read by the component's metrics registry on each scrape.
+//! A consumer's figures: outcomes, retries, gaps, dead letters, ownership,
+//! held partitions and lag per partition, read by the component's metrics
+//! registry on each scrape (and by `Consumer`'s accessors).
 
 use std::{
     collections::BTreeMap,
@@ -14,8 +15,27 @@ use prometheus_client::{
     encoding::{DescriptorEncoder, EncodeLabelSet},
 };
 
+use uuid::Uuid;
+
 use super::pipeline::Outcome;
-use crate::metrics::{encode_counter, encode_gauge, escape_label_value};
+use crate::{
+    metrics::{encode_counter, encode_gauge, escape_label_value},
+    ownership::Grant,
+};
+
+/// A partition this replica owns but holds back, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionState {
+    /// The topic (prefix included).
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// `offset_jump` (records not delivered) or `log_reset` (the log is
+    /// behind the saved position).
+    pub reason: &'static str,
+    /// The offsets involved, in words.
+    pub detail: String,
+}
 
 /// Where a partition stands: the next offset to process and the partition's
 /// high watermark when last fetched.
@@ -37,9 +57,31 @@ pub(crate) struct ConsumerMetrics {
     batches: AtomicU64,
     /// Records those transactions committed.
     batched_records: AtomicU64,
-    /// Whether this replica holds the consumer's lease and reads.
+    unhandled: AtomicU64,
+    /// Commits refused because another replica owned the partition.
+    fenced: AtomicU64,
+    /// Partitions lost to another replica (this one's lease lapsed).
+    leases_lost: AtomicU64,
+    /// Records read again below the saved position (the rewind margin).
+    reread: AtomicU64,
+    /// Offset jumps seen (records not delivered).
+    offset_jumps: AtomicU64,
+    /// Partitions whose log was behind the saved position.
+    log_resets: AtomicU64,
+    /// Handler panics caught.
+    panics: AtomicU64,
+    /// Dead letters kept only in the database (their topic refused them).
+    dead_letter_topic_failures: AtomicU64,
+    /// Whether this replica owns at least one partition.
     reading: AtomicBool,
+    member: Mutex<Option<Uuid>>,
+    owned: Mutex<Vec<Grant>>,
+    held: Mutex<BTreeMap<(String, i32), PartitionState>>,
     positions: Mutex<BTreeMap<(String, i32), Position>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl ConsumerMetrics {
@@ -48,6 +90,7 @@ impl ConsumerMetrics {
             Outcome::Applied => &self.applied,
             Outcome::Duplicate => &self.duplicates,
             Outcome::DeadLettered => &self.dead_lettered,
+            Outcome::Unhandled => &self.unhandled,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -67,9 +110,83 @@ impl ConsumerMetrics {
         self.gaps.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Records whether this replica reads (holds the lease) or stands by.
-    pub(crate) fn set_reading(&self, reading: bool) {
-        self.reading.store(reading, Ordering::Relaxed);
+    /// This replica's member id in the consumer's lease group.
+    pub(crate) fn set_member(&self, member: Uuid) {
+        *lock(&self.member) = Some(member);
+    }
+
+    /// The partitions (slots) this replica owns now.
+    pub(crate) fn set_owned(&self, mut owned: Vec<Grant>) {
+        owned.sort_by_key(|g| g.slot);
+        self.reading.store(!owned.is_empty(), Ordering::Relaxed);
+        *lock(&self.owned) = owned;
+    }
+
+    pub(crate) fn owned(&self) -> Vec<Grant> {
+        lock(&self.owned).clone()
+    }
+
+    pub(crate) fn lease_lost(&self) {
+        self.leases_lost.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn fenced(&self) {
+        self.fenced.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn fenced_count(&self) -> u64 {
+        self.fenced.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn reread(&self) {
+        self.reread.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn panicked(&self) {
+        self.panics.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn dead_letter_topic_failed(&self) {
+        self.dead_letter_topic_failures
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Holds a partition: records after `expected` arrived first.
+    pub(crate) fn offset_jump(&self, topic: &str, partition: i32, expected: i64, got: i64) {
+        self.offset_jumps.fetch_add(1, Ordering::Relaxed);
+        self.hold(PartitionState {
+            topic: topic.to_owned(),
+            partition,
+            reason: "offset_jump",
+            detail: format!("expected offset {expected}, the broker delivered {got}"),
+        });
+    }
+
+    /// Reports a partition whose log ends before the saved position.
+    pub(crate) fn log_reset(&self, topic: &str, partition: i32, saved: i64, high: i64) {
+        self.log_resets.fetch_add(1, Ordering::Relaxed);
+        self.hold(PartitionState {
+            topic: topic.to_owned(),
+            partition,
+            reason: "log_reset",
+            detail: format!("saved position {saved}, the log ends at {high}"),
+        });
+    }
+
+    fn hold(&self, state: PartitionState) {
+        lock(&self.held).insert((state.topic.clone(), state.partition), state);
+    }
+
+    /// The partition reads on normally again.
+    pub(crate) fn resolved(&self, topic: &str, partition: i32) {
+        let mut held = lock(&self.held);
+        if !held.is_empty() {
+            held.remove(&(topic.to_owned(), partition));
+        }
+    }
+
+    pub(crate) fn held(&self) -> Vec<PartitionState> {
+        lock(&self.held).values().cloned().collect()
     }
 
     /// Events found applied already (redeliveries, replays).
@@ -111,11 +228,8 @@ impl ConsumerMetrics {
 
     /// Forgets a partition this member no longer owns.
     pub(crate) fn forget(&self, topic: &str, partition: i32) {
-        let mut positions = self
-            .positions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        positions.remove(&(topic.to_owned(), partition));
+        lock(&self.positions).remove(&(topic.to_owned(), partition));
+        lock(&self.held).remove(&(topic.to_owned(), partition));
     }
 }
 
@@ -178,6 +292,54 @@ impl Collector for ConsumersCollector {
         )?;
         self.counter(
             e,
+            "orderly_consumer_events_unhandled",
+            "Events of a type this build does not know, acknowledged without effect (rolling upgrades).",
+            |m| &m.unhandled,
+        )?;
+        self.counter(
+            e,
+            "orderly_consumer_fenced_commits",
+            "Commits refused because another replica owned the partition by then (nothing committed).",
+            |m| &m.fenced,
+        )?;
+        self.counter(
+            e,
+            "orderly_consumer_leases_lost",
+            "Partitions this replica lost to another after its lease lapsed.",
+            |m| &m.leases_lost,
+        )?;
+        self.counter(
+            e,
+            "orderly_consumer_records_reread",
+            "Records read again below the saved position (the rewind margin) and skipped.",
+            |m| &m.reread,
+        )?;
+        self.counter(
+            e,
+            "orderly_consumer_offset_jumps",
+            "Times records of a partition were not delivered: the partition is held, never passed.",
+            |m| &m.offset_jumps,
+        )?;
+        self.counter(
+            e,
+            "orderly_consumer_log_resets",
+            "Partitions found with a log behind the saved position (broker lost its log, topic recreated).",
+            |m| &m.log_resets,
+        )?;
+        self.counter(
+            e,
+            "orderly_consumer_handler_panics",
+            "Handler panics caught; the record is dead-lettered and the partition goes on.",
+            |m| &m.panics,
+        )?;
+        self.counter(
+            e,
+            "orderly_consumer_dead_letter_topic_failures",
+            "Dead letters kept only in the database because their topic refused them.",
+            |m| &m.dead_letter_topic_failures,
+        )?;
+        self.counter(
+            e,
             "orderly_consumer_batches",
             "Transactions that committed several of a partition's records together (group commit).",
             |m| &m.batches,
@@ -191,7 +353,7 @@ impl Collector for ConsumersCollector {
         encode_gauge(
             e,
             "orderly_consumer_reading",
-            "1 when this replica holds the consumer's lease and reads its partitions, 0 while it stands by.",
+            "1 when this replica owns at least one of the consumer's partitions, 0 while it owns none.",
             self.consumers.iter().map(|(consumer, metrics)| {
                 (
                     [("consumer", *consumer)],
@@ -199,8 +361,35 @@ impl Collector for ConsumersCollector {
                 )
             }),
         )?;
+        encode_gauge(
+            e,
+            "orderly_consumer_owned_partitions",
+            "Partitions (slots) this replica owns under a live lease.",
+            self.consumers.iter().map(|(consumer, metrics)| {
+                (
+                    [("consumer", *consumer)],
+                    i64::try_from(lock(&metrics.owned).len()).unwrap_or(i64::MAX),
+                )
+            }),
+        )?;
+        encode_gauge(
+            e,
+            "orderly_consumer_held_partitions",
+            "Owned partitions held back: an offset jump or a log behind the saved position (see orderly status).",
+            self.consumers.iter().map(|(consumer, metrics)| {
+                (
+                    [("consumer", *consumer)],
+                    i64::try_from(lock(&metrics.held).len()).unwrap_or(i64::MAX),
+                )
+            }),
+        )?;
         // Lag is read from the cached watermarks at scrape time; a partition
         // whose watermark is not known yet has no sample rather than a guess.
+        // Some brokers (tansu) answer ListOffsets with the start of the last
+        // batch rather than the log's end, so a caught-up partition can look
+        // negative: shown as 0. A log truly behind the saved position is
+        // found from the fetches themselves and reported on its own
+        // (`orderly_consumer_log_resets_total`, held partitions).
         let mut lags = Vec::new();
         for (consumer, metrics) in &self.consumers {
             let positions = metrics

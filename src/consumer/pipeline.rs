@@ -5,6 +5,8 @@
 
 mod batch;
 
+mod guard;
+
 use std::{sync::Arc, time::Duration};
 
 use deadpool_postgres::{GenericClient, Pool};
@@ -14,12 +16,13 @@ use tracing::{Instrument, Span, field::Empty};
 pub(crate) use self::batch::MAX_BATCH;
 use super::{
     Event, HandleError, Handler,
+    config::LogReset,
     dead_letter::DeadLetterProducer,
     metrics::ConsumerMetrics,
-    record::Record,
-    store::{LetterEvent, Store},
+    record::{Decoded, Record},
+    store::{Fenced, LetterEvent, Store},
 };
-use crate::{backoff::Backoff, postgres::Failure, trace::TraceContext};
+use crate::{backoff::Backoff, ownership::Fence, postgres::Failure, trace::TraceContext};
 
 /// How a record ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +33,9 @@ pub(crate) enum Outcome {
     Duplicate,
     /// It could not be applied and was set aside.
     DeadLettered,
+    /// Its payload type is unknown to this build: acknowledged, and its
+    /// aggregate's version advanced, so later events are not held.
+    Unhandled,
 }
 
 impl Outcome {
@@ -39,15 +45,17 @@ impl Outcome {
             Self::Applied => "applied",
             Self::Duplicate => "duplicate",
             Self::DeadLettered => "dead_lettered",
+            Self::Unhandled => "unhandled",
         }
     }
 }
 
 /// Whether a record comes from the topic (checked for version contiguity) or
 /// from an operator's requeue (applied out of band, deduped by the inbox).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Live,
+#[derive(Debug, Clone, Copy)]
+enum Mode<'a> {
+    /// Read from the partition, under this replica's fence.
+    Live(&'a Fence),
     Requeue(i64),
 }
 
@@ -60,6 +68,8 @@ pub(crate) struct Pipeline<H> {
     pub dead_letters: DeadLetterProducer,
     pub metrics: Arc<ConsumerMetrics>,
     pub backoff_max: Duration,
+    pub on_log_reset: LogReset,
+    pub dead_letter_attempts: u32,
 }
 
 impl<H: Handler> Pipeline<H> {
@@ -71,10 +81,14 @@ impl<H: Handler> Pipeline<H> {
     pub(crate) async fn process(
         &self,
         record: &Record,
+        fence: &Fence,
         stop: &CancellationToken,
     ) -> Option<Outcome> {
         let span = self.span(record);
-        let outcome = self.retry(record, stop).instrument(span.clone()).await;
+        let outcome = self
+            .retry(record, fence, stop)
+            .instrument(span.clone())
+            .await;
         span.record("outcome", outcome.map_or("interrupted", Outcome::name));
         outcome
     }
@@ -106,12 +120,21 @@ impl<H: Handler> Pipeline<H> {
         span
     }
 
-    async fn retry(&self, record: &Record, stop: &CancellationToken) -> Option<Outcome> {
+    async fn retry(
+        &self,
+        record: &Record,
+        fence: &Fence,
+        stop: &CancellationToken,
+    ) -> Option<Outcome> {
         let mut backoff = Backoff::new(self.backoff_max);
         let mut failures: u32 = 0;
+        let mut topic_failures: u32 = 0;
         loop {
-            let result = match self.attempt(record, Mode::Live).await {
-                Err(HandleError::Permanent(error)) => self.dead_letter(record, &error).await,
+            let result = match self.attempt(record, Mode::Live(fence)).await {
+                Err(HandleError::Permanent(error)) => {
+                    self.dead_letter(record, &error, fence, &mut topic_failures)
+                        .await
+                }
                 other => other,
             };
             let error = match result {
@@ -122,6 +145,10 @@ impl<H: Handler> Pipeline<H> {
                         offset = record.offset, ?outcome, "record handled"
                     );
                     return Some(outcome);
+                }
+                Err(HandleError::Fenced) => {
+                    self.fenced(record);
+                    return None;
                 }
                 Err(HandleError::Transient(error) | HandleError::Permanent(error)) => error,
             };
@@ -142,6 +169,17 @@ impl<H: Handler> Pipeline<H> {
                 () = tokio::time::sleep(pause) => {}
             }
         }
+    }
+
+    /// A commit refused by the fence: another replica owns the partition
+    /// now; nothing of this record was committed here.
+    pub(crate) fn fenced(&self, record: &Record) {
+        self.metrics.fenced();
+        tracing::warn!(
+            consumer = self.name, topic = %record.topic, partition = record.partition,
+            offset = record.offset,
+            "the partition is owned by another replica now; this replica's commit was refused"
+        );
     }
 
     /// Where the consumer resumes in a partition according to its own
@@ -177,47 +215,47 @@ impl<H: Handler> Pipeline<H> {
         }
     }
 
-    /// Every partition position the consumer saved; retried while the
-    /// database is unreachable. `Err(())` when `stop` fired first.
-    pub(crate) async fn positions(
+    /// Records that the partition's records before `next_offset` are
+    /// handled (applied records save it in their own transaction; this is
+    /// for duplicates). A position saved late only means a record is read
+    /// again and found to be a duplicate, so a database error is only
+    /// logged; a refused fence is returned.
+    pub(crate) async fn save_position(
         &self,
-        stop: &CancellationToken,
-    ) -> Result<Vec<(String, i32, i64)>, ()> {
-        let mut backoff = Backoff::new(self.backoff_max);
-        loop {
-            let read = async {
-                let client = self.pool.get().await?;
-                Ok::<_, HandleError>(self.store.all_offsets(&client, self.name).await?)
-            };
-            match read.await {
-                Ok(positions) => return Ok(positions),
-                Err(error) => {
-                    let pause = backoff.next_pause();
-                    tracing::warn!(consumer = self.name, %error, retry_in = ?pause, "cannot read the consumer's positions");
-                    tokio::select! {
-                        () = stop.cancelled() => return Err(()),
-                        () = tokio::time::sleep(pause) => {}
-                    }
-                }
+        fence: &Fence,
+        topic: &str,
+        next_offset: i64,
+    ) -> Fenced {
+        let save = async {
+            let client = self.pool.get().await?;
+            Ok::<_, HandleError>(
+                self.store
+                    .save_offset(&client, self.name, fence, topic, next_offset)
+                    .await?,
+            )
+        };
+        match save.await {
+            Ok(fenced) => fenced,
+            Err(error) => {
+                tracing::debug!(consumer = self.name, topic, %error, "position not saved");
+                Fenced::No
             }
         }
     }
 
-    /// Records that the partition's records before `next_offset` are
-    /// handled (applied records save it in their own transaction; this is
-    /// for duplicates and dead letters). Best effort: a position saved late only means a record is
-    /// read again and found to be a duplicate.
-    pub(crate) async fn save_position(&self, topic: &str, partition: i32, next_offset: i64) {
-        let save = async {
-            let client = self.pool.get().await?;
-            self.store
-                .save_offset(&client, self.name, topic, partition, next_offset)
-                .await?;
-            Ok::<_, HandleError>(())
-        };
-        if let Err(error) = save.await {
-            tracing::debug!(consumer = self.name, topic, partition, %error, "position not saved");
-        }
+    /// Moves a partition's position to `next_offset` (backwards: its log
+    /// was recreated), under the fence.
+    pub(crate) async fn reset_position(
+        &self,
+        fence: &Fence,
+        topic: &str,
+        next_offset: i64,
+    ) -> Result<Fenced, HandleError> {
+        let client = self.pool.get().await?;
+        Ok(self
+            .store
+            .reset_offset(&client, self.name, fence, topic, next_offset)
+            .await?)
     }
 
     /// Applies a dead letter again, out of band. `Ok(true)` when it is now
@@ -244,7 +282,8 @@ impl<H: Handler> Pipeline<H> {
                 Ok(Ok(()))
             }
             Ok(_) => Ok(Ok(())),
-            Err(HandleError::Permanent(error) | HandleError::Transient(error)) => {
+            Err(error) => {
+                let error = error.to_string();
                 let client = self.pool.get().await?;
                 self.store.requeue_failed(&client, id, &error).await?;
                 Ok(Err(error))
@@ -252,30 +291,35 @@ impl<H: Handler> Pipeline<H> {
         }
     }
 
-    async fn attempt(&self, record: &Record, mode: Mode) -> Result<Outcome, HandleError> {
-        let mut event = record.decode()?;
+    async fn attempt(&self, record: &Record, mode: Mode<'_>) -> Result<Outcome, HandleError> {
+        let decoded = record.classify()?;
+        let (aggregate_id, version) = decoded.aggregate();
+        Span::current().record("aggregate_id", aggregate_id);
+        if let Mode::Live(_) = mode {
+            let client = self.pool.get().await?;
+            let last = self
+                .store
+                .last_version(&client, self.name, aggregate_id)
+                .await?;
+            drop(client);
+            if version <= last {
+                return Ok(Outcome::Duplicate);
+            }
+            if version > last + 1 {
+                return Err(self.gap(aggregate_id, last, version, record));
+            }
+        }
+        let mut event = match decoded {
+            Decoded::Event(event) => *event,
+            Decoded::Unknown(header) => return self.skip_unknown(record, &header, mode).await,
+        };
         // What the handler writes or calls continues from this record's
         // span, not from the span that wrote the record.
         let current = TraceContext::current();
         if current.traceparent.is_some() {
             event.trace = current;
         }
-        Span::current().record("aggregate_id", event.aggregate_id.as_str());
-        if mode == Mode::Live {
-            let client = self.pool.get().await?;
-            let last = self
-                .store
-                .last_version(&client, self.name, &event.aggregate_id)
-                .await?;
-            drop(client);
-            if event.version <= last {
-                return Ok(Outcome::Duplicate);
-            }
-            if event.version > last + 1 {
-                return Err(self.gap(&event, last));
-            }
-        }
-        let effect = self.handler.prepare(&event).await?;
+        let effect = guard::prepare(&self.handler, &event, &self.metrics).await?;
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         if H::REPLAYABLE {
@@ -292,92 +336,189 @@ impl<H: Handler> Pipeline<H> {
             return Ok(Outcome::Duplicate);
         }
         match mode {
-            Mode::Live => {
-                self.advance(&tx, &event).await?;
-                // The partition's position moves with the effects, in the
-                // same transaction: no extra round trip per applied record.
-                self.store
-                    .save_offset(
-                        &tx,
-                        self.name,
-                        &record.topic,
-                        record.partition,
-                        record.offset + 1,
-                    )
+            Mode::Live(_) => {
+                self.advance(&tx, &event.aggregate_id, event.version)
+                    .await?
+            }
+            Mode::Requeue(id) => {
+                self.store.mark_requeued(&tx, id).await?;
+                // A letter set aside without moving its aggregate's version
+                // moves it now, if it is the next one.
+                let _ = self
+                    .store
+                    .advance_version(&tx, self.name, &event.aggregate_id, event.version)
                     .await?;
             }
-            Mode::Requeue(id) => self.store.mark_requeued(&tx, id).await?,
         }
-        self.handler.apply(&tx, &event, effect).await?;
+        guard::apply(&self.handler, &tx, &event, effect, &self.metrics).await?;
+        if let Mode::Live(fence) = mode {
+            // The partition's position moves with the effects, in the same
+            // transaction, and only while this replica owns the partition.
+            self.save_in(&tx, fence, record).await?;
+        }
         tx.commit().await?;
         Ok(Outcome::Applied)
     }
 
-    /// Moves the event's aggregate to the event's version in `tx`. Another
-    /// version got there first only if something raced this consumer: a
-    /// transient failure, so the record is decided again.
-    async fn advance(&self, tx: &impl GenericClient, event: &Event) -> Result<(), HandleError> {
+    /// Saves `record`'s partition position in `tx`, fenced.
+    async fn save_in(
+        &self,
+        tx: &impl GenericClient,
+        fence: &Fence,
+        record: &Record,
+    ) -> Result<(), HandleError> {
+        match self
+            .store
+            .save_offset(tx, self.name, fence, &record.topic, record.offset + 1)
+            .await?
+        {
+            Fenced::No => Ok(()),
+            Fenced::Yes => Err(HandleError::Fenced),
+        }
+    }
+
+    /// An event of a type this build does not know: acknowledged in the
+    /// inbox, its aggregate's version advanced, nothing applied.
+    async fn skip_unknown(
+        &self,
+        record: &Record,
+        header: &super::record::Header,
+        mode: Mode<'_>,
+    ) -> Result<Outcome, HandleError> {
+        let Mode::Live(fence) = mode else {
+            return Err(HandleError::Permanent(format!(
+                "event type {:?} is not known to this build",
+                header.event_type
+            )));
+        };
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        if !self
+            .store
+            .insert_inbox(&tx, self.name, header.event_id)
+            .await?
+        {
+            return Ok(Outcome::Duplicate);
+        }
+        self.advance(&tx, &header.aggregate_id, header.version)
+            .await?;
+        self.save_in(&tx, fence, record).await?;
+        tx.commit().await?;
+        tracing::info!(
+            consumer = self.name, topic = %record.topic, partition = record.partition,
+            offset = record.offset, event_type = %header.event_type,
+            "event type not known to this build; acknowledged without effect"
+        );
+        Ok(Outcome::Unhandled)
+    }
+
+    /// Moves the aggregate to `version` in `tx`. Another version got there
+    /// first only if something raced this consumer: a transient failure, so
+    /// the record is decided again.
+    async fn advance(
+        &self,
+        tx: &impl GenericClient,
+        aggregate_id: &str,
+        version: u64,
+    ) -> Result<(), HandleError> {
         let advanced = self
             .store
-            .advance_version(tx, self.name, &event.aggregate_id, event.version)
+            .advance_version(tx, self.name, aggregate_id, version)
             .await?;
         if advanced {
             return Ok(());
         }
         Err(HandleError::Transient(format!(
-            "aggregate {} moved past version {} concurrently",
-            event.aggregate_id,
-            event.version - 1
+            "aggregate {aggregate_id} moved past version {} concurrently",
+            version - 1
         )))
     }
 
     /// A version gap: an earlier event of the aggregate has not been applied.
     /// The record is held (retried), never skipped.
-    fn gap(&self, event: &Event, last: u64) -> HandleError {
+    fn gap(&self, aggregate_id: &str, last: u64, version: u64, record: &Record) -> HandleError {
         self.metrics.gap();
         tracing::error!(
-            consumer = self.name, aggregate_id = %event.aggregate_id, expected = last + 1,
-            got = event.version, event_type = %event.envelope.event_type,
+            consumer = self.name, aggregate_id, expected = last + 1,
+            got = version, topic = %record.topic, partition = record.partition, offset = record.offset,
             "event version gap; holding the record until the missing version is applied"
         );
         HandleError::Transient(format!(
-            "version gap for {}: expected {}, got {}",
-            event.aggregate_id,
+            "version gap for {aggregate_id}: expected {}, got {version}",
             last + 1,
-            event.version
         ))
     }
 
-    /// Sends the record to the dead-letter topic and keeps it in the
-    /// database; a decodable event still advances its aggregate's version so
-    /// later events of the aggregate are not held behind it.
-    async fn dead_letter(&self, record: &Record, error: &str) -> Result<Outcome, HandleError> {
-        self.dead_letters
-            .send(record, self.name, error)
-            .await
-            .map_err(|e| HandleError::Transient(format!("cannot write dead letter: {e}")))?;
+    /// Sets the record aside: to the dead-letter topic (given up after the
+    /// configured attempts: the database row is the source of truth) and
+    /// to the database, with the partition's position; the aggregate's
+    /// version advances when the envelope says which it is, so its later
+    /// events are not held behind it (an envelope further ahead is a gap,
+    /// held like any other).
+    async fn dead_letter(
+        &self,
+        record: &Record,
+        error: &str,
+        fence: &Fence,
+        topic_failures: &mut u32,
+    ) -> Result<Outcome, HandleError> {
+        let aggregate = record.aggregate();
+        if let Some((aggregate_id, version)) = &aggregate {
+            let client = self.pool.get().await?;
+            let last = self
+                .store
+                .last_version(&client, self.name, aggregate_id)
+                .await?;
+            if *version > last + 1 {
+                return Err(self.gap(aggregate_id, last, *version, record));
+            }
+        }
+        let mut error = error.to_owned();
+        if *topic_failures < self.dead_letter_attempts
+            && let Err(sent) = self.dead_letters.send(record, self.name, &error).await
+        {
+            *topic_failures += 1;
+            if *topic_failures < self.dead_letter_attempts {
+                return Err(HandleError::Transient(format!(
+                    "cannot write dead letter: {sent}"
+                )));
+            }
+            self.metrics.dead_letter_topic_failed();
+            tracing::error!(
+                consumer = self.name, topic = %record.topic, partition = record.partition,
+                offset = record.offset, attempts = *topic_failures, error = %sent,
+                "cannot write the dead letter to its topic; keeping it in the database only"
+            );
+            error = format!("{error} (not on the dead-letter topic: {sent})");
+        }
         let event = record.decode().ok();
-        let letter = event
-            .as_ref()
-            .map_or_else(LetterEvent::default, |event| LetterEvent {
+        let letter = event.as_ref().map_or_else(
+            || LetterEvent {
+                aggregate_id: aggregate.as_ref().map(|a| a.0.clone()).unwrap_or_default(),
+                aggregate_version: aggregate.as_ref().map_or(0, |a| a.1),
+                ..LetterEvent::default()
+            },
+            |event| LetterEvent {
                 event_id: Some(event.event_id),
                 event_type: event.envelope.event_type.clone(),
                 aggregate_id: event.aggregate_id.clone(),
                 aggregate_version: event.version,
-            });
+            },
+        );
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         self.store
-            .insert_dead_letter(&tx, self.name, record, &letter, error)
+            .insert_dead_letter(&tx, self.name, record, &letter, &error)
             .await?;
-        if let Some(event) = &event {
+        if let Some((aggregate_id, version)) = &aggregate {
             // Not the next version (a duplicate of an applied one): nothing
             // to advance.
             let _ = self
                 .store
-                .advance_version(&tx, self.name, &event.aggregate_id, event.version)
+                .advance_version(&tx, self.name, aggregate_id, *version)
                 .await?;
         }
+        self.save_in(&tx, fence, record).await?;
         tx.commit().await?;
         tracing::error!(
             consumer = self.name, topic = %record.topic, partition = record.partition,
@@ -410,20 +551,53 @@ impl From<deadpool_postgres::PoolError> for HandleError {
 }
 
 impl From<tonic::Status> for HandleError {
-    /// A dependency that is down, overloaded or slow (or a connection that
-    /// broke: UNKNOWN) is worth retrying; any other answer, INTERNAL
-    /// included, will not change on a retry and must not hold the partition.
+    /// Only an answer about the record itself (INVALID_ARGUMENT,
+    /// FAILED_PRECONDITION, OUT_OF_RANGE) is permanent. Anything else —
+    /// a dependency down, slow or overloaded, a broken connection, and also
+    /// INTERNAL, UNAUTHENTICATED or NOT_FOUND, which a bad deploy or a
+    /// rotated credential produces for every record at once — is retried
+    /// with back-off, so such a window holds records instead of
+    /// dead-lettering them all.
     fn from(status: tonic::Status) -> Self {
         use tonic::Code;
         let message = format!("{:?}: {}", status.code(), status.message());
         match status.code() {
-            Code::Unavailable
-            | Code::DeadlineExceeded
-            | Code::ResourceExhausted
-            | Code::Aborted
-            | Code::Cancelled
-            | Code::Unknown => Self::Transient(message),
-            _ => Self::Permanent(message),
+            Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => {
+                Self::Permanent(message)
+            }
+            _ => Self::Transient(message),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_answers_about_the_record_are_permanent() {
+        use tonic::Code;
+        for code in [
+            Code::InvalidArgument,
+            Code::FailedPrecondition,
+            Code::OutOfRange,
+        ] {
+            let error = HandleError::from(tonic::Status::new(code, "no"));
+            assert!(matches!(error, HandleError::Permanent(_)), "{code:?}");
+        }
+        for code in [
+            Code::Unavailable,
+            Code::DeadlineExceeded,
+            Code::ResourceExhausted,
+            Code::Aborted,
+            Code::Internal,
+            Code::Unauthenticated,
+            Code::NotFound,
+            Code::Unknown,
+            Code::Cancelled,
+        ] {
+            let error = HandleError::from(tonic::Status::new(code, "later"));
+            assert!(matches!(error, HandleError::Transient(_)), "{code:?}");
         }
     }
 }

@@ -59,28 +59,48 @@ impl Record {
             .unwrap_or_default()
     }
 
-    /// Decodes the envelope; anything malformed is a permanent failure.
+    /// Decodes the envelope; anything malformed is a permanent failure, and
+    /// so is a payload type this build does not know (see [`classify`](Self::classify)
+    /// for the live path, which acknowledges those instead).
     pub(crate) fn decode(&self) -> Result<Event, HandleError> {
+        match self.classify()? {
+            Decoded::Event(event) => Ok(*event),
+            Decoded::Unknown(header) => Err(HandleError::Permanent(format!(
+                "event type {:?} is not known to this build",
+                header.event_type
+            ))),
+        }
+    }
+
+    /// Decodes the envelope into an event, or into its header alone when
+    /// the payload is of a type this build does not know (an envelope
+    /// written by a newer version: rolling upgrades); anything malformed is
+    /// a permanent failure.
+    pub(crate) fn classify(&self) -> Result<Decoded, HandleError> {
         let envelope = EventEnvelope::decode(self.payload.as_slice())
             .map_err(|e| HandleError::Permanent(format!("undecodable event envelope: {e}")))?;
         let event_id = Uuid::parse_str(&envelope.event_id).map_err(|e| {
             HandleError::Permanent(format!("malformed event_id {:?}: {e}", envelope.event_id))
         })?;
-        let payload = envelope
-            .payload
-            .clone()
-            .ok_or_else(|| HandleError::Permanent("event envelope without payload".into()))?;
         if envelope.aggregate_id.is_empty() || envelope.aggregate_version == 0 {
             return Err(HandleError::Permanent(
                 "event envelope without aggregate id or version".into(),
             ));
         }
+        let Some(payload) = envelope.payload.clone() else {
+            return Ok(Decoded::Unknown(Header {
+                event_id,
+                event_type: envelope.event_type,
+                aggregate_id: envelope.aggregate_id,
+                version: envelope.aggregate_version,
+            }));
+        };
         let trace = TraceContext::from_headers(
             self.headers
                 .iter()
                 .map(|(name, value)| (name.as_str(), value.as_slice())),
         );
-        Ok(Event {
+        Ok(Decoded::Event(Box::new(Event {
             event_id,
             aggregate_id: envelope.aggregate_id.clone(),
             version: envelope.aggregate_version,
@@ -90,8 +110,44 @@ impl Record {
             topic: self.topic.clone(),
             partition: self.partition,
             offset: self.offset,
-        })
+        })))
     }
+
+    /// What the envelope says of its aggregate, read leniently (for a
+    /// record that cannot be handled): its id and version when present.
+    pub(crate) fn aggregate(&self) -> Option<(String, u64)> {
+        let envelope = EventEnvelope::decode(self.payload.as_slice()).ok()?;
+        (!envelope.aggregate_id.is_empty() && envelope.aggregate_version > 0)
+            .then_some((envelope.aggregate_id, envelope.aggregate_version))
+    }
+}
+
+/// A record decoded for the live path.
+#[derive(Debug)]
+pub(crate) enum Decoded {
+    /// An event this build knows.
+    Event(Box<Event>),
+    /// A well-formed envelope whose payload type this build does not know.
+    Unknown(Header),
+}
+
+impl Decoded {
+    /// The aggregate and version the record is about.
+    pub(crate) fn aggregate(&self) -> (&str, u64) {
+        match self {
+            Self::Event(event) => (&event.aggregate_id, event.version),
+            Self::Unknown(header) => (&header.aggregate_id, header.version),
+        }
+    }
+}
+
+/// The envelope of an event of an unknown type.
+#[derive(Debug, Clone)]
+pub(crate) struct Header {
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub aggregate_id: String,
+    pub version: u64,
 }
 
 #[cfg(test)]
@@ -121,6 +177,27 @@ mod tests {
             record(empty).decode(),
             Err(HandleError::Permanent(_))
         ));
+    }
+
+    #[test]
+    fn an_unknown_payload_type_keeps_its_header() {
+        let envelope = EventEnvelope {
+            event_id: Uuid::now_v7().to_string(),
+            event_type: "OrderTeleported".into(),
+            aggregate_id: "a".into(),
+            aggregate_version: 3,
+            payload: None,
+            ..Default::default()
+        };
+        let record = record(envelope.encode_to_vec());
+        match record.classify() {
+            Ok(Decoded::Unknown(header)) => {
+                assert_eq!((header.aggregate_id.as_str(), header.version), ("a", 3));
+            }
+            other => panic!("expected an unknown type, got {other:?}"),
+        }
+        assert!(matches!(record.decode(), Err(HandleError::Permanent(_))));
+        assert_eq!(record.aggregate(), Some(("a".to_owned(), 3)));
     }
 
     #[test]

@@ -1,54 +1,34 @@
-//! The Kafka side of a consumer: take the consumer's lease, assign its
-//! partitions at its own saved positions, hand each partition's records to a
-//! worker of its own (in order within a partition, partitions in parallel),
-//! and save a position only after its record is done.
+//! The Kafka side of a consumer: provision its topics, take a fair share of
+//! its partitions under leases (`crate::ownership`), and run each owned
+//! partition on a queue and a worker of its own until the lease is lost,
+//! handed over or `shutdown`.
+//!
+//! A slot is a partition number across all the consumer's topics (the order
+//! and payment topics share partition numbers and keys), so an order's
+//! events of both topics are handled by one replica.
 
-use std::{
-    collections::{HashMap, VecDeque},
-    sync::Arc,
-    time::Duration,
-};
+mod partition;
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use rdkafka::{
-    Message, Offset, TopicPartitionList,
-    consumer::{Consumer as _, DefaultConsumerContext, StreamConsumer},
+    consumer::{DefaultConsumerContext, StreamConsumer},
     error::KafkaError,
-    message::Headers,
 };
-use tokio::sync::mpsc;
+use tokio::{sync::watch, task::JoinHandle, time::Instant};
 use tokio_util::sync::CancellationToken;
 
-use super::{
-    ConsumerSettings, Handler, dead_letter,
-    lease::Lease,
-    pipeline::{MAX_BATCH, Pipeline},
-    record::Record,
+use self::partition::{PartitionLocks, SlotTask};
+use super::{ConsumerSettings, Handler, dead_letter, pipeline::Pipeline};
+use crate::{
+    backoff::Backoff,
+    ownership::{Grant, Membership, Round},
 };
-use crate::backoff::Backoff;
+
+pub(crate) type KafkaConsumer = StreamConsumer<DefaultConsumerContext>;
 
 /// How often partition high watermarks are fetched for the lag figure.
 const WATERMARK_INTERVAL: Duration = Duration::from_secs(5);
-/// Records buffered for one partition's worker; when it is full, reading
-/// waits. (Pausing the partition instead made librdkafka fetch again from
-/// inside a record batch on resume, which some brokers (tansu) answer with
-/// the batch after it: records were skipped.)
-const BUFFERED: usize = 1_000;
-
-/// How far before its saved position a consumer resumes a partition; more
-/// than the records of one producer batch (the relay sends at most
-/// `ORDERLY_RELAY_BATCH_SIZE` at a time). Some brokers (tansu) answer a
-/// fetch from inside a record batch with the batch after it, skipping
-/// records; the workers skip what was handled.
-const REWIND_MARGIN: i64 = 1_000;
-
-type Partition = (String, i32);
-type KafkaConsumer = StreamConsumer<DefaultConsumerContext>;
-
-/// One partition's worker.
-struct Worker {
-    records: mpsc::Sender<Record>,
-    stop: CancellationToken,
-}
 
 /// A Kafka consumer created but not yet reading.
 pub(crate) struct Prepared {
@@ -64,9 +44,9 @@ pub(crate) fn prepare(settings: &ConsumerSettings) -> Result<Prepared, KafkaErro
         settings.kafka.kafka_topic_prefix, settings.name
     );
     // The group is never joined (no subscribe): partitions are assigned by
-    // this runtime under its lease (see `lease`) at explicit offsets, and
-    // positions live in the database. librdkafka still wants a `group.id`
-    // before it takes an assignment.
+    // this runtime under its leases at explicit offsets, and positions live
+    // in the database. librdkafka still wants a `group.id` before it takes
+    // an assignment.
     let consumer: KafkaConsumer = settings
         .kafka
         .client_config()
@@ -74,9 +54,11 @@ pub(crate) fn prepare(settings: &ConsumerSettings) -> Result<Prepared, KafkaErro
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
+        // The end of a partition is signalled, so a saved position beyond
+        // the log (a broker that lost it) is noticed: see `partition`.
+        .set("enable.partition.eof", "true")
         // A fetch waits at most this long for new records; see
-        // `KafkaConfig::kafka_fetch_wait_ms` (librdkafka's 500 ms default
-        // would add seconds to every order on a broker that holds fetches).
+        // `KafkaConfig::kafka_fetch_wait_ms`.
         .set(
             "fetch.wait.max.ms",
             settings.kafka.kafka_fetch_wait_ms.to_string(),
@@ -88,10 +70,19 @@ pub(crate) fn prepare(settings: &ConsumerSettings) -> Result<Prepared, KafkaErro
     })
 }
 
-/// Runs the consumer until `shutdown`: provisions its topics, then, each
-/// time it holds the consumer's lease, assigns every partition at its saved
-/// position and dispatches until the lease is lost or `shutdown`, when every
-/// worker finishes the record in hand.
+/// The work of one owned slot.
+struct Owned {
+    grant: Grant,
+    stop: CancellationToken,
+    /// Until when the lease may be used; workers pause past it.
+    valid_until: watch::Sender<Instant>,
+    task: JoinHandle<()>,
+}
+
+/// Runs the consumer until `shutdown`: provisions its topics, then every
+/// round renews its leases, claims its fair share and starts or stops the
+/// work of each slot accordingly. At shutdown every worker finishes the
+/// records in hand and the slots are released for the other replicas.
 pub(crate) async fn run<H: Handler>(
     pipeline: Arc<Pipeline<H>>,
     prepared: Prepared,
@@ -99,85 +90,253 @@ pub(crate) async fn run<H: Handler>(
     shutdown: CancellationToken,
 ) {
     let Prepared { consumer, group } = prepared;
-    let mut backoff = Backoff::new(settings.backoff_max);
     let topics: Vec<String> = settings
         .topics
         .iter()
         .map(|t| settings.kafka.topic(t))
         .collect();
-    // The broker may be down when the component starts; writes never wait
-    // for it, and neither does startup.
-    let partitions = loop {
-        let attempt = match provision(&settings, &topics).await {
-            Ok(()) => partitions_of(&consumer, &topics).await,
-            Err(error) => Err(error),
-        };
-        match attempt {
-            Ok(partitions) => break partitions,
+    let Some(partitions) = discover(&settings, &consumer, &topics, &shutdown).await else {
+        return;
+    };
+    let slots = partitions.iter().map(|p| p.1 + 1).max().unwrap_or(0);
+    let locks: PartitionLocks = Arc::new(
+        partitions
+            .iter()
+            .map(|p| (p.clone(), Arc::default()))
+            .collect(),
+    );
+    let membership = Arc::new(Membership::new(
+        pipeline.pool.clone(),
+        settings.schema,
+        group,
+        settings.runtime.lease_ttl(),
+    ));
+    pipeline.metrics.set_member(membership.member());
+    // Records of split partitions never reach the main queue, but its
+    // events (errors) must still be served.
+    let main_queue = tokio::spawn(serve_main_queue(
+        consumer.clone(),
+        pipeline.name,
+        shutdown.clone(),
+    ));
+    let mut owned: HashMap<i32, Owned> = HashMap::new();
+    let mut rounds = tokio::time::interval(membership.round_interval());
+    rounds.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut watermarks = tokio::time::interval(WATERMARK_INTERVAL);
+    let mut failures: u32 = 0;
+    // Until when the grants of the last successful round may be used.
+    let mut valid_until = Instant::now();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            _ = watermarks.tick() => {
+                refresh_watermarks(&pipeline, &consumer);
+                continue;
+            }
+            _ = rounds.tick() => {}
+        }
+        // A slot whose work ended by itself (fenced, or a bug that
+        // panicked) is started again if this replica still owns it.
+        owned.retain(|slot, work| {
+            let ended = work.task.is_finished();
+            if ended {
+                tracing::warn!(
+                    consumer = pipeline.name,
+                    slot,
+                    "a partition's work ended by itself; restarting it if still owned"
+                );
+            }
+            !ended
+        });
+        match membership.round(slots).await {
+            Ok(round) => {
+                failures = 0;
+                valid_until = round.valid_until;
+                let context = Context {
+                    pipeline: &pipeline,
+                    consumer: &consumer,
+                    membership: &membership,
+                    partitions: &partitions,
+                    locks: &locks,
+                    shutdown: &shutdown,
+                };
+                apply(&context, &mut owned, round);
+            }
             Err(error) => {
-                let pause = backoff.next_pause();
-                tracing::warn!(consumer = settings.name, %error, retry_in = ?pause, "cannot create or describe the topics; retrying");
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = tokio::time::sleep(pause) => {}
+                failures += 1;
+                if failures.is_power_of_two() {
+                    tracing::warn!(consumer = pipeline.name, %error, failures, "cannot renew the partition leases; work stops once they lapse");
+                }
+                // Cut off from the database past the lease: another replica
+                // may own these partitions now. Their commits would be
+                // refused anyway; stop reading them.
+                if Instant::now() >= valid_until && !owned.is_empty() {
+                    tracing::warn!(
+                        consumer = pipeline.name,
+                        partitions = owned.len(),
+                        "the partition leases lapsed without renewal; stopping their work"
+                    );
+                    for (_, work) in owned.drain() {
+                        pipeline.metrics.lease_lost();
+                        work.stop.cancel();
+                    }
                 }
             }
         }
-    };
-    while let Some(lease) =
-        Lease::acquire(&pipeline.pool, &group, settings.backoff_max, &shutdown).await
-    {
-        // Where each partition resumes, read now: another replica may have
-        // moved it since this one last held the lease.
-        let Ok(saved) = pipeline.positions(&shutdown).await else {
-            break;
-        };
-        let saved: HashMap<Partition, i64> = saved
-            .into_iter()
-            .map(|(topic, partition, next)| ((topic, partition), next))
-            .collect();
-        if let Err(error) = assign(settings.name, &consumer, &partitions, &saved) {
-            drop(lease);
-            let pause = backoff.next_pause();
-            tracing::error!(consumer = settings.name, %error, retry_in = ?pause, "cannot take the partitions");
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                () = tokio::time::sleep(pause) => continue,
-            }
-        }
-        pipeline.metrics.set_reading(true);
-        let held = shutdown.child_token();
-        let watch = {
-            let held = held.clone();
-            async move {
-                lease.lost(&held).await;
-                held.cancel();
-                lease
-            }
-        };
-        let (lease, ()) = tokio::join!(watch, dispatch(&pipeline, &consumer, &held));
-        let _ = consumer.unassign();
-        pipeline.metrics.set_reading(false);
-        drop(lease);
-        if shutdown.is_cancelled() {
-            break;
-        }
-        tracing::warn!(
-            consumer = settings.name,
-            "lost the consumer's lease (its database session ended); trying again"
-        );
+        pipeline
+            .metrics
+            .set_owned(owned.values().map(|o| o.grant).collect());
     }
+    let slots: Vec<i32> = owned.keys().copied().collect();
+    for work in owned.values() {
+        work.stop.cancel();
+    }
+    for (_, work) in owned.drain() {
+        let _ = work.task.await;
+    }
+    pipeline.metrics.set_owned(Vec::new());
+    if let Err(error) = membership.leave(&slots).await {
+        tracing::warn!(consumer = pipeline.name, %error, "could not release the partitions; others take them when the leases lapse");
+    }
+    let _ = main_queue.await;
     let name = settings.name;
     // Closing the consumer blocks while librdkafka talks to the broker.
     let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
     tracing::info!(consumer = name, "consumer stopped");
 }
 
+/// What starting a slot's work needs.
+struct Context<'a, H> {
+    pipeline: &'a Arc<Pipeline<H>>,
+    consumer: &'a Arc<KafkaConsumer>,
+    membership: &'a Arc<Membership>,
+    partitions: &'a [(String, i32)],
+    locks: &'a PartitionLocks,
+    shutdown: &'a CancellationToken,
+}
+
+/// Starts, renews and stops the work of each slot after a round.
+fn apply<H: Handler>(context: &Context<'_, H>, owned: &mut HashMap<i32, Owned>, round: Round) {
+    let Context {
+        pipeline,
+        consumer,
+        membership,
+        partitions,
+        locks,
+        shutdown,
+    } = context;
+    let granted: HashMap<i32, Grant> = round.owned.iter().map(|g| (g.slot, *g)).collect();
+    // Lost: another replica took the slot (this one's lease lapsed).
+    owned.retain(|slot, work| {
+        let kept = granted.get(slot) == Some(&work.grant);
+        if !kept {
+            tracing::warn!(
+                consumer = pipeline.name,
+                slot,
+                "lost a partition's lease to another replica; stopping its work"
+            );
+            pipeline.metrics.lease_lost();
+            work.stop.cancel();
+        }
+        kept
+    });
+    // Over the fair share: stop, and release once the work has stopped.
+    for grant in &round.surplus {
+        let work = owned.remove(&grant.slot);
+        let membership = (*membership).clone();
+        let slot = grant.slot;
+        let name = pipeline.name;
+        tokio::spawn(async move {
+            if let Some(work) = work {
+                work.stop.cancel();
+                let _ = work.task.await;
+            }
+            match membership.release(&[slot]).await {
+                Ok(()) => tracing::info!(
+                    consumer = name,
+                    slot,
+                    "handed a partition over to another replica"
+                ),
+                Err(error) => {
+                    tracing::warn!(consumer = name, slot, %error, "could not release a partition; it moves when its lease lapses")
+                }
+            }
+        });
+    }
+    for grant in round.owned.iter().filter(|g| !round.surplus.contains(g)) {
+        if let Some(work) = owned.get(&grant.slot) {
+            work.valid_until.send_replace(round.valid_until);
+            continue;
+        }
+        let mine: Vec<(String, i32)> = partitions
+            .iter()
+            .filter(|p| p.1 == grant.slot)
+            .cloned()
+            .collect();
+        let stop = shutdown.child_token();
+        let (valid_until, clock) = watch::channel(round.valid_until);
+        let task = SlotTask {
+            pipeline: (*pipeline).clone(),
+            consumer: (*consumer).clone(),
+            fence: membership.fence(*grant),
+            partitions: mine,
+            locks: (*locks).clone(),
+            clock,
+            stop: stop.clone(),
+        };
+        tracing::info!(
+            consumer = pipeline.name,
+            slot = grant.slot,
+            epoch = grant.epoch,
+            "took a partition"
+        );
+        owned.insert(
+            grant.slot,
+            Owned {
+                grant: *grant,
+                stop,
+                valid_until,
+                task: tokio::spawn(task.run()),
+            },
+        );
+    }
+}
+
+/// Creates the topics (and dead-letter topics) and lists their partitions,
+/// retrying while the broker is away; `None` at shutdown.
+async fn discover(
+    settings: &ConsumerSettings,
+    consumer: &Arc<KafkaConsumer>,
+    topics: &[String],
+    shutdown: &CancellationToken,
+) -> Option<Vec<(String, i32)>> {
+    let mut backoff = Backoff::new(settings.backoff_max);
+    // The broker may be down when the component starts; writes never wait
+    // for it, and neither does startup.
+    loop {
+        let attempt = match provision(settings, topics).await {
+            Ok(()) => partitions_of(consumer, topics).await,
+            Err(error) => Err(error),
+        };
+        match attempt {
+            Ok(partitions) => return Some(partitions),
+            Err(error) => {
+                let pause = backoff.next_pause();
+                tracing::warn!(consumer = settings.name, %error, retry_in = ?pause, "cannot create or describe the topics; retrying");
+                tokio::select! {
+                    () = shutdown.cancelled() => return None,
+                    () = tokio::time::sleep(pause) => {}
+                }
+            }
+        }
+    }
+}
+
 /// Every partition of `topics`, as the broker describes them.
 async fn partitions_of(
     consumer: &Arc<KafkaConsumer>,
     topics: &[String],
-) -> Result<Vec<Partition>, KafkaError> {
+) -> Result<Vec<(String, i32)>, KafkaError> {
     let (consumer, topics) = (consumer.clone(), topics.to_vec());
     tokio::task::spawn_blocking(move || {
         let mut partitions = Vec::new();
@@ -198,31 +357,6 @@ async fn partitions_of(
     .map_err(|_| KafkaError::Canceled)?
 }
 
-/// Assigns `partitions`, each a margin before its saved position (from the
-/// beginning when none is saved): the broker's committed offsets are not
-/// trusted, since a broker may lose them.
-fn assign(
-    name: &str,
-    consumer: &KafkaConsumer,
-    partitions: &[Partition],
-    saved: &HashMap<Partition, i64>,
-) -> Result<(), KafkaError> {
-    let mut list = TopicPartitionList::new();
-    for key in partitions {
-        let offset = saved.get(key).map_or(Offset::Beginning, |next| {
-            Offset::Offset(next.saturating_sub(REWIND_MARGIN).max(0))
-        });
-        list.add_partition_offset(&key.0, key.1, offset)?;
-    }
-    consumer.assign(&list)?;
-    tracing::info!(
-        consumer = name,
-        partitions = partitions.len(),
-        "partitions assigned"
-    );
-    Ok(())
-}
-
 async fn provision(settings: &ConsumerSettings, topics: &[String]) -> Result<(), KafkaError> {
     let mut names = topics.to_vec();
     names.extend(
@@ -239,148 +373,7 @@ async fn provision(settings: &ConsumerSettings, topics: &[String]) -> Result<(),
     .map(|_| ())
 }
 
-async fn dispatch<H: Handler>(
-    pipeline: &Arc<Pipeline<H>>,
-    consumer: &Arc<KafkaConsumer>,
-    shutdown: &CancellationToken,
-) {
-    let mut workers: HashMap<Partition, Worker> = HashMap::new();
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut watermarks = tokio::time::interval(WATERMARK_INTERVAL);
-    loop {
-        let received = tokio::select! {
-            () = shutdown.cancelled() => break,
-            _ = watermarks.tick() => {
-                refresh_watermarks(pipeline, consumer);
-                continue;
-            }
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
-            received = consumer.recv() => received,
-        };
-        let record = match received {
-            Ok(message) => to_record(&message),
-            Err(error) => {
-                tracing::warn!(consumer = pipeline.name, %error, "Kafka consumer error");
-                continue;
-            }
-        };
-        tracing::trace!(consumer = pipeline.name, topic = %record.topic, partition = record.partition, offset = record.offset, "record received");
-        let key = (record.topic.clone(), record.partition);
-        let live = workers.get(&key).is_some_and(|w| !w.stop.is_cancelled());
-        if !live {
-            let worker = spawn_worker(pipeline, shutdown, &key, &mut tasks);
-            workers.insert(key.clone(), worker);
-        }
-        let Some(worker) = workers.get(&key) else {
-            continue;
-        };
-        // A worker that stopped drops its records; they are read again by
-        // whoever holds the partition next, from its saved position.
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            _ = worker.records.send(record) => {}
-        }
-    }
-    for worker in workers.values() {
-        worker.stop.cancel();
-    }
-    while tasks.join_next().await.is_some() {}
-}
-
-fn spawn_worker<H: Handler>(
-    pipeline: &Arc<Pipeline<H>>,
-    shutdown: &CancellationToken,
-    key: &Partition,
-    tasks: &mut tokio::task::JoinSet<()>,
-) -> Worker {
-    let (records, mut inbox) = mpsc::channel::<Record>(BUFFERED);
-    let stop = shutdown.child_token();
-    let worker = Worker {
-        records,
-        stop: stop.clone(),
-    };
-    let (pipeline, key) = (pipeline.clone(), key.clone());
-    tasks.spawn(async move {
-        // The database, not the broker's committed offset, says where this
-        // consumer stands (see `assign`).
-        let Ok(next) = pipeline.resume_point(&key.0, key.1, &stop).await else {
-            return;
-        };
-        let mut queue = Queue::new(next);
-        loop {
-            if queue.records.is_empty() {
-                tokio::select! {
-                    // The records in hand are finished; queued ones are left
-                    // to whoever owns the partition next (from the saved
-                    // position).
-                    () = stop.cancelled() => break,
-                    record = inbox.recv() => match record {
-                        Some(record) => queue.admit(&pipeline, record),
-                        None => break,
-                    },
-                }
-            }
-            // Whatever else is queued already joins the batch.
-            while queue.records.len() < MAX_BATCH {
-                match inbox.try_recv() {
-                    Ok(record) => queue.admit(&pipeline, record),
-                    Err(_) => break,
-                }
-            }
-            if queue.records.is_empty() {
-                continue;
-            }
-            let Some(handled) = pipeline
-                .handle(queue.records.make_contiguous(), &stop)
-                .await
-            else {
-                break;
-            };
-            queue.records.drain(..handled);
-        }
-        pipeline.metrics.forget(&key.0, key.1);
-    });
-    worker
-}
-
-/// A partition's records received and not yet handled, in offset order.
-struct Queue {
-    records: VecDeque<Record>,
-    /// The offset the next admitted record should have; `None` until the
-    /// consumer has a position in the partition.
-    expected: Option<i64>,
-}
-
-impl Queue {
-    fn new(next: Option<i64>) -> Self {
-        Self {
-            records: VecDeque::new(),
-            expected: next,
-        }
-    }
-
-    /// Queues `record` unless it was handled before (it is read again after
-    /// the rewind margin, or after another replica moved the position since
-    /// this one loaded it): skipped without a database trip.
-    fn admit<H: Handler>(&mut self, pipeline: &Pipeline<H>, record: Record) {
-        if let Some(expected) = self.expected {
-            if record.offset < expected {
-                return;
-            }
-            if record.offset > expected {
-                tracing::error!(
-                    consumer = pipeline.name, topic = %record.topic, partition = record.partition,
-                    expected, delivered = record.offset,
-                    "records of the partition were never delivered (deleted by retention?)"
-                );
-            }
-        }
-        self.expected = Some(record.offset + 1);
-        self.records.push_back(record);
-    }
-}
-
-/// Fetches the partitions' high watermarks in the background.
+/// Fetches the owned partitions' high watermarks in the background.
 fn refresh_watermarks<H: Handler>(pipeline: &Arc<Pipeline<H>>, consumer: &Arc<KafkaConsumer>) {
     let (pipeline, consumer) = (pipeline.clone(), consumer.clone());
     tokio::spawn(async move {
@@ -394,27 +387,31 @@ fn refresh_watermarks<H: Handler>(pipeline: &Arc<Pipeline<H>>, consumer: &Arc<Ka
     });
 }
 
-fn to_record(message: &impl Message) -> Record {
-    let headers = message
-        .headers()
-        .map(|headers| {
-            headers
-                .iter()
-                .map(|h| {
-                    (
-                        h.key.to_owned(),
-                        h.value.map(<[u8]>::to_vec).unwrap_or_default(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    Record {
-        topic: message.topic().to_owned(),
-        partition: message.partition(),
-        offset: message.offset(),
-        key: message.key().map(<[u8]>::to_vec),
-        payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-        headers,
+/// Serves the main queue's events until shutdown. Every assigned partition
+/// has its own queue, so a record here is unexpected: it is dropped (its
+/// partition's worker reads it again from the saved position).
+async fn serve_main_queue(
+    consumer: Arc<KafkaConsumer>,
+    name: &'static str,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let received = tokio::select! {
+            () = shutdown.cancelled() => return,
+            received = consumer.recv() => received,
+        };
+        match received {
+            Ok(message) => {
+                use rdkafka::Message as _;
+                tracing::debug!(
+                    consumer = name,
+                    topic = message.topic(),
+                    partition = message.partition(),
+                    offset = message.offset(),
+                    "record on the main queue ignored"
+                );
+            }
+            Err(error) => tracing::warn!(consumer = name, %error, "Kafka consumer error"),
+        }
     }
 }

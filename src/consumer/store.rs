@@ -10,6 +10,17 @@ use tokio_postgres::Error;
 use uuid::Uuid;
 
 use super::record::Record;
+use crate::ownership::Fence;
+
+/// Whether a fenced write was refused: the partition's slot is no longer
+/// this replica's at the epoch it was granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fenced {
+    /// Written.
+    No,
+    /// Refused; nothing was written.
+    Yes,
+}
 
 /// One consumer's statements on its schema.
 #[derive(Debug, Clone)]
@@ -26,7 +37,7 @@ pub(crate) struct Store {
     requeue_failed: String,
     next_offset: String,
     save_offset: String,
-    all_offsets: String,
+    reset_offset: String,
 }
 
 /// What a dead letter says about the event, when it could be decoded.
@@ -73,7 +84,7 @@ impl Store {
             requeue_failed: sql(include_str!("store/requeue_failed.sql")),
             next_offset: sql(include_str!("store/next_offset.sql")),
             save_offset: sql(include_str!("store/save_offset.sql")),
-            all_offsets: sql(include_str!("store/all_offsets.sql")),
+            reset_offset: sql(include_str!("store/reset_offset.sql")),
         }
     }
 
@@ -272,33 +283,77 @@ impl Store {
         Ok(row.map(|row| row.get(0)))
     }
 
-    /// Records that the partition's records before `next_offset` are handled.
+    /// Records that the partition's records before `next_offset` are
+    /// handled, if `fence` still holds; `Fenced` (nothing written) once
+    /// another replica owns the partition.
     pub(crate) async fn save_offset(
         &self,
         client: &impl GenericClient,
         consumer: &str,
+        fence: &Fence,
         topic: &str,
-        partition: i32,
         next_offset: i64,
-    ) -> Result<(), Error> {
-        let statement = client.prepare_cached(&self.save_offset).await?;
-        client
-            .execute(&statement, &[&consumer, &topic, &partition, &next_offset])
-            .await?;
-        Ok(())
+    ) -> Result<Fenced, Error> {
+        self.fenced_offset(
+            &self.save_offset,
+            client,
+            consumer,
+            fence,
+            topic,
+            next_offset,
+        )
+        .await
     }
 
-    /// Every partition position of the consumer.
-    pub(crate) async fn all_offsets(
+    /// Moves the partition's position to `next_offset`, backwards too (its
+    /// log was recreated), if `fence` still holds.
+    pub(crate) async fn reset_offset(
         &self,
         client: &impl GenericClient,
         consumer: &str,
-    ) -> Result<Vec<(String, i32, i64)>, Error> {
-        let statement = client.prepare_cached(&self.all_offsets).await?;
-        let rows = client.query(&statement, &[&consumer]).await?;
-        Ok(rows
-            .iter()
-            .map(|row| (row.get(0), row.get(1), row.get(2)))
-            .collect())
+        fence: &Fence,
+        topic: &str,
+        next_offset: i64,
+    ) -> Result<Fenced, Error> {
+        self.fenced_offset(
+            &self.reset_offset,
+            client,
+            consumer,
+            fence,
+            topic,
+            next_offset,
+        )
+        .await
+    }
+
+    async fn fenced_offset(
+        &self,
+        sql: &str,
+        client: &impl GenericClient,
+        consumer: &str,
+        fence: &Fence,
+        topic: &str,
+        next_offset: i64,
+    ) -> Result<Fenced, Error> {
+        let statement = client.prepare_cached(sql).await?;
+        let written = client
+            .execute(
+                &statement,
+                &[
+                    &consumer,
+                    &topic,
+                    &fence.grant.slot,
+                    &next_offset,
+                    &fence.group,
+                    &fence.member,
+                    &fence.grant.epoch,
+                ],
+            )
+            .await?;
+        Ok(if written == 1 {
+            Fenced::No
+        } else {
+            Fenced::Yes
+        })
     }
 }

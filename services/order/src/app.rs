@@ -97,6 +97,7 @@ impl App {
                 topics: &[ORDER_TOPIC, PAYMENT_TOPIC],
                 kafka: saga.kafka.clone(),
                 backoff_max: saga.backoff_max,
+                runtime: saga.consumer.clone(),
             };
             let consumer = Consumer::spawn(
                 settings,

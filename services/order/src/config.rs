@@ -4,6 +4,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use orderly::{
     config::{ConfigError, GrpcLimits, PostgresConfig, var},
+    consumer::RuntimeConfig,
     kafka::KafkaConfig,
 };
 
@@ -45,6 +46,8 @@ pub struct SagaConfig {
     pub sweep_interval: Duration,
     /// `ORDERLY_CONSUMER_BACKOFF_MAX_MS`: cap of the retry back-off.
     pub backoff_max: Duration,
+    /// The consumer runtime (`ORDERLY_CONSUMER_*`: leases, log resets).
+    pub consumer: RuntimeConfig,
 }
 
 impl SagaConfig {
@@ -58,6 +61,7 @@ impl SagaConfig {
             payment_deadline: Duration::from_secs(15 * 60),
             sweep_interval: Duration::from_secs(1),
             backoff_max: Duration::from_secs(10),
+            consumer: RuntimeConfig::default(),
         }
     }
 
@@ -78,6 +82,7 @@ impl SagaConfig {
             payment_deadline: millis("SAGA_PAYMENT_DEADLINE_MS", d.payment_deadline)?,
             sweep_interval: millis("SAGA_SWEEP_INTERVAL_MS", d.sweep_interval)?,
             backoff_max: millis("CONSUMER_BACKOFF_MAX_MS", d.backoff_max)?,
+            consumer: RuntimeConfig::from_env()?,
             kafka: d.kafka,
         })
     }

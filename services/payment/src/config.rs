@@ -4,6 +4,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use orderly::{
     config::{ConfigError, GrpcLimits, PostgresConfig, var},
+    consumer::RuntimeConfig,
     kafka::KafkaConfig,
 };
 
@@ -24,6 +25,8 @@ pub struct Config {
     pub postgres: PostgresConfig,
     /// Where order events are consumed from.
     pub kafka: KafkaConfig,
+    /// The consumer runtime (`ORDERLY_CONSUMER_*`: leases, log resets).
+    pub consumer: RuntimeConfig,
     /// Request limits.
     pub grpc: GrpcLimits,
 }
@@ -37,6 +40,7 @@ impl Default for Config {
             consumer_backoff_max_ms: 10_000,
             postgres: PostgresConfig::default(),
             kafka: KafkaConfig::default(),
+            consumer: RuntimeConfig::default(),
             grpc: GrpcLimits::default(),
         }
     }
@@ -54,6 +58,7 @@ impl Config {
             consumer_backoff_max_ms: var("CONSUMER_BACKOFF_MAX_MS", d.consumer_backoff_max_ms)?,
             postgres: PostgresConfig::from_env()?,
             kafka: KafkaConfig::from_env()?,
+            consumer: RuntimeConfig::from_env()?,
             grpc: GrpcLimits::from_env()?,
         };
         config.validate()?;
@@ -70,7 +75,7 @@ impl Config {
                 return Err(ConfigError::invalid(name, "must be above 0"));
             }
         }
-        Ok(())
+        self.consumer.validate()
     }
 
     /// The deadline of one gateway call.

@@ -81,6 +81,7 @@ impl App {
             topics: TOPICS,
             kafka: self.config.kafka.clone(),
             backoff_max: self.config.consumer_backoff_max(),
+            runtime: self.config.consumer.clone(),
         };
         let delay = crate::consume::delay_histogram();
         let projector = Projector::new(CONSUMER_NAME, Store::new(&Tables::live()), true)

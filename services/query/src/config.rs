@@ -4,6 +4,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use orderly::{
     config::{ConfigError, GrpcLimits, PostgresConfig, var},
+    consumer::RuntimeConfig,
     kafka::KafkaConfig,
 };
 
@@ -30,6 +31,8 @@ pub struct Config {
     pub postgres: PostgresConfig,
     /// Where order and payment events are consumed from.
     pub kafka: KafkaConfig,
+    /// The consumer runtime (`ORDERLY_CONSUMER_*`: leases, log resets).
+    pub consumer: RuntimeConfig,
     /// Request limits; the request timeout also caps how long GetOrder
     /// waits for a consistency token.
     pub grpc: GrpcLimits,
@@ -50,6 +53,7 @@ impl std::fmt::Debug for Config {
             .field("consumer_backoff_max_ms", &self.consumer_backoff_max_ms)
             .field("postgres", &self.postgres)
             .field("kafka", &self.kafka)
+            .field("consumer", &self.consumer)
             .field("grpc", &self.grpc)
             .finish()
     }
@@ -64,6 +68,7 @@ impl Default for Config {
             consumer_backoff_max_ms: 10_000,
             postgres: PostgresConfig::default(),
             kafka: KafkaConfig::default(),
+            consumer: RuntimeConfig::default(),
             grpc: GrpcLimits::default(),
         }
     }
@@ -81,6 +86,7 @@ impl Config {
             consumer_backoff_max_ms: var("CONSUMER_BACKOFF_MAX_MS", d.consumer_backoff_max_ms)?,
             postgres: PostgresConfig::from_env()?,
             kafka: KafkaConfig::from_env()?,
+            consumer: RuntimeConfig::from_env()?,
             grpc: GrpcLimits::from_env()?,
         };
         config.validate()?;
@@ -101,7 +107,7 @@ impl Config {
                 "must not be empty",
             ));
         }
-        Ok(())
+        self.consumer.validate()
     }
 
     /// The cap of the consumer's retry back-off.

@@ -266,6 +266,8 @@ impl Inner {
             topics: TOPICS,
             kafka: self.kafka.clone(),
             backoff_max: self.backoff_max,
+            // One replica runs a rebuild: it owns every partition at once.
+            runtime: orderly::consumer::RuntimeConfig::default(),
         };
         let consumer = Consumer::spawn(settings, self.pool.clone(), projector, stop.clone())
             .map_err(|e| Error::Kafka(e.to_string()))?;

@@ -42,6 +42,12 @@ impl Publisher {
             // Lets a batch's records share produce requests (they are
             // enqueued together) while adding at most 1 ms to each hop.
             .set("linger.ms", "1")
+            // Consumers re-read this many records before their position;
+            // see the constant.
+            .set(
+                "batch.num.messages",
+                orderly::kafka::MAX_RECORDS_PER_PRODUCER_BATCH.to_string(),
+            )
             .create()?;
         Ok(Self {
             producer,

@@ -19,8 +19,12 @@ use futures::future::{join_all, try_join_all};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span};
 
-use super::{Event, HandleError, Handler, Outcome, Pipeline, Record};
-use crate::trace::TraceContext;
+use super::{Event, HandleError, Handler, Outcome, Pipeline, Record, guard};
+use crate::{
+    consumer::{record::Decoded, store::Fenced},
+    ownership::Fence,
+    trace::TraceContext,
+};
 
 /// The most records one transaction commits. Large enough that a backlog
 /// costs a fraction of a commit per record; small enough that a batch's
@@ -43,11 +47,12 @@ impl<H: Handler> Pipeline<H> {
     pub(crate) async fn handle(
         &self,
         records: &[Record],
+        fence: &Fence,
         stop: &CancellationToken,
     ) -> Option<usize> {
         let members = self.admit(records).await;
         if members.len() < 2 {
-            self.handle_one(&records[0], stop).await?;
+            self.handle_one(&records[0], fence, stop).await?;
             return Some(1);
         }
         // One answer per member, in order; a duplicate needs no remote step.
@@ -55,8 +60,7 @@ impl<H: Handler> Pipeline<H> {
             if member.duplicate {
                 return Ok(None);
             }
-            self.handler
-                .prepare(&member.event)
+            guard::prepare(&self.handler, &member.event, &self.metrics)
                 .instrument(member.span.clone())
                 .await
                 .map(Some)
@@ -71,16 +75,20 @@ impl<H: Handler> Pipeline<H> {
         let effects = prepared.into_iter().map_while(Result::ok).collect();
         if failed_at > 0 {
             let members = &members[..failed_at];
-            let outcomes = self.commit_batch(members, effects).await;
+            let outcomes = self.commit_batch(members, effects, fence).await;
             match outcomes {
                 Ok(outcomes) => self.finish_batch(&records[..failed_at], members, &outcomes),
+                Err(HandleError::Fenced) => {
+                    self.fenced(&records[0]);
+                    return None;
+                }
                 Err(error) => {
                     tracing::debug!(consumer = self.name, %error, records = failed_at, "batch rolled back; handling its records one by one");
                     for member in members {
                         member.span.record("outcome", "batch_rolled_back");
                     }
                     for record in &records[..failed_at] {
-                        self.handle_one(record, stop).await?;
+                        self.handle_one(record, fence, stop).await?;
                     }
                 }
             }
@@ -89,18 +97,30 @@ impl<H: Handler> Pipeline<H> {
             member.span.record("outcome", "deferred");
         }
         if failed_at < members.len() {
-            self.handle_one(&records[failed_at], stop).await?;
+            self.handle_one(&records[failed_at], fence, stop).await?;
             return Some(failed_at + 1);
         }
         Some(failed_at)
     }
 
-    /// One record through the one-record path, its position saved.
-    async fn handle_one(&self, record: &Record, stop: &CancellationToken) -> Option<Outcome> {
-        let outcome = self.process(record, stop).await?;
-        if outcome != Outcome::Applied {
-            self.save_position(&record.topic, record.partition, record.offset + 1)
-                .await;
+    /// One record through the one-record path, its position saved; `None`
+    /// when stopped or fenced.
+    async fn handle_one(
+        &self,
+        record: &Record,
+        fence: &Fence,
+        stop: &CancellationToken,
+    ) -> Option<Outcome> {
+        let outcome = self.process(record, fence, stop).await?;
+        // Every other outcome saved the position in its own transaction.
+        if outcome == Outcome::Duplicate
+            && self
+                .save_position(fence, &record.topic, record.offset + 1)
+                .await
+                == Fenced::Yes
+        {
+            self.fenced(record);
+            return None;
         }
         self.metrics
             .processed(&record.topic, record.partition, record.offset);
@@ -118,12 +138,16 @@ impl<H: Handler> Pipeline<H> {
         let mut seen = HashSet::new();
         let mut events = Vec::new();
         for record in records {
-            let Ok(event) = record.decode() else { break };
+            // An unknown type or an undecodable record ends the batch: the
+            // one-record path acknowledges or sets it aside.
+            let Ok(Decoded::Event(event)) = record.classify() else {
+                break;
+            };
             let key = record.key.clone().unwrap_or_default();
             if !seen.insert((event.aggregate_id.clone(), key)) {
                 break;
             }
-            events.push(event);
+            events.push(*event);
         }
         if events.len() < 2 {
             return Vec::new();
@@ -174,6 +198,7 @@ impl<H: Handler> Pipeline<H> {
         &self,
         members: &[Member],
         effects: Vec<Option<H::Effect>>,
+        fence: &Fence,
     ) -> Result<Vec<Outcome>, HandleError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
@@ -196,7 +221,8 @@ impl<H: Handler> Pipeline<H> {
             {
                 return Ok(false);
             }
-            self.advance(&tx, event).await?;
+            self.advance(&tx, &event.aggregate_id, event.version)
+                .await?;
             Ok::<_, HandleError>(true)
         }))
         .await?;
@@ -205,8 +231,7 @@ impl<H: Handler> Pipeline<H> {
             // Not fresh: applied before, or found in the inbox just now.
             match effect.filter(|_| fresh) {
                 Some(effect) => {
-                    self.handler
-                        .apply(&tx, &member.event, effect)
+                    guard::apply(&self.handler, &tx, &member.event, effect, &self.metrics)
                         .instrument(member.span.clone())
                         .await?;
                     outcomes.push(Outcome::Applied);
@@ -215,9 +240,14 @@ impl<H: Handler> Pipeline<H> {
             }
         }
         let last = &members[members.len() - 1].event;
-        self.store
-            .save_offset(&tx, self.name, &last.topic, last.partition, last.offset + 1)
-            .await?;
+        if self
+            .store
+            .save_offset(&tx, self.name, fence, &last.topic, last.offset + 1)
+            .await?
+            == Fenced::Yes
+        {
+            return Err(HandleError::Fenced);
+        }
         tx.commit().await?;
         Ok(outcomes)
     }

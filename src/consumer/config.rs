@@ -1,0 +1,140 @@
+//! Settings of the consumer runtime shared by every consumer of a
+//! component (`ORDERLY_CONSUMER_*`).
+
+use std::{fmt, str::FromStr, time::Duration};
+
+use crate::config::{ConfigError, var};
+
+/// What a consumer does when the saved position of a partition is beyond
+/// the partition's log (the broker lost its log, or the topic was
+/// recreated): either way it is reported loudly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogReset {
+    /// Read the new log from its start (the inbox and versions absorb any
+    /// overlap).
+    #[default]
+    Rewind,
+    /// Hold the partition until an operator moves its position.
+    Hold,
+}
+
+impl FromStr for LogReset {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "rewind" => Ok(Self::Rewind),
+            "hold" => Ok(Self::Hold),
+            other => Err(format!("expected rewind or hold, got {other:?}")),
+        }
+    }
+}
+
+impl fmt::Display for LogReset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Rewind => "rewind",
+            Self::Hold => "hold",
+        })
+    }
+}
+
+/// Runtime settings of a component's consumers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeConfig {
+    /// `ORDERLY_CONSUMER_LEASE_TTL_MS`: how long a replica's partition
+    /// leases last without renewal (renewed every third of it). A replica
+    /// that stops renewing (killed, frozen, cut off from the database)
+    /// loses its partitions within this bound and others take them over.
+    pub lease_ttl_ms: u64,
+    /// `ORDERLY_CONSUMER_ON_LOG_RESET`: `rewind` (default) or `hold`; see
+    /// [`LogReset`].
+    pub on_log_reset: LogReset,
+    /// `ORDERLY_CONSUMER_DEAD_LETTER_ATTEMPTS`: tries to write a dead letter
+    /// to its topic before the record moves on with only its database row
+    /// (the source of truth) kept.
+    pub dead_letter_attempts: u32,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            lease_ttl_ms: 6_000,
+            on_log_reset: LogReset::Rewind,
+            dead_letter_attempts: 5,
+        }
+    }
+}
+
+impl RuntimeConfig {
+    /// Reads the settings, defaulting each unset variable, and validates them.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let d = Self::default();
+        let config = Self {
+            lease_ttl_ms: var("CONSUMER_LEASE_TTL_MS", d.lease_ttl_ms)?,
+            on_log_reset: var("CONSUMER_ON_LOG_RESET", d.on_log_reset)?,
+            dead_letter_attempts: var("CONSUMER_DEAD_LETTER_ATTEMPTS", d.dead_letter_attempts)?,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the bounds.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(300..=600_000).contains(&self.lease_ttl_ms) {
+            return Err(ConfigError::invalid(
+                "CONSUMER_LEASE_TTL_MS",
+                format!("must be 300..=600000, got {}", self.lease_ttl_ms),
+            ));
+        }
+        if self.dead_letter_attempts == 0 {
+            return Err(ConfigError::invalid(
+                "CONSUMER_DEAD_LETTER_ATTEMPTS",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The lease TTL.
+    pub fn lease_ttl(&self) -> Duration {
+        Duration::from_millis(self.lease_ttl_ms)
+    }
+
+    /// The settings as `(variable, value)` pairs for `orderly config`.
+    pub fn describe(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("CONSUMER_LEASE_TTL_MS", self.lease_ttl_ms.to_string()),
+            ("CONSUMER_ON_LOG_RESET", self.on_log_reset.to_string()),
+            (
+                "CONSUMER_DEAD_LETTER_ATTEMPTS",
+                self.dead_letter_attempts.to_string(),
+            ),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_are_checked() {
+        let mut config = RuntimeConfig::default();
+        assert!(config.validate().is_ok());
+        config.lease_ttl_ms = 100;
+        assert!(config.validate().is_err());
+        config = RuntimeConfig {
+            dead_letter_attempts: 0,
+            ..RuntimeConfig::default()
+        };
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn log_reset_parses() {
+        assert_eq!("hold".parse::<LogReset>(), Ok(LogReset::Hold));
+        assert_eq!("rewind".parse::<LogReset>(), Ok(LogReset::Rewind));
+        assert!("skip".parse::<LogReset>().is_err());
+    }
+}

@@ -1,0 +1,402 @@
+//! The work of one owned slot: a worker per partition of the slot, each on
+//! its own partition queue, so a partition that is stuck (retrying a
+//! dependency, holding a gap) never stops another from being read.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Arc,
+    time::Duration,
+};
+
+use futures::FutureExt;
+use rdkafka::{
+    Message, Offset, TopicPartitionList, consumer::Consumer as _, error::KafkaError,
+    message::Headers,
+};
+use tokio::{sync::watch, time::Instant};
+use tokio_util::sync::CancellationToken;
+
+use super::KafkaConsumer;
+use crate::{
+    backoff::Backoff,
+    consumer::{
+        Handler,
+        config::LogReset,
+        pipeline::{MAX_BATCH, Pipeline},
+        record::Record,
+        store::Fenced,
+    },
+    kafka::MAX_RECORDS_PER_PRODUCER_BATCH,
+    ownership::Fence,
+};
+
+/// How far before its saved position a partition is re-read; see the
+/// constant it is tied to.
+const REWIND_MARGIN: i64 = MAX_RECORDS_PER_PRODUCER_BATCH as i64;
+
+/// One lock per partition: a worker holds it for as long as it has the
+/// partition assigned and its queue open, so the next worker of the same
+/// partition (after a lease was lost and won back) starts only once the
+/// previous one is gone. Two live queues of one partition would share its
+/// fetch queue, and the first one dropped would silence the other.
+pub(super) type PartitionLocks = Arc<HashMap<(String, i32), Arc<tokio::sync::Mutex<()>>>>;
+
+/// The work of one slot: one worker per partition of the slot.
+pub(super) struct SlotTask<H> {
+    pub pipeline: Arc<Pipeline<H>>,
+    pub consumer: Arc<KafkaConsumer>,
+    pub fence: Fence,
+    pub partitions: Vec<(String, i32)>,
+    pub locks: PartitionLocks,
+    pub clock: watch::Receiver<Instant>,
+    pub stop: CancellationToken,
+}
+
+impl<H: Handler> SlotTask<H> {
+    /// Runs every partition's worker until `stop` (or until one is fenced,
+    /// which stops them all: the slot is no longer this replica's).
+    pub(super) async fn run(self) {
+        let workers = self.partitions.iter().map(|(topic, partition)| Worker {
+            lock: self
+                .locks
+                .get(&(topic.clone(), *partition))
+                .cloned()
+                .unwrap_or_default(),
+            pipeline: self.pipeline.clone(),
+            consumer: self.consumer.clone(),
+            fence: self.fence.clone(),
+            topic: topic.clone(),
+            partition: *partition,
+            clock: self.clock.clone(),
+            stop: self.stop.clone(),
+        });
+        futures::future::join_all(workers.map(Worker::run)).await;
+    }
+}
+
+/// One partition's reader and handler.
+struct Worker<H> {
+    lock: Arc<tokio::sync::Mutex<()>>,
+    pipeline: Arc<Pipeline<H>>,
+    consumer: Arc<KafkaConsumer>,
+    fence: Fence,
+    topic: String,
+    partition: i32,
+    clock: watch::Receiver<Instant>,
+    stop: CancellationToken,
+}
+
+impl<H: Handler> Worker<H> {
+    async fn run(self) {
+        let lock = self.lock.clone();
+        let _only_worker = tokio::select! {
+            () = self.stop.cancelled() => return,
+            guard = lock.lock() => guard,
+        };
+        let Ok(saved) = self
+            .pipeline
+            .resume_point(&self.topic, self.partition, &self.stop)
+            .await
+        else {
+            return;
+        };
+        // A margin before the saved position (the broker's committed
+        // offsets are never trusted), or the log's start for a partition
+        // never handled.
+        let offset = saved.map_or(Offset::Beginning, |next| {
+            Offset::Offset(next.saturating_sub(REWIND_MARGIN).max(0))
+        });
+        // Split before assigning, so none of its records reach the main queue.
+        let Some(queue) = self
+            .consumer
+            .split_partition_queue(&self.topic, self.partition)
+        else {
+            tracing::error!(consumer = self.pipeline.name, topic = %self.topic, partition = self.partition, "cannot open the partition's queue");
+            self.stop.cancel();
+            return;
+        };
+        let mut list = TopicPartitionList::new();
+        if let Err(error) = list
+            .add_partition_offset(&self.topic, self.partition, offset)
+            .and_then(|()| self.consumer.incremental_assign(&list))
+        {
+            tracing::error!(consumer = self.pipeline.name, topic = %self.topic, partition = self.partition, %error, "cannot take the partition");
+            self.stop.cancel();
+            return;
+        }
+        tracing::debug!(consumer = self.pipeline.name, topic = %self.topic, partition = self.partition, ?offset, "reading the partition");
+        let from = match offset {
+            Offset::Offset(from) => from,
+            _ => 0,
+        };
+        self.consume(&queue, Pending::new(saved, from)).await;
+        if let Err(error) = self.consumer.incremental_unassign(&list) {
+            tracing::debug!(consumer = self.pipeline.name, topic = %self.topic, partition = self.partition, %error, "unassign");
+        }
+        // Before the lock is released (see `PartitionLocks`).
+        drop(queue);
+        self.pipeline.metrics.forget(&self.topic, self.partition);
+    }
+
+    /// The end of the partition's log was reached before the saved position
+    /// (`pending.expected`): the broker lost its log or the topic was
+    /// recreated. Reported, then, by policy, the position is moved back to
+    /// the new log's start and read from there, or held until an operator
+    /// moves it. `None` when stopped or fenced.
+    async fn log_behind(&self, pending: &mut Pending) -> Option<()> {
+        let saved = pending.expected.unwrap_or_default();
+        self.pipeline
+            .metrics
+            .log_reset(&self.topic, self.partition, saved, pending.position);
+        tracing::error!(
+            consumer = self.pipeline.name, topic = %self.topic, partition = self.partition,
+            saved, log_end = pending.position, policy = %self.pipeline.on_log_reset,
+            "the partition's log ends before the saved position: the broker lost its log or the topic was recreated"
+        );
+        let mut backoff = Backoff::new(self.pipeline.backoff_max);
+        loop {
+            let restart = if self.pipeline.on_log_reset == LogReset::Rewind {
+                match self
+                    .pipeline
+                    .reset_position(&self.fence, &self.topic, 0)
+                    .await
+                {
+                    Ok(Fenced::No) => Some(None),
+                    Ok(Fenced::Yes) => {
+                        self.pipeline.metrics.fenced();
+                        self.stop.cancel();
+                        return None;
+                    }
+                    Err(error) => {
+                        tracing::warn!(consumer = self.pipeline.name, %error, "cannot reset the position; retrying");
+                        None
+                    }
+                }
+            } else {
+                // Held until an operator moves the position back
+                // (docs/operations.md).
+                self.pipeline
+                    .resume_point(&self.topic, self.partition, &self.stop)
+                    .await
+                    .ok()?
+                    .filter(|next| *next <= pending.position)
+                    .map(Some)
+            };
+            if let Some(expected) = restart {
+                let from = expected.map_or(Offset::Beginning, |next: i64| {
+                    Offset::Offset(next.saturating_sub(REWIND_MARGIN).max(0))
+                });
+                if let Err(error) =
+                    self.consumer
+                        .seek(&self.topic, self.partition, from, Duration::from_secs(5))
+                {
+                    tracing::warn!(consumer = self.pipeline.name, topic = %self.topic, partition = self.partition, %error, "cannot seek back");
+                }
+                self.pipeline.metrics.resolved(&self.topic, self.partition);
+                tracing::warn!(consumer = self.pipeline.name, topic = %self.topic, partition = self.partition, ?from, "reading the partition's log again");
+                pending.expected = expected;
+                pending.jump = None;
+                return Some(());
+            }
+            self.pause(backoff.next_pause()).await?;
+        }
+    }
+
+    async fn pause(&self, pause: Duration) -> Option<()> {
+        tokio::select! {
+            () = self.stop.cancelled() => None,
+            () = tokio::time::sleep(pause) => Some(()),
+        }
+    }
+
+    /// Reads and handles the partition's records until stopped or fenced.
+    async fn consume(
+        &self,
+        queue: &rdkafka::consumer::stream_consumer::StreamPartitionQueue<
+            rdkafka::consumer::DefaultConsumerContext,
+        >,
+        mut pending: Pending,
+    ) {
+        let mut backoff = Backoff::new(self.pipeline.backoff_max);
+        loop {
+            if pending.records.is_empty() {
+                let received = tokio::select! {
+                    // The records in hand are finished; queued ones are read
+                    // again by the next owner, from the saved position.
+                    () = self.stop.cancelled() => return,
+                    received = queue.recv() => received,
+                };
+                match received {
+                    Ok(message) => self.admit(&mut pending, &message),
+                    Err(KafkaError::PartitionEOF(_)) => pending.at_end = true,
+                    Err(error) => {
+                        tracing::warn!(consumer = self.pipeline.name, topic = %self.topic, partition = self.partition, %error, "Kafka consumer error");
+                        continue;
+                    }
+                }
+            }
+            // Whatever else is queued already joins the batch.
+            while pending.records.len() < MAX_BATCH && !pending.at_end {
+                match queue.recv().now_or_never() {
+                    Some(Ok(message)) => self.admit(&mut pending, &message),
+                    Some(Err(KafkaError::PartitionEOF(_))) => pending.at_end = true,
+                    _ => break,
+                }
+            }
+            if std::mem::take(&mut pending.at_end)
+                && pending.behind_log()
+                && self.log_behind(&mut pending).await.is_none()
+            {
+                return;
+            }
+            if let Some(jump) = pending.jump.take() {
+                // Held, never passed: read again from before the gap.
+                let pause = backoff.next_pause();
+                if self.pause(pause).await.is_none() {
+                    return;
+                }
+                let from = jump.expected.saturating_sub(REWIND_MARGIN).max(0);
+                if let Err(error) = self.consumer.seek(
+                    &self.topic,
+                    self.partition,
+                    Offset::Offset(from),
+                    Duration::from_secs(5),
+                ) {
+                    tracing::warn!(consumer = self.pipeline.name, topic = %self.topic, partition = self.partition, %error, "cannot seek back to the gap");
+                }
+                continue;
+            }
+            if pending.records.is_empty() {
+                continue;
+            }
+            if !self.lease_valid().await {
+                return;
+            }
+            let Some(handled) = self
+                .pipeline
+                .handle(pending.records.make_contiguous(), &self.fence, &self.stop)
+                .await
+            else {
+                // Stopped, or fenced: this replica no longer owns the slot.
+                self.stop.cancel();
+                return;
+            };
+            backoff = Backoff::new(self.pipeline.backoff_max);
+            pending.records.drain(..handled);
+        }
+    }
+
+    /// Waits while the lease is not known to be valid (its renewal is late);
+    /// false when stopped first.
+    async fn lease_valid(&self) -> bool {
+        let mut clock = self.clock.clone();
+        loop {
+            let until = *clock.borrow_and_update();
+            if until > Instant::now() {
+                return true;
+            }
+            tokio::select! {
+                () = self.stop.cancelled() => return false,
+                changed = clock.changed() => if changed.is_err() { return false },
+            }
+        }
+    }
+
+    /// Queues a record unless it was handled before (read again after the
+    /// rewind margin): such records are counted and skipped without a
+    /// database trip. A record past the expected offset is a jump: held
+    /// and reported, never passed.
+    fn admit(&self, pending: &mut Pending, message: &impl Message) {
+        let offset = message.offset();
+        pending.position = pending.position.max(offset + 1);
+        if let Some(expected) = pending.expected {
+            if offset < expected {
+                self.pipeline.metrics.reread();
+                return;
+            }
+            if offset > expected {
+                if pending.jump.is_none() {
+                    self.pipeline.metrics.offset_jump(
+                        &self.topic,
+                        self.partition,
+                        expected,
+                        offset,
+                    );
+                    tracing::error!(
+                        consumer = self.pipeline.name, topic = %self.topic, partition = self.partition,
+                        expected, delivered = offset,
+                        "records of the partition were not delivered; holding the partition and reading again (see docs/operations.md if it persists)"
+                    );
+                    pending.jump = Some(Jump { expected });
+                }
+                return;
+            }
+            self.pipeline.metrics.resolved(&self.topic, self.partition);
+        }
+        pending.expected = Some(offset + 1);
+        pending.records.push_back(to_record(message));
+    }
+}
+
+/// A partition's records received and not yet handled, in offset order.
+struct Pending {
+    records: VecDeque<Record>,
+    /// The offset the next admitted record must have; `None` until the
+    /// consumer has a position in the partition.
+    expected: Option<i64>,
+    /// A jump seen and not yet acted on.
+    jump: Option<Jump>,
+    /// Where the client is reading: after the last record received, or
+    /// where it was assigned.
+    position: i64,
+    /// The client reported the end of the log.
+    at_end: bool,
+}
+
+struct Jump {
+    expected: i64,
+}
+
+impl Pending {
+    fn new(expected: Option<i64>, from: i64) -> Self {
+        Self {
+            records: VecDeque::new(),
+            expected,
+            jump: None,
+            position: from,
+            at_end: false,
+        }
+    }
+
+    /// At the end of the log (the client said so), whether the position
+    /// saved before is beyond it.
+    fn behind_log(&self) -> bool {
+        self.expected
+            .is_some_and(|expected| expected > self.position)
+    }
+}
+
+fn to_record(message: &impl Message) -> Record {
+    let headers = message
+        .headers()
+        .map(|headers| {
+            headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.key.to_owned(),
+                        h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Record {
+        topic: message.topic().to_owned(),
+        partition: message.partition(),
+        offset: message.offset(),
+        key: message.key().map(<[u8]>::to_vec),
+        payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+        headers,
+    }
+}
