@@ -34,16 +34,23 @@ impl TestKafka {
     pub async fn shared() -> Self {
         let brokers = std::env::var("ORDERLY_TEST_KAFKA_BROKERS")
             .unwrap_or_else(|_| "127.0.0.1:9092".to_owned());
-        Self::on(brokers, None).await
+        Self::on(brokers, None, 3).await
+    }
+
+    /// The shared broker with fresh topics of `partitions` partitions each.
+    pub async fn shared_with_partitions(partitions: i32) -> Self {
+        let brokers = std::env::var("ORDERLY_TEST_KAFKA_BROKERS")
+            .unwrap_or_else(|_| "127.0.0.1:9092".to_owned());
+        Self::on(brokers, None, partitions).await
     }
 
     /// A broker process of the test's own, for tests that stop or kill it.
     pub async fn dedicated() -> Self {
         let broker = BrokerProcess::start().await;
-        Self::on(broker.addr.to_string(), Some(broker)).await
+        Self::on(broker.addr.to_string(), Some(broker), 3).await
     }
 
-    async fn on(brokers: String, broker: Option<BrokerProcess>) -> Self {
+    async fn on(brokers: String, broker: Option<BrokerProcess>, partitions: i32) -> Self {
         let first = brokers.split(',').next().unwrap_or_default().to_owned();
         let reachable = first
             .parse::<SocketAddr>()
@@ -56,7 +63,7 @@ impl TestKafka {
         let config = KafkaConfig {
             kafka_brokers: brokers,
             kafka_topic_prefix: format!("t{}.", unique_id()),
-            kafka_topic_partitions: 3,
+            kafka_topic_partitions: partitions,
             kafka_replication_factor: 1,
             ..KafkaConfig::default()
         };
@@ -91,6 +98,28 @@ impl TestKafka {
             producer
                 .send(record.to_kafka(topic), Duration::from_secs(10))
                 .await
+                .map_err(|(e, _)| e)
+                .expect("produce");
+        }
+    }
+
+    /// Produces `records` to one `partition` of `topic` (full name) in one
+    /// go, whatever their keys, and waits for them all.
+    pub async fn produce_to(&self, topic: &str, partition: i32, records: &[TopicRecord]) {
+        let producer = self.producer("5");
+        let deliveries: Vec<_> = records
+            .iter()
+            .map(|record| {
+                producer
+                    .send_result(record.to_kafka(topic).partition(partition))
+                    .map_err(|(e, _)| e)
+                    .expect("enqueue")
+            })
+            .collect();
+        for delivery in deliveries {
+            delivery
+                .await
+                .expect("delivered")
                 .map_err(|(e, _)| e)
                 .expect("produce");
         }

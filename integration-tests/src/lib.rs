@@ -21,7 +21,7 @@ pub use database::TestDatabase;
 pub use eventually::eventually;
 pub use kafka::{BrokerProcess, TestKafka, TopicRecord};
 pub use metrics::{scrape_metrics, try_scrape_metrics};
-pub use platform::{Component, Instance, TestPlatform, TestPlatformBuilder};
+pub use platform::{Component, Instance, TestPlatform, TestPlatformBuilder, consumer_runtime};
 pub use proxy::TcpProxy;
 pub use redis::TestRedis;
 pub use tls::test_tls;

@@ -363,6 +363,7 @@ impl TestPlatform {
                     saga.call_timeout = Duration::from_secs(2);
                     saga.sweep_interval = Duration::from_millis(200);
                     saga.backoff_max = Duration::from_millis(500);
+                    saga.consumer = consumer_runtime();
                     saga
                 });
                 // Verify reads the test's Redis prefix (when inventory runs).
@@ -424,6 +425,7 @@ impl TestPlatform {
                     consumer_backoff_max_ms: 500,
                     postgres: self.db.config.clone(),
                     kafka: self.kafka_config(),
+                    consumer: consumer_runtime(),
                     grpc: GrpcLimits::default(),
                 };
                 self.secure(&mut config.grpc);
@@ -448,6 +450,7 @@ impl TestPlatform {
                     consumer_backoff_max_ms: 500,
                     postgres: self.db.config.clone(),
                     kafka: self.kafka_config(),
+                    consumer: consumer_runtime(),
                     ..orderly_query::Config::default()
                 };
                 self.secure(&mut config.grpc);
@@ -650,6 +653,15 @@ impl TestPlatform {
 
 /// Builds a component's app from `config`, panicking with `name` when it
 /// cannot start; with `retry`, failures are retried for a few seconds first.
+/// The consumer runtime of the test platform's components: short leases,
+/// so a replica's partitions move within a couple of seconds.
+pub fn consumer_runtime() -> orderly::consumer::RuntimeConfig {
+    orderly::consumer::RuntimeConfig {
+        lease_ttl_ms: 2_500,
+        ..orderly::consumer::RuntimeConfig::default()
+    }
+}
+
 async fn build<C, A, E, F>(name: &str, config: C, retry: bool, build: impl Fn(C) -> F) -> A
 where
     C: Clone,

@@ -23,6 +23,7 @@ pub struct TcpProxy {
     pub addr: SocketAddr,
     cuts: watch::Sender<u64>,
     refusing: Arc<AtomicBool>,
+    blackholed: watch::Sender<bool>,
     _stop: DropGuard,
 }
 
@@ -34,8 +35,10 @@ impl TcpProxy {
         let addr = listener.local_addr().expect("proxy address");
         let (cuts, _) = watch::channel(0);
         let refusing = Arc::new(AtomicBool::new(false));
+        let (blackholed, _) = watch::channel(false);
         let stop = CancellationToken::new();
         let (accepting, cut_signal, refuse) = (stop.clone(), cuts.clone(), refusing.clone());
+        let hole = blackholed.clone();
         tokio::spawn(async move {
             loop {
                 let mut inbound = tokio::select! {
@@ -51,16 +54,27 @@ impl TcpProxy {
                 }
                 let upstream = upstream.clone();
                 let mut cut = cut_signal.subscribe();
+                let mut hole = hole.subscribe();
                 let stopping = accepting.clone();
                 tokio::spawn(async move {
+                    if *hole.borrow_and_update() {
+                        // Open, and silent for good: a half-open peer.
+                        stopping.cancelled().await;
+                        return;
+                    }
                     let Ok(mut outbound) = TcpStream::connect(upstream).await else {
                         return;
                     };
                     // Dropping both sockets is the cut.
-                    tokio::select! {
-                        _ = copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = cut.changed() => {}
-                        () = stopping.cancelled() => {}
+                    let silenced = tokio::select! {
+                        _ = copy_bidirectional(&mut inbound, &mut outbound) => false,
+                        _ = cut.changed() => false,
+                        _ = hole.wait_for(|on| *on) => true,
+                        () = stopping.cancelled() => false,
+                    };
+                    if silenced {
+                        // Both sockets stay open and nothing crosses them.
+                        stopping.cancelled().await;
                     }
                 });
             }
@@ -69,6 +83,7 @@ impl TcpProxy {
             addr,
             cuts,
             refusing,
+            blackholed,
             _stop: stop.drop_guard(),
         }
     }
@@ -85,8 +100,17 @@ impl TcpProxy {
         self.cut();
     }
 
-    /// Lets connections through again.
+    /// Lets connections through again (a blackholed connection stays
+    /// silent: its peer must notice on its own, as after a real partition).
     pub fn restore(&self) {
         self.refusing.store(false, Ordering::SeqCst);
+        self.blackholed.send_replace(false);
+    }
+
+    /// Stops forwarding without closing anything: open connections and new
+    /// ones stay open and silent, like a peer behind a network partition
+    /// (half-open connections), until [`TcpProxy::restore`] (for new ones).
+    pub fn blackhole(&self) {
+        self.blackholed.send_replace(true);
     }
 }

@@ -1,6 +1,10 @@
 //! The kit's consumer runtime with a handler of the test's own, against the
 //! real broker and database: exactly-once effects, version contiguity,
-//! dead letters and requeue, clean shutdown and resume, group commit.
+//! dead letters and requeue, clean shutdown and resume, group commit, and
+//! (in `ownership`) partitions shared by replicas under fenced leases.
+
+#[path = "consumer/ownership.rs"]
+mod ownership;
 
 use std::{
     sync::{
@@ -25,14 +29,53 @@ use uuid::Uuid;
 const WAIT: Duration = Duration::from_secs(60);
 
 /// Records every applied event in `orders.test_effects` (whose primary key
-/// would refuse a second application); fails permanently for aggregate
-/// `poison` (before the transaction) and `apply-poison*` (inside it, after
-/// writing) while `poisoned` is set.
+/// would refuse a second application) with the replica that applied it;
+/// fails permanently for aggregate `poison` (before the transaction) and
+/// `apply-poison*` (inside it, after writing) while `poisoned` is set.
 #[derive(Clone)]
 struct Recorder {
     poisoned: Arc<AtomicBool>,
     /// Aggregates named `held-*` fail transiently while this is set.
     held: Arc<AtomicBool>,
+    /// Which replica this is (recorded with each effect).
+    replica: &'static str,
+    /// Holds the remote step of aggregates named `gated-*` while closed.
+    gate: Arc<Gate>,
+}
+
+/// A gate a replica's remote step waits at (aggregates `gated-*`), as a
+/// replica frozen mid-record would.
+#[derive(Default)]
+struct Gate {
+    closed: AtomicBool,
+    /// How many remote steps reached the closed gate.
+    waiting: std::sync::atomic::AtomicUsize,
+    opened: tokio::sync::Notify,
+}
+
+impl Gate {
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+    }
+
+    fn open(&self) {
+        self.closed.store(false, Ordering::SeqCst);
+        self.opened.notify_waiters();
+    }
+
+    async fn pass(&self) {
+        if !self.closed.load(Ordering::SeqCst) {
+            return;
+        }
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        loop {
+            let opened = self.opened.notified();
+            if !self.closed.load(Ordering::SeqCst) {
+                return;
+            }
+            opened.await;
+        }
+    }
 }
 
 impl Handler for Recorder {
@@ -45,14 +88,17 @@ impl Handler for Recorder {
         if event.aggregate_id.starts_with("held") && self.held.load(Ordering::SeqCst) {
             return Err(HandleError::Transient("held on purpose".into()));
         }
+        if event.aggregate_id.starts_with("gated") {
+            self.gate.pass().await;
+        }
         Ok(())
     }
 
     async fn apply(&self, tx: &Transaction<'_>, event: &Event, (): ()) -> Result<(), HandleError> {
         let version = i64::try_from(event.version).unwrap_or(i64::MAX);
         tx.execute(
-            "INSERT INTO orders.test_effects (event_id, aggregate_id, version) VALUES ($1, $2, $3)",
-            &[&event.event_id, &event.aggregate_id, &version],
+            "INSERT INTO orders.test_effects (event_id, aggregate_id, version, replica, partition) VALUES ($1, $2, $3, $4, $5)",
+            &[&event.event_id, &event.aggregate_id, &version, &self.replica, &event.partition],
         )
         .await?;
         // Fails after writing: whatever the transaction holds must roll back.
@@ -71,20 +117,25 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
+    setup_on(TestKafka::shared().await).await
+}
+
+async fn setup_on(kafka: TestKafka) -> Setup {
     init_logging();
     let db = TestDatabase::create().await;
     db.client()
         .await
         .batch_execute(
-            "CREATE TABLE orders.test_effects (event_id uuid PRIMARY KEY, aggregate_id text NOT NULL, version bigint NOT NULL)",
+            "CREATE TABLE orders.test_effects (event_id uuid PRIMARY KEY, aggregate_id text NOT NULL, version bigint NOT NULL, replica text NOT NULL, partition integer NOT NULL)",
         )
         .await
         .expect("effects table");
-    let kafka = TestKafka::shared().await;
     let pool = orderly::postgres::pool(&db.config).expect("pool");
     let recorder = Recorder {
         poisoned: Arc::new(AtomicBool::new(false)),
         held: Arc::new(AtomicBool::new(false)),
+        replica: "r0",
+        gate: Arc::default(),
     };
     Setup {
         db,
@@ -96,20 +147,25 @@ async fn setup() -> Setup {
 
 impl Setup {
     fn spawn(&self, shutdown: &CancellationToken) -> Consumer {
+        self.spawn_with(self.pool.clone(), self.recorder.clone(), shutdown)
+    }
+
+    /// A replica of the consumer with its own pool and handler.
+    fn spawn_with(
+        &self,
+        pool: deadpool_postgres::Pool,
+        recorder: Recorder,
+        shutdown: &CancellationToken,
+    ) -> Consumer {
         let settings = ConsumerSettings {
             name: "recorder",
             schema: "orders",
             topics: &[ORDER_TOPIC],
             kafka: self.kafka.config.clone(),
             backoff_max: Duration::from_millis(300),
+            runtime: orderly_integration_tests::consumer_runtime(),
         };
-        Consumer::spawn(
-            settings,
-            self.pool.clone(),
-            self.recorder.clone(),
-            shutdown.clone(),
-        )
-        .expect("spawn consumer")
+        Consumer::spawn(settings, pool, recorder, shutdown.clone()).expect("spawn consumer")
     }
 
     async fn produce(&self, events: &[(&str, u64, Uuid)]) {
@@ -361,50 +417,6 @@ async fn a_restart_inside_a_record_batch_resumes_at_the_next_record() {
     );
     shutdown.cancel();
     restarted.stopped().await;
-}
-
-#[tokio::test]
-async fn a_standby_replica_reads_nothing_until_the_reader_stops_then_takes_over() {
-    let setup = setup().await;
-    let reader_shutdown = CancellationToken::new();
-    let reader = setup.spawn(&reader_shutdown);
-    setup.produce(&[("agg-first", 1, Uuid::now_v7())]).await;
-    setup.until_applied("agg-first", &[1]).await;
-
-    // A second replica of the same consumer stands by while the first
-    // holds the consumer's lease.
-    let standby_shutdown = CancellationToken::new();
-    let standby = setup.spawn(&standby_shutdown);
-    let while_both: Vec<(String, u64, Uuid)> = (0..5)
-        .map(|i| (format!("agg-both-{i}"), 1, Uuid::now_v7()))
-        .collect();
-    setup.produce(&borrowed(&while_both)).await;
-    for (aggregate, _, _) in &while_both {
-        setup.until_applied(aggregate, &[1]).await;
-    }
-    let applied = "orderly_consumer_events_applied_total";
-    assert_eq!(
-        counter(&metrics(&standby), applied),
-        0.0,
-        "the standby read"
-    );
-    assert_eq!(counter(&metrics(&reader), "orderly_consumer_reading"), 1.0);
-    assert_eq!(counter(&metrics(&standby), "orderly_consumer_reading"), 0.0);
-
-    reader_shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(15), reader.stopped())
-        .await
-        .expect("the reader stops promptly");
-    setup.produce(&[("agg-after", 1, Uuid::now_v7())]).await;
-    setup.until_applied("agg-after", &[1]).await;
-    assert!(
-        counter(&metrics(&standby), applied) >= 1.0,
-        "the standby took over"
-    );
-    assert_eq!(counter(&metrics(&standby), "orderly_consumer_reading"), 1.0);
-    assert_eq!(setup.applied("agg-first").await, vec![1], "nothing twice");
-    standby_shutdown.cancel();
-    standby.stopped().await;
 }
 
 fn counter_of(consumer: &Consumer, family: &str) -> f64 {

@@ -1,0 +1,334 @@
+//! Replicas of one consumer share its partitions under fenced leases: a fair
+//! share each, a crashed or cut-off replica's partitions move within the
+//! lease bound, a deposed replica's commits are refused, and a stuck
+//! partition does not hold up the others.
+
+use std::{collections::BTreeSet, sync::atomic::Ordering, time::Duration};
+
+use orderly::{consumer::Consumer, kafka::ORDER_TOPIC};
+use orderly_integration_tests::{TcpProxy, TestKafka, TopicRecord, consumer_runtime, eventually};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::{Recorder, Setup, WAIT, borrowed, counter_of, envelope, setup, setup_on};
+
+/// How long a replica's partitions may take to move after it stops
+/// renewing: its lease, a round of the taker, and slack for a busy machine.
+fn takeover_bound() -> Duration {
+    consumer_runtime().lease_ttl() * 2 + Duration::from_secs(5)
+}
+
+/// A replica running on a runtime of its own, so that it can be killed
+/// outright (every task dropped, no clean stop), as SIGKILL would.
+struct Replica {
+    consumer: Consumer,
+    gate: std::sync::Arc<super::Gate>,
+    shutdown: CancellationToken,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Replica {
+    fn start(setup: &Setup, name: &'static str) -> Self {
+        Self::start_with(setup, name, setup.db.config.database_url.clone())
+    }
+
+    fn start_with(setup: &Setup, name: &'static str, database_url: String) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("replica runtime");
+        let _entered = runtime.enter();
+        let config = orderly::config::PostgresConfig {
+            database_url,
+            ..setup.db.config.clone()
+        };
+        let pool = orderly::postgres::pool(&config).expect("pool");
+        let gate = std::sync::Arc::<super::Gate>::default();
+        let recorder = Recorder {
+            replica: name,
+            gate: gate.clone(),
+            ..setup.recorder.clone()
+        };
+        let shutdown = CancellationToken::new();
+        let consumer = setup.spawn_with(pool, recorder, &shutdown);
+        Self {
+            consumer,
+            gate,
+            shutdown,
+            runtime: Some(runtime),
+        }
+    }
+
+    fn owned(&self) -> BTreeSet<i32> {
+        self.consumer.owned().iter().map(|g| g.slot).collect()
+    }
+
+    /// Every task of the replica dropped at once: nothing is released.
+    fn kill(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        self.kill();
+    }
+}
+
+/// Waits until `replicas` own every one of `slots` partitions between them,
+/// none twice, each its fair share (`slots / n`, ±1); their shares.
+async fn until_shared(replicas: &[&Replica], slots: i32) -> Vec<usize> {
+    let what = format!("{} replicas to share {slots} partitions", replicas.len());
+    eventually(&what, WAIT, || async {
+        let owned: Vec<BTreeSet<i32>> = replicas.iter().map(|r| r.owned()).collect();
+        let total: usize = owned.iter().map(BTreeSet::len).sum();
+        let union: BTreeSet<i32> = owned.iter().flatten().copied().collect();
+        let (min, max) = (
+            owned.iter().map(BTreeSet::len).min()?,
+            owned.iter().map(BTreeSet::len).max()?,
+        );
+        let all = union == (0..slots).collect();
+        (all && total == union.len() && max - min <= 1)
+            .then(|| owned.iter().map(BTreeSet::len).collect())
+    })
+    .await
+}
+
+async fn produce_spread(setup: &Setup, prefix: &str, count: usize) -> Vec<(String, u64, Uuid)> {
+    let events: Vec<(String, u64, Uuid)> = (0..count)
+        .map(|i| (format!("{prefix}-{i}"), 1, Uuid::now_v7()))
+        .collect();
+    setup.produce(&borrowed(&events)).await;
+    events
+}
+
+async fn until_all_applied(setup: &Setup, events: &[(String, u64, Uuid)]) {
+    for (aggregate, version, _) in events {
+        let version = i64::try_from(*version).expect("small version");
+        setup.until_applied(aggregate, &[version]).await;
+    }
+}
+
+async fn effects(setup: &Setup) -> i64 {
+    setup
+        .db
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM orders.test_effects", &[])
+        .await
+        .expect("count effects")
+        .get(0)
+}
+
+#[tokio::test]
+async fn replicas_share_partitions_fairly_a_killed_ones_move_and_a_new_one_takes_its_share() {
+    let setup = setup_on(TestKafka::shared_with_partitions(6).await).await;
+    let mut r1 = Replica::start(&setup, "r1");
+    let r2 = Replica::start(&setup, "r2");
+    let r3 = Replica::start(&setup, "r3");
+    assert_eq!(until_shared(&[&r1, &r2, &r3], 6).await, vec![2, 2, 2]);
+    let first = produce_spread(&setup, "before-kill", 60).await;
+    until_all_applied(&setup, &first).await;
+
+    // Killed outright: its leases are never released, they lapse.
+    let killed = r1.owned();
+    let started = Instant::now();
+    r1.kill();
+    assert_eq!(until_shared(&[&r2, &r3], 6).await, vec![3, 3]);
+    let takeover = started.elapsed();
+    assert!(
+        takeover <= takeover_bound(),
+        "partitions {killed:?} moved after {takeover:?}, beyond {:?}",
+        takeover_bound()
+    );
+    let second = produce_spread(&setup, "after-kill", 60).await;
+    until_all_applied(&setup, &second).await;
+
+    // A new replica joins: only what must move moves to it.
+    let before: Vec<BTreeSet<i32>> = [&r2, &r3].iter().map(|r| r.owned()).collect();
+    let r4 = Replica::start(&setup, "r4");
+    assert_eq!(until_shared(&[&r2, &r3, &r4], 6).await, vec![2, 2, 2]);
+    for (replica, had) in [&r2, &r3].iter().zip(&before) {
+        assert!(
+            replica.owned().is_subset(had),
+            "a replica only gives partitions up when one joins"
+        );
+    }
+    let third = produce_spread(&setup, "after-join", 60).await;
+    until_all_applied(&setup, &third).await;
+    assert_eq!(effects(&setup).await, 180, "every event applied once");
+    let by: BTreeSet<String> = setup
+        .db
+        .client()
+        .await
+        .query(
+            "SELECT DISTINCT replica FROM orders.test_effects WHERE aggregate_id LIKE 'after-join-%'",
+            &[],
+        )
+        .await
+        .expect("replicas")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(
+        by.contains("r4"),
+        "the new replica applied its share: {by:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_deposed_replica_cannot_commit_and_every_effect_lands_once() {
+    let setup = setup().await;
+    let proxy = TcpProxy::start(setup.db.server_addr()).await;
+    let through_proxy =
+        setup
+            .db
+            .config
+            .database_url
+            .replacen(&setup.db.server_addr(), &proxy.addr.to_string(), 1);
+    let a = Replica::start_with(&setup, "a", through_proxy);
+    eventually("replica a to own every partition", WAIT, || async {
+        (a.owned().len() == 3).then_some(())
+    })
+    .await;
+    let gate = a.gate.clone();
+    gate.close();
+    let id = Uuid::now_v7();
+    setup.produce(&[("gated-1", 1, id)]).await;
+    eventually("a to be inside the record's remote step", WAIT, || async {
+        (gate.waiting.load(Ordering::SeqCst) >= 1).then_some(())
+    })
+    .await;
+
+    // Frozen mid-record and cut off from the database past its lease.
+    proxy.take_down();
+    let b = Replica::start(&setup, "b");
+    eventually(
+        "b to take every partition over",
+        takeover_bound(),
+        || async { (b.owned().len() == 3).then_some(()) },
+    )
+    .await;
+    setup.until_applied("gated-1", &[1]).await;
+
+    // a comes back and finishes the record it was holding: refused.
+    proxy.restore();
+    gate.open();
+    eventually("a's commit to be refused", WAIT, || async {
+        (a.consumer.fenced() >= 1).then_some(())
+    })
+    .await;
+    let rows = setup
+        .db
+        .client()
+        .await
+        .query(
+            "SELECT replica FROM orders.test_effects WHERE aggregate_id = 'gated-1'",
+            &[],
+        )
+        .await
+        .expect("effects");
+    assert_eq!(rows.len(), 1, "applied exactly once");
+    assert_eq!(rows[0].get::<_, String>(0), "b", "by the owner");
+    assert_eq!(
+        counter_of(&a.consumer, "orderly_consumer_fenced_commits_total"),
+        a.consumer.fenced() as f64
+    );
+    // Both carry on: a gets no partition back while b holds its share
+    // fairly (it gives some up now that a is live again).
+    let more = produce_spread(&setup, "after-fence", 30).await;
+    until_all_applied(&setup, &more).await;
+    assert_eq!(effects(&setup).await, 31);
+}
+
+#[tokio::test]
+async fn a_replica_behind_a_half_open_connection_loses_its_partitions_in_bounded_time() {
+    let setup = setup().await;
+    let proxy = TcpProxy::start(setup.db.server_addr()).await;
+    let through_proxy =
+        setup
+            .db
+            .config
+            .database_url
+            .replacen(&setup.db.server_addr(), &proxy.addr.to_string(), 1);
+    let a = Replica::start_with(&setup, "a", through_proxy);
+    eventually("replica a to own every partition", WAIT, || async {
+        (a.owned().len() == 3).then_some(())
+    })
+    .await;
+    let b = Replica::start(&setup, "b");
+    until_shared(&[&a, &b], 3).await;
+
+    // Nothing crosses a's connections any more, and nothing closes them.
+    proxy.blackhole();
+    let started = Instant::now();
+    eventually("b to own every partition", takeover_bound(), || async {
+        (b.owned().len() == 3).then_some(())
+    })
+    .await;
+    eventually(
+        "a to stop working its partitions",
+        takeover_bound(),
+        || async { a.owned().is_empty().then_some(()) },
+    )
+    .await;
+    let elapsed = started.elapsed();
+    assert!(elapsed <= takeover_bound(), "took {elapsed:?}");
+    let events = produce_spread(&setup, "half-open", 30).await;
+    until_all_applied(&setup, &events).await;
+    assert_eq!(effects(&setup).await, 30);
+}
+
+#[tokio::test]
+async fn a_stuck_partition_does_not_hold_up_the_others() {
+    let setup = setup().await;
+    setup.recorder.held.store(true, Ordering::SeqCst);
+    let topic = setup.kafka.config.topic(ORDER_TOPIC);
+    // Partition 0: a record that cannot be applied yet, and far more
+    // records behind it than any buffer between the broker and a worker.
+    let mut stuck = vec![record("held-0", 1)];
+    stuck.extend((0..1_500).map(|i| record(&format!("behind-{i}"), 1)));
+    setup.kafka.produce_to(&topic, 0, &stuck).await;
+    let shutdown = CancellationToken::new();
+    let consumer = setup.spawn(&shutdown);
+    eventually("the stuck record to be retried", WAIT, || async {
+        (counter_of(&consumer, "orderly_consumer_retries_total") >= 1.0).then_some(())
+    })
+    .await;
+    // The other partitions flow while partition 0 is stuck.
+    for partition in [1, 2] {
+        let free: Vec<TopicRecord> = (0..20)
+            .map(|i| record(&format!("free-{partition}-{i}"), 1))
+            .collect();
+        setup.kafka.produce_to(&topic, partition, &free).await;
+    }
+    for partition in [1, 2] {
+        for i in 0..20 {
+            setup
+                .until_applied(&format!("free-{partition}-{i}"), &[1])
+                .await;
+        }
+    }
+    assert!(
+        setup.applied("behind-0").await.is_empty(),
+        "partition 0 is still held"
+    );
+    setup.recorder.held.store(false, Ordering::SeqCst);
+    setup.until_applied("behind-1499", &[1]).await;
+    assert_eq!(effects(&setup).await, 1 + 1_500 + 40);
+    shutdown.cancel();
+    consumer.stopped().await;
+}
+
+fn record(aggregate: &str, version: u64) -> TopicRecord {
+    TopicRecord {
+        key: Some(aggregate.as_bytes().to_vec()),
+        payload: envelope(aggregate, version, Uuid::now_v7()),
+        ..Default::default()
+    }
+}
