@@ -348,6 +348,10 @@ must_fail "rejects an unknown monitoring setting" "additional properties 'grafan
 must_fail "rejects TLS without its Secret" "tls.secretName is required" --set tls.enabled=true
 must_fail "rejects a token with a space" "/auth/clientTokens/0" \
     --set auth.enabled=true --set 'auth.clientTokens[0]=two words'
+must_fail "rejects a budget that blocks node drains (minAvailable = replicas)" "must be below its replicas" \
+    --set components.order.pdb.minAvailable=2
+must_fail "rejects a budget that blocks node drains (maxUnavailable 0)" "maxUnavailable must exceed 0" \
+    --set components.relay.pdb.maxUnavailable=0
 must_fail "rejects an HPA with no target" "targetCPUUtilizationPercentage" \
     --set components.order.autoscaling.enabled=true \
     --set components.order.autoscaling.targetCPUUtilizationPercentage=null
