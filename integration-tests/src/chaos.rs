@@ -101,7 +101,7 @@ impl ChaosSettings {
 /// timeouts and back-offs, so recoveries are quick and show in minutes.
 fn platform_builder() -> ProcessPlatformBuilder {
     ProcessPlatform::builder()
-        .relays(2)
+        .replicas(Component::Relay, 2)
         .env("PAYMENT_GATEWAY_TIMEOUT_MS", 500)
         .env("CONSUMER_BACKOFF_MAX_MS", 1_000)
         .env("RELAY_BACKOFF_MAX_MS", 1_000)
