@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The chaos run: the real `orderly` binary as a process per component (two
-# relays) against a Postgres, Redis and broker of its own, under kill -9,
-# a frozen broker and restarted Redis and Postgres; then the checks (every
+# The chaos run: the real `orderly` binary as a process per replica (two of
+# order, payment, query and the relay) against a Postgres, Redis and broker
+# of its own, under kill -9 of replicas, a frozen broker and restarted Redis
+# and Postgres; then the checks (every
 # acknowledged order exists and is final, stock adds up and was never
 # oversold, no dead letters, `orderly verify` clean) and the figures.
 #
@@ -9,7 +10,8 @@
 #   scripts/chaos.sh --full            20 000 orders, every fault three times, release build
 #   scripts/chaos.sh --seed 42 ...     replay a run's order mix and fault schedule
 #
-# Other flags go to the run (--orders, --concurrency, --load-secs; see --help).
+# Other flags go to the run (--orders, --concurrency, --load-secs, --replicas;
+# see --help).
 # ORDERLY_KEEP_SCRATCH=1 keeps the processes' logs and data under /tmp.
 set -euo pipefail
 cd "$(dirname "$0")/.."

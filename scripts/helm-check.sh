@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Checks the Helm chart offline: `helm lint --strict`, then renders it with
-# the default values and with the values sets in helm/orderly/ci/ and
+# the default values, the production values (helm/orderly/values-production.yaml)
+# and the values sets in helm/orderly/ci/ and
 # validates every object against the Kubernetes API schemas
 # (kubernetes-validate --strict; the Prometheus Operator's PodMonitor and
 # PrometheusRule, which are not Kubernetes API kinds, are checked on their
@@ -257,7 +258,7 @@ PY
 }
 
 check "helm lint --strict (default values)" "$HELM" lint --strict "$CHART"
-for values in "$CHART"/ci/*.yaml; do
+for values in "$CHART"/values-production.yaml "$CHART"/ci/*.yaml; do
     check "helm lint --strict ($(basename "$values"))" "$HELM" lint --strict "$CHART" --values "$values"
 done
 
@@ -273,6 +274,44 @@ check "template + kubernetes-validate $KUBE_VERSION: existing Secret and Service
 check "template + kubernetes-validate $KUBE_VERSION: PodMonitor, dashboard ConfigMap and PrometheusRule alerts" \
     render_and_validate "$CHART/ci/monitoring-values.yaml" \
     "ConfigMap=3 Deployment=5 Job=1 PodDisruptionBudget=5 PodMonitor=1 PrometheusRule=1 Secret=2 Service=5 ServiceAccount=2"
+
+check "template + kubernetes-validate $KUBE_VERSION: production values (two replicas each, budgets)" \
+    render_and_validate "$CHART/values-production.yaml" \
+    "ConfigMap=2 Deployment=5 Job=1 PodDisruptionBudget=5 Service=5 ServiceAccount=2"
+
+# check_drainable: with the production values every component runs at least
+# two replicas (or an HPA keeps at least two) and has a PodDisruptionBudget
+# that selects exactly its pods and still allows one eviction, so a node
+# drain can move one pod of each and never takes the last.
+check_drainable() {
+    "$HELM" template orderly "$CHART" --namespace orderly --kube-version "$KUBE_VERSION" \
+        --values "$CHART/values-production.yaml" >"$TMP/production.yaml" || return 1
+    "$CACHE/venv/bin/python" - "$TMP/production.yaml" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+hpas = {d["spec"]["scaleTargetRef"]["name"]: d for d in docs if d["kind"] == "HorizontalPodAutoscaler"}
+pdbs = [d for d in docs if d["kind"] == "PodDisruptionBudget"]
+components = {d["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"] for d in deployments.values()}
+assert components == {"order", "inventory", "payment", "query", "relay"}, sorted(components)
+def percent(value, of):  # what a budget's percentage means for `of` pods
+    return int(value[:-1]) * of / 100 if isinstance(value, str) else value
+for name, dep in deployments.items():
+    replicas = hpas[name]["spec"]["minReplicas"] if name in hpas else dep["spec"]["replicas"]
+    assert replicas >= 2, f"{name}: {replicas} replica(s)"
+    labels = dep["spec"]["template"]["metadata"]["labels"]
+    (pdb,) = [p for p in pdbs if all(labels.get(k) == v for k, v in p["spec"]["selector"]["matchLabels"].items())]
+    spec = pdb["spec"]
+    if "maxUnavailable" in spec:
+        allowed = percent(spec["maxUnavailable"], replicas)
+    else:
+        allowed = replicas - percent(spec["minAvailable"], replicas)
+    assert allowed >= 1, f"{name}: budget {spec} allows no eviction of {replicas} pods"
+    budget = {k: v for k, v in spec.items() if k != "selector"}
+    print(f"{name}: {replicas} replicas, budget {budget}, {allowed:g} may be evicted")
+PY
+}
+check "production values: two replicas of every component, budgets that let a node drain" check_drainable
 
 check "template + kubernetes-validate $KUBE_VERSION: bearer tokens and TLS from Secrets" \
     render_and_validate "$CHART/ci/security-values.yaml" \
@@ -348,6 +387,10 @@ must_fail "rejects an unknown monitoring setting" "additional properties 'grafan
 must_fail "rejects TLS without its Secret" "tls.secretName is required" --set tls.enabled=true
 must_fail "rejects a token with a space" "/auth/clientTokens/0" \
     --set auth.enabled=true --set 'auth.clientTokens[0]=two words'
+must_fail "rejects a budget that blocks node drains (minAvailable = replicas)" "must be below its replicas" \
+    --set components.order.pdb.minAvailable=2
+must_fail "rejects a budget that blocks node drains (maxUnavailable 0)" "maxUnavailable must exceed 0" \
+    --set components.relay.pdb.maxUnavailable=0
 must_fail "rejects an HPA with no target" "targetCPUUtilizationPercentage" \
     --set components.order.autoscaling.enabled=true \
     --set components.order.autoscaling.targetCPUUtilizationPercentage=null

@@ -1,7 +1,7 @@
-//! The chaos run: the platform as OS processes (two relays) against its own
-//! Postgres, Redis and broker; concurrent clients place orders while
-//! components are SIGKILLed and restarted, the broker is frozen, Redis and
-//! Postgres are restarted. Then it waits for the backlog to drain and
+//! The chaos run: the platform as OS processes (two replicas of every
+//! consumer and of the relay) against its own Postgres, Redis and broker;
+//! concurrent clients place orders while replicas are SIGKILLed and
+//! restarted, the broker is frozen, Redis and Postgres are restarted. Then it waits for the backlog to drain and
 //! checks what the platform promises: every acknowledged order exists and
 //! is final, stock is never oversold and adds up, no dead letter is left
 //! unexplained, and `orderly verify` finds nothing.
@@ -25,6 +25,15 @@ use crate::{
     process::{ProcessPlatform, ProcessPlatformBuilder},
 };
 
+/// Every component of the platform.
+const COMPONENTS: [Component; 5] = [
+    Component::Inventory,
+    Component::Payment,
+    Component::Query,
+    Component::Order,
+    Component::Relay,
+];
+
 /// What a chaos run does.
 #[derive(Debug, Clone)]
 pub struct ChaosSettings {
@@ -39,6 +48,9 @@ pub struct ChaosSettings {
     pub stock_per_order: f64,
     /// Share of orders the client cancels right after creating them.
     pub cancel_share: f64,
+    /// Replicas of each consuming component (order, payment, query) and of
+    /// the relay; inventory runs one.
+    pub replicas: usize,
     /// Seeds the order mix and the fault schedule.
     pub seed: u64,
     /// The orders are spread over this long, so the faults hit them.
@@ -62,6 +74,7 @@ impl ChaosSettings {
             hot_skus: 4,
             stock_per_order: 0.75,
             cancel_share: 0.1,
+            replicas: 2,
             seed,
             load_duration: Duration::from_secs(90),
             fault_rounds: 1,
@@ -95,13 +108,29 @@ impl ChaosSettings {
     pub fn stock(&self) -> i64 {
         ((self.orders as f64) * self.stock_per_order).ceil() as i64
     }
+
+    /// How many replicas of `component` the run starts. Inventory stays
+    /// single: the saga calls one inventory address, so a second replica
+    /// would serve nobody.
+    pub fn replicas_of(&self, component: Component) -> usize {
+        match component {
+            Component::Inventory => 1,
+            Component::Order | Component::Payment | Component::Query | Component::Relay => {
+                self.replicas.max(1)
+            }
+        }
+    }
 }
 
-/// Settings every component of the chaos platform runs with: short
-/// timeouts and back-offs, so recoveries are quick and show in minutes.
-fn platform_builder() -> ProcessPlatformBuilder {
-    ProcessPlatform::builder()
-        .relays(2)
+/// The chaos platform: the replicas `settings` asks for, every one with
+/// short timeouts and back-offs, so recoveries are quick and show in
+/// minutes.
+fn platform_builder(settings: &ChaosSettings) -> ProcessPlatformBuilder {
+    COMPONENTS
+        .into_iter()
+        .fold(ProcessPlatform::builder(), |builder, component| {
+            builder.replicas(component, settings.replicas_of(component))
+        })
         .env("PAYMENT_GATEWAY_TIMEOUT_MS", 500)
         .env("CONSUMER_BACKOFF_MAX_MS", 1_000)
         .env("RELAY_BACKOFF_MAX_MS", 1_000)
@@ -113,7 +142,7 @@ fn platform_builder() -> ProcessPlatformBuilder {
 /// report's `problems` list every broken promise (empty when all held).
 pub async fn run(settings: ChaosSettings) -> ChaosReport {
     let started = Instant::now();
-    let mut platform = platform_builder().start().await;
+    let mut platform = platform_builder(&settings).start().await;
     let mut report = ChaosReport::new(&settings);
     report.startup = started.elapsed();
 
@@ -144,6 +173,9 @@ pub async fn run(settings: ChaosSettings) -> ChaosReport {
     checks::drain(&platform, &settings, &mut report).await;
     report.drain_time = drain_started.elapsed();
     checks::verify(&platform, &settings, &mut report).await;
+    report
+        .problems
+        .extend(faults::check_overlap(&settings, &report.faults));
     counters.scrape_all(&platform).await;
     report.counters = counters;
     report.stopped_on_their_own = checks::stopped_on_their_own(&mut platform);

@@ -46,28 +46,40 @@ pub enum StopMode {
 /// How long a component may take to report SERVING after it is started.
 const HEALTHY_WITHIN: Duration = Duration::from_secs(60);
 
+/// The components a process platform runs, in start order: the servers the
+/// others call come first.
+const START_ORDER: [Component; 5] = [
+    Component::Inventory,
+    Component::Payment,
+    Component::Query,
+    Component::Order,
+    Component::Relay,
+];
+
 /// Chooses how the process platform runs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ProcessPlatformBuilder {
-    relays: usize,
+    /// Replicas per component; one where not set.
+    replicas: Vec<(Component, usize)>,
     env: Vec<(String, String)>,
 }
 
-impl Default for ProcessPlatformBuilder {
-    fn default() -> Self {
-        Self {
-            relays: 1,
-            env: Vec::new(),
-        }
-    }
-}
-
 impl ProcessPlatformBuilder {
-    /// Runs `count` relays (at least one); with two, one is active and the
-    /// other stands by for the advisory lock.
-    pub fn relays(mut self, count: usize) -> Self {
-        self.relays = count.max(1);
+    /// Runs `count` replicas of `component` (at least one), each its own
+    /// process on ports of its own, against the same database, Redis and
+    /// broker. Replica 0 is the one [`ProcessPlatform::env`] points the
+    /// others at.
+    pub fn replicas(mut self, component: Component, count: usize) -> Self {
+        self.replicas.retain(|(c, _)| *c != component);
+        self.replicas.push((component, count.max(1)));
         self
+    }
+
+    fn replicas_of(&self, component: Component) -> usize {
+        self.replicas
+            .iter()
+            .find_map(|(c, count)| (*c == component).then_some(*count))
+            .unwrap_or(1)
     }
 
     /// Sets `ORDERLY_<name>` (name without the prefix) for every component,
@@ -79,11 +91,17 @@ impl ProcessPlatformBuilder {
     }
 
     /// Starts Postgres, Redis and the broker, runs `orderly migrate`, then
-    /// starts inventory, payment, query, order (with its saga) and the
-    /// relays, and waits until each reports SERVING.
+    /// starts the replicas of inventory, payment, query, order (with its
+    /// saga) and the relay, and waits until each reports SERVING.
     pub async fn start(self) -> ProcessPlatform {
         crate::init_logging();
         let binary = orderly_binary();
+        let instances: Vec<Instance> = START_ORDER
+            .into_iter()
+            .flat_map(|component| {
+                (0..self.replicas_of(component)).map(move |index| Instance { component, index })
+            })
+            .collect();
         let (postgres, redis, broker) = tokio::join!(
             PostgresInstance::start(),
             RedisInstance::start(),
@@ -99,19 +117,6 @@ impl ProcessPlatformBuilder {
             processes: Vec::new(),
             dir,
         };
-        let mut instances: Vec<Instance> = [
-            Component::Inventory,
-            Component::Payment,
-            Component::Query,
-            Component::Order,
-        ]
-        .into_iter()
-        .map(Instance::from)
-        .collect();
-        instances.extend((0..self.relays).map(|index| Instance {
-            component: Component::Relay,
-            index,
-        }));
         for instance in &instances {
             let log = platform.dir.path().join(format!(
                 "{}-{}.log",
@@ -168,11 +173,12 @@ impl ProcessPlatform {
     }
 
     /// The environment every process gets: the servers, every component's
-    /// addresses (copy 0 of the relay), then the builder's settings.
+    /// addresses (those of its replica 0, so the saga calls inventory and
+    /// payment replica 0), then the builder's settings.
     pub fn env(&self) -> Vec<(String, String)> {
         let mut env: Vec<(String, String)> = vec![
             ("DATABASE_URL".into(), self.postgres.url("orderly")),
-            // Six components share a server of 300 connections.
+            // Up to a dozen processes share a server of 300 connections.
             ("DATABASE_POOL_SIZE".into(), "8".into()),
             ("REDIS_URL".into(), self.redis.url()),
             ("KAFKA_BROKERS".into(), self.broker.addr.to_string()),
@@ -288,6 +294,15 @@ impl ProcessPlatform {
         self.processes
             .iter()
             .map(|(instance, _)| *instance)
+            .collect()
+    }
+
+    /// The replicas of `component`, replica 0 first.
+    pub fn replicas(&self, component: Component) -> Vec<Instance> {
+        self.processes
+            .iter()
+            .map(|(instance, _)| *instance)
+            .filter(|instance| instance.component == component)
             .collect()
     }
 

@@ -1,6 +1,7 @@
 //! The reduced chaos run (2 000 orders, every fault once): the platform as
-//! processes keeps every promise while its components are SIGKILLed, its
-//! broker frozen and its Redis and Postgres restarted. `scripts/chaos.sh`
+//! processes, two replicas of each consumer and of the relay, keeps every
+//! promise while its replicas are SIGKILLed, its broker frozen and its
+//! Redis and Postgres restarted. `scripts/chaos.sh`
 //! runs it outside the suite, and `--full` runs 20 000 orders.
 //! `ORDERLY_CHAOS_SEED` replays a run's order mix and fault schedule.
 

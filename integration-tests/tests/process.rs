@@ -56,7 +56,10 @@ async fn until_confirmed(orders: &OrderServiceClient<Channel>, id: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_platform_as_processes_survives_restarts_of_its_servers_and_components() {
-    let mut platform = ProcessPlatform::builder().relays(2).start().await;
+    let mut platform = ProcessPlatform::builder()
+        .replicas(Component::Relay, 2)
+        .start()
+        .await;
     let mut inventory = InventoryServiceClient::new(platform.channel(Component::Inventory));
     inventory
         .set_stock(SetStockRequest {

@@ -29,9 +29,12 @@ struct Args {
     /// Seconds the broker is frozen for (default: 20; 0 leaves it alone)
     #[arg(long)]
     broker_pause_secs: Option<u64>,
-    /// Seconds the platform may take to drain (default: 180, or 300 with --full)
+    /// Seconds the platform may take to drain (default: 180, or 900 with --full)
     #[arg(long)]
     drain_secs: Option<u64>,
+    /// Replicas of order, payment, query and the relay (default: 2)
+    #[arg(long)]
+    replicas: Option<usize>,
 }
 
 #[tokio::main]
@@ -57,6 +60,9 @@ async fn main() -> ExitCode {
     }
     if let Some(secs) = args.drain_secs {
         settings.drain_timeout = std::time::Duration::from_secs(secs);
+    }
+    if let Some(replicas) = args.replicas {
+        settings.replicas = replicas;
     }
     let report = chaos::run(settings).await;
     println!("{report}");

@@ -12,7 +12,7 @@ use orderly::proto::v1::{
     query_service_client::QueryServiceClient, relay_admin_client::RelayAdminClient,
 };
 use tokio::time::Instant;
-use tonic::Code;
+use tonic::{Code, transport::Channel};
 
 use super::{ChaosReport, ChaosSettings};
 use crate::{Component, Instance, process::ProcessPlatform, try_scrape_metrics};
@@ -149,39 +149,51 @@ pub async fn drain(platform: &ProcessPlatform, settings: &ChaosSettings, report:
     }
 }
 
-/// How many partitions each consuming component holds (its lag samples),
-/// to tell a slow consumer from one left without partitions.
+/// How many partitions each replica of a consuming component holds (its
+/// lag samples), to tell a slow consumer from one left without partitions.
 async fn partitions_held(platform: &ProcessPlatform) -> Vec<String> {
     let mut held = Vec::new();
     for component in [Component::Order, Component::Payment, Component::Query] {
-        let scraped = tokio::time::timeout(
-            Duration::from_secs(3),
-            try_scrape_metrics(platform.metrics_addr(component)),
-        )
-        .await;
-        held.push(match scraped {
-            Ok(Ok(body)) => format!(
-                "{component:?} {}",
-                body.lines()
-                    .filter(|line| line.starts_with("orderly_consumer_lag{"))
-                    .count()
-            ),
-            _ => format!("{component:?} (no answer)"),
-        });
+        for replica in platform.replicas(component) {
+            let scraped = tokio::time::timeout(
+                Duration::from_secs(3),
+                try_scrape_metrics(platform.metrics_addr(replica)),
+            )
+            .await;
+            let name = format!("{component:?} #{}", replica.index);
+            held.push(match scraped {
+                Ok(Ok(body)) => format!(
+                    "{name} {}",
+                    body.lines()
+                        .filter(|line| line.starts_with("orderly_consumer_lag{"))
+                        .count()
+                ),
+                _ => format!("{name} (no answer)"),
+            });
+        }
     }
     held
 }
 
 /// Waits until each final order's query view has reached its version and
-/// shows its status.
+/// shows its status, on every query replica (each answers from its own
+/// connections and wake-ups).
 async fn views_caught_up(platform: &ProcessPlatform, deadline: Instant, report: &mut ChaosReport) {
-    let query = QueryServiceClient::new(platform.channel(Component::Query));
-    let mut pending: Vec<Order> = report.final_orders.values().cloned().collect();
+    let replicas: Vec<QueryServiceClient<Channel>> = platform
+        .replicas(Component::Query)
+        .into_iter()
+        .map(|replica| QueryServiceClient::new(platform.channel(replica)))
+        .collect();
+    let mut pending: Vec<(usize, Order)> = report
+        .final_orders
+        .values()
+        .flat_map(|order| (0..replicas.len()).map(move |replica| (replica, order.clone())))
+        .collect();
     while !pending.is_empty() {
         let waiting = pending.len();
         let round = stream::iter(pending)
-            .map(|order| {
-                let mut query = query.clone();
+            .map(|(replica, order)| {
+                let mut query = replicas[replica].clone();
                 async move {
                     let mut request = tonic::Request::new(QueryGetOrderRequest {
                         order_id: order.order_id.clone(),
@@ -201,26 +213,26 @@ async fn views_caught_up(platform: &ProcessPlatform, deadline: Instant, report: 
                         Err(_) => false,
                     };
                     // An order whose view is current drops out.
-                    (!caught_up).then_some(order)
+                    (!caught_up).then_some((replica, order))
                 }
             })
             .buffer_unordered(CHECK_CONCURRENCY)
-            .collect::<Vec<Option<Order>>>();
+            .collect::<Vec<Option<(usize, Order)>>>();
         let Ok(lagging) = tokio::time::timeout_at(deadline, round).await else {
             report.problems.push(format!(
-                "{waiting} order views had not shown their final state when the drain deadline passed"
+                "{waiting} order views (counted per query replica) had not shown their final state when the drain deadline passed"
             ));
             return;
         };
         pending = lagging.into_iter().flatten().collect();
         if !pending.is_empty() && Instant::now() >= deadline {
             report.problems.push(format!(
-                "{} order views never showed their final state, e.g. {:?}",
+                "{} order views (counted per query replica) never showed their final state, e.g. {:?}",
                 pending.len(),
                 pending
                     .iter()
                     .take(10)
-                    .map(|o| o.order_id.as_str())
+                    .map(|(replica, o)| format!("{} on query #{replica}", o.order_id))
                     .collect::<Vec<_>>()
             ));
             return;

@@ -2,6 +2,12 @@
 //! with an idempotency key, retried with that same key when the platform
 //! does not answer; some cancelled right after. Every acknowledged order is
 //! recorded, since the run later checks that each one exists and is final.
+//!
+//! The clients are spread over the order service's replicas (client `i`
+//! starts on replica `i mod n`) and stay on theirs while it answers; a
+//! call that finds it unreachable is retried on the next replica, as a
+//! client behind a load balancer would be. So the load goes on while a
+//! replica is killed: the fault schedule never has two down at once.
 
 use std::{
     collections::BTreeMap,
@@ -69,20 +75,27 @@ pub struct LoadOutcome {
     pub cancels_too_late: u64,
     /// Calls that failed for good, with why.
     pub failures: Vec<String>,
+    /// Acknowledged CreateOrders by the order replica that answered.
+    pub created_by_replica: BTreeMap<usize, u64>,
 }
 
 /// The clients of one run.
 pub struct Load {
     settings: ChaosSettings,
-    orders: OrderServiceClient<Channel>,
+    /// A client of each order replica, replica 0 first.
+    replicas: Vec<OrderServiceClient<Channel>>,
 }
 
 impl Load {
-    /// Clients of `platform`'s order service.
+    /// Clients of `platform`'s order service replicas.
     pub fn new(settings: &ChaosSettings, platform: &ProcessPlatform) -> Self {
         Self {
             settings: settings.clone(),
-            orders: OrderServiceClient::new(platform.channel(Component::Order)),
+            replicas: platform
+                .replicas(Component::Order)
+                .into_iter()
+                .map(|replica| OrderServiceClient::new(platform.channel(replica)))
+                .collect(),
         }
     }
 
@@ -95,10 +108,11 @@ impl Load {
         let outcome = Arc::new(Mutex::new(LoadOutcome::default()));
         let settings = Arc::new(self.settings);
         let mut clients = tokio::task::JoinSet::new();
-        for _ in 0..settings.concurrency.max(1) {
+        for number in 0..settings.concurrency.max(1) {
             let client = Client {
                 settings: settings.clone(),
-                orders: self.orders.clone(),
+                replicas: self.replicas.clone(),
+                current: AtomicUsize::new(number % self.replicas.len().max(1)),
                 outcome: outcome.clone(),
                 give_up_at: start + settings.load_duration + GIVE_UP_AFTER,
             };
@@ -135,7 +149,10 @@ fn lock(outcome: &Mutex<LoadOutcome>) -> std::sync::MutexGuard<'_, LoadOutcome> 
 /// One client's view of the run.
 struct Client {
     settings: Arc<ChaosSettings>,
-    orders: OrderServiceClient<Channel>,
+    /// A client of each order replica.
+    replicas: Vec<OrderServiceClient<Channel>>,
+    /// The replica this client calls now.
+    current: AtomicUsize,
     outcome: Arc<Mutex<LoadOutcome>>,
     give_up_at: Instant,
 }
@@ -180,9 +197,16 @@ impl Client {
                 async move { orders.create_order(with_deadline(request)).await }
             })
             .await;
-        let Some(order) = created.and_then(|reply| reply.into_inner().order) else {
+        let Some((replica, reply)) = created else {
             return;
         };
+        let Some(order) = reply.into_inner().order else {
+            return;
+        };
+        *lock(&self.outcome)
+            .created_by_replica
+            .entry(replica)
+            .or_default() += 1;
         let mut cancelled = false;
         if cancel {
             cancelled = self.cancel(&order.order_id).await;
@@ -216,7 +240,7 @@ impl Client {
             })
             .await;
         let mut outcome = lock(&self.outcome);
-        match reply {
+        match reply.map(|(_, reply)| reply) {
             Some(Some(reply)) => {
                 let status = reply.get_ref().order.as_ref().map(|o| o.status());
                 if status != Some(OrderStatus::Cancelled) {
@@ -236,17 +260,20 @@ impl Client {
     }
 
     /// Calls `call` until it answers with anything but a code that means
-    /// "not reachable right now", counting the retries; `None` (and a
-    /// recorded failure) when it fails for good or the client gives up.
-    async fn call<T, F, Fut>(&self, what: &str, call: F) -> Option<T>
+    /// "not reachable right now", counting the retries, and returns the
+    /// answer with the replica that gave it; `None` (and a recorded
+    /// failure) when it fails for good or the client gives up. Each retry
+    /// goes to the next replica.
+    async fn call<T, F, Fut>(&self, what: &str, call: F) -> Option<(usize, T)>
     where
         F: Fn(OrderServiceClient<Channel>) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
         let mut pause = Duration::from_millis(50);
         loop {
-            let status = match call(self.orders.clone()).await {
-                Ok(value) => return Some(value),
+            let replica = self.current.load(Ordering::Relaxed) % self.replicas.len();
+            let status = match call(self.replicas[replica].clone()).await {
+                Ok(value) => return Some((replica, value)),
                 Err(status) => status,
             };
             if !retryable(status.code()) || Instant::now() >= self.give_up_at {
@@ -261,6 +288,9 @@ impl Client {
                 .retries
                 .entry(format!("{:?}", status.code()))
                 .or_default() += 1;
+            // This replica may be down: the next one takes the retry.
+            self.current
+                .store((replica + 1) % self.replicas.len(), Ordering::Relaxed);
             // Back off (with jitter) while the service is away.
             let jitter = rand::rng().random_range(0.5..1.0);
             tokio::time::sleep(pause.mul_f64(jitter)).await;

@@ -9,12 +9,12 @@ use std::{
 use orderly::proto::v1::{Order, StockLevel};
 
 use super::{
-    ChaosSettings,
+    COMPONENTS, ChaosSettings,
     counters::{Counters, FAMILIES},
     faults::InjectedFault,
     load::LoadOutcome,
 };
-use crate::Instance;
+use crate::{Instance, process::subcommand};
 
 /// The figures of a chaos run and every broken promise it found.
 #[derive(Debug)]
@@ -109,7 +109,23 @@ impl fmt::Display for ChaosReport {
             s.stock(),
             s.cancel_share
         )?;
-        writeln!(f, "  CreateOrder OK          {}", self.load.created.len())?;
+        let replicas: Vec<String> = COMPONENTS
+            .iter()
+            .map(|c| format!("{} {}", subcommand(*c), s.replicas_of(*c)))
+            .collect();
+        writeln!(f, "  replicas                {}", replicas.join(", "))?;
+        let by_replica: Vec<String> = self
+            .load
+            .created_by_replica
+            .iter()
+            .map(|(replica, count)| format!("#{replica} {count}"))
+            .collect();
+        writeln!(
+            f,
+            "  CreateOrder OK          {} (by order replica: {})",
+            self.load.created.len(),
+            by_replica.join(", ")
+        )?;
         if let Some(stored) = self.orders_in_database {
             writeln!(f, "  orders in the database  {stored}")?;
         }
