@@ -31,6 +31,9 @@ BEGIN
                 epoch       bigint      NOT NULL DEFAULT 0,
                 expires_at  timestamptz NOT NULL DEFAULT '-infinity',
                 acquired_at timestamptz,
+                -- Why the owner holds a partition of the slot back (an offset
+                -- jump, a log behind the saved position), for operators.
+                held        text,
                 PRIMARY KEY (lease_group, slot)
             );
         $sql$, schema_name);

@@ -84,6 +84,8 @@ pub struct SlotOwner {
     pub epoch: i64,
     /// Whether the owner's lease is live (an expired one is free to take).
     pub live: bool,
+    /// Why the owner holds a partition of the slot back, if it does.
+    pub held: Option<String>,
 }
 
 /// A round could not be completed.
@@ -111,6 +113,7 @@ struct Sql {
     release: String,
     leave: String,
     forget_members: String,
+    set_held: String,
 }
 
 impl Sql {
@@ -125,6 +128,7 @@ impl Sql {
             release: sql(include_str!("ownership/release.sql")),
             leave: sql(include_str!("ownership/leave.sql")),
             forget_members: sql(include_str!("ownership/forget_members.sql")),
+            set_held: sql(include_str!("ownership/set_held.sql")),
         }
     }
 }
@@ -264,6 +268,20 @@ impl Membership {
         Ok(())
     }
 
+    /// Records on the slot's lease why its owner holds a partition back
+    /// (`None`: reading normally again), so any replica can tell operators.
+    pub async fn set_held(&self, grant: Grant, held: Option<&str>) -> Result<(), OwnershipError> {
+        let client = self.pool.get().await?;
+        let statement = client.prepare_cached(&self.sql.set_held).await?;
+        client
+            .execute(
+                &statement,
+                &[&self.group, &grant.slot, &self.member, &grant.epoch, &held],
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Leaves the group (clean stop): releases `slots` and the member row,
     /// so the others share them out at their next round, not after a TTL.
     pub async fn leave(&self, slots: &[i32]) -> Result<(), OwnershipError> {
@@ -310,6 +328,7 @@ pub async fn owners(
             instance: row.get(2),
             epoch: row.get(3),
             live: row.get(4),
+            held: row.get(5),
         })
         .collect())
 }

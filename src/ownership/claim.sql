@@ -3,7 +3,7 @@
 -- is still inside an effect transaction (it holds the row FOR SHARE) is
 -- left for a later round rather than waited for.
 UPDATE {schema}.leases l
-SET owner = $2, epoch = l.epoch + 1, acquired_at = now(),
+SET owner = $2, epoch = l.epoch + 1, acquired_at = now(), held = NULL,
     expires_at = now() + $4::bigint * interval '1 millisecond'
 FROM (
     SELECT slot FROM {schema}.leases

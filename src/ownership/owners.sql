@@ -1,7 +1,7 @@
 -- Who owns each slot of a group, for operators.
 SELECT l.slot, l.owner, m.instance, l.epoch,
        l.owner IS NOT NULL AND l.expires_at > now() AS live,
-       l.acquired_at
+       l.held
 FROM {schema}.leases l
 LEFT JOIN {schema}.lease_members m ON m.lease_group = l.lease_group AND m.member = l.owner
 WHERE l.lease_group = $1

@@ -27,7 +27,7 @@ use crate::{
         store::Fenced,
     },
     kafka::MAX_RECORDS_PER_PRODUCER_BATCH,
-    ownership::Fence,
+    ownership::{Fence, Membership},
 };
 
 /// How far before its saved position a partition is re-read; see the
@@ -46,6 +46,7 @@ pub(super) struct SlotTask<H> {
     pub pipeline: Arc<Pipeline<H>>,
     pub consumer: Arc<KafkaConsumer>,
     pub fence: Fence,
+    pub membership: Arc<Membership>,
     pub partitions: Vec<(String, i32)>,
     pub locks: PartitionLocks,
     pub clock: watch::Receiver<Instant>,
@@ -65,6 +66,7 @@ impl<H: Handler> SlotTask<H> {
             pipeline: self.pipeline.clone(),
             consumer: self.consumer.clone(),
             fence: self.fence.clone(),
+            membership: self.membership.clone(),
             topic: topic.clone(),
             partition: *partition,
             clock: self.clock.clone(),
@@ -80,6 +82,7 @@ struct Worker<H> {
     pipeline: Arc<Pipeline<H>>,
     consumer: Arc<KafkaConsumer>,
     fence: Fence,
+    membership: Arc<Membership>,
     topic: String,
     partition: i32,
     clock: watch::Receiver<Instant>,
@@ -153,6 +156,14 @@ impl<H: Handler> Worker<H> {
             saved, log_end = pending.position, policy = %self.pipeline.on_log_reset,
             "the partition's log ends before the saved position: the broker lost its log or the topic was recreated"
         );
+        self.record_held(
+            pending,
+            Some(format!(
+                "log_reset: saved position {saved}, the log ends at {}",
+                pending.position
+            )),
+        )
+        .await;
         let mut backoff = Backoff::new(self.pipeline.backoff_max);
         loop {
             let restart = if self.pipeline.on_log_reset == LogReset::Rewind {
@@ -196,9 +207,31 @@ impl<H: Handler> Worker<H> {
                 tracing::warn!(consumer = self.pipeline.name, topic = %self.topic, partition = self.partition, ?from, "reading the partition's log again");
                 pending.expected = expected;
                 pending.jump = None;
+                self.record_held(pending, None).await;
                 return Some(());
             }
             self.pause(backoff.next_pause()).await?;
+        }
+    }
+
+    /// Records on the slot's lease why this partition is held (`None`: it
+    /// reads normally again), for `orderly status`; best effort.
+    async fn record_held(&self, pending: &mut Pending, held: Option<String>) {
+        if pending.held == held {
+            return;
+        }
+        let text = held
+            .as_ref()
+            .map(|why| format!("{} [{}] {why}", self.topic, self.partition));
+        match self
+            .membership
+            .set_held(self.fence.grant, text.as_deref())
+            .await
+        {
+            Ok(()) => pending.held = held,
+            Err(error) => {
+                tracing::debug!(consumer = self.pipeline.name, %error, "cannot record the hold")
+            }
         }
     }
 
@@ -250,6 +283,14 @@ impl<H: Handler> Worker<H> {
                 return;
             }
             if let Some(jump) = pending.jump.take() {
+                self.record_held(
+                    &mut pending,
+                    Some(format!(
+                        "offset_jump: expected offset {}, later ones delivered",
+                        jump.expected
+                    )),
+                )
+                .await;
                 // Held, never passed: read again from before the gap.
                 let pause = backoff.next_pause();
                 if self.pause(pause).await.is_none() {
@@ -268,6 +309,9 @@ impl<H: Handler> Worker<H> {
             }
             if pending.records.is_empty() {
                 continue;
+            }
+            if pending.held.is_some() {
+                self.record_held(&mut pending, None).await;
             }
             if !self.lease_valid().await {
                 return;
@@ -351,6 +395,8 @@ struct Pending {
     position: i64,
     /// The client reported the end of the log.
     at_end: bool,
+    /// Why the partition is held, as recorded on the lease.
+    held: Option<String>,
 }
 
 struct Jump {
@@ -365,6 +411,7 @@ impl Pending {
             jump: None,
             position: from,
             at_end: false,
+            held: None,
         }
     }
 
