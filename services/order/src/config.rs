@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use orderly::{
-    config::{ConfigError, GrpcLimits, PostgresConfig, var},
+    config::{ConfigError, GrpcLimits, PostgresConfig, millis, var},
     kafka::KafkaConfig,
 };
 
@@ -64,13 +64,6 @@ impl SagaConfig {
     /// Reads the settings, defaulting each unset variable.
     pub fn from_env() -> Result<Self, ConfigError> {
         let d = Self::new(KafkaConfig::from_env()?);
-        let millis = |name: &str, default: Duration| -> Result<Duration, ConfigError> {
-            let value: u64 = var(name, default.as_millis() as u64)?;
-            if value == 0 {
-                return Err(ConfigError::invalid(name, "must be at least 1"));
-            }
-            Ok(Duration::from_millis(value))
-        };
         Ok(Self {
             inventory_url: var("SAGA_INVENTORY_URL", d.inventory_url)?,
             payment_url: var("SAGA_PAYMENT_URL", d.payment_url)?,
