@@ -107,6 +107,20 @@ pub fn parse_millis(
     }
 }
 
+/// `ORDERLY_SAGA_PENDING_DEADLINE_MS`: how long an order may stay PENDING
+/// before the order saga cancels it. Read by the saga's sweeper, which
+/// cancels, and by verify, which reports orders left past it; kept here
+/// because verify cannot depend on the order service that hosts it.
+pub const SAGA_PENDING_DEADLINE_MS: &str = "SAGA_PENDING_DEADLINE_MS";
+
+/// The default of `ORDERLY_SAGA_PENDING_DEADLINE_MS`: 15 minutes.
+pub const DEFAULT_SAGA_PENDING_DEADLINE: Duration = Duration::from_secs(15 * 60);
+
+/// Reads `ORDERLY_SAGA_PENDING_DEADLINE_MS` (at least 1 ms).
+pub fn saga_pending_deadline() -> Result<Duration, ConfigError> {
+    millis(SAGA_PENDING_DEADLINE_MS, DEFAULT_SAGA_PENDING_DEADLINE)
+}
+
 /// Postgres connection settings shared by every component with a database.
 #[derive(Debug, Clone)]
 pub struct PostgresConfig {
@@ -255,14 +269,28 @@ mod tests {
             Duration::from_millis(1)
         );
         for bad in ["0", "-5", "soon", "1.5"] {
-            let error = parse_millis("SAGA_CALL_TIMEOUT_MS", Some(bad), default)
+            let error = parse_millis(SAGA_PENDING_DEADLINE_MS, Some(bad), default)
                 .expect_err(bad)
                 .to_string();
             assert!(
-                error.contains("ORDERLY_SAGA_CALL_TIMEOUT_MS"),
+                error.contains("ORDERLY_SAGA_PENDING_DEADLINE_MS"),
                 "{bad}: {error}"
             );
         }
+    }
+
+    #[test]
+    fn the_pending_deadline_defaults_to_fifteen_minutes() {
+        assert_eq!(DEFAULT_SAGA_PENDING_DEADLINE.as_millis(), 900_000);
+        assert_eq!(
+            parse_millis(
+                SAGA_PENDING_DEADLINE_MS,
+                None,
+                DEFAULT_SAGA_PENDING_DEADLINE
+            )
+            .expect("default"),
+            DEFAULT_SAGA_PENDING_DEADLINE
+        );
     }
 
     #[test]
