@@ -5,7 +5,7 @@
 //! developer machine. (A generic env-to-serde mapper was tried and dropped:
 //! it typed "12345" as a number and then refused it for string settings.)
 
-use std::{fmt::Display, str::FromStr};
+use std::{fmt::Display, str::FromStr, time::Duration};
 
 use crate::{auth::AuthConfig, tls::TlsConfig};
 
@@ -57,16 +57,68 @@ where
     T: FromStr,
     T::Err: Display,
 {
+    parse(name, raw(name)?.as_deref(), default)
+}
+
+/// Reads `ORDERLY_<name>` as a number of milliseconds, at least 1, or
+/// returns `default` when it is unset or empty.
+pub fn millis(name: &str, default: Duration) -> Result<Duration, ConfigError> {
+    parse_millis(name, raw(name)?.as_deref(), default)
+}
+
+/// `ORDERLY_<name>`'s value, `None` when it is unset.
+fn raw(name: &str) -> Result<Option<String>, ConfigError> {
     match std::env::var(format!("{ENV_PREFIX}{name}")) {
-        Ok(raw) if !raw.trim().is_empty() => raw
-            .trim()
-            .parse()
-            .map_err(|e| ConfigError::invalid(name, format!("{e} (got {raw:?})"))),
-        Ok(_) | Err(std::env::VarError::NotPresent) => Ok(default),
+        Ok(raw) => Ok(Some(raw)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
         Err(std::env::VarError::NotUnicode(_)) => {
             Err(ConfigError::invalid(name, "is not valid UTF-8"))
         }
     }
+}
+
+/// Parses `raw`, the value of `ORDERLY_<name>` (`None` or blank: `default`),
+/// as [`var`] does; apart from the environment so it can be tested.
+pub fn parse<T>(name: &str, raw: Option<&str>, default: T) -> Result<T, ConfigError>
+where
+    T: FromStr,
+    T::Err: Display,
+{
+    match raw {
+        Some(raw) if !raw.trim().is_empty() => raw
+            .trim()
+            .parse()
+            .map_err(|e| ConfigError::invalid(name, format!("{e} (got {raw:?})"))),
+        _ => Ok(default),
+    }
+}
+
+/// Parses `raw` as [`millis`] does.
+pub fn parse_millis(
+    name: &str,
+    raw: Option<&str>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    // A default beyond u64 milliseconds (584 million years) is not a setting.
+    let default = u64::try_from(default.as_millis()).unwrap_or(u64::MAX);
+    match parse(name, raw, default)? {
+        0 => Err(ConfigError::invalid(name, "must be at least 1")),
+        value => Ok(Duration::from_millis(value)),
+    }
+}
+
+/// `ORDERLY_SAGA_PENDING_DEADLINE_MS`: how long an order may stay PENDING
+/// before the order saga cancels it. Read by the saga's sweeper, which
+/// cancels, and by verify, which reports orders left past it; kept here
+/// because verify cannot depend on the order service that hosts it.
+pub const SAGA_PENDING_DEADLINE_MS: &str = "SAGA_PENDING_DEADLINE_MS";
+
+/// The default of `ORDERLY_SAGA_PENDING_DEADLINE_MS`: 15 minutes.
+pub const DEFAULT_SAGA_PENDING_DEADLINE: Duration = Duration::from_secs(15 * 60);
+
+/// Reads `ORDERLY_SAGA_PENDING_DEADLINE_MS` (at least 1 ms).
+pub fn saga_pending_deadline() -> Result<Duration, ConfigError> {
+    millis(SAGA_PENDING_DEADLINE_MS, DEFAULT_SAGA_PENDING_DEADLINE)
 }
 
 /// Postgres connection settings shared by every component with a database.
@@ -199,6 +251,46 @@ mod tests {
     fn unset_variables_take_the_default() {
         let value: u64 = var("SURELY_UNSET_IN_TESTS", 7).expect("default");
         assert_eq!(value, 7);
+    }
+
+    #[test]
+    fn blank_values_take_the_default_and_others_are_trimmed() {
+        assert_eq!(parse("X", None, 7_u64).expect("default"), 7);
+        assert_eq!(parse("X", Some("  "), 7_u64).expect("default"), 7);
+        assert_eq!(parse("X", Some(" 12 "), 7_u64).expect("trimmed"), 12);
+    }
+
+    #[test]
+    fn milliseconds_must_be_at_least_one() {
+        let default = Duration::from_secs(3);
+        assert_eq!(parse_millis("X", None, default).expect("default"), default);
+        assert_eq!(
+            parse_millis("X", Some("1"), default).expect("one"),
+            Duration::from_millis(1)
+        );
+        for bad in ["0", "-5", "soon", "1.5"] {
+            let error = parse_millis(SAGA_PENDING_DEADLINE_MS, Some(bad), default)
+                .expect_err(bad)
+                .to_string();
+            assert!(
+                error.contains("ORDERLY_SAGA_PENDING_DEADLINE_MS"),
+                "{bad}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_pending_deadline_defaults_to_fifteen_minutes() {
+        assert_eq!(DEFAULT_SAGA_PENDING_DEADLINE.as_millis(), 900_000);
+        assert_eq!(
+            parse_millis(
+                SAGA_PENDING_DEADLINE_MS,
+                None,
+                DEFAULT_SAGA_PENDING_DEADLINE
+            )
+            .expect("default"),
+            DEFAULT_SAGA_PENDING_DEADLINE
+        );
     }
 
     #[test]

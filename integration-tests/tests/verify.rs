@@ -1,7 +1,8 @@
 //! `orderly.v1.VerifyService` against real stores: clean after every saga
 //! outcome, then each kind of discrepancy made on purpose (SQL on the test
 //! database, HSET/HINCRBY under the test's Redis prefix) and reported with
-//! its order id or SKU; Redis unreachable; and 20 000 orders in seconds.
+//! its order id or SKU; an order left PENDING past the saga's pending
+//! deadline; Redis unreachable; and 20 000 orders in seconds.
 
 #[path = "verify/support.rs"]
 mod support;
@@ -13,6 +14,7 @@ use orderly_integration_tests::{
     TestPlatform, eventually,
     orders::{SAGA_WAIT, create, stock, until_all_final},
 };
+use orderly_order::saga::deadline::{self, Deadline};
 use tonic::Code;
 use uuid::Uuid;
 
@@ -269,6 +271,54 @@ async fn a_settled_platform_is_clean_and_each_corruption_is_reported() {
     // reports no more than the strict one.
     let lenient = found(&verify(&platform, None).await);
     assert!(lenient.is_subset(&expected), "{lenient:?}");
+}
+
+#[tokio::test]
+async fn a_pending_order_past_the_deadline_is_reported_until_the_sweeper_cancels_it() {
+    // No saga runs, so nothing takes the order up and no sweeper ends it:
+    // verify must point at it.
+    let platform = TestPlatform::builder()
+        .inventory()
+        .order_with(|config| config.verify.pending_deadline = Duration::from_millis(200))
+        .start()
+        .await;
+    let order = create(&platform, "c-overdue", &[("SKU-A", 1)], "pm_ok").await;
+    let id = order.order_id.as_str();
+
+    let overdue = BTreeSet::from([("pending_overdue".to_owned(), id.to_owned(), String::new())]);
+    // The default bound (60 s): the order is not stuck yet, only overdue.
+    let response = eventually("verify to report the overdue order", SAGA_WAIT, || async {
+        let response = verify(&platform, None).await;
+        (found(&response) == overdue).then_some(response)
+    })
+    .await;
+    assert!(
+        response.discrepancies[0]
+            .detail
+            .contains("pending deadline"),
+        "{:?}",
+        response.discrepancies
+    );
+    // A strict bound reports it once, under the more telling kind (and
+    // its missing view: no query service runs here).
+    let strict = found(&verify(&platform, Some(0)).await);
+    assert!(strict.is_superset(&overdue), "{strict:?}");
+    assert!(
+        !strict.iter().any(|(kind, _, _)| kind == "order_stuck"),
+        "{strict:?}"
+    );
+
+    let pool = orderly::postgres::pool(&platform.db.config).expect("a pool");
+    let cancelled = deadline::sweep(&pool, Deadline::Pending, Duration::from_millis(200))
+        .await
+        .expect("sweep");
+    assert_eq!(cancelled, 1);
+    let response = verify(&platform, None).await;
+    assert!(
+        response.discrepancies.is_empty(),
+        "{:?}",
+        response.discrepancies
+    );
 }
 
 #[tokio::test]

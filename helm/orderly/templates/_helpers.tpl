@@ -133,6 +133,8 @@ ORDERLY_GRPC_MAX_MESSAGE_BYTES: {{ $v.grpc.maxMessageBytes | int | quote }}
 ORDERLY_GRPC_MAX_STREAMS_PER_CONNECTION: {{ $v.grpc.maxStreamsPerConnection | int | quote }}
 ORDERLY_GRPC_KEEPALIVE_INTERVAL_MS: {{ $v.grpc.keepaliveIntervalMs | int | quote }}
 ORDERLY_GRPC_KEEPALIVE_TIMEOUT_MS: {{ $v.grpc.keepaliveTimeoutMs | int | quote }}
+ORDERLY_SAGA_PAYMENT_DEADLINE_MS: {{ $v.saga.paymentDeadlineMs | int | quote }}
+ORDERLY_SAGA_PENDING_DEADLINE_MS: {{ $v.saga.pendingDeadlineMs | int | quote }}
 ORDERLY_SHUTDOWN_GRACE_MS: {{ $v.shutdownGraceMs | int | quote }}
 ORDERLY_LOG: {{ $v.log.level | quote }}
 ORDERLY_LOG_FORMAT: {{ $v.log.format | quote }}

@@ -69,8 +69,9 @@ impl App {
     }
 
     /// Serves until `shutdown` is cancelled, then drains in-flight requests;
-    /// with the saga configured, also runs the saga consumer and the payment
-    /// deadline sweeper, and stops them cleanly.
+    /// with the saga configured, also runs the saga consumer and the
+    /// deadline sweeper (pending and payment deadlines), and stops them
+    /// cleanly.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
         tracing::info!(addr = %self.listeners.grpc_addr, "order service listening");
         let service = OrderServiceServer::new(OrderApi::new(self.orders))
@@ -106,9 +107,13 @@ impl App {
                 shutdown.clone(),
             )
             .map_err(StartupError::from)?;
+            let deadlines = saga::Deadlines {
+                pending: saga.pending_deadline,
+                payment: saga.payment_deadline,
+            };
             sweeper = Some(tokio::spawn(saga::run_deadline(
                 self.pool.clone(),
-                saga.payment_deadline,
+                deadlines,
                 saga.sweep_interval,
                 self.metrics.clone(),
                 shutdown.clone(),

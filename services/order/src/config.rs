@@ -3,7 +3,10 @@
 use std::{net::SocketAddr, time::Duration};
 
 use orderly::{
-    config::{ConfigError, GrpcLimits, PostgresConfig, var},
+    config::{
+        ConfigError, DEFAULT_SAGA_PENDING_DEADLINE, GrpcLimits, PostgresConfig, millis,
+        saga_pending_deadline, var,
+    },
     consumer::RuntimeConfig,
     kafka::KafkaConfig,
 };
@@ -42,6 +45,10 @@ pub struct SagaConfig {
     /// `ORDERLY_SAGA_PAYMENT_DEADLINE_MS`: how long an order may stay
     /// RESERVED waiting for its payment before it is cancelled.
     pub payment_deadline: Duration,
+    /// `ORDERLY_SAGA_PENDING_DEADLINE_MS`: how long an order may stay
+    /// PENDING (its `OrderCreated` not handled: dead-lettered, or never
+    /// relayed) before it is cancelled.
+    pub pending_deadline: Duration,
     /// `ORDERLY_SAGA_SWEEP_INTERVAL_MS`: how often overdue orders are looked for.
     pub sweep_interval: Duration,
     /// `ORDERLY_CONSUMER_BACKOFF_MAX_MS`: cap of the retry back-off.
@@ -59,6 +66,7 @@ impl SagaConfig {
             payment_url: "http://127.0.0.1:50053".to_owned(),
             call_timeout: Duration::from_secs(5),
             payment_deadline: Duration::from_secs(15 * 60),
+            pending_deadline: DEFAULT_SAGA_PENDING_DEADLINE,
             sweep_interval: Duration::from_secs(1),
             backoff_max: Duration::from_secs(10),
             consumer: RuntimeConfig::default(),
@@ -68,18 +76,12 @@ impl SagaConfig {
     /// Reads the settings, defaulting each unset variable.
     pub fn from_env() -> Result<Self, ConfigError> {
         let d = Self::new(KafkaConfig::from_env()?);
-        let millis = |name: &str, default: Duration| -> Result<Duration, ConfigError> {
-            let value: u64 = var(name, default.as_millis() as u64)?;
-            if value == 0 {
-                return Err(ConfigError::invalid(name, "must be at least 1"));
-            }
-            Ok(Duration::from_millis(value))
-        };
         Ok(Self {
             inventory_url: var("SAGA_INVENTORY_URL", d.inventory_url)?,
             payment_url: var("SAGA_PAYMENT_URL", d.payment_url)?,
             call_timeout: millis("SAGA_CALL_TIMEOUT_MS", d.call_timeout)?,
             payment_deadline: millis("SAGA_PAYMENT_DEADLINE_MS", d.payment_deadline)?,
+            pending_deadline: saga_pending_deadline()?,
             sweep_interval: millis("SAGA_SWEEP_INTERVAL_MS", d.sweep_interval)?,
             backoff_max: millis("CONSUMER_BACKOFF_MAX_MS", d.backoff_max)?,
             consumer: RuntimeConfig::from_env()?,
@@ -107,5 +109,22 @@ impl Config {
             },
             verify: orderly_verify::Config::from_env()?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pending_deadline_defaults_to_fifteen_minutes_as_verify_judges_it() {
+        let saga = SagaConfig::new(KafkaConfig::default());
+        assert_eq!(saga.pending_deadline, Duration::from_millis(900_000));
+        // Verify reports what the sweeper should have cancelled: both must
+        // judge by the same default.
+        assert_eq!(
+            saga.pending_deadline,
+            orderly_verify::Config::default().pending_deadline
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! The order service's own figures: saga steps by outcome and duration,
-//! and orders by final status. Clones share them.
+//! orders by final status, and the deadlines' cancellations. Clones share
+//! them.
 
 use std::time::Duration;
 
@@ -22,12 +23,16 @@ const STEP_BUCKETS: [f64; 12] = [
 /// `status` of a finished order.
 type StatusLabels = [(&'static str, &'static str); 1];
 
+/// `deadline` of a deadline cancellation.
+type DeadlineLabels = [(&'static str, &'static str); 1];
+
 /// Counters of the order service.
 #[derive(Debug, Clone)]
 pub struct OrderMetrics {
     saga_steps: Family<StepLabels, Counter>,
     saga_step_duration: Family<StepLabel, Histogram>,
     finished: Family<StatusLabels, Counter>,
+    deadline_cancellations: Family<DeadlineLabels, Counter>,
 }
 
 impl Default for OrderMetrics {
@@ -36,13 +41,15 @@ impl Default for OrderMetrics {
             saga_steps: Family::default(),
             saga_step_duration: Family::new_with_constructor(|| Histogram::new(STEP_BUCKETS)),
             finished: Family::default(),
+            deadline_cancellations: Family::default(),
         }
     }
 }
 
 impl OrderMetrics {
-    /// Adds `orderly_saga_steps_total` and `orderly_orders_finished_total`
-    /// to `registry`.
+    /// Adds `orderly_saga_steps_total`, `orderly_saga_step_duration_seconds`,
+    /// `orderly_orders_finished_total` and
+    /// `orderly_saga_deadline_cancellations_total` to `registry`.
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
             "orderly_saga_steps",
@@ -58,6 +65,11 @@ impl OrderMetrics {
             "orderly_orders_finished",
             "Orders this replica moved to a final status (CONFIRMED, REJECTED, CANCELLED)",
             self.finished.clone(),
+        );
+        registry.register(
+            "orderly_saga_deadline_cancellations",
+            "Orders this replica cancelled at a saga deadline (pending: never taken up by the saga; payment: no payment outcome); also counted as CANCELLED in orderly_orders_finished_total",
+            self.deadline_cancellations.clone(),
         );
     }
 
@@ -75,6 +87,13 @@ impl OrderMetrics {
     pub fn finished(&self, status: OrderStatus, orders: u64) {
         self.finished
             .get_or_create(&[("status", status.as_str())])
+            .inc_by(orders);
+    }
+
+    /// Counts `orders` orders cancelled at `deadline` (`pending`, `payment`).
+    pub fn deadline_cancelled(&self, deadline: &'static str, orders: u64) {
+        self.deadline_cancellations
+            .get_or_create(&[("deadline", deadline)])
             .inc_by(orders);
     }
 }

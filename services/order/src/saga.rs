@@ -1,6 +1,7 @@
 //! The order saga (DESIGN §3), orchestrated by the order service: a consumer
 //! of the order and payment topics that reserves, confirms, cancels,
-//! commits, releases and refunds, plus the payment-deadline sweeper.
+//! commits, releases and refunds, plus the sweeper of its deadlines
+//! (orders left PENDING or RESERVED too long are cancelled).
 //!
 //! Each remote command is idempotent per order and runs before the
 //! transaction that records its outcome, so a crash in between is repaired
@@ -18,7 +19,10 @@ use orderly::{
 };
 use uuid::Uuid;
 
-pub use self::{clients::Remotes, deadline::run as run_deadline};
+pub use self::{
+    clients::Remotes,
+    deadline::{Deadlines, run as run_deadline},
+};
 use self::{clients::Reservation, decide::Step};
 use crate::{
     domain::{Order, OrderStatus},

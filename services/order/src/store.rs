@@ -98,19 +98,21 @@ pub async fn update_status(
     Ok(row.map(|row| row.get(0)))
 }
 
-/// Claims up to `limit` RESERVED orders unchanged for longer than
-/// `deadline` (locked until the transaction ends; others skip them), each
-/// with the trace context of the request that created it.
-pub async fn overdue_reserved(
+/// Claims up to `limit` orders in `status` (PENDING or RESERVED; any other
+/// claims nothing) unchanged for longer than `deadline`, oldest first
+/// (locked until the transaction ends; others skip them), each with the
+/// trace context of the request that created it.
+pub async fn overdue(
     tx: &impl GenericClient,
+    status: OrderStatus,
     deadline: std::time::Duration,
     limit: i64,
 ) -> Result<Vec<(Uuid, TraceContext)>, Error> {
-    let statement = tx
-        .prepare_cached(include_str!("store/overdue_reserved.sql"))
-        .await?;
+    let statement = tx.prepare_cached(include_str!("store/overdue.sql")).await?;
     let seconds = deadline.as_secs_f64();
-    let rows = tx.query(&statement, &[&seconds, &limit]).await?;
+    let rows = tx
+        .query(&statement, &[&status.as_str(), &seconds, &limit])
+        .await?;
     Ok(rows
         .iter()
         .map(|row| {

@@ -380,6 +380,22 @@ async fn config_prints_env_lines_with_passwords_hidden() {
 }
 
 #[tokio::test]
+async fn config_shows_the_pending_deadline_and_names_it_when_invalid() {
+    let name = "ORDERLY_SAGA_PENDING_DEADLINE_MS";
+    let run = orderly_with_env(vec!["config".to_owned()], vec![(name, "120000".to_owned())]).await;
+    assert!(run.success, "{run:?}");
+    assert!(
+        run.stdout.lines().any(|l| l == format!("{name}=120000")),
+        "{run:?}"
+    );
+    for bad in ["0", "soon"] {
+        let run = orderly_with_env(vec!["config".to_owned()], vec![(name, bad.to_owned())]).await;
+        assert!(!run.success, "{bad}: {run:?}");
+        assert!(run.stderr.contains(name), "{bad}: {run:?}");
+    }
+}
+
+#[tokio::test]
 async fn config_never_prints_tokens() {
     let dir = std::env::temp_dir().join(format!(
         "orderly-cli-{}",

@@ -20,6 +20,9 @@ pub use records::{
 pub enum Kind {
     /// An order still PENDING or RESERVED longer than the bound.
     OrderStuck,
+    /// An order still PENDING longer than the saga's pending deadline: the
+    /// sweeper should have cancelled it.
+    PendingOverdue,
     /// A SKU counter below zero.
     StockNegative,
     /// `available + reserved + sold != stocked`.
@@ -64,8 +67,9 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in report order.
-    pub const ALL: [Kind; 21] = [
+    pub const ALL: [Kind; 22] = [
         Kind::OrderStuck,
+        Kind::PendingOverdue,
         Kind::StockNegative,
         Kind::StockUnbalanced,
         Kind::StockedMissing,
@@ -92,6 +96,7 @@ impl Kind {
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::OrderStuck => "order_stuck",
+            Kind::PendingOverdue => "pending_overdue",
             Kind::StockNegative => "stock_negative",
             Kind::StockUnbalanced => "stock_unbalanced",
             Kind::StockedMissing => "stocked_missing",

@@ -72,6 +72,7 @@ pub struct Verifier {
     pool: Pool,
     ledger: Ledger,
     retention: Duration,
+    pending_deadline: Duration,
 }
 
 impl Verifier {
@@ -82,6 +83,7 @@ impl Verifier {
             pool,
             ledger: Ledger::new(&config.redis)?,
             retention: Duration::from_secs(config.reservation_retention_secs),
+            pending_deadline: config.pending_deadline,
         })
     }
 
@@ -93,6 +95,7 @@ impl Verifier {
             now: chrono::Utc::now(),
             bound,
             retention: self.retention,
+            pending_deadline: self.pending_deadline,
         };
         let mut report = Report::default();
         let mut open = self.ledger.open_reservations().await?;

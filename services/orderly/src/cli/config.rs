@@ -67,6 +67,10 @@ pub fn print() -> anyhow::Result<()> {
         "SAGA_PAYMENT_DEADLINE_MS",
         saga.payment_deadline.as_millis(),
     );
+    env.set(
+        "SAGA_PENDING_DEADLINE_MS",
+        saga.pending_deadline.as_millis(),
+    );
     env.set("SAGA_SWEEP_INTERVAL_MS", saga.sweep_interval.as_millis());
     env.set("CONSUMER_BACKOFF_MAX_MS", saga.backoff_max.as_millis());
     env.section("inventory service");

@@ -23,7 +23,9 @@ use super::{
 pub struct Args {
     /// Orders PENDING or RESERVED longer than this are stuck, and changes
     /// younger than this may still be settling (server default: 60; 0 on an
-    /// idle platform checks everything)
+    /// idle platform checks everything). Orders PENDING past the saga's
+    /// pending deadline are reported as pending_overdue whatever this is
+    /// (the order service's ORDERLY_SAGA_PENDING_DEADLINE_MS)
     #[arg(long, value_name = "N")]
     pending_bound_secs: Option<u64>,
     #[command(flatten)]

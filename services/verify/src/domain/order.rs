@@ -25,6 +25,8 @@ pub struct Clock {
     pub bound: Duration,
     /// How long finished reservation records are kept.
     pub retention: Duration,
+    /// How long the saga lets an order stay PENDING before cancelling it.
+    pub pending_deadline: Duration,
 }
 
 impl Clock {
@@ -35,6 +37,12 @@ impl Clock {
     /// Whether an order created at `created_at` is past the bound.
     pub fn stuck(&self, order: &OrderRecord) -> bool {
         !order.status.is_final() && self.age(order.created_at) >= self.bound
+    }
+
+    /// Whether `order` is PENDING past the pending deadline, judged as the
+    /// sweeper judges it: by the time of its last change.
+    pub fn overdue(&self, order: &OrderRecord) -> bool {
+        order.status == Status::Pending && self.age(order.updated_at) >= self.pending_deadline
     }
 
     /// Whether `order` has not changed for the bound.
@@ -64,7 +72,19 @@ pub struct Facts<'a> {
 /// Appends every discrepancy of one order to `out`.
 pub fn check(facts: Facts<'_>, clock: &Clock, out: &mut Vec<Discrepancy>) {
     let order = facts.order;
-    if clock.stuck(order) {
+    // The more telling of the two: the sweeper, not the saga, was due to
+    // end this order.
+    if clock.overdue(order) {
+        out.push(Discrepancy::order(
+            Kind::PendingOverdue,
+            order.id,
+            format!(
+                "PENDING since {} (pending deadline {} s)",
+                order.updated_at.to_rfc3339(),
+                clock.pending_deadline.as_secs_f64()
+            ),
+        ));
+    } else if clock.stuck(order) {
         out.push(Discrepancy::order(
             Kind::OrderStuck,
             order.id,

@@ -8,11 +8,14 @@ use crate::domain::Line;
 
 const BOUND: Duration = Duration::from_secs(60);
 
+const PENDING_DEADLINE: Duration = Duration::from_secs(900);
+
 fn clock() -> Clock {
     Clock {
         now: at(10_000),
         bound: BOUND,
         retention: Duration::from_secs(3_600),
+        pending_deadline: PENDING_DEADLINE,
     }
 }
 
@@ -158,6 +161,55 @@ fn orders_past_the_bound_are_stuck() {
         kinds_viewed(&reserved, found(ReservationState::Reserved), None),
         vec![Kind::OrderStuck]
     );
+}
+
+#[test]
+fn pending_orders_past_the_pending_deadline_are_overdue_instead_of_stuck() {
+    let overdue = order(Status::Pending, 900);
+    assert_eq!(
+        kinds_viewed(&overdue, Reservation::Missing, None),
+        vec![Kind::PendingOverdue]
+    );
+    let younger = order(Status::Pending, 899);
+    assert_eq!(
+        kinds_viewed(&younger, Reservation::Missing, None),
+        vec![Kind::OrderStuck]
+    );
+    // RESERVED orders answer to the payment deadline, not this one.
+    let reserved = order(Status::Reserved, 900);
+    assert_eq!(
+        kinds_viewed(&reserved, found(ReservationState::Reserved), None),
+        vec![Kind::OrderStuck]
+    );
+    // Once the sweeper cancelled it, with a release tombstone: clean.
+    let mut cancelled = order(Status::Cancelled, 900);
+    cancelled.reason = "pending deadline passed".into();
+    assert_eq!(
+        kinds_viewed(&cancelled, found(ReservationState::Released), None),
+        vec![]
+    );
+}
+
+#[test]
+fn the_pending_deadline_applies_even_below_the_bound() {
+    // A lenient bound does not hide an order the sweeper missed.
+    let clock = Clock {
+        bound: Duration::from_secs(3_600),
+        pending_deadline: Duration::from_secs(30),
+        ..clock()
+    };
+    let pending = order(Status::Pending, 40);
+    let view = view_of(&pending, None);
+    let mut out = Vec::new();
+    let facts = Facts {
+        order: &pending,
+        reservation: &Reservation::Missing,
+        payment: None,
+        view: Some(&view),
+    };
+    check(facts, &clock, &mut out);
+    let kinds: Vec<Kind> = out.into_iter().map(|d| d.kind).collect();
+    assert_eq!(kinds, vec![Kind::PendingOverdue]);
 }
 
 #[test]
