@@ -54,9 +54,6 @@ pub(crate) fn prepare(settings: &ConsumerSettings) -> Result<Prepared, KafkaErro
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        // The end of a partition is signalled, so a saved position beyond
-        // the log (a broker that lost it) is noticed: see `partition`.
-        .set("enable.partition.eof", "true")
         // A fetch waits at most this long for new records; see
         // `KafkaConfig::kafka_fetch_wait_ms`.
         .set(

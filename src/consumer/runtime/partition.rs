@@ -9,10 +9,7 @@ use std::{
 };
 
 use futures::FutureExt;
-use rdkafka::{
-    Message, Offset, TopicPartitionList, consumer::Consumer as _, error::KafkaError,
-    message::Headers,
-};
+use rdkafka::{Message, Offset, TopicPartitionList, consumer::Consumer as _, message::Headers};
 use tokio::{sync::watch, time::Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -33,6 +30,10 @@ use crate::{
 /// How far before its saved position a partition is re-read; see the
 /// constant it is tied to.
 const REWIND_MARGIN: i64 = MAX_RECORDS_PER_PRODUCER_BATCH as i64;
+
+/// How long a partition still below its saved position may receive
+/// nothing before the log's end is asked for.
+const LOG_END_CHECK: Duration = Duration::from_millis(500);
 
 /// One lock per partition: a worker holds it for as long as it has the
 /// partition assigned and its queue open, so the next worker of the same
@@ -214,6 +215,21 @@ impl<H: Handler> Worker<H> {
         }
     }
 
+    /// Whether every record of the partition's log has been received: the
+    /// position is at least the log's end as the broker reports it. (Some
+    /// brokers, tansu, report the start of the last batch rather than its
+    /// end; a batch arrives whole, so being past its start is being at the
+    /// end.)
+    async fn read_to_end(&self, pending: &Pending) -> bool {
+        let marks = crate::kafka::watermarks(
+            &self.consumer,
+            vec![(self.topic.clone(), self.partition)],
+            Duration::from_secs(5),
+        )
+        .await;
+        matches!(marks.first(), Some((_, Ok((_, high)))) if pending.position >= *high)
+    }
+
     /// Records on the slot's lease why this partition is held (`None`: it
     /// reads normally again), for `orderly status`; best effort.
     async fn record_held(&self, pending: &mut Pending, held: Option<String>) {
@@ -253,26 +269,29 @@ impl<H: Handler> Worker<H> {
         let mut backoff = Backoff::new(self.pipeline.backoff_max);
         loop {
             if pending.records.is_empty() {
+                let below_saved = pending.behind_log();
                 let received = tokio::select! {
                     // The records in hand are finished; queued ones are read
                     // again by the next owner, from the saved position.
                     () = self.stop.cancelled() => return,
-                    received = queue.recv() => received,
+                    received = queue.recv() => Some(received),
+                    // Still below the saved position and nothing arrives:
+                    // perhaps the log ends before it.
+                    () = tokio::time::sleep(LOG_END_CHECK), if below_saved => None,
                 };
                 match received {
-                    Ok(message) => self.admit(&mut pending, &message),
-                    Err(KafkaError::PartitionEOF(_)) => pending.at_end = true,
-                    Err(error) => {
+                    Some(Ok(message)) => self.admit(&mut pending, &message),
+                    Some(Err(error)) => {
                         tracing::warn!(consumer = self.pipeline.name, topic = %self.topic, partition = self.partition, %error, "Kafka consumer error");
                         continue;
                     }
+                    None => pending.at_end = self.read_to_end(&pending).await,
                 }
             }
             // Whatever else is queued already joins the batch.
-            while pending.records.len() < MAX_BATCH && !pending.at_end {
+            while pending.records.len() < MAX_BATCH {
                 match queue.recv().now_or_never() {
                     Some(Ok(message)) => self.admit(&mut pending, &message),
-                    Some(Err(KafkaError::PartitionEOF(_))) => pending.at_end = true,
                     _ => break,
                 }
             }
@@ -393,7 +412,7 @@ struct Pending {
     /// Where the client is reading: after the last record received, or
     /// where it was assigned.
     position: i64,
-    /// The client reported the end of the log.
+    /// Every record of the log has been received.
     at_end: bool,
     /// Why the partition is held, as recorded on the lease.
     held: Option<String>,
@@ -415,8 +434,8 @@ impl Pending {
         }
     }
 
-    /// At the end of the log (the client said so), whether the position
-    /// saved before is beyond it.
+    /// Whether the position saved before is beyond what was received (at
+    /// the end of the log: the log ends before it).
     fn behind_log(&self) -> bool {
         self.expected
             .is_some_and(|expected| expected > self.position)
