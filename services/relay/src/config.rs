@@ -19,6 +19,10 @@ pub struct Config {
     pub sources: Vec<String>,
     /// `ORDERLY_RELAY_BATCH_SIZE`: rows read, produced and marked at a time.
     pub batch_size: usize,
+    /// `ORDERLY_RELAY_MAX_IN_FLIGHT`: batches of one source being produced
+    /// at once (1..=64); a key with a row in flight is left out of the next
+    /// batch, so an order's events never overtake one another.
+    pub max_in_flight: usize,
     /// `ORDERLY_RELAY_POLL_INTERVAL_MS`: how often an idle source looks for
     /// rows when no notification arrives (a lost NOTIFY costs at most this).
     pub poll_interval_ms: u64,
@@ -58,6 +62,7 @@ impl Default for Config {
             metrics_addr: SocketAddr::from(([127, 0, 0, 1], 9155)),
             sources: vec!["orders".to_owned(), "payments".to_owned()],
             batch_size: 500,
+            max_in_flight: 4,
             poll_interval_ms: 1_000,
             retention: Duration::from_secs(7 * 24 * 3600),
             prune_interval_ms: 60_000,
@@ -88,6 +93,7 @@ impl Config {
                 .filter(|s| !s.is_empty())
                 .collect(),
             batch_size: var("RELAY_BATCH_SIZE", d.batch_size)?,
+            max_in_flight: var("RELAY_MAX_IN_FLIGHT", d.max_in_flight)?,
             poll_interval_ms: var("RELAY_POLL_INTERVAL_MS", d.poll_interval_ms)?,
             retention: Duration::from_secs(retention_hours.saturating_mul(3600)),
             prune_interval_ms: var("RELAY_PRUNE_INTERVAL_MS", d.prune_interval_ms)?,
@@ -129,6 +135,12 @@ impl Config {
             return Err(ConfigError::invalid(
                 "RELAY_BATCH_SIZE",
                 "must be between 1 and 50000",
+            ));
+        }
+        if !(1..=64).contains(&self.max_in_flight) {
+            return Err(ConfigError::invalid(
+                "RELAY_MAX_IN_FLIGHT",
+                "must be between 1 and 64",
             ));
         }
         if !(1..=100_000).contains(&self.prune_batch) {

@@ -20,7 +20,8 @@ use crate::store::OutboxRow;
 /// queue is full (it drains as deliveries complete).
 const QUEUE_FULL_PAUSE: Duration = Duration::from_millis(5);
 
-/// The relay's producer.
+/// The relay's producer; clones share it (several batches in flight).
+#[derive(Clone)]
 pub struct Publisher {
     producer: FutureProducer,
     kafka: KafkaConfig,
