@@ -654,10 +654,11 @@ impl TestPlatform {
 /// Builds a component's app from `config`, panicking with `name` when it
 /// cannot start; with `retry`, failures are retried for a few seconds first.
 /// The consumer runtime of the test platform's components: short leases,
-/// so a replica's partitions move within a couple of seconds.
+/// so a replica's partitions move within seconds, yet long enough that
+/// a round delayed on a busy 2-core machine does not lose them.
 pub fn consumer_runtime() -> orderly::consumer::RuntimeConfig {
     orderly::consumer::RuntimeConfig {
-        lease_ttl_ms: 2_500,
+        lease_ttl_ms: 5_000,
         ..orderly::consumer::RuntimeConfig::default()
     }
 }
