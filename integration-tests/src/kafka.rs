@@ -107,44 +107,21 @@ impl TestKafka {
     /// go, whatever their keys, and waits for them all.
     pub async fn produce_to(&self, topic: &str, partition: i32, records: &[TopicRecord]) {
         let producer = self.producer("5");
-        let deliveries: Vec<_> = records
+        let records = records
             .iter()
-            .map(|record| {
-                producer
-                    .send_result(record.to_kafka(topic).partition(partition))
-                    .map_err(|(e, _)| e)
-                    .expect("enqueue")
-            })
-            .collect();
-        for delivery in deliveries {
-            delivery
-                .await
-                .expect("delivered")
-                .map_err(|(e, _)| e)
-                .expect("produce");
-        }
+            .map(|record| record.to_kafka(topic).partition(partition));
+        send_all(&producer, records).await;
     }
 
     /// Produces `records` to `topic` in one go, so records of one partition
     /// share producer batches (as the relay's do), and waits for them all.
     pub async fn produce_together(&self, topic: &str, records: &[TopicRecord]) {
         let producer = self.producer("50");
-        let deliveries: Vec<_> = records
-            .iter()
-            .map(|record| {
-                producer
-                    .send_result(record.to_kafka(topic))
-                    .map_err(|(e, _)| e)
-                    .expect("enqueue")
-            })
-            .collect();
-        for delivery in deliveries {
-            delivery
-                .await
-                .expect("delivered")
-                .map_err(|(e, _)| e)
-                .expect("produce");
-        }
+        send_all(
+            &producer,
+            records.iter().map(|record| record.to_kafka(topic)),
+        )
+        .await;
     }
 
     fn producer(&self, linger_ms: &str) -> FutureProducer {
@@ -154,6 +131,29 @@ impl TestKafka {
             .set("linger.ms", linger_ms)
             .create()
             .expect("create producer")
+    }
+}
+
+/// Enqueues every record before waiting for any, so records of one
+/// partition share producer batches, then waits for them all.
+async fn send_all<'a>(
+    producer: &FutureProducer,
+    records: impl Iterator<Item = FutureRecord<'a, Vec<u8>, Vec<u8>>>,
+) {
+    let deliveries: Vec<_> = records
+        .map(|record| {
+            producer
+                .send_result(record)
+                .map_err(|(e, _)| e)
+                .expect("enqueue")
+        })
+        .collect();
+    for delivery in deliveries {
+        delivery
+            .await
+            .expect("delivered")
+            .map_err(|(e, _)| e)
+            .expect("produce");
     }
 }
 

@@ -99,6 +99,19 @@ async fn until_shared(replicas: &[&Replica], slots: i32) -> Vec<usize> {
     .await
 }
 
+/// A proxy in front of the test's database, and the database's URL
+/// through it.
+async fn proxied(setup: &Setup) -> (TcpProxy, String) {
+    let proxy = TcpProxy::start(setup.db.server_addr()).await;
+    let url =
+        setup
+            .db
+            .config
+            .database_url
+            .replacen(&setup.db.server_addr(), &proxy.addr.to_string(), 1);
+    (proxy, url)
+}
+
 async fn produce_spread(setup: &Setup, prefix: &str, count: usize) -> Vec<(String, u64, Uuid)> {
     let events: Vec<(String, u64, Uuid)> = (0..count)
         .map(|i| (format!("{prefix}-{i}"), 1, Uuid::now_v7()))
@@ -184,13 +197,7 @@ async fn replicas_share_partitions_fairly_a_killed_ones_move_and_a_new_one_takes
 #[tokio::test]
 async fn a_deposed_replica_cannot_commit_and_every_effect_lands_once() {
     let setup = setup().await;
-    let proxy = TcpProxy::start(setup.db.server_addr()).await;
-    let through_proxy =
-        setup
-            .db
-            .config
-            .database_url
-            .replacen(&setup.db.server_addr(), &proxy.addr.to_string(), 1);
+    let (proxy, through_proxy) = proxied(&setup).await;
     let a = Replica::start_with(&setup, "a", through_proxy);
     eventually("replica a to own every partition", WAIT, || async {
         (a.owned().len() == 3).then_some(())
@@ -249,13 +256,7 @@ async fn a_deposed_replica_cannot_commit_and_every_effect_lands_once() {
 #[tokio::test]
 async fn a_replica_behind_a_half_open_connection_loses_its_partitions_in_bounded_time() {
     let setup = setup().await;
-    let proxy = TcpProxy::start(setup.db.server_addr()).await;
-    let through_proxy =
-        setup
-            .db
-            .config
-            .database_url
-            .replacen(&setup.db.server_addr(), &proxy.addr.to_string(), 1);
+    let (proxy, through_proxy) = proxied(&setup).await;
     let a = Replica::start_with(&setup, "a", through_proxy);
     eventually("replica a to own every partition", WAIT, || async {
         (a.owned().len() == 3).then_some(())
