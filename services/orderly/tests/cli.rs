@@ -416,6 +416,9 @@ async fn config_prints_env_lines_with_passwords_hidden() {
                 "OTEL_EXPORTER_OTLP_HEADERS",
                 "authorization=Bearer t0ken".to_owned(),
             ),
+            ("ORDERLY_CONSUMER_LEASE_TTL_MS", "9000".to_owned()),
+            ("ORDERLY_CONSUMER_ON_LOG_RESET", "hold".to_owned()),
+            ("ORDERLY_CONSUMER_DEAD_LETTER_ATTEMPTS", "7".to_owned()),
         ],
     )
     .await;
@@ -446,6 +449,16 @@ async fn config_prints_env_lines_with_passwords_hidden() {
             .any(|l| l.starts_with("ORDERLY_RELAY_MAX_ATTEMPTS=")),
         "{run:?}"
     );
+    // The consumer runtime's settings are listed (not taken for misspelt
+    // names), with their effective values.
+    for line in [
+        "ORDERLY_CONSUMER_LEASE_TTL_MS=9000",
+        "ORDERLY_CONSUMER_ON_LOG_RESET=hold",
+        "ORDERLY_CONSUMER_DEAD_LETTER_ATTEMPTS=7",
+    ] {
+        assert!(run.stdout.lines().any(|l| l == line), "{line}: {run:?}");
+    }
+    assert!(!run.stdout.contains("# ORDERLY_CONSUMER_"), "{run:?}");
 }
 
 #[tokio::test]
