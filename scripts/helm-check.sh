@@ -379,6 +379,8 @@ must_fail "rejects replicas 0" "minimum" --set components.order.replicas=0
 must_fail "rejects a pending deadline of 0" "/saga/pendingDeadlineMs" --set saga.pendingDeadlineMs=0
 must_fail "rejects an unknown component" "additional properties 'billing'" --set components.billing.enabled=true
 must_fail "rejects a non-Postgres database URL" "/database/url" --set database.url=mysql://db/orderly
+must_fail "rejects an unknown log-reset policy" "/consumer/onLogReset" --set consumer.onLogReset=skip
+must_fail "rejects a lease TTL below 300 ms" "/consumer/leaseTtlMs" --set consumer.leaseTtlMs=100
 must_fail "rejects a grace period shorter than the drain" "must exceed" \
     --set components.order.terminationGracePeriodSeconds=5
 must_fail "rejects a runbook URL that is not http(s)" "/monitoring/rules/runbookBaseUrl" \

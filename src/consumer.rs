@@ -58,6 +58,7 @@ use self::{
 use crate::{
     kafka::KafkaConfig,
     metrics::Registry,
+    ownership::{OwnershipError, SlotOwner},
     proto::v1::{EventEnvelope, event_envelope::Payload},
     trace::TraceContext,
 };
@@ -223,6 +224,10 @@ pub struct Consumer {
 
 struct Shared {
     name: &'static str,
+    /// Where its bookkeeping and leases live.
+    schema: &'static str,
+    /// Its lease group in `<schema>.leases`.
+    lease_group: String,
     pool: Pool,
     store: Store,
     metrics: Arc<ConsumerMetrics>,
@@ -264,6 +269,8 @@ impl Consumer {
         let stopped = CancellationToken::new();
         let shared = Arc::new(Shared {
             name: settings.name,
+            schema: settings.schema,
+            lease_group: prepared.group().to_owned(),
             pool,
             store,
             metrics,
@@ -309,6 +316,20 @@ impl Consumer {
     /// saved position), with why.
     pub fn held(&self) -> Vec<PartitionState> {
         self.shared.metrics.held()
+    }
+
+    /// The lease group under which the consumer's replicas share its
+    /// partitions (`<topic prefix>orderly-<name>`).
+    pub fn lease_group(&self) -> &str {
+        &self.shared.lease_group
+    }
+
+    /// Who owns each of the consumer's partitions now, whichever replica
+    /// it is, from the database (empty until a replica found the topics).
+    pub async fn partition_owners(&self) -> Result<Vec<SlotOwner>, OwnershipError> {
+        let shared = &self.shared;
+        let client = shared.pool.get().await?;
+        Ok(crate::ownership::owners(&client, shared.schema, &shared.lease_group).await?)
     }
 
     /// Applies open dead letters again (`ids` empty: all of them).

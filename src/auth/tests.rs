@@ -103,6 +103,7 @@ fn the_method_table_sorts_every_rpc() {
         "/orderly.v1.QueryService/Rebuild",
         "/orderly.v1.DeadLetterService/ListDeadLetters",
         "/orderly.v1.DeadLetterService/RequeueDeadLetters",
+        "/orderly.v1.DeadLetterService/GetConsumerStatus",
         "/orderly.v1.RelayAdmin/GetBacklog",
         "/orderly.v1.RelayAdmin/RetrySetAside",
         "/orderly.v1.VerifyService/Verify",

@@ -1,10 +1,11 @@
 //! `orderly.v1.DeadLetterService`: lists and requeues the dead letters of the
-//! consumers running in this process.
+//! consumers running in this process, and tells who owns their partitions.
 
 use tonic::{Request, Response, Status};
 
 use super::{Consumer, store::ListedLetter};
 use crate::{
+    ownership::SlotOwner,
     proto::v1::{
         self as pb,
         dead_letter_service_server::{DeadLetterService, DeadLetterServiceServer},
@@ -34,6 +35,15 @@ pub fn dead_letter_admin(consumers: Vec<Consumer>) -> DeadLetterServiceServer<De
 }
 
 impl DeadLetterAdmin {
+    /// The consumer named, or every one served here when `name` is empty.
+    fn select(&self, name: &str) -> Result<Vec<&Consumer>, Status> {
+        if name.is_empty() {
+            Ok(self.consumers.iter().collect())
+        } else {
+            Ok(vec![self.find(name)?])
+        }
+    }
+
     fn find(&self, name: &str) -> Result<&Consumer, Status> {
         self.consumers
             .iter()
@@ -50,8 +60,25 @@ impl DeadLetterAdmin {
 }
 
 fn unavailable(error: impl std::fmt::Display) -> Status {
+    unavailable_to("read dead letters", error)
+}
+
+/// The database (or the pool) failed: UNAVAILABLE, saying what could not
+/// be done.
+fn unavailable_to(what: &str, error: impl std::fmt::Display) -> Status {
     tracing::warn!(%error, "dead-letter admin request failed");
-    Status::unavailable(format!("cannot read dead letters: {error}"))
+    Status::unavailable(format!("cannot {what}: {error}"))
+}
+
+fn owner_to_proto(owner: SlotOwner) -> pb::PartitionOwner {
+    pb::PartitionOwner {
+        partition: owner.slot,
+        owner_instance: owner.instance.unwrap_or_default(),
+        owner_member: owner.owner.map(|m| m.to_string()).unwrap_or_default(),
+        epoch: owner.epoch,
+        live: owner.live,
+        held: owner.held.unwrap_or_default(),
+    }
 }
 
 fn to_proto(letter: ListedLetter) -> pb::DeadLetter {
@@ -90,11 +117,7 @@ impl DeadLetterService for DeadLetterAdmin {
         } else {
             request.limit
         };
-        let consumers: Vec<&Consumer> = if request.consumer.is_empty() {
-            self.consumers.iter().collect()
-        } else {
-            vec![self.find(&request.consumer)?]
-        };
+        let consumers = self.select(&request.consumer)?;
         let mut letters = Vec::new();
         for consumer in consumers {
             let shared = &consumer.shared;
@@ -152,6 +175,28 @@ impl DeadLetterService for DeadLetterAdmin {
                     error: outcome.result.err().unwrap_or_default(),
                 })
                 .collect(),
+        }))
+    }
+
+    async fn get_consumer_status(
+        &self,
+        request: Request<pb::GetConsumerStatusRequest>,
+    ) -> Result<Response<pb::GetConsumerStatusResponse>, Status> {
+        let request = request.into_inner();
+        let mut statuses = Vec::new();
+        for consumer in self.select(&request.consumer)? {
+            let owners = consumer
+                .partition_owners()
+                .await
+                .map_err(|error| unavailable_to("read the partition leases", error))?;
+            statuses.push(pb::ConsumerStatus {
+                consumer: consumer.name().to_owned(),
+                lease_group: consumer.lease_group().to_owned(),
+                partitions: owners.into_iter().map(owner_to_proto).collect(),
+            });
+        }
+        Ok(Response::new(pb::GetConsumerStatusResponse {
+            consumers: statuses,
         }))
     }
 }

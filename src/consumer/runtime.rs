@@ -36,6 +36,14 @@ pub(crate) struct Prepared {
     group: String,
 }
 
+impl Prepared {
+    /// The consumer's lease group, `<topic prefix>orderly-<name>`: its
+    /// replicas share the partitions under it.
+    pub(crate) fn group(&self) -> &str {
+        &self.group
+    }
+}
+
 /// Creates the Kafka consumer (a malformed setting fails here, at startup);
 /// it connects only in [`run`].
 pub(crate) fn prepare(settings: &ConsumerSettings) -> Result<Prepared, KafkaError> {

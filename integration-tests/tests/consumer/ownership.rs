@@ -5,8 +5,14 @@
 
 use std::{collections::BTreeSet, sync::atomic::Ordering, time::Duration};
 
-use orderly::{consumer::Consumer, kafka::ORDER_TOPIC};
-use orderly_integration_tests::{TcpProxy, TestKafka, TopicRecord, consumer_runtime, eventually};
+use orderly::{
+    consumer::Consumer,
+    kafka::ORDER_TOPIC,
+    ownership::{self, Membership},
+};
+use orderly_integration_tests::{
+    TcpProxy, TestDatabase, TestKafka, TopicRecord, consumer_runtime, eventually,
+};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -324,6 +330,61 @@ async fn a_stuck_partition_does_not_hold_up_the_others() {
     assert_eq!(effects(&setup).await, 1 + 1_500 + 40);
     shutdown.cancel();
     consumer.stopped().await;
+}
+
+#[tokio::test]
+async fn owners_name_each_slots_replica_and_hold_and_a_release_drops_the_hold() {
+    let db = TestDatabase::create().await;
+    let pool = orderly::postgres::pool(&db.config).expect("pool");
+    let membership = Membership::new(
+        pool.clone(),
+        "orders",
+        "owners-test",
+        Duration::from_secs(5),
+    );
+    let round = membership.round(2).await.expect("first round");
+    assert_eq!(round.owned.len(), 2, "{round:?}");
+    let held = round.owned[0];
+    membership
+        .set_held(
+            held,
+            Some("t.orderly.order.v1 [0] offset_jump: expected offset 3"),
+        )
+        .await
+        .expect("record the hold");
+
+    let client = pool.get().await.expect("connection");
+    let owners = ownership::owners(&client, "orders", "owners-test")
+        .await
+        .expect("owners");
+    assert_eq!(owners.len(), 2, "{owners:?}");
+    for (slot, owner) in owners.iter().enumerate() {
+        assert_eq!(owner.slot, i32::try_from(slot).expect("slot"), "{owners:?}");
+        assert_eq!(owner.owner, Some(membership.member()), "{owners:?}");
+        assert!(owner.live, "{owners:?}");
+        assert!(
+            owner.instance.as_deref().is_some_and(|i| !i.is_empty()),
+            "{owners:?}"
+        );
+        assert!(owner.epoch >= 1, "{owners:?}");
+    }
+    assert_eq!(
+        owners[0].held.as_deref(),
+        Some("t.orderly.order.v1 [0] offset_jump: expected offset 3")
+    );
+    assert_eq!(owners[1].held, None);
+
+    // The hold was the owner's own finding: released, the slot is free and
+    // says nothing of it; the next owner records its own.
+    membership.release(&[held.slot]).await.expect("release");
+    let owners = ownership::owners(&client, "orders", "owners-test")
+        .await
+        .expect("owners");
+    assert_eq!(owners[0].owner, None, "{owners:?}");
+    assert!(!owners[0].live, "{owners:?}");
+    assert_eq!(owners[0].held, None, "{owners:?}");
+    assert_eq!(owners[0].epoch, held.epoch, "{owners:?}");
+    assert!(owners[1].live, "{owners:?}");
 }
 
 fn record(aggregate: &str, version: u64) -> TopicRecord {

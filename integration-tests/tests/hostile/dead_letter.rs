@@ -68,6 +68,25 @@ pub fn run() {
                 }
             },
         );
+        check(
+            &format!("{component:?} DeadLetterService.GetConsumerStatus"),
+            consumer(),
+            |consumer| {
+                let mut client = client.clone();
+                async move {
+                    let answer = client
+                        .get_consumer_status(pb::GetConsumerStatusRequest { consumer })
+                        .await;
+                    verdict(
+                        "GetConsumerStatus",
+                        answer,
+                        &[Code::NotFound],
+                        &["consumer"],
+                    )?;
+                    Ok(())
+                }
+            },
+        );
         shared.block_on(assert_serving(platform, component));
     }
 }

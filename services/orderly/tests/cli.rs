@@ -215,6 +215,71 @@ async fn status_shows_every_component_up_then_a_stopped_one_down() {
     .await;
     assert!(status["relay"]["sources"].is_array(), "{status}");
 
+    // With one replica of each consumer, every partition of `order-saga`
+    // is owned by that replica (one instance), under a live lease, once
+    // its first lease round has run.
+    let kafka = &platform.kafka.as_ref().expect("kafka").config;
+    let partitions = kafka.kafka_topic_partitions;
+    let saga = eventually(
+        "order-saga's partitions owned",
+        Duration::from_secs(30),
+        || async {
+            let run = orderly(&platform, &ALL, &["status", "--json"]).await;
+            let status = json(&run);
+            let order = status["consumers"]
+                .as_array()?
+                .iter()
+                .find(|c| c["component"] == "order")?
+                .clone();
+            let saga = order["consumers"]
+                .as_array()?
+                .iter()
+                .find(|c| c["consumer"] == "order-saga")?
+                .clone();
+            let owned = saga["partitions"].as_array()?;
+            (owned.len() == partitions as usize && owned.iter().all(|p| p["live"] == true))
+                .then_some(saga)
+        },
+    )
+    .await;
+    assert_eq!(
+        saga["lease_group"],
+        format!("{}orderly-order-saga", kafka.kafka_topic_prefix),
+        "{saga}"
+    );
+    let owned = saga["partitions"].as_array().expect("partitions");
+    let numbers: Vec<i64> = owned
+        .iter()
+        .filter_map(|p| p["partition"].as_i64())
+        .collect();
+    assert_eq!(
+        numbers,
+        (0..i64::from(partitions)).collect::<Vec<_>>(),
+        "{saga}"
+    );
+    let instance = &owned[0]["owner_instance"];
+    assert!(instance.as_str().is_some_and(|i| !i.is_empty()), "{saga}");
+    for p in owned {
+        assert_eq!(
+            &p["owner_instance"], instance,
+            "one replica owns them all: {saga}"
+        );
+        assert_eq!(p["lease"], "live", "{saga}");
+        assert!(p["epoch"].as_i64().is_some_and(|e| e >= 1), "{saga}");
+        assert!(p["held"].is_null(), "{saga}");
+    }
+    assert_eq!(saga["without_live_owner"], serde_json::json!([]), "{saga}");
+    let text = orderly(&platform, &ALL, &["status"]).await;
+    assert!(text.success, "{text:?}");
+    let saga_rows: Vec<&str> = text
+        .stdout
+        .lines()
+        .filter(|l| l.split_whitespace().take(2).eq(["order", "order-saga"]))
+        .filter(|l| l.split_whitespace().nth(5) == Some("live"))
+        .collect();
+    assert_eq!(saga_rows.len(), partitions as usize, "{text:?}");
+    assert!(!text.stdout.contains("no live owner"), "{text:?}");
+
     let letters = orderly(&platform, &ALL, &["dead-letters", "list", "--json"]).await;
     assert_eq!(
         json(&letters)["dead_letters"],
@@ -253,6 +318,10 @@ async fn status_shows_every_component_up_then_a_stopped_one_down() {
             .to_owned()
     };
     assert!(health("payment").ends_with("DOWN"), "{down:?}");
+    assert!(
+        down.stdout.contains("payment: partition owners DOWN"),
+        "{down:?}"
+    );
     assert!(health("order").ends_with("UP"), "{down:?}");
     assert!(health("relay").ends_with("UP"), "{down:?}");
 }
@@ -347,6 +416,9 @@ async fn config_prints_env_lines_with_passwords_hidden() {
                 "OTEL_EXPORTER_OTLP_HEADERS",
                 "authorization=Bearer t0ken".to_owned(),
             ),
+            ("ORDERLY_CONSUMER_LEASE_TTL_MS", "9000".to_owned()),
+            ("ORDERLY_CONSUMER_ON_LOG_RESET", "hold".to_owned()),
+            ("ORDERLY_CONSUMER_DEAD_LETTER_ATTEMPTS", "7".to_owned()),
         ],
     )
     .await;
@@ -377,6 +449,16 @@ async fn config_prints_env_lines_with_passwords_hidden() {
             .any(|l| l.starts_with("ORDERLY_RELAY_MAX_ATTEMPTS=")),
         "{run:?}"
     );
+    // The consumer runtime's settings are listed (not taken for misspelt
+    // names), with their effective values.
+    for line in [
+        "ORDERLY_CONSUMER_LEASE_TTL_MS=9000",
+        "ORDERLY_CONSUMER_ON_LOG_RESET=hold",
+        "ORDERLY_CONSUMER_DEAD_LETTER_ATTEMPTS=7",
+    ] {
+        assert!(run.stdout.lines().any(|l| l == line), "{line}: {run:?}");
+    }
+    assert!(!run.stdout.contains("# ORDERLY_CONSUMER_"), "{run:?}");
 }
 
 #[tokio::test]

@@ -39,6 +39,7 @@ pub fn print() -> anyhow::Result<()> {
     let query = orderly_query::Config::from_env()?;
     let relay = orderly_relay::Config::from_env()?;
     let kafka = orderly::kafka::KafkaConfig::from_env()?;
+    let consumers = orderly::consumer::RuntimeConfig::from_env()?;
     let grace: u64 = orderly::config::var("SHUTDOWN_GRACE_MS", 10_000)?;
 
     let mut env = EnvFile::default();
@@ -72,7 +73,11 @@ pub fn print() -> anyhow::Result<()> {
         saga.pending_deadline.as_millis(),
     );
     env.set("SAGA_SWEEP_INTERVAL_MS", saga.sweep_interval.as_millis());
+    env.section("consumer runtime (order saga, payment, query)");
     env.set("CONSUMER_BACKOFF_MAX_MS", saga.backoff_max.as_millis());
+    for (name, value) in consumers.describe() {
+        env.set(name, value);
+    }
     env.section("inventory service");
     env.set("INVENTORY_GRPC_ADDR", inventory.grpc_addr);
     env.set("INVENTORY_METRICS_ADDR", inventory.metrics_addr);

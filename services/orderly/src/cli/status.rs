@@ -2,6 +2,8 @@
 //! and each failure becomes a DOWN row, never an error: the command exists
 //! for when things are broken.
 
+mod consumers;
+
 use std::collections::BTreeMap;
 
 use orderly::proto::v1::{
@@ -63,12 +65,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         ("query", &common.query_addr, "orderly.v1.QueryService"),
         ("relay", &common.relay_addr, "orderly.v1.RelayAdmin"),
     ];
-    let (health, backlog, letters, projections) = tokio::join!(
+    let (health, backlog, letters, owners, projections) = tokio::join!(
         futures::future::join_all(
             components.map(|(name, addr, service)| health(common, name, addr, service))
         ),
         backlog(common),
         futures::future::join_all(Component::ALL.map(|c| letters(common, c))),
+        futures::future::join_all(Component::ALL.map(|c| consumers::fetch(common, c))),
         projections(common),
     );
     if common.json {
@@ -81,6 +84,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 Err(error) => json!({ "error": error }),
             },
             "dead_letters": letters.iter().filter_map(letters_json).collect::<Vec<_>>(),
+            "consumers": owners.iter().filter_map(consumers::to_json).collect::<Vec<_>>(),
             "projections": match &projections {
                 Ok(list) => json!(list.iter().map(projection_json).collect::<Vec<_>>()),
                 Err(error) => json!({ "error": error }),
@@ -97,6 +101,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     print_backlog(&backlog);
     println!();
     print_letters(&letters);
+    println!();
+    consumers::print(&owners);
     println!();
     print_projections(&projections);
     Ok(())
