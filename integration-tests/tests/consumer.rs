@@ -1,8 +1,11 @@
 //! The kit's consumer runtime with a handler of the test's own, against the
 //! real broker and database: exactly-once effects, version contiguity,
-//! dead letters and requeue, clean shutdown and resume, group commit, and
-//! (in `ownership`) partitions shared by replicas under fenced leases.
+//! dead letters and requeue, clean shutdown and resume, group commit;
+//! partitions shared by replicas under fenced leases (`ownership`), and
+//! events of types this build does not know (`compat`).
 
+#[path = "consumer/compat.rs"]
+mod compat;
 #[path = "consumer/ownership.rs"]
 mod ownership;
 #[path = "consumer/support.rs"]
@@ -16,7 +19,8 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use self::support::{
-    Gate, Recorder, Setup, WAIT, borrowed, counter, counter_of, envelope, metrics, setup, setup_on,
+    Gate, Recorder, Setup, WAIT, borrowed, counter, counter_of, dead_letter_rows, envelope, keyed,
+    metrics, setup, setup_on,
 };
 
 #[tokio::test]

@@ -13,7 +13,9 @@ use std::{
 
 use deadpool_postgres::Transaction;
 use orderly::{
-    consumer::{Consumer, ConsumerSettings, Event, HandleError, Handler, register_metrics},
+    consumer::{
+        Consumer, ConsumerSettings, Event, HandleError, Handler, RuntimeConfig, register_metrics,
+    },
     kafka::ORDER_TOPIC,
     metrics::Registry,
     proto::v1::{EventEnvelope, OrderCancelled, event_envelope::Payload},
@@ -28,7 +30,9 @@ pub(crate) const WAIT: Duration = Duration::from_secs(60);
 /// Records every applied event in `orders.test_effects` (whose primary key
 /// would refuse a second application) with the replica that applied it;
 /// fails permanently for aggregate `poison` (before the transaction) and
-/// `apply-poison*` (inside it, after writing) while `poisoned` is set.
+/// `apply-poison*` (inside it, after writing) while `poisoned` is set, and
+/// panics for aggregates `panic-prepare*` (in the remote step) and
+/// `panic-apply*` (in the transaction, after writing), always.
 #[derive(Clone)]
 pub(crate) struct Recorder {
     pub(crate) poisoned: Arc<AtomicBool>,
@@ -38,6 +42,10 @@ pub(crate) struct Recorder {
     pub(crate) replica: &'static str,
     /// Holds the remote step of aggregates named `gated-*` while closed.
     pub(crate) gate: Arc<Gate>,
+    /// While set, the remote step of aggregates named `internal-*`,
+    /// `unauthenticated-*` and `not-found-*` fails as a dependency answering
+    /// that gRPC code would.
+    pub(crate) dependency_failing: Arc<AtomicBool>,
 }
 
 /// A gate a replica's remote step waits at (aggregates `gated-*`), as a
@@ -88,6 +96,21 @@ impl Handler for Recorder {
         if event.aggregate_id.starts_with("gated") {
             self.gate.pass().await;
         }
+        if event.aggregate_id.starts_with("panic-prepare") {
+            panic!("the handler panicked on purpose in prepare");
+        }
+        if self.dependency_failing.load(Ordering::SeqCst) {
+            let answer = [
+                ("internal-", tonic::Code::Internal),
+                ("unauthenticated-", tonic::Code::Unauthenticated),
+                ("not-found-", tonic::Code::NotFound),
+            ]
+            .into_iter()
+            .find(|(prefix, _)| event.aggregate_id.starts_with(prefix));
+            if let Some((_, code)) = answer {
+                return Err(tonic::Status::new(code, "the dependency is failing").into());
+            }
+        }
         Ok(())
     }
 
@@ -102,6 +125,9 @@ impl Handler for Recorder {
         if event.aggregate_id.starts_with("apply-poison") && self.poisoned.load(Ordering::SeqCst) {
             return Err(HandleError::Permanent("poisoned on purpose, late".into()));
         }
+        if event.aggregate_id.starts_with("panic-apply") {
+            panic!("the handler panicked on purpose in apply");
+        }
         Ok(())
     }
 }
@@ -111,6 +137,9 @@ pub(crate) struct Setup {
     pub(crate) kafka: TestKafka,
     pub(crate) pool: deadpool_postgres::Pool,
     pub(crate) recorder: Recorder,
+    /// The runtime settings the consumer is spawned with (a test may
+    /// change them before spawning).
+    pub(crate) runtime: RuntimeConfig,
 }
 
 pub(crate) async fn setup() -> Setup {
@@ -133,12 +162,14 @@ pub(crate) async fn setup_on(kafka: TestKafka) -> Setup {
         held: Arc::new(AtomicBool::new(false)),
         replica: "r0",
         gate: Arc::default(),
+        dependency_failing: Arc::new(AtomicBool::new(false)),
     };
     Setup {
         db,
         kafka,
         pool,
         recorder,
+        runtime: orderly_integration_tests::consumer_runtime(),
     }
 }
 
@@ -160,7 +191,7 @@ impl Setup {
             topics: &[ORDER_TOPIC],
             kafka: self.kafka.config.clone(),
             backoff_max: Duration::from_millis(300),
-            runtime: orderly_integration_tests::consumer_runtime(),
+            runtime: self.runtime.clone(),
         };
         Consumer::spawn(settings, pool, recorder, shutdown.clone()).expect("spawn consumer")
     }
@@ -241,4 +272,28 @@ pub(crate) fn counter(text: &str, family: &str) -> f64 {
 
 pub(crate) fn counter_of(consumer: &Consumer, family: &str) -> f64 {
     counter(&metrics(consumer), family)
+}
+
+/// A record keyed by `aggregate` carrying `payload` (an envelope's bytes).
+pub(crate) fn keyed(aggregate: &str, payload: Vec<u8>) -> TopicRecord {
+    TopicRecord {
+        key: Some(aggregate.as_bytes().to_vec()),
+        payload,
+        ..Default::default()
+    }
+}
+
+/// How many dead letters the consumer has recorded in the database.
+pub(crate) async fn dead_letter_rows(setup: &Setup) -> i64 {
+    setup
+        .db
+        .client()
+        .await
+        .query_one(
+            "SELECT count(*) FROM orders.dead_letters WHERE consumer = 'recorder'",
+            &[],
+        )
+        .await
+        .expect("count dead letters")
+        .get(0)
 }
