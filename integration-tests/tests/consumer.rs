@@ -1,11 +1,14 @@
 //! The kit's consumer runtime with a handler of the test's own, against the
 //! real broker and database: exactly-once effects, version contiguity,
 //! dead letters and requeue, clean shutdown and resume, group commit;
-//! partitions shared by replicas under fenced leases (`ownership`), and
-//! events of types this build does not know (`compat`).
+//! partitions shared by replicas under fenced leases (`ownership`), events
+//! of types this build does not know (`compat`), and panics, a refusing
+//! dead-letter topic and failing dependencies (`failures`).
 
 #[path = "consumer/compat.rs"]
 mod compat;
+#[path = "consumer/failures.rs"]
+mod failures;
 #[path = "consumer/ownership.rs"]
 mod ownership;
 #[path = "consumer/support.rs"]
