@@ -11,6 +11,8 @@ mod compat;
 mod failures;
 #[path = "consumer/ownership.rs"]
 mod ownership;
+#[path = "consumer/relay_batch.rs"]
+mod relay_batch;
 #[path = "consumer/support.rs"]
 mod support;
 
