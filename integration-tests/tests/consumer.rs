@@ -2,8 +2,11 @@
 //! real broker and database: exactly-once effects, version contiguity,
 //! dead letters and requeue, clean shutdown and resume, group commit;
 //! partitions shared by replicas under fenced leases (`ownership`), events
-//! of types this build does not know (`compat`), and panics, a refusing
-//! dead-letter topic and failing dependencies (`failures`).
+//! of types this build does not know (`compat`), panics, a refusing
+//! dead-letter topic and failing dependencies (`failures`), the relay's
+//! producer batches against the re-read margin (`relay_batch`), and the
+//! whole platform under a failing dependency and a broker that lost its log
+//! (`platform`, run with the whole-platform tests).
 
 #[path = "consumer/compat.rs"]
 mod compat;
@@ -11,6 +14,8 @@ mod compat;
 mod failures;
 #[path = "consumer/ownership.rs"]
 mod ownership;
+#[path = "consumer/platform.rs"]
+mod platform;
 #[path = "consumer/relay_batch.rs"]
 mod relay_batch;
 #[path = "consumer/support.rs"]
