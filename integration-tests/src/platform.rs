@@ -651,8 +651,6 @@ impl TestPlatform {
     }
 }
 
-/// Builds a component's app from `config`, panicking with `name` when it
-/// cannot start; with `retry`, failures are retried for a few seconds first.
 /// The consumer runtime of the test platform's components: short leases,
 /// so a replica's partitions move within a couple of seconds.
 pub fn consumer_runtime() -> orderly::consumer::RuntimeConfig {
@@ -662,6 +660,8 @@ pub fn consumer_runtime() -> orderly::consumer::RuntimeConfig {
     }
 }
 
+/// Builds a component's app from `config`, panicking with `name` when it
+/// cannot start; with `retry`, failures are retried for a few seconds first.
 async fn build<C, A, E, F>(name: &str, config: C, retry: bool, build: impl Fn(C) -> F) -> A
 where
     C: Clone,
