@@ -16,7 +16,7 @@ use rdkafka::{
     producer::{FutureProducer, FutureRecord},
 };
 
-use crate::{FIX_COMMAND, eventually, free_port, unique_id};
+use crate::{FIX_COMMAND, TcpProxy, eventually, free_port, unique_id};
 
 /// Settings that point a component at a test broker under a topic prefix of
 /// its own.
@@ -46,8 +46,22 @@ impl TestKafka {
 
     /// A broker process of the test's own, for tests that stop or kill it.
     pub async fn dedicated() -> Self {
+        Self::dedicated_with_partitions(3).await
+    }
+
+    /// A broker process of the test's own, with topics of `partitions`
+    /// partitions each.
+    pub async fn dedicated_with_partitions(partitions: i32) -> Self {
         let broker = BrokerProcess::start().await;
-        Self::on(broker.addr.to_string(), Some(broker), 3).await
+        Self::on(broker.addr.to_string(), Some(broker), partitions).await
+    }
+
+    /// A broker process of the test's own behind a proxy (see
+    /// [`BrokerProcess::start_behind_proxy`]), with topics of `partitions`
+    /// partitions each.
+    pub async fn dedicated_behind_proxy(partitions: i32) -> Self {
+        let broker = BrokerProcess::start_behind_proxy().await;
+        Self::on(broker.client_addr().to_string(), Some(broker), partitions).await
     }
 
     async fn on(brokers: String, broker: Option<BrokerProcess>, partitions: i32) -> Self {
@@ -279,8 +293,14 @@ fn read_all_blocking(config: &KafkaConfig, topic: &str) -> Vec<TopicRecord> {
 pub struct BrokerProcess {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// The address it gives its clients: its own, or its proxy's.
+    advertised: SocketAddr,
     child: Child,
+    proxy: Option<TcpProxy>,
 }
+
+/// How many times a broker is started on a fresh port before giving up.
+const START_ATTEMPTS: usize = 3;
 
 impl BrokerProcess {
     /// Starts a broker with in-memory storage on a free port and waits until
@@ -288,50 +308,68 @@ impl BrokerProcess {
     /// taken before the broker binds it; a broker that exits is started again
     /// on another port.
     pub async fn start() -> Self {
-        const ATTEMPTS: usize = 3;
-        let binary = tansu_binary();
-        for _ in 0..ATTEMPTS {
+        for _ in 0..START_ATTEMPTS {
             let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-            let url = format!("tcp://{addr}");
-            let child = Command::new(&binary)
-                .args(["broker", "--listener-url", &url])
-                .args(["--advertised-listener-url", &url])
-                .args(["--storage-engine", "memory://tansu/"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
-            let mut broker = Self { addr, child };
-            let listening = eventually(
-                "the test broker to listen or exit",
-                Duration::from_secs(20),
-                || {
-                    // Whoever answers must be our broker: it is still running.
-                    let exited = matches!(broker.child.try_wait(), Ok(Some(_)));
-                    async move {
-                        if exited {
-                            return Some(false);
-                        }
-                        TcpStream::connect_timeout(&addr, Duration::from_millis(200))
-                            .ok()
-                            .map(|_| true)
-                    }
-                },
-            )
-            .await;
-            if listening && matches!(broker.child.try_wait(), Ok(None)) {
-                return broker;
+            if let Some(child) = spawn_broker(addr, addr).await {
+                return Self {
+                    addr,
+                    advertised: addr,
+                    child,
+                    proxy: None,
+                };
             }
         }
         panic!(
-            "the test broker exited {ATTEMPTS} times on start ({})",
-            binary.display()
+            "the test broker exited {START_ATTEMPTS} times on start ({})",
+            tansu_binary().display()
         );
+    }
+
+    /// Starts a broker that every client reaches through a [`TcpProxy`] of
+    /// its own (the broker advertises the proxy's address), so that a test
+    /// can slow or cut the network to it: see [`Self::proxy`].
+    pub async fn start_behind_proxy() -> Self {
+        for _ in 0..START_ATTEMPTS {
+            let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+            let proxy = TcpProxy::start(addr.to_string()).await;
+            if let Some(child) = spawn_broker(addr, proxy.addr).await {
+                return Self {
+                    addr,
+                    advertised: proxy.addr,
+                    child,
+                    proxy: Some(proxy),
+                };
+            }
+        }
+        panic!(
+            "the test broker exited {START_ATTEMPTS} times on start ({})",
+            tansu_binary().display()
+        );
+    }
+
+    /// Where clients bootstrap: the broker, or its proxy.
+    pub fn client_addr(&self) -> SocketAddr {
+        self.advertised
+    }
+
+    /// The proxy in front of a broker from [`Self::start_behind_proxy`].
+    pub fn proxy(&self) -> Option<&TcpProxy> {
+        self.proxy.as_ref()
     }
 
     /// The broker's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Kills the broker, losing its in-memory log (every topic and record),
+    /// and starts an empty one on the same address, as a broker that lost
+    /// its storage comes back. Topics must be created again.
+    pub async fn restart_empty(&mut self) {
+        self.stop();
+        self.child = spawn_broker(self.addr, self.advertised)
+            .await
+            .unwrap_or_else(|| panic!("cannot start the test broker again on {}", self.addr));
     }
 
     /// Freezes the broker (SIGSTOP): connections stay open, nothing answers,
@@ -352,16 +390,62 @@ impl BrokerProcess {
             .expect("run kill");
         assert!(status.success(), "kill {signal} failed");
     }
-}
 
-impl Drop for BrokerProcess {
-    fn drop(&mut self) {
+    /// Kills the process and reaps it.
+    fn stop(&mut self) {
         // A stopped process must be continued before it can die.
         let _ = Command::new("kill")
             .args(["-CONT", &self.child.id().to_string()])
             .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Starts a broker with in-memory storage listening on `addr` and
+/// advertising `advertised`, and waits until it accepts connections; `None`
+/// when it exited instead (its port was taken).
+async fn spawn_broker(addr: SocketAddr, advertised: SocketAddr) -> Option<Child> {
+    let binary = tansu_binary();
+    let listen = format!("tcp://{addr}");
+    let advertise = format!("tcp://{advertised}");
+    let mut child = Command::new(&binary)
+        .args(["broker", "--listener-url", &listen])
+        .args(["--advertised-listener-url", &advertise])
+        .args(["--storage-engine", "memory://tansu/"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+    let listening = eventually(
+        "the test broker to listen or exit",
+        Duration::from_secs(20),
+        || {
+            // Whoever answers must be our broker: it is still running.
+            let exited = matches!(child.try_wait(), Ok(Some(_)));
+            async move {
+                if exited {
+                    return Some(false);
+                }
+                TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+                    .ok()
+                    .map(|_| true)
+            }
+        },
+    )
+    .await;
+    if listening && matches!(child.try_wait(), Ok(None)) {
+        Some(child)
+    } else {
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

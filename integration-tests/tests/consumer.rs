@@ -1,246 +1,37 @@
 //! The kit's consumer runtime with a handler of the test's own, against the
 //! real broker and database: exactly-once effects, version contiguity,
-//! dead letters and requeue, clean shutdown and resume, group commit, and
-//! (in `ownership`) partitions shared by replicas under fenced leases.
+//! dead letters and requeue, clean shutdown and resume, group commit;
+//! partitions shared by replicas under fenced leases (`ownership`), events
+//! of types this build does not know (`compat`), panics, a refusing
+//! dead-letter topic and failing dependencies (`failures`), the relay's
+//! producer batches against the re-read margin (`relay_batch`), and the
+//! whole platform under a failing dependency and a broker that lost its log
+//! (`platform`, run with the whole-platform tests).
 
+#[path = "consumer/compat.rs"]
+mod compat;
+#[path = "consumer/failures.rs"]
+mod failures;
 #[path = "consumer/ownership.rs"]
 mod ownership;
+#[path = "consumer/platform.rs"]
+mod platform;
+#[path = "consumer/relay_batch.rs"]
+mod relay_batch;
+#[path = "consumer/support.rs"]
+mod support;
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::Duration,
-};
+use std::{sync::atomic::Ordering, time::Duration};
 
-use deadpool_postgres::Transaction;
-use orderly::{
-    consumer::{Consumer, ConsumerSettings, Event, HandleError, Handler, register_metrics},
-    kafka::ORDER_TOPIC,
-    metrics::Registry,
-    proto::v1::{EventEnvelope, OrderCancelled, event_envelope::Payload},
-};
-use orderly_integration_tests::{TestDatabase, TestKafka, TopicRecord, eventually, init_logging};
-use prost::Message;
+use orderly::kafka::ORDER_TOPIC;
+use orderly_integration_tests::{TopicRecord, eventually};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-const WAIT: Duration = Duration::from_secs(60);
-
-/// Records every applied event in `orders.test_effects` (whose primary key
-/// would refuse a second application) with the replica that applied it;
-/// fails permanently for aggregate `poison` (before the transaction) and
-/// `apply-poison*` (inside it, after writing) while `poisoned` is set.
-#[derive(Clone)]
-struct Recorder {
-    poisoned: Arc<AtomicBool>,
-    /// Aggregates named `held-*` fail transiently while this is set.
-    held: Arc<AtomicBool>,
-    /// Which replica this is (recorded with each effect).
-    replica: &'static str,
-    /// Holds the remote step of aggregates named `gated-*` while closed.
-    gate: Arc<Gate>,
-}
-
-/// A gate a replica's remote step waits at (aggregates `gated-*`), as a
-/// replica frozen mid-record would.
-#[derive(Default)]
-struct Gate {
-    closed: AtomicBool,
-    /// How many remote steps reached the closed gate.
-    waiting: std::sync::atomic::AtomicUsize,
-    opened: tokio::sync::Notify,
-}
-
-impl Gate {
-    fn close(&self) {
-        self.closed.store(true, Ordering::SeqCst);
-    }
-
-    fn open(&self) {
-        self.closed.store(false, Ordering::SeqCst);
-        self.opened.notify_waiters();
-    }
-
-    async fn pass(&self) {
-        if !self.closed.load(Ordering::SeqCst) {
-            return;
-        }
-        self.waiting.fetch_add(1, Ordering::SeqCst);
-        loop {
-            let opened = self.opened.notified();
-            if !self.closed.load(Ordering::SeqCst) {
-                return;
-            }
-            opened.await;
-        }
-    }
-}
-
-impl Handler for Recorder {
-    type Effect = ();
-
-    async fn prepare(&self, event: &Event) -> Result<(), HandleError> {
-        if event.aggregate_id == "poison" && self.poisoned.load(Ordering::SeqCst) {
-            return Err(HandleError::Permanent("poisoned on purpose".into()));
-        }
-        if event.aggregate_id.starts_with("held") && self.held.load(Ordering::SeqCst) {
-            return Err(HandleError::Transient("held on purpose".into()));
-        }
-        if event.aggregate_id.starts_with("gated") {
-            self.gate.pass().await;
-        }
-        Ok(())
-    }
-
-    async fn apply(&self, tx: &Transaction<'_>, event: &Event, (): ()) -> Result<(), HandleError> {
-        let version = i64::try_from(event.version).unwrap_or(i64::MAX);
-        tx.execute(
-            "INSERT INTO orders.test_effects (event_id, aggregate_id, version, replica, partition) VALUES ($1, $2, $3, $4, $5)",
-            &[&event.event_id, &event.aggregate_id, &version, &self.replica, &event.partition],
-        )
-        .await?;
-        // Fails after writing: whatever the transaction holds must roll back.
-        if event.aggregate_id.starts_with("apply-poison") && self.poisoned.load(Ordering::SeqCst) {
-            return Err(HandleError::Permanent("poisoned on purpose, late".into()));
-        }
-        Ok(())
-    }
-}
-
-struct Setup {
-    db: TestDatabase,
-    kafka: TestKafka,
-    pool: deadpool_postgres::Pool,
-    recorder: Recorder,
-}
-
-async fn setup() -> Setup {
-    setup_on(TestKafka::shared().await).await
-}
-
-async fn setup_on(kafka: TestKafka) -> Setup {
-    init_logging();
-    let db = TestDatabase::create().await;
-    db.client()
-        .await
-        .batch_execute(
-            "CREATE TABLE orders.test_effects (event_id uuid PRIMARY KEY, aggregate_id text NOT NULL, version bigint NOT NULL, replica text NOT NULL, partition integer NOT NULL)",
-        )
-        .await
-        .expect("effects table");
-    let pool = orderly::postgres::pool(&db.config).expect("pool");
-    let recorder = Recorder {
-        poisoned: Arc::new(AtomicBool::new(false)),
-        held: Arc::new(AtomicBool::new(false)),
-        replica: "r0",
-        gate: Arc::default(),
-    };
-    Setup {
-        db,
-        kafka,
-        pool,
-        recorder,
-    }
-}
-
-impl Setup {
-    fn spawn(&self, shutdown: &CancellationToken) -> Consumer {
-        self.spawn_with(self.pool.clone(), self.recorder.clone(), shutdown)
-    }
-
-    /// A replica of the consumer with its own pool and handler.
-    fn spawn_with(
-        &self,
-        pool: deadpool_postgres::Pool,
-        recorder: Recorder,
-        shutdown: &CancellationToken,
-    ) -> Consumer {
-        let settings = ConsumerSettings {
-            name: "recorder",
-            schema: "orders",
-            topics: &[ORDER_TOPIC],
-            kafka: self.kafka.config.clone(),
-            backoff_max: Duration::from_millis(300),
-            runtime: orderly_integration_tests::consumer_runtime(),
-        };
-        Consumer::spawn(settings, pool, recorder, shutdown.clone()).expect("spawn consumer")
-    }
-
-    async fn produce(&self, events: &[(&str, u64, Uuid)]) {
-        let records: Vec<TopicRecord> = events
-            .iter()
-            .map(|(aggregate, version, id)| TopicRecord {
-                key: Some(aggregate.as_bytes().to_vec()),
-                payload: envelope(aggregate, *version, *id),
-                headers: vec![("event_id".into(), id.to_string().into_bytes())],
-                ..Default::default()
-            })
-            .collect();
-        self.kafka
-            .produce(&self.kafka.config.topic(ORDER_TOPIC), &records)
-            .await;
-    }
-
-    async fn applied(&self, aggregate: &str) -> Vec<i64> {
-        self.db
-            .client()
-            .await
-            .query(
-                "SELECT version FROM orders.test_effects WHERE aggregate_id = $1 ORDER BY version",
-                &[&aggregate],
-            )
-            .await
-            .expect("effects")
-            .iter()
-            .map(|row| row.get(0))
-            .collect()
-    }
-
-    async fn until_applied(&self, aggregate: &str, versions: &[i64]) {
-        eventually(
-            &format!("{aggregate} to reach {versions:?}"),
-            WAIT,
-            || async { (self.applied(aggregate).await == versions).then_some(()) },
-        )
-        .await;
-    }
-}
-
-fn envelope(aggregate: &str, version: u64, id: Uuid) -> Vec<u8> {
-    EventEnvelope {
-        event_id: id.to_string(),
-        event_type: "OrderCancelled".into(),
-        aggregate_type: "order".into(),
-        aggregate_id: aggregate.to_owned(),
-        aggregate_version: version,
-        payload: Some(Payload::OrderCancelled(OrderCancelled::default())),
-        ..Default::default()
-    }
-    .encode_to_vec()
-}
-
-fn borrowed(events: &[(String, u64, Uuid)]) -> Vec<(&str, u64, Uuid)> {
-    events
-        .iter()
-        .map(|(a, v, id)| (a.as_str(), *v, *id))
-        .collect()
-}
-
-fn metrics(consumer: &Consumer) -> String {
-    let mut registry = Registry::default();
-    register_metrics(&mut registry, std::slice::from_ref(consumer));
-    orderly::metrics::encode(&registry)
-}
-
-fn counter(text: &str, family: &str) -> f64 {
-    let prefix = format!("{family}{{consumer=\"recorder\"}} ");
-    text.lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
-}
+use self::support::{
+    Gate, Recorder, Setup, WAIT, borrowed, counter, counter_of, dead_letter_rows, envelope, keyed,
+    metrics, setup, setup_on,
+};
 
 #[tokio::test]
 async fn effects_apply_once_in_version_order_and_a_gap_is_held() {
@@ -417,10 +208,6 @@ async fn a_restart_inside_a_record_batch_resumes_at_the_next_record() {
     );
     shutdown.cancel();
     restarted.stopped().await;
-}
-
-fn counter_of(consumer: &Consumer, family: &str) -> f64 {
-    counter(&metrics(consumer), family)
 }
 
 #[tokio::test]
