@@ -12,6 +12,8 @@
 //!   `processes` (CPU and peak RSS per component, which needs the release
 //!   `orderly` binary).
 //! - `ORDERLY_BENCH_CONCURRENCY`: concurrent clients (default 16).
+//! - `ORDERLY_BENCH_RELAY_MAX_IN_FLIGHT`: the relay's batches in flight per
+//!   source in the saga sections (default: the relay's default), to compare.
 //!
 //! Components run in-process on a runtime of their own whose threads are
 //! named `orderly-svc`; the load generator runs on `bench-load` threads, so
