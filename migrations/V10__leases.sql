@@ -36,6 +36,11 @@ BEGIN
                 held        text,
                 PRIMARY KEY (lease_group, slot)
             );
+            -- The event id of the record just before the saved position:
+            -- a consumer resuming there checks the log still holds it, so a
+            -- log recreated and grown past the position (a broker that lost
+            -- its data) is told apart from the one the position was saved in.
+            ALTER TABLE %1$I.consumer_offsets ADD COLUMN last_event_id uuid;
         $sql$, schema_name);
     END LOOP;
 END

@@ -12,6 +12,8 @@
 mod compat;
 #[path = "consumer/failures.rs"]
 mod failures;
+#[path = "consumer/log_reset.rs"]
+mod log_reset;
 #[path = "consumer/ownership.rs"]
 mod ownership;
 #[path = "consumer/platform.rs"]

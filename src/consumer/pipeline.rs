@@ -12,6 +12,7 @@ use std::{sync::Arc, time::Duration};
 use deadpool_postgres::{GenericClient, Pool};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span, field::Empty};
+use uuid::Uuid;
 
 pub(crate) use self::batch::MAX_BATCH;
 use super::{
@@ -20,7 +21,7 @@ use super::{
     dead_letter::DeadLetterProducer,
     metrics::ConsumerMetrics,
     record::{Decoded, Record},
-    store::{Fenced, LetterEvent, Store},
+    store::{Fenced, LetterEvent, SavedPosition, Store},
 };
 use crate::{backoff::Backoff, ownership::Fence, postgres::Failure, trace::TraceContext};
 
@@ -190,7 +191,7 @@ impl<H: Handler> Pipeline<H> {
         topic: &str,
         partition: i32,
         stop: &CancellationToken,
-    ) -> Result<Option<i64>, ()> {
+    ) -> Result<Option<SavedPosition>, ()> {
         let mut backoff = Backoff::new(self.backoff_max);
         loop {
             let read = async {
@@ -220,24 +221,19 @@ impl<H: Handler> Pipeline<H> {
     /// for duplicates). A position saved late only means a record is read
     /// again and found to be a duplicate, so a database error is only
     /// logged; a refused fence is returned.
-    pub(crate) async fn save_position(
-        &self,
-        fence: &Fence,
-        topic: &str,
-        next_offset: i64,
-    ) -> Fenced {
+    pub(crate) async fn save_position(&self, fence: &Fence, record: &Record) -> Fenced {
         let save = async {
             let client = self.pool.get().await?;
             Ok::<_, HandleError>(
                 self.store
-                    .save_offset(&client, self.name, fence, topic, next_offset)
+                    .save_offset(&client, self.name, fence, record, record.event_id())
                     .await?,
             )
         };
         match save.await {
             Ok(fenced) => fenced,
             Err(error) => {
-                tracing::debug!(consumer = self.name, topic, %error, "position not saved");
+                tracing::debug!(consumer = self.name, topic = %record.topic, %error, "position not saved");
                 Fenced::No
             }
         }
@@ -354,7 +350,8 @@ impl<H: Handler> Pipeline<H> {
         if let Mode::Live(fence) = mode {
             // The partition's position moves with the effects, in the same
             // transaction, and only while this replica owns the partition.
-            self.save_in(&tx, fence, record).await?;
+            self.save_in(&tx, fence, record, Some(event.event_id))
+                .await?;
         }
         tx.commit().await?;
         Ok(Outcome::Applied)
@@ -366,10 +363,11 @@ impl<H: Handler> Pipeline<H> {
         tx: &impl GenericClient,
         fence: &Fence,
         record: &Record,
+        event_id: Option<Uuid>,
     ) -> Result<(), HandleError> {
         match self
             .store
-            .save_offset(tx, self.name, fence, &record.topic, record.offset + 1)
+            .save_offset(tx, self.name, fence, record, event_id)
             .await?
         {
             Fenced::No => Ok(()),
@@ -402,7 +400,8 @@ impl<H: Handler> Pipeline<H> {
         }
         self.advance(&tx, &header.aggregate_id, header.version)
             .await?;
-        self.save_in(&tx, fence, record).await?;
+        self.save_in(&tx, fence, record, Some(header.event_id))
+            .await?;
         tx.commit().await?;
         tracing::info!(
             consumer = self.name, topic = %record.topic, partition = record.partition,
@@ -518,7 +517,7 @@ impl<H: Handler> Pipeline<H> {
                 .advance_version(&tx, self.name, aggregate_id, *version)
                 .await?;
         }
-        self.save_in(&tx, fence, record).await?;
+        self.save_in(&tx, fence, record, record.event_id()).await?;
         tx.commit().await?;
         tracing::error!(
             consumer = self.name, topic = %record.topic, partition = record.partition,

@@ -113,6 +113,11 @@ impl Record {
         })))
     }
 
+    /// The event id the envelope carries, read leniently.
+    pub(crate) fn event_id(&self) -> Option<Uuid> {
+        event_id_of(&self.payload)
+    }
+
     /// What the envelope says of its aggregate, read leniently (for a
     /// record that cannot be handled): its id and version when present.
     pub(crate) fn aggregate(&self) -> Option<(String, u64)> {
@@ -120,6 +125,12 @@ impl Record {
         (!envelope.aggregate_id.is_empty() && envelope.aggregate_version > 0)
             .then_some((envelope.aggregate_id, envelope.aggregate_version))
     }
+}
+
+/// The event id of an encoded envelope, if it has a well-formed one.
+pub(crate) fn event_id_of(payload: &[u8]) -> Option<Uuid> {
+    let envelope = EventEnvelope::decode(payload).ok()?;
+    Uuid::parse_str(&envelope.event_id).ok()
 }
 
 /// A record decoded for the live path.

@@ -40,6 +40,15 @@ pub(crate) struct Store {
     reset_offset: String,
 }
 
+/// Where a consumer stands in a partition.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SavedPosition {
+    /// The offset of the next record to handle.
+    pub next_offset: i64,
+    /// The event id of the record at `next_offset - 1`, if it had one.
+    pub last_event_id: Option<Uuid>,
+}
+
 /// What a dead letter says about the event, when it could be decoded.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct LetterEvent {
@@ -267,20 +276,23 @@ impl Store {
         Ok(())
     }
 
-    /// Where the consumer resumes in a partition; `None` if it never
-    /// handled a record there.
+    /// Where the consumer resumes in a partition and the event id of the
+    /// record before; `None` if it never handled a record there.
     pub(crate) async fn next_offset(
         &self,
         client: &impl GenericClient,
         consumer: &str,
         topic: &str,
         partition: i32,
-    ) -> Result<Option<i64>, Error> {
+    ) -> Result<Option<SavedPosition>, Error> {
         let statement = client.prepare_cached(&self.next_offset).await?;
         let row = client
             .query_opt(&statement, &[&consumer, &topic, &partition])
             .await?;
-        Ok(row.map(|row| row.get(0)))
+        Ok(row.map(|row| SavedPosition {
+            next_offset: row.get(0),
+            last_event_id: row.get(1),
+        }))
     }
 
     /// Records that the partition's records before `next_offset` are
@@ -291,18 +303,12 @@ impl Store {
         client: &impl GenericClient,
         consumer: &str,
         fence: &Fence,
-        topic: &str,
-        next_offset: i64,
+        record: &Record,
+        event_id: Option<Uuid>,
     ) -> Result<Fenced, Error> {
-        self.fenced_offset(
-            &self.save_offset,
-            client,
-            consumer,
-            fence,
-            topic,
-            next_offset,
-        )
-        .await
+        let position = (record.topic.as_str(), record.offset + 1, event_id);
+        self.fenced_offset(&self.save_offset, client, consumer, fence, position)
+            .await
     }
 
     /// Moves the partition's position to `next_offset`, backwards too (its
@@ -315,25 +321,19 @@ impl Store {
         topic: &str,
         next_offset: i64,
     ) -> Result<Fenced, Error> {
-        self.fenced_offset(
-            &self.reset_offset,
-            client,
-            consumer,
-            fence,
-            topic,
-            next_offset,
-        )
-        .await
+        let position = (topic, next_offset, None);
+        self.fenced_offset(&self.reset_offset, client, consumer, fence, position)
+            .await
     }
 
+    /// Writes `(topic, next offset, event id before it)` under `fence`.
     async fn fenced_offset(
         &self,
         sql: &str,
         client: &impl GenericClient,
         consumer: &str,
         fence: &Fence,
-        topic: &str,
-        next_offset: i64,
+        (topic, next_offset, event_id): (&str, i64, Option<Uuid>),
     ) -> Result<Fenced, Error> {
         let statement = client.prepare_cached(sql).await?;
         let written = client
@@ -347,6 +347,7 @@ impl Store {
                     &fence.group,
                     &fence.member,
                     &fence.grant.epoch,
+                    &event_id,
                 ],
             )
             .await?;

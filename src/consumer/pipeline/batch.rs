@@ -75,7 +75,10 @@ impl<H: Handler> Pipeline<H> {
         let effects = prepared.into_iter().map_while(Result::ok).collect();
         if failed_at > 0 {
             let members = &members[..failed_at];
-            let outcomes = self.commit_batch(members, effects, fence).await;
+            let last_record = &records[failed_at - 1];
+            let outcomes = self
+                .commit_batch(members, effects, fence, last_record)
+                .await;
             match outcomes {
                 Ok(outcomes) => self.finish_batch(&records[..failed_at], members, &outcomes),
                 Err(HandleError::Fenced) => {
@@ -113,12 +116,7 @@ impl<H: Handler> Pipeline<H> {
     ) -> Option<Outcome> {
         let outcome = self.process(record, fence, stop).await?;
         // Every other outcome saved the position in its own transaction.
-        if outcome == Outcome::Duplicate
-            && self
-                .save_position(fence, &record.topic, record.offset + 1)
-                .await
-                == Fenced::Yes
-        {
+        if outcome == Outcome::Duplicate && self.save_position(fence, record).await == Fenced::Yes {
             self.fenced(record);
             return None;
         }
@@ -199,6 +197,7 @@ impl<H: Handler> Pipeline<H> {
         members: &[Member],
         effects: Vec<Option<H::Effect>>,
         fence: &Fence,
+        last_record: &Record,
     ) -> Result<Vec<Outcome>, HandleError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
@@ -239,10 +238,16 @@ impl<H: Handler> Pipeline<H> {
                 None => outcomes.push(Outcome::Duplicate),
             }
         }
-        let last = &members[members.len() - 1].event;
+        let last = &members[members.len() - 1];
         if self
             .store
-            .save_offset(&tx, self.name, fence, &last.topic, last.offset + 1)
+            .save_offset(
+                &tx,
+                self.name,
+                fence,
+                last_record,
+                Some(last.event.event_id),
+            )
             .await?
             == Fenced::Yes
         {

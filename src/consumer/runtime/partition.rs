@@ -20,8 +20,8 @@ use crate::{
         Handler,
         config::LogReset,
         pipeline::{MAX_BATCH, Pipeline},
-        record::Record,
-        store::Fenced,
+        record::{Record, event_id_of},
+        store::{Fenced, SavedPosition},
     },
     kafka::MAX_RECORDS_PER_PRODUCER_BATCH,
     ownership::{Fence, Membership},
@@ -107,8 +107,8 @@ impl<H: Handler> Worker<H> {
         // A margin before the saved position (the broker's committed
         // offsets are never trusted), or the log's start for a partition
         // never handled.
-        let offset = saved.map_or(Offset::Beginning, |next| {
-            Offset::Offset(next.saturating_sub(REWIND_MARGIN).max(0))
+        let offset = saved.map_or(Offset::Beginning, |saved| {
+            Offset::Offset(saved.next_offset.saturating_sub(REWIND_MARGIN).max(0))
         });
         // Split before assigning, so none of its records reach the main queue.
         let Some(queue) = self
@@ -155,7 +155,7 @@ impl<H: Handler> Worker<H> {
         tracing::error!(
             consumer = self.pipeline.name, topic = %self.topic, partition = self.partition,
             saved, log_end = pending.position, policy = %self.pipeline.on_log_reset,
-            "the partition's log ends before the saved position: the broker lost its log or the topic was recreated"
+            "the partition's log is not the one the position was saved in (it ends before it, or holds other records there): the broker lost its log or the topic was recreated"
         );
         self.record_held(
             pending,
@@ -185,13 +185,14 @@ impl<H: Handler> Worker<H> {
                     }
                 }
             } else {
-                // Held until an operator moves the position back
+                // Held until an operator moves the position
                 // (docs/operations.md).
                 self.pipeline
                     .resume_point(&self.topic, self.partition, &self.stop)
                     .await
                     .ok()?
-                    .filter(|next| *next <= pending.position)
+                    .map(|saved| saved.next_offset)
+                    .filter(|next| *next != saved)
                     .map(Some)
             };
             if let Some(expected) = restart {
@@ -208,6 +209,9 @@ impl<H: Handler> Worker<H> {
                 tracing::warn!(consumer = self.pipeline.name, topic = %self.topic, partition = self.partition, ?from, "reading the partition's log again");
                 pending.expected = expected;
                 pending.jump = None;
+                pending.replaced = false;
+                pending.identity = None;
+                pending.sought = true;
                 self.record_held(pending, None).await;
                 return Some(());
             }
@@ -295,10 +299,10 @@ impl<H: Handler> Worker<H> {
                     _ => break,
                 }
             }
-            if std::mem::take(&mut pending.at_end)
-                && pending.behind_log()
-                && self.log_behind(&mut pending).await.is_none()
-            {
+            let behind = std::mem::take(&mut pending.at_end) && pending.behind_log();
+            // Records of the old log in hand are handled first.
+            let replaced = pending.replaced && pending.records.is_empty();
+            if (behind || replaced) && self.log_behind(&mut pending).await.is_none() {
                 return;
             }
             if let Some(jump) = pending.jump.take() {
@@ -316,6 +320,7 @@ impl<H: Handler> Worker<H> {
                     return;
                 }
                 let from = jump.expected.saturating_sub(REWIND_MARGIN).max(0);
+                pending.sought = true;
                 if let Err(error) = self.consumer.seek(
                     &self.topic,
                     self.partition,
@@ -371,7 +376,32 @@ impl<H: Handler> Worker<H> {
     /// and reported, never passed.
     fn admit(&self, pending: &mut Pending, message: &impl Message) {
         let offset = message.offset();
-        pending.position = pending.position.max(offset + 1);
+        // Offsets of a partition only grow, unless this worker sought back
+        // or the client reset its position by itself: the log it read from
+        // is gone (`auto.offset.reset`), and this is another one.
+        let went_back = !pending.sought && pending.last.is_some_and(|last| offset <= last);
+        pending.sought = false;
+        pending.last = Some(offset);
+        pending.position = offset + 1;
+        if pending.replaced {
+            // Read again from the start once the log is dealt with.
+            return;
+        }
+        if went_back && pending.expected.is_some() {
+            pending.replaced = true;
+            return;
+        }
+        // The record just before the saved position must be the one it
+        // was saved after; another one means another log.
+        if let Some((at, id)) = pending.identity
+            && offset >= at
+        {
+            pending.identity = None;
+            if offset == at && event_id_of(message.payload().unwrap_or_default()) != Some(id) {
+                pending.replaced = true;
+                return;
+            }
+        }
         if let Some(expected) = pending.expected {
             if offset < expected {
                 self.pipeline.metrics.reread();
@@ -412,6 +442,15 @@ struct Pending {
     /// Where the client is reading: after the last record received, or
     /// where it was assigned.
     position: i64,
+    /// The offset of the last record received.
+    last: Option<i64>,
+    /// This worker moved the client's position since the last record.
+    sought: bool,
+    /// The offset and event id of the record before the saved position,
+    /// until that record was seen.
+    identity: Option<(i64, uuid::Uuid)>,
+    /// The log is not the one the saved position belongs to.
+    replaced: bool,
     /// Every record of the log has been received.
     at_end: bool,
     /// Why the partition is held, as recorded on the lease.
@@ -423,10 +462,14 @@ struct Jump {
 }
 
 impl Pending {
-    fn new(expected: Option<i64>, from: i64) -> Self {
+    fn new(saved: Option<SavedPosition>, from: i64) -> Self {
         Self {
             records: VecDeque::new(),
-            expected,
+            expected: saved.map(|s| s.next_offset),
+            last: None,
+            sought: false,
+            identity: saved.and_then(|s| s.last_event_id.map(|id| (s.next_offset - 1, id))),
+            replaced: false,
             jump: None,
             position: from,
             at_end: false,
