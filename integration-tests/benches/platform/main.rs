@@ -10,7 +10,8 @@
 //! - `ORDERLY_BENCH_ONLY`: a comma-separated subset of `create`, `saga`
 //!   (with latency), `inventory`, `relay` (with projection), `growth`,
 //!   `processes` (CPU and peak RSS per component, which needs the release
-//!   `orderly` binary).
+//!   `orderly` binary), `replicas` (one vs two replicas of each consumer,
+//!   and takeover after kill -9; the release binary too).
 //! - `ORDERLY_BENCH_CONCURRENCY`: concurrent clients (default 16).
 //! - `ORDERLY_BENCH_RELAY_MAX_IN_FLIGHT`: the relay's batches in flight per
 //!   source in the saga sections (default: the relay's default), to compare.
@@ -27,6 +28,7 @@ mod measure;
 mod processes;
 mod projection;
 mod relay;
+mod replicas;
 mod report;
 mod saga;
 
@@ -220,6 +222,13 @@ async fn run(settings: Settings) -> Report {
         let result = bounded(limit, processes::run(s, &mut report)).await;
         if let Err(error) = result {
             report.failed("7 per component", &format!("{error:#}"));
+        }
+    }
+    if s.runs("replicas") {
+        eprintln!("8 replicas, as separate processes");
+        let result = bounded(limit, replicas::run(s, &mut report)).await;
+        if let Err(error) = result {
+            report.failed("8 replicas", &format!("{error:#}"));
         }
     }
     report

@@ -60,7 +60,7 @@ pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<()>
             },
             name: "orderly".into(),
         },
-        order: platform.grpc_addr(Component::Order),
+        orders: vec![platform.grpc_addr(Component::Order)],
         inventory: platform.grpc_addr(Component::Inventory),
     };
     saga::prepare(&stack).await;

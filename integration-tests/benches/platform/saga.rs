@@ -20,7 +20,7 @@ use tonic::transport::Channel;
 
 use crate::{
     Settings, Shared,
-    create_order::{self, SKUS, grpc_loop, request, sku},
+    create_order::{SKUS, grpc_loop, request, sku},
     in_services,
     measure::{CpuProbe, commits, micros_per, percentile},
     report::{Report, Target},
@@ -34,8 +34,9 @@ const STOCK: i64 = 1_000_000_000;
 pub struct Stack {
     /// The platform's database.
     pub db: TestDatabase,
-    /// The order service.
-    pub order: SocketAddr,
+    /// The order service's replicas (at least one): the load's connections
+    /// are spread over them, as a load balancer would.
+    pub orders: Vec<SocketAddr>,
     /// The inventory service.
     pub inventory: SocketAddr,
 }
@@ -45,9 +46,19 @@ impl Stack {
     pub fn of(platform: &TestPlatform) -> Self {
         Self {
             db: platform.db.clone(),
-            order: platform.order_addr(),
+            orders: vec![platform.order_addr()],
             inventory: platform.inventory_addr(),
         }
+    }
+
+    /// A few HTTP/2 connections to the order service, taking its replicas
+    /// in turn (with one replica, those of [`crate::create_order::channels`]).
+    pub async fn order_channels(&self) -> Vec<Channel> {
+        let mut channels = Vec::new();
+        for addr in self.orders.iter().cycle().take(4.max(self.orders.len())) {
+            channels.push(orderly_integration_tests::channel(*addr).await);
+        }
+        channels
     }
 }
 
@@ -98,7 +109,7 @@ pub async fn prepare(stack: &Stack) {
             .await
             .expect("SetStock");
     }
-    let channels = create_order::channels(stack.order).await;
+    let channels = stack.order_channels().await;
     let first = create(&channels, 0).await;
     let admin = stack.db.client().await;
     eventually(
@@ -164,7 +175,7 @@ pub async fn throughput(
     report: &mut Report,
 ) -> anyhow::Result<usize> {
     let admin = stack.db.client().await;
-    let channels = create_order::channels(stack.order).await;
+    let channels = stack.order_channels().await;
     let before_visible = visible_confirmed(&admin).await;
     let before_rows = outbox_rows(&admin).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -280,7 +291,7 @@ pub async fn latency(
     report: &mut Report,
 ) -> anyhow::Result<()> {
     let rate = (saga_rate * share).max(1.0);
-    let channels = create_order::channels(stack.order).await;
+    let channels = stack.order_channels().await;
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
     ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
     let mut tasks = tokio::task::JoinSet::new();
