@@ -123,13 +123,21 @@ async fn after_the_broker_lost_its_log_new_orders_complete_and_the_reset_is_repo
     let consumers: Vec<&str> = positions.iter().map(|(c, _)| c.as_str()).collect();
     assert_eq!(consumers, ["order-saga", "payment", "query"]);
 
-    // The consumers are stopped while the broker is replaced, and started
-    // again after, as a supervisor restarts crashed ones: a live consumer
-    // of a recreated topic brings its process down (librdkafka 2.12.1
-    // dereferences a missing topic name when tansu answers a fetch for the
-    // old topic id). The relay keeps running: its idempotent producer,
-    // whose deliveries time out against the new broker, is replaced.
-    let talking_to_the_broker = [Component::Order, Component::Payment, Component::Query];
+    // Every component that talks to the broker is stopped while it is
+    // replaced, and started again after, as a supervisor restarts crashed
+    // ones: a live consumer of a recreated topic brings its process down
+    // (librdkafka 2.12.1 dereferences a missing topic name when tansu
+    // answers a fetch for the old topic id), and a live relay's idempotent
+    // producer never gets past the new broker's UNKNOWN_PRODUCER_ID (its
+    // deliveries time out until it is replaced). New orders are taken at
+    // once: the consumers tell the new log from the lost one even when it
+    // has grown past their positions.
+    let talking_to_the_broker = [
+        Component::Relay,
+        Component::Order,
+        Component::Payment,
+        Component::Query,
+    ];
     for component in talking_to_the_broker {
         platform.stop(component).await;
     }

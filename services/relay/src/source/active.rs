@@ -31,10 +31,6 @@ use crate::{
     store::{OutboxRow, Session},
 };
 
-/// Batches in a row that deliver nothing and time out whole before the
-/// producer is replaced.
-const RENEW_AFTER_TIMED_OUT: u32 = 3;
-
 type Publishing = Pin<Box<dyn Future<Output = (Vec<OutboxRow>, Outcome)> + Send>>;
 
 /// Rows of the source being produced or marked, and their keys.
@@ -98,9 +94,6 @@ pub(super) async fn relay(
     let mut renew = false;
     // Whether the last read found rows (read again at once) or not (wait).
     let mut found = true;
-    // Batches in a row of which nothing was delivered and every record
-    // timed out.
-    let mut timed_out = 0_u32;
     while !shutdown.is_cancelled() {
         if Instant::now() >= next_prune {
             prune(state, settings, session, shutdown).await?;
@@ -154,16 +147,6 @@ pub(super) async fn relay(
                 flight.finish(&rows, &outcome);
                 // A key freed may have its next row waiting.
                 found = true;
-                timed_out = if all_timed_out(&outcome) { timed_out + 1 } else { 0 };
-                if timed_out >= RENEW_AFTER_TIMED_OUT {
-                    // A broker that lost its state (restarted empty) can
-                    // leave an idempotent producer timing out for good: it
-                    // only bumps its epoch locally. A new producer gets a
-                    // new id; at worst records are sent twice.
-                    tracing::warn!(source = %state.name, batches = timed_out, "every record of several batches timed out; replacing the producer");
-                    timed_out = 0;
-                    renew = true;
-                }
                 let retry = settle(state, settings, session, publisher, backoff, &rows, &outcome).await?;
                 match retry {
                     Settled::Done => {}
@@ -199,15 +182,6 @@ async fn fetch(
     let mut rows = first_per_key(session.fetch(settings.batch_size, &excluded).await?);
     rows.retain(|row| !keys.contains(&row.partition_key));
     Ok(rows)
-}
-
-/// Whether nothing of a batch was delivered and every record timed out.
-fn all_timed_out(outcome: &Outcome) -> bool {
-    outcome.delivered.is_empty()
-        && !outcome.failed.is_empty()
-        && outcome.failed.iter().all(|f| {
-            f.error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::MessageTimedOut)
-        })
 }
 
 /// What a finished batch asks of the loop.
