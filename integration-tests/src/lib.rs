@@ -32,6 +32,17 @@ pub const FIX_COMMAND: &str = "scripts/dev-stack.sh up";
 /// A port of 127.0.0.1 that is free now (it could be taken before the
 /// caller binds it; callers that start a server on it retry or fail loudly).
 pub fn free_port() -> u16 {
+    // Below Linux's ephemeral range (32768-60999 by default): a port handed
+    // out by `bind(0)` is soon handed to some outgoing connection's local
+    // end too, and a process told to listen on it later finds it taken.
+    const LOW: u16 = 20_000;
+    const HIGH: u16 = 32_000;
+    for _ in 0..1_000 {
+        let port = rand::random_range(LOW..HIGH);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
