@@ -93,13 +93,28 @@ async fn orders_wait_while_inventory_answers_internal_then_complete() {
     assert_eq!(get(&platform, &order).await.status(), OrderStatus::Pending);
     assert_eq!(dead_letters(&platform).await, 0, "nothing dead-lettered");
 
-    // Fixed: the order completes, nothing was set aside.
-    let () = redis::cmd("DEL")
+    // Fixed, in one step (as SetStock would leave it): between a delete and
+    // a SetStock, a retried Reserve would find the SKU unknown and reject
+    // the order. The order completes, nothing was set aside.
+    let () = redis::pipe()
+        .atomic()
+        .cmd("DEL")
         .arg(&key)
+        .cmd("HSET")
+        .arg(&key)
+        .arg(&[
+            "available",
+            "5",
+            "reserved",
+            "0",
+            "sold",
+            "0",
+            "stocked",
+            "5",
+        ])
         .query_async(&mut conn)
         .await
-        .expect("DEL");
-    stock(&platform, &[("SKU-BROKEN", 5)]).await;
+        .expect("replace the broken stock entry");
     until_status(&platform, &order, OrderStatus::Confirmed).await;
     until_nothing_reserved(&platform, &["SKU-BROKEN"]).await;
     assert_eq!(dead_letters(&platform).await, 0);
