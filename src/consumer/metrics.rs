@@ -6,7 +6,7 @@ use std::{
     collections::BTreeMap,
     sync::{
         Arc, Mutex, PoisonError,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicU64, Ordering},
     },
 };
 
@@ -72,8 +72,6 @@ pub(crate) struct ConsumerMetrics {
     panics: AtomicU64,
     /// Dead letters kept only in the database (their topic refused them).
     dead_letter_topic_failures: AtomicU64,
-    /// Whether this replica owns at least one partition.
-    reading: AtomicBool,
     member: Mutex<Option<Uuid>>,
     owned: Mutex<Vec<Grant>>,
     held: Mutex<BTreeMap<(String, i32), PartitionState>>,
@@ -118,7 +116,6 @@ impl ConsumerMetrics {
     /// The partitions (slots) this replica owns now.
     pub(crate) fn set_owned(&self, mut owned: Vec<Grant>) {
         owned.sort_by_key(|g| g.slot);
-        self.reading.store(!owned.is_empty(), Ordering::Relaxed);
         *lock(&self.owned) = owned;
     }
 
@@ -357,7 +354,7 @@ impl Collector for ConsumersCollector {
             self.consumers.iter().map(|(consumer, metrics)| {
                 (
                     [("consumer", *consumer)],
-                    i64::from(metrics.reading.load(Ordering::Relaxed)),
+                    i64::from(!lock(&metrics.owned).is_empty()),
                 )
             }),
         )?;

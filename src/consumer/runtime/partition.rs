@@ -289,7 +289,8 @@ impl<H: Handler> Worker<H> {
                         tracing::warn!(consumer = self.pipeline.name, topic = %self.topic, partition = self.partition, %error, "Kafka consumer error");
                         continue;
                     }
-                    None => pending.at_end = self.read_to_end(&pending).await,
+                    // Everything received and still below: another log.
+                    None => pending.replaced = self.read_to_end(&pending).await,
                 }
             }
             // Whatever else is queued already joins the batch.
@@ -299,10 +300,11 @@ impl<H: Handler> Worker<H> {
                     _ => break,
                 }
             }
-            let behind = std::mem::take(&mut pending.at_end) && pending.behind_log();
             // Records of the old log in hand are handled first.
-            let replaced = pending.replaced && pending.records.is_empty();
-            if (behind || replaced) && self.log_behind(&mut pending).await.is_none() {
+            if pending.replaced
+                && pending.records.is_empty()
+                && self.log_behind(&mut pending).await.is_none()
+            {
                 return;
             }
             if let Some(jump) = pending.jump.take() {
@@ -449,10 +451,10 @@ struct Pending {
     /// The offset and event id of the record before the saved position,
     /// until that record was seen.
     identity: Option<(i64, uuid::Uuid)>,
-    /// The log is not the one the saved position belongs to.
+    /// The log is not the one the saved position belongs to (it ends
+    /// before the position, holds another event just before it, or its
+    /// offsets went back).
     replaced: bool,
-    /// Every record of the log has been received.
-    at_end: bool,
     /// Why the partition is held, as recorded on the lease.
     held: Option<String>,
 }
@@ -472,7 +474,6 @@ impl Pending {
             replaced: false,
             jump: None,
             position: from,
-            at_end: false,
             held: None,
         }
     }
