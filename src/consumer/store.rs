@@ -37,7 +37,6 @@ pub(crate) struct Store {
     requeue_failed: String,
     next_offset: String,
     save_offset: String,
-    reset_offset: String,
 }
 
 /// Where a consumer stands in a partition.
@@ -93,7 +92,6 @@ impl Store {
             requeue_failed: sql(include_str!("store/requeue_failed.sql")),
             next_offset: sql(include_str!("store/next_offset.sql")),
             save_offset: sql(include_str!("store/save_offset.sql")),
-            reset_offset: sql(include_str!("store/reset_offset.sql")),
         }
     }
 
@@ -307,7 +305,7 @@ impl Store {
         event_id: Option<Uuid>,
     ) -> Result<Fenced, Error> {
         let position = (record.topic.as_str(), record.offset + 1, event_id);
-        self.fenced_offset(&self.save_offset, client, consumer, fence, position)
+        self.fenced_offset(client, consumer, fence, position, false)
             .await
     }
 
@@ -322,20 +320,21 @@ impl Store {
         next_offset: i64,
     ) -> Result<Fenced, Error> {
         let position = (topic, next_offset, None);
-        self.fenced_offset(&self.reset_offset, client, consumer, fence, position)
+        self.fenced_offset(client, consumer, fence, position, true)
             .await
     }
 
-    /// Writes `(topic, next offset, event id before it)` under `fence`.
+    /// Writes `(topic, next offset, event id before it)` under `fence`;
+    /// only forwards unless `backwards`.
     async fn fenced_offset(
         &self,
-        sql: &str,
         client: &impl GenericClient,
         consumer: &str,
         fence: &Fence,
         (topic, next_offset, event_id): (&str, i64, Option<Uuid>),
+        backwards: bool,
     ) -> Result<Fenced, Error> {
-        let statement = client.prepare_cached(sql).await?;
+        let statement = client.prepare_cached(&self.save_offset).await?;
         let written = client
             .execute(
                 &statement,
@@ -348,6 +347,7 @@ impl Store {
                     &fence.member,
                     &fence.grant.epoch,
                     &event_id,
+                    &backwards,
                 ],
             )
             .await?;
