@@ -304,18 +304,7 @@ async fn a_failure_inside_a_batch_rolls_it_back_and_only_the_bad_events_are_dead
         counter(&text, "orderly_consumer_batches_total") >= 1.0,
         "the good events shared transactions"
     );
-    let letters: i64 = setup
-        .db
-        .client()
-        .await
-        .query_one(
-            "SELECT count(*) FROM orders.dead_letters WHERE consumer = 'recorder'",
-            &[],
-        )
-        .await
-        .expect("count")
-        .get(0);
-    assert_eq!(letters, 2);
+    assert_eq!(dead_letter_rows(&setup).await, 2);
     shutdown.cancel();
     consumer.stopped().await;
 }

@@ -105,9 +105,9 @@ async fn until_shared(replicas: &[&Replica], slots: i32) -> Vec<usize> {
     .await
 }
 
-/// A proxy in front of the test's database, and the database's URL
-/// through it.
-async fn proxied(setup: &Setup) -> (TcpProxy, String) {
+/// Replica `a`, reaching the database through a proxy the test controls,
+/// once it owns every one of the 3 partitions.
+async fn owner_behind_proxy(setup: &Setup) -> (TcpProxy, Replica) {
     let proxy = TcpProxy::start(setup.db.server_addr()).await;
     let url =
         setup
@@ -115,7 +115,12 @@ async fn proxied(setup: &Setup) -> (TcpProxy, String) {
             .config
             .database_url
             .replacen(&setup.db.server_addr(), &proxy.addr.to_string(), 1);
-    (proxy, url)
+    let a = Replica::start_with(setup, "a", url);
+    eventually("replica a to own every partition", WAIT, || async {
+        (a.owned().len() == 3).then_some(())
+    })
+    .await;
+    (proxy, a)
 }
 
 async fn produce_spread(setup: &Setup, prefix: &str, count: usize) -> Vec<(String, u64, Uuid)> {
@@ -203,12 +208,7 @@ async fn replicas_share_partitions_fairly_a_killed_ones_move_and_a_new_one_takes
 #[tokio::test]
 async fn a_deposed_replica_cannot_commit_and_every_effect_lands_once() {
     let setup = setup().await;
-    let (proxy, through_proxy) = proxied(&setup).await;
-    let a = Replica::start_with(&setup, "a", through_proxy);
-    eventually("replica a to own every partition", WAIT, || async {
-        (a.owned().len() == 3).then_some(())
-    })
-    .await;
+    let (proxy, a) = owner_behind_proxy(&setup).await;
     let gate = a.gate.clone();
     gate.close();
     let id = Uuid::now_v7();
@@ -252,8 +252,7 @@ async fn a_deposed_replica_cannot_commit_and_every_effect_lands_once() {
         counter_of(&a.consumer, "orderly_consumer_fenced_commits_total"),
         a.consumer.fenced() as f64
     );
-    // Both carry on: a gets no partition back while b holds its share
-    // fairly (it gives some up now that a is live again).
+    // Both carry on, sharing the partitions again now that a is live.
     let more = produce_spread(&setup, "after-fence", 30).await;
     until_all_applied(&setup, &more).await;
     assert_eq!(effects(&setup).await, 31);
@@ -262,12 +261,7 @@ async fn a_deposed_replica_cannot_commit_and_every_effect_lands_once() {
 #[tokio::test]
 async fn a_replica_behind_a_half_open_connection_loses_its_partitions_in_bounded_time() {
     let setup = setup().await;
-    let (proxy, through_proxy) = proxied(&setup).await;
-    let a = Replica::start_with(&setup, "a", through_proxy);
-    eventually("replica a to own every partition", WAIT, || async {
-        (a.owned().len() == 3).then_some(())
-    })
-    .await;
+    let (proxy, a) = owner_behind_proxy(&setup).await;
     let b = Replica::start(&setup, "b");
     until_shared(&[&a, &b], 3).await;
 
