@@ -46,3 +46,6 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- Replaced by the per-bucket notification above.
+DROP FUNCTION public.orderly_outbox_notify();

@@ -1,7 +1,8 @@
 //! Outbox drain rate: how fast the relay empties a pre-filled backlog, next
 //! to a raw idempotent produce of the same records (no database, no
 //! batching by order). The ratio relay / raw is what reading, awaiting each
-//! batch's deliveries and marking rows costs on top of Kafka.
+//! batch's deliveries and marking rows costs on top of Kafka. The same
+//! backlog is drained again by two relays sharing the outbox's buckets.
 
 use std::time::{Duration, Instant};
 
@@ -146,24 +147,38 @@ async fn raw_produce(kafka: &KafkaConfig, records: &[Record]) -> anyhow::Result<
     Ok(())
 }
 
-/// Starts a relay on `db`'s outbox and waits until nothing is unpublished.
-async fn drain(db: &TestDatabase, kafka: &KafkaConfig, settings: &Settings) -> anyhow::Result<()> {
+/// The relay's own defaults where the test platform sets others.
+fn relay_defaults(c: &mut orderly_relay::Config) {
+    let defaults = orderly_relay::Config::default();
+    c.sources = vec!["orders".into()];
+    c.batch_size = defaults.batch_size;
+    c.poll_interval_ms = defaults.poll_interval_ms;
+    c.lease_ttl_ms = defaults.lease_ttl_ms;
+}
+
+/// Starts `relays` relays on `db`'s outbox and waits until nothing is
+/// unpublished.
+async fn drain(
+    db: &TestDatabase,
+    kafka: &KafkaConfig,
+    settings: &Settings,
+    relays: usize,
+) -> anyhow::Result<()> {
     let (database, kafka_config) = (db.clone(), kafka.clone());
     let platform = in_services(async move {
-        TestPlatform::builder()
+        let mut platform = TestPlatform::builder()
             .database(database)
             .kafka(TestKafka {
                 config: kafka_config,
                 broker: None,
             })
-            .relay_with(|c| {
-                let defaults = orderly_relay::Config::default();
-                c.sources = vec!["orders".into()];
-                c.batch_size = defaults.batch_size;
-                c.poll_interval_ms = defaults.poll_interval_ms;
-            })
+            .relay_with(relay_defaults)
             .start()
-            .await
+            .await;
+        for _ in 1..relays {
+            platform.add_relay(relay_defaults).await;
+        }
+        platform
     })
     .await;
     let client = db.client().await;
@@ -220,16 +235,34 @@ pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<Tes
 
     let cpu = process_cpu(me);
     let started = Instant::now();
-    drain(&db, &relay_kafka.config, settings).await?;
+    drain(&db, &relay_kafka.config, settings, 1).await?;
     let relay_wall = started.elapsed();
     let relay_cpu = process_cpu(me).saturating_sub(cpu);
     crate::drop_database(&db).await;
+
+    // Two relays: the second starts after the first took every bucket, so
+    // the figure includes the hand-over of half of them.
+    let pair_db = TestDatabase::create().await;
+    let pair_kafka = TestKafka::shared().await;
+    fill(&pair_db, &records).await?;
+    let started = Instant::now();
+    drain(&pair_db, &pair_kafka.config, settings, 2).await?;
+    let pair_wall = started.elapsed();
+    crate::drop_database(&pair_db).await;
 
     let rate = |wall: Duration| events as f64 / wall.as_secs_f64();
     report.push(
         SECTION,
         &format!("relay drain of a {events}-event backlog vs raw idempotent produce"),
         rate(relay_wall),
+        "events/s",
+        Some(rate(raw_wall)),
+        None,
+    );
+    report.push(
+        SECTION,
+        "the same drain by two relays sharing the buckets vs raw idempotent produce",
+        rate(pair_wall),
         "events/s",
         Some(rate(raw_wall)),
         None,

@@ -279,18 +279,30 @@ struct Stages {
     confirmed_visible: Option<DateTime<Utc>>,
 }
 
-/// Section 3: orders offered at `share` of the saga maximum for the latency
-/// phase, open loop; then each stage's latency from the databases' own
-/// timestamps (the outbox row of each transition, the query inbox row of
-/// each projected event), so nothing polls while orders flow.
-pub async fn latency(
+/// How hard section 3 offers orders.
+#[derive(Debug, Clone, Copy)]
+enum Load {
+    /// A share of the saga's measured maximum.
+    Share(f64),
+    /// A fixed trickle, orders per second.
+    Trickle(f64),
+}
+
+/// Section 3: orders offered at `load` for the latency phase, open loop;
+/// then each stage's latency from the databases' own timestamps (the
+/// outbox row of each transition, the query inbox row of each projected
+/// event), so nothing polls while orders flow.
+async fn latency(
     stack: &Stack,
     settings: &Settings,
-    share: f64,
+    load: Load,
     saga_rate: f64,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let rate = (saga_rate * share).max(1.0);
+    let rate = match load {
+        Load::Share(share) => (saga_rate * share).max(1.0),
+        Load::Trickle(rate) => rate,
+    };
     let channels = stack.order_channels().await;
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
     ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
@@ -373,9 +385,11 @@ pub async fn latency(
             series.extend(value);
         }
     }
-    let pct = (share * 100.0).round();
     let section = "3 latency";
-    let at_half = share <= 0.5;
+    let (at, at_half) = match load {
+        Load::Share(share) => (format!("{}%", (share * 100.0).round()), share <= 0.5),
+        Load::Trickle(_) => ("a trickle".to_owned(), false),
+    };
 
     let [reserved, confirmed, visible, confirmed_visible] = &mut series;
     for (stage, values, target_p99) in [
@@ -395,7 +409,7 @@ pub async fn latency(
             report.push(
                 section,
                 &format!(
-                    "{stage} {label} at {pct}% ({rate:.0}/s, {} orders)",
+                    "{stage} {label} at {at} ({rate:.0}/s, {} orders)",
                     values.len()
                 ),
                 ms,
@@ -406,7 +420,7 @@ pub async fn latency(
         }
     }
     if at_half {
-        let label = format!("{pct}% ({rate:.0}/s)");
+        let label = format!("{at} ({rate:.0}/s)");
         crate::hops::report_hops(&admin, &ids, &label, report).await?;
     }
     Ok(())
@@ -423,8 +437,8 @@ pub async fn run(
     prepare(&stack).await;
     throughput(&stack, settings, shared, report).await?;
     let saga_rate = shared.saga_rate.unwrap_or_default();
-    for share in [0.5, 0.8] {
-        latency(&stack, settings, share, saga_rate, report).await?;
+    for load in [Load::Share(0.5), Load::Share(0.8), Load::Trickle(2.0)] {
+        latency(&stack, settings, load, saga_rate, report).await?;
     }
     drop(platform);
     crate::drop_database(&stack.db).await;
