@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use futures::{StreamExt, stream};
 use orderly::proto::v1::RelayRole;
 use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -184,7 +184,7 @@ async fn session(
     backoff: &mut Backoff,
     shutdown: &CancellationToken,
 ) -> Result<(), Error> {
-    let mut pg_config: tokio_postgres::Config = settings.database_url.parse()?;
+    let mut pg_config = orderly::postgres::session_config(&settings.postgres)?;
     // Shows in pg_stat_activity which relay holds which source's lock.
     pg_config.application_name(format!("orderly-relay:{}", state.name));
     // An unreachable server must fail the attempt, not hang it for minutes.
@@ -193,7 +193,7 @@ async fn session(
     // is retried) instead of stalling the relay.
     orderly::postgres::apply_session_settings(&mut pg_config, &settings.postgres);
     pg_config.connect_timeout(CONNECT_TIMEOUT);
-    let (client, connection) = pg_config.connect(NoTls).await?;
+    let (client, connection) = orderly::postgres::connect(&pg_config, &settings.postgres).await?;
     let (wake, mut woken) = mpsc::channel(1);
     // The connection must be polled for notifications to arrive; it stops
     // when the client is dropped, which ends the session and frees the lock.
