@@ -122,7 +122,6 @@ impl SourceState {
 #[derive(Debug, Clone)]
 pub struct Settings {
     postgres: orderly::config::PostgresConfig,
-    database_url: String,
     batch_size: usize,
     max_in_flight: usize,
     poll_interval: Duration,
@@ -139,7 +138,6 @@ impl Settings {
     pub fn new(config: &Config) -> Self {
         Self {
             postgres: config.postgres.clone(),
-            database_url: config.postgres.database_url.clone(),
             batch_size: config.batch_size,
             max_in_flight: config.max_in_flight,
             poll_interval: Duration::from_millis(config.poll_interval_ms),
