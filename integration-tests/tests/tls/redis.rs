@@ -60,7 +60,7 @@ async fn plain_a_wrong_ca_and_a_wrong_password_all_fail() {
         ..redis.config(&pki)
     };
     let error = ping(&wrong_password).await.expect_err("a wrong password");
-    assert!(error.contains("WRONGPASS"), "{error}");
+    assert!(error.contains("AuthenticationFailed"), "{error}");
 }
 
 #[test]
