@@ -103,10 +103,11 @@ impl RedisConfig {
             }),
             None => None,
         };
-        let invalid =
-            |e| ConfigError::invalid("REDIS_URL", crate::config::redact_urls(&format!("{e}")));
+        let info = url.into_connection_info().map_err(|e| {
+            ConfigError::invalid("REDIS_URL", crate::config::redact_urls(&e.to_string()))
+        })?;
         if root_cert.is_none() && client_tls.is_none() {
-            return url.into_connection_info().map_err(invalid);
+            return Ok(info);
         }
         if !url.starts_with("rediss://") {
             let variable = if root_cert.is_some() {
@@ -119,8 +120,9 @@ impl RedisConfig {
                 "needs a rediss:// ORDERLY_REDIS_URL",
             ));
         }
+        // The certificates are parsed here: a bad one names its file.
         let client = Client::build_with_tls(
-            url,
+            info,
             TlsCertificates {
                 client_tls,
                 root_cert,
