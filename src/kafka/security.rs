@@ -61,7 +61,10 @@ impl fmt::Debug for KafkaSecurity {
 impl KafkaSecurity {
     /// Reads the settings from the environment.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_vars(std::env::vars())
+        // vars() would panic on a variable that is not UTF-8 (of anyone's).
+        Self::from_vars(std::env::vars_os().filter_map(|(name, value)| {
+            Some((name.into_string().ok()?, value.into_string().ok()?))
+        }))
     }
 
     /// Like [`Self::from_env`], from `(name, value)` pairs (full names,
