@@ -2,12 +2,15 @@
 //! Postgres, Redis and Kafka do: servers of the test's own with a CA made
 //! for the test. Postgres in `tls/postgres.rs`, Redis in `tls/redis.rs`,
 //! Kafka (the broker behind stunnel) in `tls/kafka.rs`, and the whole saga
-//! with all three over TLS here.
+//! with all three over TLS here (in-process) and in `tls/processes.rs` (the
+//! `orderly` binary, configured by its environment).
 
 #[path = "tls/kafka.rs"]
 mod kafka;
 #[path = "tls/postgres.rs"]
 mod postgres;
+#[path = "tls/processes.rs"]
+mod processes;
 #[path = "tls/redis.rs"]
 mod redis;
 #[path = "tls/support.rs"]
