@@ -4,13 +4,15 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
-# librdkafka is built from source by the rdkafka crate; protoc is vendored.
+# librdkafka is built from source by the rdkafka crate, with TLS and SASL
+# against the image's OpenSSL (libssl-dev and pkg-config are part of
+# rust:bookworm); protoc is vendored.
 RUN cargo build --release --locked -p orderly-bin \
  && cp target/release/orderly /orderly
 
 FROM debian:bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates zlib1g \
+ && apt-get install -y --no-install-recommends ca-certificates zlib1g libssl3 \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /orderly /usr/local/bin/orderly
 # The chart runs as this non-root user with a read-only root filesystem.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs (if absent) and starts what orderly needs on a Debian 12 machine:
-# Postgres, Redis and the Kafka-protocol broker tansu. Idempotent and quick
-# when everything already runs.
+# the build tools librdkafka needs for TLS (libssl-dev, pkg-config), stunnel
+# for the TLS tests, Postgres, Redis and the Kafka-protocol broker tansu.
+# Idempotent and quick when everything already runs.
 #
 #   scripts/dev-stack.sh up       install if needed, start, wait until ready
 #   scripts/dev-stack.sh status   show what answers
@@ -36,6 +37,20 @@ apt_install() {
     APT_UPDATED=1
   fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# Build and test tools: OpenSSL headers and pkg-config for librdkafka's TLS
+# and SASL support (the rdkafka crate's `ssl` feature), stunnel for the TLS
+# tests' broker front.
+tools_up() {
+  local missing=()
+  dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
+  command -v pkg-config >/dev/null || missing+=(pkg-config)
+  command -v stunnel >/dev/null || missing+=(stunnel4)
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    apt_install "${missing[@]}"
+  fi
 }
 
 postgres_up() {
@@ -112,6 +127,7 @@ status() {
 mkdir -p "$STACK_DIR"
 case "${1:-up}" in
   up)
+    tools_up
     postgres_up
     redis_up
     kafka_up

@@ -360,6 +360,59 @@ PY
 }
 check "auth + TLS render: token and TLS files mounted, tcpSocket probes, https saga" check_security
 
+check "template + kubernetes-validate $KUBE_VERSION: managed stores (TLS, SASL, credentials from Secrets)" \
+    render_and_validate "$CHART/ci/managed-stores-values.yaml" \
+    "ConfigMap=2 Deployment=5 Job=1 PodDisruptionBudget=5 Secret=2 Service=5 ServiceAccount=2"
+
+# check_managed_stores: every component and the migration hook mount each
+# store's CA, client certificate and SASL Secret read-only and point the
+# ORDERLY_* file variables at them; the Redis URL comes from its Secret, and
+# no credential reaches the ConfigMap.
+check_managed_stores() {
+    "$HELM" template orderly "$CHART" --namespace orderly --kube-version "$KUBE_VERSION" \
+        --values "$CHART/ci/managed-stores-values.yaml" >"$TMP/stores.yaml" || return 1
+    "$CACHE/venv/bin/python" - "$TMP/stores.yaml" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+pods = [(d["metadata"]["name"], d["spec"]["template"]["spec"]) for d in docs if d["kind"] in ("Deployment", "Job")]
+assert len(pods) == 6, [name for name, _ in pods]
+files = {
+    "ORDERLY_DATABASE_CA_FILE": ("postgres-ca", "orderly-postgres-ca", "ca.crt"),
+    "ORDERLY_REDIS_CA_FILE": ("redis-ca", "orderly-redis-ca", "ca.crt"),
+    "ORDERLY_REDIS_CERT_FILE": ("redis-client", "orderly-redis-client", "tls.crt"),
+    "ORDERLY_REDIS_KEY_FILE": ("redis-client", "orderly-redis-client", "tls.key"),
+    "ORDERLY_KAFKA_CA_FILE": ("kafka-ca", "orderly-kafka-ca", "ca.pem"),
+    "ORDERLY_KAFKA_CERT_FILE": ("kafka-client", "orderly-kafka-client", "tls.crt"),
+    "ORDERLY_KAFKA_KEY_FILE": ("kafka-client", "orderly-kafka-client", "tls.key"),
+    "ORDERLY_KAFKA_SASL_USERNAME_FILE": ("kafka-sasl", "orderly-kafka-sasl", "username"),
+    "ORDERLY_KAFKA_SASL_PASSWORD_FILE": ("kafka-sasl", "orderly-kafka-sasl", "password"),
+}
+for name, pod in pods:
+    (c,) = pod["containers"]
+    env = {e["name"]: e for e in c["env"]}
+    mounts = {m["name"]: m for m in c["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for var, (volume, secret, key) in files.items():
+        path = f"/etc/orderly/stores/{volume}/{key}"
+        assert env[var].get("value") == path, f"{name}: {var}={env.get(var)}"
+        assert mounts[volume]["mountPath"] == f"/etc/orderly/stores/{volume}" and mounts[volume]["readOnly"], (name, volume)
+        assert volumes[volume]["secret"]["secretName"] == secret, (name, volume)
+        assert key in [i["key"] for i in volumes[volume]["secret"]["items"]], (name, volume, key)
+    url = env["ORDERLY_REDIS_URL"]["valueFrom"]["secretKeyRef"]
+    assert url == {"name": "orderly-redis", "key": "url"}, url
+config = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "orderly")["data"]
+assert "ORDERLY_REDIS_URL" not in config, "the Redis URL (with its password) in the ConfigMap"
+assert not any("PASSWORD" in k or "USERNAME" in k for k in config), config
+for var, value in [("ORDERLY_KAFKA_SECURITY_PROTOCOL", "sasl_ssl"),
+                   ("ORDERLY_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512"),
+                   ("ORDERLY_KAFKA_PROPERTY_SOCKET_KEEPALIVE_ENABLE", "true"),
+                   ("ORDERLY_KAFKA_PROPERTY_CLIENT_RACK", "use1-az1")]:
+    assert config.get(var) == value, (var, config.get(var))
+print("managed stores: 5 Deployments and the migration mount CA, client certificates and SASL files read-only")
+PY
+}
+check "managed stores render: CA, client certificates and SASL credentials mounted from Secrets" check_managed_stores
+
 # alert_tests: promtool's unit tests of the alerts (helm/tests/alerts-test.yaml)
 # against the rules rendered with the monitoring values.
 alert_tests() {
@@ -387,6 +440,10 @@ must_fail "rejects a runbook URL that is not http(s)" "/monitoring/rules/runbook
     --set monitoring.rules.enabled=true --set monitoring.rules.runbookBaseUrl=docs/operations.md
 must_fail "rejects an unknown monitoring setting" "additional properties 'grafana'" \
     --set monitoring.grafana.enabled=true
+must_fail "rejects an unknown Kafka security protocol" "/kafka/securityProtocol" \
+    --set kafka.securityProtocol=tls
+must_fail "rejects a SASL mechanism this build lacks" "/kafka/sasl/mechanism" \
+    --set kafka.sasl.mechanism=GSSAPI
 must_fail "rejects TLS without its Secret" "tls.secretName is required" --set tls.enabled=true
 must_fail "rejects a token with a space" "/auth/clientTokens/0" \
     --set auth.enabled=true --set 'auth.clientTokens[0]=two words'

@@ -66,6 +66,13 @@ pub fn millis(name: &str, default: Duration) -> Result<Duration, ConfigError> {
     parse_millis(name, raw(name)?.as_deref(), default)
 }
 
+/// Reads `ORDERLY_<name>`, `None` when it is unset or blank.
+pub fn optional(name: &str) -> Result<Option<String>, ConfigError> {
+    Ok(raw(name)?
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty()))
+}
+
 /// `ORDERLY_<name>`'s value, `None` when it is unset.
 fn raw(name: &str) -> Result<Option<String>, ConfigError> {
     match std::env::var(format!("{ENV_PREFIX}{name}")) {
@@ -133,6 +140,10 @@ pub struct PostgresConfig {
     /// a request fails fast with UNAVAILABLE instead of at its deadline.
     /// 0 sets none: the server's or role's own setting applies.
     pub statement_timeout_ms: u64,
+    /// `ORDERLY_DATABASE_CA_FILE`: PEM bundle of the CA the server's
+    /// certificate must chain to (else the URL's `sslrootcert`, else, for
+    /// `sslmode=verify-ca`/`verify-full`, the system's roots).
+    pub database_ca_file: Option<String>,
 }
 
 impl Default for PostgresConfig {
@@ -141,6 +152,7 @@ impl Default for PostgresConfig {
             database_url: "postgres://postgres@127.0.0.1:5432/orderly".to_owned(),
             database_pool_size: 16,
             statement_timeout_ms: 5_000,
+            database_ca_file: None,
         }
     }
 }
@@ -199,11 +211,15 @@ impl PostgresConfig {
     /// Reads the settings, defaulting each unset variable.
     pub fn from_env() -> Result<Self, ConfigError> {
         let d = Self::default();
-        Ok(Self {
+        let config = Self {
             database_url: var("DATABASE_URL", d.database_url)?,
             database_pool_size: var("DATABASE_POOL_SIZE", d.database_pool_size)?,
             statement_timeout_ms: var("DATABASE_STATEMENT_TIMEOUT_MS", d.statement_timeout_ms)?,
-        })
+            database_ca_file: optional("DATABASE_CA_FILE")?,
+        };
+        // A CA that cannot be read fails startup, naming the variable.
+        crate::postgres::check_tls(&config)?;
+        Ok(config)
     }
 }
 

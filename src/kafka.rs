@@ -1,5 +1,7 @@
 //! Kafka settings, topic names and topic provisioning.
 
+mod security;
+
 use std::time::Duration;
 
 use rdkafka::{
@@ -11,6 +13,8 @@ use rdkafka::{
 };
 
 use crate::config::{ConfigError, var};
+
+pub use security::{KafkaSecurity, PROPERTY_PREFIX, property_name, variable_suffix};
 
 /// Topic of order events (record key: order id).
 pub const ORDER_TOPIC: &str = "orderly.order.v1";
@@ -46,6 +50,10 @@ pub struct KafkaConfig {
     /// idle fetches instead. Against Kafka itself, which answers as soon as
     /// records arrive, a long wait (500) is free.
     pub kafka_fetch_wait_ms: u64,
+    /// `ORDERLY_KAFKA_SECURITY_PROTOCOL`, `…_SASL_*`, `…_CA_FILE`,
+    /// `…_CERT_FILE`, `…_KEY_FILE` and `ORDERLY_KAFKA_PROPERTY_*`: TLS,
+    /// SASL and other librdkafka properties of every client.
+    pub security: KafkaSecurity,
 }
 
 impl Default for KafkaConfig {
@@ -56,6 +64,7 @@ impl Default for KafkaConfig {
             kafka_topic_partitions: 6,
             kafka_replication_factor: 1,
             kafka_fetch_wait_ms: 10,
+            security: KafkaSecurity::default(),
         }
     }
 }
@@ -70,6 +79,7 @@ impl KafkaConfig {
             kafka_topic_partitions: var("KAFKA_TOPIC_PARTITIONS", d.kafka_topic_partitions)?,
             kafka_replication_factor: var("KAFKA_REPLICATION_FACTOR", d.kafka_replication_factor)?,
             kafka_fetch_wait_ms: fetch_wait(var("KAFKA_FETCH_WAIT_MS", d.kafka_fetch_wait_ms)?)?,
+            security: KafkaSecurity::from_env()?,
         })
     }
 
@@ -78,10 +88,12 @@ impl KafkaConfig {
         format!("{}{base}", self.kafka_topic_prefix)
     }
 
-    /// Client settings shared by producers, consumers and admin clients.
+    /// Client settings shared by producers, consumers and admin clients:
+    /// the brokers, and the [security](KafkaSecurity) settings.
     pub fn client_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.kafka_brokers);
+        self.security.apply(&mut config);
         config
     }
 }

@@ -1,8 +1,6 @@
 //! SQL migrations from `migrations/`, applied by refinery.
 
-use std::str::FromStr;
-
-use tokio_postgres::{Client, NoTls, error::SqlState};
+use tokio_postgres::{Client, error::SqlState};
 
 use crate::config::{ConfigError, PostgresConfig};
 
@@ -37,7 +35,8 @@ pub enum MigrateError {
 /// Applies every pending migration, creating the database first if it does
 /// not exist. Returns the names of the migrations applied now.
 pub async fn run(config: &PostgresConfig) -> Result<Vec<String>, MigrateError> {
-    let mut client = connect_creating(&config.database_url).await?;
+    crate::postgres::check_tls(config)?;
+    let mut client = connect_creating(config).await?;
     let report = embedded::migrations::runner()
         .run_async(&mut client)
         .await?;
@@ -80,15 +79,16 @@ pub fn latest_version() -> i64 {
 
 /// Connects to the configured database, creating it when the server says it
 /// does not exist.
-async fn connect_creating(url: &str) -> Result<Client, MigrateError> {
-    let config = tokio_postgres::Config::from_str(url)
+async fn connect_creating(settings: &PostgresConfig) -> Result<Client, MigrateError> {
+    let config = crate::postgres::session_config(settings)
         .map_err(|e| ConfigError::invalid("DATABASE_URL", e))?;
-    match connect(&config).await {
+    let connect = |config: tokio_postgres::Config| async move { connect(&config, settings).await };
+    match connect(config.clone()).await {
         Err(MigrateError::Database(e)) if e.code() == Some(&SqlState::INVALID_CATALOG_NAME) => {
             let name = config.get_dbname().unwrap_or("orderly").to_owned();
             let mut maintenance = config.clone();
             maintenance.dbname("postgres");
-            let admin = connect(&maintenance).await?;
+            let admin = connect(maintenance).await?;
             let create = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
             match admin.batch_execute(&create).await {
                 Ok(()) => tracing::info!(database = %name, "created database"),
@@ -96,14 +96,17 @@ async fn connect_creating(url: &str) -> Result<Client, MigrateError> {
                 Err(e) if e.code() == Some(&SqlState::DUPLICATE_DATABASE) => {}
                 Err(e) => return Err(e.into()),
             }
-            connect(&config).await
+            connect(config).await
         }
         other => other,
     }
 }
 
-async fn connect(config: &tokio_postgres::Config) -> Result<Client, MigrateError> {
-    let (client, connection) = config.connect(NoTls).await?;
+async fn connect(
+    config: &tokio_postgres::Config,
+    settings: &PostgresConfig,
+) -> Result<Client, MigrateError> {
+    let (client, connection) = crate::postgres::connect(config, settings).await?;
     tokio::spawn(async move {
         if let Err(error) = connection.await {
             tracing::warn!(%error, "migration connection closed");

@@ -1,13 +1,22 @@
-//! Postgres connection pool, session settings and error classification.
+//! Postgres connection pool, dedicated sessions, TLS, session settings and
+//! error classification.
+
+mod tls;
 
 use std::{fmt, str::FromStr, time::Duration};
 
 use deadpool_postgres::{
     Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime, Timeouts,
 };
-use tokio_postgres::{NoTls, error::SqlState};
+use tokio_postgres::{Client, Socket, error::SqlState, tls::MakeTlsConnect};
+
+pub use tls::{Connector, SslMode, UrlTls, check as check_tls, connector, split_url};
 
 use crate::config::{ConfigError, PostgresConfig};
+
+/// A connection opened by [`connect`]: TLS or plain, as the URL asked.
+pub type Connection =
+    tokio_postgres::Connection<Socket, <Connector as MakeTlsConnect<Socket>>::Stream>;
 
 /// How long a request waits for a pooled connection before failing with
 /// UNAVAILABLE rather than hanging.
@@ -17,13 +26,14 @@ const POOL_WAIT: Duration = Duration::from_secs(5);
 /// down makes requests fail (UNAVAILABLE), not startup. Every connection
 /// gets the [session settings](apply_session_settings).
 pub fn pool(config: &PostgresConfig) -> Result<Pool, ConfigError> {
-    let mut pg_config = tokio_postgres::Config::from_str(&config.database_url)
-        .map_err(|e| ConfigError::invalid("DATABASE_URL", e))?;
+    let mut pg_config =
+        session_config(config).map_err(|e| ConfigError::invalid("DATABASE_URL", e))?;
+    check_tls(config)?;
     detect_dead_peers(&mut pg_config);
     apply_session_settings(&mut pg_config, config);
     let manager = Manager::from_config(
         pg_config,
-        NoTls,
+        connector(config),
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
@@ -38,6 +48,25 @@ pub fn pool(config: &PostgresConfig) -> Result<Pool, ConfigError> {
         .runtime(Runtime::Tokio1)
         .build()
         .map_err(|e| ConfigError::invalid("DATABASE_URL", e))
+}
+
+/// The URL of `config` as tokio-postgres's configuration, with its
+/// `sslmode`/`sslrootcert` translated (see [`split_url`]). A dedicated
+/// session starts from this, then connects with [`connect`].
+pub fn session_config(
+    config: &PostgresConfig,
+) -> Result<tokio_postgres::Config, tokio_postgres::Error> {
+    tokio_postgres::Config::from_str(&split_url(&config.database_url).url)
+}
+
+/// Opens a dedicated session (LISTEN, an advisory lock) with `pg_config`
+/// (from [`session_config`]) over TLS as `config`'s URL and CA ask; the
+/// caller drives the returned connection.
+pub async fn connect(
+    pg_config: &tokio_postgres::Config,
+    config: &PostgresConfig,
+) -> Result<(Client, Connection), tokio_postgres::Error> {
+    pg_config.connect(connector(config)).await
 }
 
 /// Makes a connection notice within about 20 s that the server vanished

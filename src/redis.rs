@@ -1,9 +1,16 @@
-//! Redis connection pool.
+//! Redis connection pool, plain (`redis://`) or TLS (`rediss://`, rustls).
+//! An ACL user and password go in the URL: `rediss://user:password@host`.
 
-use crate::config::{ConfigError, var};
+use crate::config::{ConfigError, optional, var};
 use std::time::Duration;
 
-use deadpool_redis::{Manager, Pool, Runtime, redis::AsyncConnectionConfig};
+use deadpool_redis::{
+    Manager, Pool, Runtime,
+    redis::{
+        AsyncConnectionConfig, Client, ClientTlsConfig, ConnectionInfo, IntoConnectionInfo,
+        TlsCertificates,
+    },
+};
 
 /// Redis settings.
 #[derive(Debug, Clone)]
@@ -18,6 +25,12 @@ pub struct RedisConfig {
     /// `ORDERLY_REDIS_RESPONSE_TIMEOUT_MS`: how long one command may wait for
     /// its reply before failing with UNAVAILABLE.
     pub redis_response_timeout_ms: u64,
+    /// `ORDERLY_REDIS_CA_FILE`: PEM bundle of the CA a `rediss://` server's
+    /// certificate must chain to, instead of the system's roots.
+    pub redis_ca_file: Option<String>,
+    /// `ORDERLY_REDIS_CERT_FILE` and `ORDERLY_REDIS_KEY_FILE`: a client
+    /// certificate chain and key (PEM), for servers that require one.
+    pub redis_client_cert: Option<(String, String)>,
 }
 
 impl Default for RedisConfig {
@@ -29,6 +42,8 @@ impl Default for RedisConfig {
             // The client's own default (500 ms) fails healthy requests that
             // merely queue behind a burst on a busy machine.
             redis_response_timeout_ms: 5_000,
+            redis_ca_file: None,
+            redis_client_cert: None,
         }
     }
 }
@@ -37,7 +52,23 @@ impl RedisConfig {
     /// Reads the settings, defaulting each unset variable.
     pub fn from_env() -> Result<Self, ConfigError> {
         let d = Self::default();
-        Ok(Self {
+        let redis_client_cert = match (optional("REDIS_CERT_FILE")?, optional("REDIS_KEY_FILE")?) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ConfigError::invalid(
+                    "REDIS_KEY_FILE",
+                    "must be set with ORDERLY_REDIS_CERT_FILE",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::invalid(
+                    "REDIS_CERT_FILE",
+                    "must be set with ORDERLY_REDIS_KEY_FILE",
+                ));
+            }
+        };
+        let config = Self {
             redis_url: var("REDIS_URL", d.redis_url)?,
             redis_pool_size: var("REDIS_POOL_SIZE", d.redis_pool_size)?,
             redis_key_prefix: var("REDIS_KEY_PREFIX", d.redis_key_prefix)?,
@@ -45,7 +76,67 @@ impl RedisConfig {
                 "REDIS_RESPONSE_TIMEOUT_MS",
                 d.redis_response_timeout_ms,
             )?,
-        })
+            redis_ca_file: optional("REDIS_CA_FILE")?,
+            redis_client_cert,
+        };
+        // Unreadable files fail startup, naming the variable.
+        config.connection_info()?;
+        Ok(config)
+    }
+
+    /// Where and how to connect: the URL, with the CA and client
+    /// certificate read from their files for a `rediss://` URL.
+    pub fn connection_info(&self) -> Result<ConnectionInfo, ConfigError> {
+        let url = self.redis_url.as_str();
+        let read = |variable: &str, file: &str| {
+            std::fs::read(file)
+                .map_err(|e| ConfigError::invalid(variable, format!("cannot read {file}: {e}")))
+        };
+        let root_cert = match &self.redis_ca_file {
+            Some(file) => Some(read("REDIS_CA_FILE", file)?),
+            None => None,
+        };
+        let client_tls = match &self.redis_client_cert {
+            Some((cert, key)) => Some(ClientTlsConfig {
+                client_cert: read("REDIS_CERT_FILE", cert)?,
+                client_key: read("REDIS_KEY_FILE", key)?,
+            }),
+            None => None,
+        };
+        let info = url.into_connection_info().map_err(|e| {
+            ConfigError::invalid("REDIS_URL", crate::config::redact_urls(&e.to_string()))
+        })?;
+        if root_cert.is_none() && client_tls.is_none() {
+            return Ok(info);
+        }
+        if !url.starts_with("rediss://") {
+            let variable = if root_cert.is_some() {
+                "REDIS_CA_FILE"
+            } else {
+                "REDIS_CERT_FILE"
+            };
+            return Err(ConfigError::invalid(
+                variable,
+                "needs a rediss:// ORDERLY_REDIS_URL",
+            ));
+        }
+        // The certificates are parsed here: a bad one names its file.
+        let client = Client::build_with_tls(
+            info,
+            TlsCertificates {
+                client_tls,
+                root_cert,
+            },
+        )
+        .map_err(|e| {
+            let variable = if self.redis_ca_file.is_some() {
+                "REDIS_CA_FILE"
+            } else {
+                "REDIS_CERT_FILE"
+            };
+            ConfigError::invalid(variable, e)
+        })?;
+        Ok(client.get_connection_info().clone())
     }
 }
 
@@ -55,7 +146,10 @@ pub fn pool(config: &RedisConfig) -> Result<Pool, ConfigError> {
     let connection = AsyncConnectionConfig::new()
         .set_response_timeout(Some(timeout))
         .set_connection_timeout(Some(timeout));
-    let manager = Manager::new_with_config(config.redis_url.as_str(), connection)
+    // rustls needs a process-wide provider when it builds a TLS client;
+    // ring is the one the whole build uses (another may be installed).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let manager = Manager::new_with_config(config.connection_info()?, connection)
         .map_err(|e| ConfigError::invalid("REDIS_URL", e))?;
     Pool::builder(manager)
         .max_size(config.redis_pool_size.max(1))

@@ -347,6 +347,27 @@ impl BrokerProcess {
         );
     }
 
+    /// Starts a broker that advertises `advertised` (a TLS terminator or
+    /// another front the caller starts there), so clients reconnect to it
+    /// rather than to the broker itself.
+    pub async fn start_advertising(advertised: SocketAddr) -> Self {
+        for _ in 0..START_ATTEMPTS {
+            let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+            if let Some(child) = spawn_broker(addr, advertised).await {
+                return Self {
+                    addr,
+                    advertised,
+                    child,
+                    proxy: None,
+                };
+            }
+        }
+        panic!(
+            "the test broker exited {START_ATTEMPTS} times on start ({})",
+            tansu_binary().display()
+        );
+    }
+
     /// Where clients bootstrap: the broker, or its proxy.
     pub fn client_addr(&self) -> SocketAddr {
         self.advertised

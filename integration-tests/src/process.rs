@@ -9,6 +9,7 @@ mod postgres;
 mod redis;
 mod scratch;
 mod stats;
+mod stunnel;
 
 use std::{
     net::SocketAddr,
@@ -21,6 +22,7 @@ pub use component::{orderly_binary, subcommand};
 pub use postgres::PostgresInstance;
 pub use redis::RedisInstance;
 pub use stats::ProcessStats;
+pub use stunnel::{STUNNEL_INSTALL, Stunnel};
 
 use component::{ComponentProcess, env_stem};
 use scratch::{ScratchDir, tail};

@@ -119,7 +119,9 @@ addresses bind every interface on the configured ports.
 {{- define "orderly.configData" -}}
 {{- $v := .Values -}}
 ORDERLY_DATABASE_POOL_SIZE: {{ $v.database.poolSize | int | quote }}
+{{- if not $v.redis.existingSecret }}
 ORDERLY_REDIS_URL: {{ $v.redis.url | quote }}
+{{- end }}
 ORDERLY_REDIS_POOL_SIZE: {{ $v.redis.poolSize | int | quote }}
 ORDERLY_REDIS_KEY_PREFIX: {{ $v.redis.keyPrefix | quote }}
 ORDERLY_KAFKA_BROKERS: {{ $v.kafka.brokers | quote }}
@@ -127,6 +129,15 @@ ORDERLY_KAFKA_TOPIC_PREFIX: {{ $v.kafka.topicPrefix | quote }}
 ORDERLY_KAFKA_TOPIC_PARTITIONS: {{ $v.kafka.topicPartitions | int | quote }}
 ORDERLY_KAFKA_REPLICATION_FACTOR: {{ $v.kafka.replicationFactor | int | quote }}
 ORDERLY_KAFKA_FETCH_WAIT_MS: {{ $v.kafka.fetchWaitMs | int | quote }}
+{{- with $v.kafka.securityProtocol }}
+ORDERLY_KAFKA_SECURITY_PROTOCOL: {{ . | quote }}
+{{- end }}
+{{- with $v.kafka.sasl.mechanism }}
+ORDERLY_KAFKA_SASL_MECHANISM: {{ . | quote }}
+{{- end }}
+{{- range $name, $value := $v.kafka.properties }}
+ORDERLY_KAFKA_PROPERTY_{{ $name | replace "_" "__" | replace "." "_" | upper }}: {{ $value | toString | quote }}
+{{- end }}
 ORDERLY_CONSUMER_LEASE_TTL_MS: {{ $v.consumer.leaseTtlMs | int | quote }}
 ORDERLY_CONSUMER_ON_LOG_RESET: {{ $v.consumer.onLogReset | quote }}
 ORDERLY_CONSUMER_DEAD_LETTER_ATTEMPTS: {{ $v.consumer.deadLetterAttempts | int | quote }}
@@ -234,3 +245,89 @@ token a line), else what the Secret already holds, else a generated token.
 {{/* Where the token files and the TLS files are mounted. */}}
 {{- define "orderly.authDir" -}}/etc/orderly/auth{{- end }}
 {{- define "orderly.tlsDir" -}}/etc/orderly/tls{{- end }}
+
+{{/*
+Managed stores: CA bundles, client certificates and credentials from
+existing Secrets, each mounted read-only under its own directory. One list
+of (volume, Secret, items, env) drives the env entries, mounts and volumes
+of the components and the migration hook alike.
+*/}}
+{{- define "orderly.storesDir" -}}/etc/orderly/stores{{- end }}
+{{- define "orderly.storeSecrets" -}}
+{{- $v := .Values -}}
+{{- $dir := include "orderly.storesDir" . -}}
+{{- if $v.database.caSecret }}
+- volume: postgres-ca
+  secret: {{ $v.database.caSecret }}
+  files: {ORDERLY_DATABASE_CA_FILE: {{ $v.database.caSecretKey | quote }}}
+{{- end }}
+{{- if $v.redis.caSecret }}
+- volume: redis-ca
+  secret: {{ $v.redis.caSecret }}
+  files: {ORDERLY_REDIS_CA_FILE: {{ $v.redis.caSecretKey | quote }}}
+{{- end }}
+{{- if $v.redis.clientCertSecret }}
+- volume: redis-client
+  secret: {{ $v.redis.clientCertSecret }}
+  files: {ORDERLY_REDIS_CERT_FILE: tls.crt, ORDERLY_REDIS_KEY_FILE: tls.key}
+{{- end }}
+{{- if $v.kafka.caSecret }}
+- volume: kafka-ca
+  secret: {{ $v.kafka.caSecret }}
+  files: {ORDERLY_KAFKA_CA_FILE: {{ $v.kafka.caSecretKey | quote }}}
+{{- end }}
+{{- if $v.kafka.clientCertSecret }}
+- volume: kafka-client
+  secret: {{ $v.kafka.clientCertSecret }}
+  files: {ORDERLY_KAFKA_CERT_FILE: tls.crt, ORDERLY_KAFKA_KEY_FILE: tls.key}
+{{- end }}
+{{- if $v.kafka.sasl.existingSecret }}
+- volume: kafka-sasl
+  secret: {{ $v.kafka.sasl.existingSecret }}
+  files:
+    ORDERLY_KAFKA_SASL_USERNAME_FILE: {{ $v.kafka.sasl.usernameKey | quote }}
+    ORDERLY_KAFKA_SASL_PASSWORD_FILE: {{ $v.kafka.sasl.passwordKey | quote }}
+{{- end }}
+{{- end }}
+
+{{/* The env entries pointing at the mounted store files (and the Redis URL). */}}
+{{- define "orderly.storeEnv" -}}
+{{- $dir := include "orderly.storesDir" . -}}
+{{- if .Values.redis.existingSecret }}
+- name: ORDERLY_REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.redis.existingSecret }}
+      key: {{ .Values.redis.existingSecretKey }}
+{{- end }}
+{{- range (include "orderly.storeSecrets" . | fromYamlArray) }}
+{{- $volume := .volume }}
+{{- range $env, $key := .files }}
+- name: {{ $env }}
+  value: {{ printf "%s/%s/%s" $dir $volume $key | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "orderly.storeMounts" -}}
+{{- $dir := include "orderly.storesDir" . -}}
+{{- range (include "orderly.storeSecrets" . | fromYamlArray) }}
+- name: {{ .volume }}
+  mountPath: {{ printf "%s/%s" $dir .volume }}
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "orderly.storeVolumes" -}}
+{{- range (include "orderly.storeSecrets" . | fromYamlArray) }}
+- name: {{ .volume }}
+  secret:
+    secretName: {{ .secret }}
+    defaultMode: 0440
+    items:
+      {{- range $env, $key := .files }}
+      - key: {{ $key }}
+        path: {{ $key }}
+      {{- end }}
+{{- end }}
+{{- end }}

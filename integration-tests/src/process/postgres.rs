@@ -29,10 +29,17 @@ impl PostgresInstance {
     /// Creates a cluster with `initdb` (as the `postgres` OS user when run
     /// as root, since Postgres refuses root) and starts it on a free port.
     pub async fn start() -> Self {
-        blocking(Self::start_blocking).await
+        blocking(|| Self::start_blocking(None)).await
     }
 
-    fn start_blocking() -> Self {
+    /// Like [`Self::start`], but the server speaks only TLS over TCP
+    /// (`ssl = on` with the PEM certificate chain and key given, and only
+    /// `hostssl` lines in pg_hba.conf), as managed databases are set up.
+    pub async fn start_tls_only(cert: Vec<u8>, key: Vec<u8>) -> Self {
+        blocking(move || Self::start_blocking(Some((cert, key)))).await
+    }
+
+    fn start_blocking(tls: Option<(Vec<u8>, Vec<u8>)>) -> Self {
         let bin = postgres_bin_dir();
         let dir = ScratchDir::new("postgres");
         if running_as_root() {
@@ -59,6 +66,9 @@ impl PostgresInstance {
         let conf = data.join("postgresql.conf");
         let mut text = std::fs::read_to_string(&conf).expect("read postgresql.conf");
         text.push_str(&settings);
+        if let Some((cert, key)) = tls {
+            text.push_str(&enable_tls_only(&data, &cert, &key));
+        }
         std::fs::write(&conf, text).expect("write postgresql.conf");
         let instance = Self {
             port,
@@ -201,6 +211,32 @@ fn postgres_bin_dir() -> PathBuf {
              (or set ORDERLY_TEST_PG_BIN)"
         )
     })
+}
+
+/// Writes the certificate and key (the key readable by the server's owner
+/// only, as Postgres demands) and a pg_hba.conf refusing TCP without TLS;
+/// returns the settings to append to postgresql.conf.
+fn enable_tls_only(data: &Path, cert: &[u8], key: &[u8]) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let cert_path = data.join("server.crt");
+    let key_path = data.join("server.key");
+    std::fs::write(&cert_path, cert).expect("write server.crt");
+    std::fs::write(&key_path, key).expect("write server.key");
+    std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600))
+        .expect("chmod server.key");
+    std::fs::write(
+        data.join("pg_hba.conf"),
+        "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+    )
+    .expect("write pg_hba.conf");
+    if running_as_root() {
+        run(Command::new("chown")
+            .arg("postgres:postgres")
+            .arg(&cert_path)
+            .arg(&key_path)
+            .arg(data.join("pg_hba.conf")));
+    }
+    "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n".to_owned()
 }
 
 /// Whether this process runs as root (whose files under /proc are its own).

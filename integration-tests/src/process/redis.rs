@@ -26,6 +26,8 @@ pub struct RedisInstance {
     child: Option<Child>,
     log: PathBuf,
     dir: ScratchDir,
+    /// Extra arguments: TLS only, an ACL user.
+    tls: Option<Vec<String>>,
 }
 
 impl RedisInstance {
@@ -39,14 +41,64 @@ impl RedisInstance {
             child: None,
             log,
             dir,
+            tls: None,
         };
         instance.start_again().await;
         instance
     }
 
-    /// Where it listens.
+    /// Like [`Self::start`], but listening only for TLS (the PEM
+    /// certificate chain and key given; clients need no certificate), with
+    /// the default user disabled and one ACL user `user` with `password`
+    /// allowed everything, as a managed Redis is set up.
+    pub async fn start_tls_only(cert: &[u8], key: &[u8], user: &str, password: &str) -> Self {
+        let dir = ScratchDir::new("redis");
+        let log = dir.path().join("redis.log");
+        let (cert_path, key_path) = (dir.path().join("server.crt"), dir.path().join("server.key"));
+        std::fs::write(&cert_path, cert).expect("write server.crt");
+        std::fs::write(&key_path, key).expect("write server.key");
+        let port = free_port();
+        let args = [
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--tls-cert-file",
+            &cert_path.display().to_string(),
+            "--tls-key-file",
+            &key_path.display().to_string(),
+            "--tls-auth-clients",
+            "no",
+            "--user",
+            "default",
+            "off",
+            "--user",
+            user,
+            "on",
+            &format!(">{password}"),
+            "~*",
+            "&*",
+            "+@all",
+        ];
+        let mut instance = Self {
+            port,
+            child: None,
+            log,
+            dir,
+            tls: Some(args.iter().map(|a| (*a).to_owned()).collect()),
+        };
+        instance.start_again().await;
+        instance
+    }
+
+    /// Where it listens (`rediss://` when it speaks only TLS; no user).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// The port it listens on (127.0.0.1).
@@ -93,8 +145,12 @@ impl RedisInstance {
         let server = std::env::var_os("ORDERLY_TEST_REDIS_SERVER")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("redis-server"));
-        let child = Command::new(&server)
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+        let mut command = Command::new(&server);
+        match &self.tls {
+            Some(args) => command.args(["--bind", "127.0.0.1"]).args(args),
+            None => command.args(["--bind", "127.0.0.1", "--port", &self.port.to_string()]),
+        };
+        let child = command
             .arg("--dir")
             .arg(self.dir.path())
             .arg("--logfile")
@@ -112,12 +168,27 @@ impl RedisInstance {
             });
         self.child = Some(child);
         let port = self.port;
-        let ready = eventually(
-            "the own Redis to answer PING",
-            Duration::from_secs(60),
-            || async move { ping(port).await.then_some(()) },
-        );
-        ready.await;
+        if self.tls.is_some() {
+            // PING would need TLS: listening is enough (it loads no file).
+            let ready = eventually(
+                "the own Redis to listen",
+                Duration::from_secs(60),
+                || async move {
+                    TcpStream::connect(("127.0.0.1", port))
+                        .await
+                        .ok()
+                        .map(|_| ())
+                },
+            );
+            ready.await;
+        } else {
+            let ready = eventually(
+                "the own Redis to answer PING",
+                Duration::from_secs(60),
+                || async move { ping(port).await.then_some(()) },
+            );
+            ready.await;
+        }
         if let Some(child) = self.child.as_mut() {
             assert!(
                 matches!(child.try_wait(), Ok(None)),

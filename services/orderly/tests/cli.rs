@@ -508,6 +508,65 @@ async fn config_never_prints_tokens() {
     );
 }
 
+#[tokio::test]
+async fn config_hides_store_credentials_and_names_a_missing_ca() {
+    let run = orderly_with_env(
+        vec!["config".to_owned()],
+        vec![
+            (
+                "ORDERLY_REDIS_URL",
+                "rediss://orderly:r3dis-pw@cache:6380".to_owned(),
+            ),
+            ("ORDERLY_KAFKA_SECURITY_PROTOCOL", "sasl_ssl".to_owned()),
+            ("ORDERLY_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512".to_owned()),
+            ("ORDERLY_KAFKA_SASL_USERNAME", "orderly".to_owned()),
+            ("ORDERLY_KAFKA_SASL_PASSWORD", "k4fka-pw".to_owned()),
+            (
+                "ORDERLY_KAFKA_PROPERTY_SSL_KEY_PASSWORD",
+                "k3y-pw".to_owned(),
+            ),
+            (
+                "ORDERLY_KAFKA_PROPERTY_SOCKET_KEEPALIVE_ENABLE",
+                "true".to_owned(),
+            ),
+        ],
+    )
+    .await;
+    assert!(run.success, "{run:?}");
+    for secret in ["r3dis-pw", "k4fka-pw", "k3y-pw"] {
+        assert!(!run.stdout.contains(secret), "{secret}: {run:?}");
+    }
+    for line in [
+        "ORDERLY_REDIS_URL=rediss://orderly:***@cache:6380",
+        "ORDERLY_KAFKA_SECURITY_PROTOCOL=sasl_ssl",
+        "ORDERLY_KAFKA_SASL_USERNAME=orderly",
+        "ORDERLY_KAFKA_SASL_PASSWORD=***",
+        "ORDERLY_KAFKA_PROPERTY_SSL_KEY_PASSWORD=***",
+        "ORDERLY_KAFKA_PROPERTY_SOCKET_KEEPALIVE_ENABLE=true",
+    ] {
+        assert!(run.stdout.lines().any(|l| l == line), "{line}: {run:?}");
+    }
+    for name in [
+        "ORDERLY_DATABASE_CA_FILE",
+        "ORDERLY_REDIS_CA_FILE",
+        "ORDERLY_KAFKA_CA_FILE",
+        "ORDERLY_KAFKA_SASL_PASSWORD_FILE",
+    ] {
+        let value = if name.contains("REDIS") {
+            // Only with a rediss:// URL.
+            vec![
+                (name, "/nonexistent/orderly/ca.pem".to_owned()),
+                ("ORDERLY_REDIS_URL", "rediss://cache:6380".to_owned()),
+            ]
+        } else {
+            vec![(name, "/nonexistent/orderly/ca.pem".to_owned())]
+        };
+        let run = orderly_with_env(vec!["config".to_owned()], value).await;
+        assert!(!run.success, "{name}: {run:?}");
+        assert!(run.stderr.contains(name), "{name}: {run:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn client_commands_send_the_token() {
     let platform = TestPlatform::builder()

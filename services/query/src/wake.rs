@@ -14,7 +14,7 @@ use std::{
 use futures::{StreamExt, stream};
 use orderly::{backoff::Backoff, config::PostgresConfig};
 use tokio::sync::watch;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -134,7 +134,7 @@ pub async fn listen(postgres: PostgresConfig, wakeups: Wakeups, shutdown: Cancel
 
 /// One listening session; returns why it ended.
 async fn session(postgres: &PostgresConfig, wakeups: &Wakeups, backoff: &mut Backoff) -> String {
-    let mut config: tokio_postgres::Config = match postgres.database_url.parse() {
+    let mut config = match orderly::postgres::session_config(postgres) {
         Ok(config) => config,
         Err(error) => return format!("bad ORDERLY_DATABASE_URL: {error}"),
     };
@@ -142,7 +142,7 @@ async fn session(postgres: &PostgresConfig, wakeups: &Wakeups, backoff: &mut Bac
     // A partitioned server must end the session, not leave it silently deaf.
     orderly::postgres::detect_dead_peers(&mut config);
     config.connect_timeout(CONNECT_TIMEOUT);
-    let (client, mut connection) = match config.connect(NoTls).await {
+    let (client, mut connection) = match orderly::postgres::connect(&config, postgres).await {
         Ok(connected) => connected,
         Err(error) => return orderly::postgres::describe(&error),
     };

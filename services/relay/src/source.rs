@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 use futures::{StreamExt, stream};
 use orderly::proto::v1::RelayRole;
 use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -184,7 +184,6 @@ impl SourceState {
 #[derive(Debug, Clone)]
 pub struct Settings {
     postgres: orderly::config::PostgresConfig,
-    database_url: String,
     batch_size: usize,
     max_in_flight: usize,
     poll_interval: Duration,
@@ -201,7 +200,6 @@ impl Settings {
     pub fn new(config: &Config) -> Self {
         Self {
             postgres: config.postgres.clone(),
-            database_url: config.postgres.database_url.clone(),
             batch_size: config.batch_size,
             max_in_flight: config.max_in_flight,
             poll_interval: Duration::from_millis(config.poll_interval_ms),
@@ -286,7 +284,7 @@ async fn session(
     backoff: &mut Backoff,
     shutdown: &CancellationToken,
 ) -> Result<(), Error> {
-    let mut pg_config: tokio_postgres::Config = settings.database_url.parse()?;
+    let mut pg_config = orderly::postgres::session_config(&settings.postgres)?;
     // Shows in pg_stat_activity which relay session serves which source.
     pg_config.application_name(format!("orderly-relay:{}", state.name));
     // An unreachable server must fail the attempt, not hang it for minutes.
@@ -295,7 +293,7 @@ async fn session(
     // is retried) instead of stalling the relay.
     orderly::postgres::apply_session_settings(&mut pg_config, &settings.postgres);
     pg_config.connect_timeout(CONNECT_TIMEOUT);
-    let (client, connection) = pg_config.connect(NoTls).await?;
+    let (client, connection) = orderly::postgres::connect(&pg_config, &settings.postgres).await?;
     let (wake, mut woken) = mpsc::channel(1);
     // The connection must be polled for notifications to arrive; it stops
     // when the client is dropped, which ends the session.

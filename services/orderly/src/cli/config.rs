@@ -51,12 +51,30 @@ pub fn print() -> anyhow::Result<()> {
     env.set("REDIS_POOL_SIZE", redis.redis_pool_size);
     env.set("REDIS_RESPONSE_TIMEOUT_MS", redis.redis_response_timeout_ms);
     env.set("REDIS_KEY_PREFIX", &redis.redis_key_prefix);
+    env.set(
+        "REDIS_CA_FILE",
+        redis.redis_ca_file.as_deref().unwrap_or_default(),
+    );
+    let (cert, key) = redis.redis_client_cert.clone().unwrap_or_default();
+    env.set("REDIS_CERT_FILE", cert);
+    env.set("REDIS_KEY_FILE", key);
     env.section("kafka");
     env.set("KAFKA_BROKERS", &kafka.kafka_brokers);
     env.set("KAFKA_TOPIC_PREFIX", &kafka.kafka_topic_prefix);
     env.set("KAFKA_TOPIC_PARTITIONS", kafka.kafka_topic_partitions);
     env.set("KAFKA_REPLICATION_FACTOR", kafka.kafka_replication_factor);
     env.set("KAFKA_FETCH_WAIT_MS", kafka.kafka_fetch_wait_ms);
+    // The password (and secret-looking properties) as ***.
+    for (name, value) in kafka.security.describe() {
+        env.set(&name, value);
+    }
+    // The _FILE variants are read into the values above.
+    for name in ["KAFKA_SASL_USERNAME_FILE", "KAFKA_SASL_PASSWORD_FILE"] {
+        env.set(
+            name,
+            std::env::var(format!("{ENV_PREFIX}{name}")).unwrap_or_default(),
+        );
+    }
     env.section("order service and its saga");
     env.set("ORDER_GRPC_ADDR", order.grpc_addr);
     env.set("ORDER_METRICS_ADDR", order.metrics_addr);
@@ -169,6 +187,10 @@ fn postgres(env: &mut EnvFile, postgres: &PostgresConfig) {
     env.set(
         "DATABASE_STATEMENT_TIMEOUT_MS",
         postgres.statement_timeout_ms,
+    );
+    env.set(
+        "DATABASE_CA_FILE",
+        postgres.database_ca_file.as_deref().unwrap_or_default(),
     );
 }
 

@@ -1,0 +1,67 @@
+//! orderly against stores that demand TLS and credentials, as managed
+//! Postgres, Redis and Kafka do: servers of the test's own with a CA made
+//! for the test. Postgres in `tls/postgres.rs`, Redis in `tls/redis.rs`,
+//! Kafka (the broker behind stunnel) in `tls/kafka.rs`, and the whole saga
+//! with all three over TLS here (in-process) and in `tls/processes.rs` (the
+//! `orderly` binary, configured by its environment).
+
+#[path = "tls/kafka.rs"]
+mod kafka;
+#[path = "tls/postgres.rs"]
+mod postgres;
+#[path = "tls/processes.rs"]
+mod processes;
+#[path = "tls/redis.rs"]
+mod redis;
+#[path = "tls/support.rs"]
+mod support;
+
+use orderly::proto::v1::{OrderStatus, PaymentStatus};
+use orderly_integration_tests::{
+    TestDatabase, TestPlatform, TestRedis,
+    orders::{create, payment, stock, until_status},
+    test_resource_name,
+};
+
+use support::{Pki, TlsBroker, TlsPostgres, TlsRedis};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_saga_runs_with_all_three_stores_over_tls() {
+    let pki = Pki::new();
+    let (postgres, redis, broker) = tokio::join!(
+        TlsPostgres::start(&pki),
+        TlsRedis::start(&pki),
+        TlsBroker::start(&pki)
+    );
+    let config = postgres.config(&pki, "orderly", "verify-full");
+    orderly::migrate::run(&config)
+        .await
+        .expect("migrate over TLS");
+    let redis_config = orderly::redis::RedisConfig {
+        redis_key_prefix: test_resource_name(),
+        ..redis.config(&pki)
+    };
+    let (kafka, _tls_front) = broker.test_kafka(&pki).await;
+    let platform = TestPlatform::builder()
+        .all()
+        .database(TestDatabase {
+            config,
+            name: "orderly".to_owned(),
+        })
+        .redis(TestRedis {
+            config: redis_config,
+        })
+        .kafka(kafka)
+        .start()
+        .await;
+    stock(&platform, &[("SKU-TLS", 5)]).await;
+    let order = create(&platform, "c-tls", &[("SKU-TLS", 2)], "pm_ok").await;
+    let confirmed = until_status(&platform, &order.order_id, OrderStatus::Confirmed).await;
+    assert_eq!(confirmed.version, 3, "PENDING -> RESERVED -> CONFIRMED");
+    let paid = payment(&platform, &order.order_id)
+        .await
+        .expect("a payment");
+    assert_eq!(paid.status(), PaymentStatus::Succeeded);
+    // Every store was reached over TLS (plain would have been refused).
+    postgres.assert_only_tls_sessions().await;
+}
