@@ -36,7 +36,9 @@ impl TestDatabase {
             .await
             .expect("create test database");
         let config = PostgresConfig {
-            database_url: format!("{server}/{name}"),
+            // Plain TCP like the tests' own connections, so figures and
+            // timings compare like with like; TLS has tests of its own.
+            database_url: format!("{server}/{name}?sslmode=disable"),
             // Small: a test runs up to five components, each with a pool, and
             // many tests share one server (max_connections is 100 by default).
             database_pool_size: 4,
