@@ -193,6 +193,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn declared_services_show_every_method_before_any_request() {
+        let metrics = RequestMetrics::default();
+        metrics.declare(&["orderly.v1.OrderService"]);
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        let text = crate::metrics::encode(&registry);
+        for method in ["CreateOrder", "GetOrder", "CancelOrder"] {
+            let path = format!("/orderly.v1.OrderService/{method}");
+            for line in [
+                format!("orderly_grpc_requests_total{{method=\"{path}\",code=\"OK\"}} 0\n"),
+                format!("orderly_grpc_request_duration_seconds_count{{method=\"{path}\"}} 0\n"),
+            ] {
+                assert!(text.contains(&line), "missing {line} in\n{text}");
+            }
+        }
+        assert!(!text.contains("InventoryService"), "{text}");
+    }
+
+    #[test]
     fn requests_are_counted_by_method_and_code_and_timed() {
         let metrics = RequestMetrics::default();
         let path = "/orderly.v1.OrderService/CreateOrder";
