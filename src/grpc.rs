@@ -96,9 +96,10 @@ pub async fn serve(
                 .on_eos(span::on_eos)
                 .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
         )
-        // Refuse a missing or wrong bearer token (UNAUTHENTICATED) and a
-        // client token on an admin RPC (PERMISSION_DENIED) before the
-        // request takes an admission slot; off when no token is configured.
+        // Refuse a missing or wrong bearer token (UNAUTHENTICATED), and a
+        // client token on an admin RPC or any token on a path the contract
+        // declares no access for (PERMISSION_DENIED), before the request
+        // takes an admission slot; off when no token is configured.
         .layer(AuthLayer::new(&limits.auth))
         // Bound the requests in flight across every connection, and per
         // connection (streams count while open), and refuse the rest at once
