@@ -163,6 +163,11 @@ impl Membership {
         }
     }
 
+    /// The pool its rounds use.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
     /// This member's id.
     pub fn member(&self) -> Uuid {
         self.member

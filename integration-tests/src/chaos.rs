@@ -134,7 +134,7 @@ fn platform_builder(settings: &ChaosSettings) -> ProcessPlatformBuilder {
         .env("PAYMENT_GATEWAY_TIMEOUT_MS", 500)
         .env("CONSUMER_BACKOFF_MAX_MS", 1_000)
         .env("RELAY_BACKOFF_MAX_MS", 1_000)
-        .env("RELAY_STANDBY_RETRY_MS", 500)
+        .env("RELAY_LEASE_TTL_MS", 3_000)
         .env("SAGA_CALL_TIMEOUT_MS", 2_000)
 }
 

@@ -472,7 +472,7 @@ impl TestPlatform {
                     // machine; outage tests shorten it so deliveries fail
                     // and retry.
                     message_timeout_ms: 5_000,
-                    standby_retry_ms: 200,
+                    lease_ttl_ms: 3_000,
                     backoff_max_ms: 1_000,
                     postgres: self.db.config.clone(),
                     kafka: self.kafka_config(),

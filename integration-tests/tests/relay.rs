@@ -1,8 +1,10 @@
 //! The outbox relay against a real Postgres and Kafka-protocol broker:
-//! content and order, late commits and retention here; outages, crashes and
-//! fail-over in `relay/faults.rs`; poison rows set aside in
-//! `relay/set_aside.rs`.
+//! content and order, late commits and retention here; outages and crashes
+//! in `relay/faults.rs`; replicas sharing buckets, take-over and fencing in
+//! `relay/buckets.rs`; poison rows set aside in `relay/set_aside.rs`.
 
+#[path = "relay/buckets.rs"]
+mod buckets;
 #[path = "relay/faults.rs"]
 mod faults;
 #[path = "relay/set_aside.rs"]

@@ -8,7 +8,7 @@ use std::{
 
 use orderly::{
     kafka::ORDER_TOPIC,
-    proto::v1::{CreateOrderRequest, OrderItem, RelayRole},
+    proto::v1::{CreateOrderRequest, OrderItem},
 };
 use orderly_integration_tests::{
     Component, TestDatabase, TestKafka, TestPlatform, eventually, init_logging,
@@ -177,76 +177,4 @@ async fn a_relay_killed_mid_batch_loses_nothing() {
     .await;
     let ids: HashSet<Uuid> = received.iter().map(|r| r.event_id()).collect();
     assert_eq!(ids, written);
-}
-
-#[tokio::test]
-async fn a_standby_takes_over_within_seconds_when_the_active_relay_dies() {
-    let orders_only = |config: &mut orderly_relay::Config| {
-        config.sources = vec!["orders".into()];
-        // The production default: a standby tries for the lock every second.
-        config.standby_retry_ms = 1_000;
-    };
-    let mut platform = TestPlatform::builder()
-        .relay_with(orders_only)
-        .start()
-        .await;
-    let one = Relay::of(&platform, Component::Relay);
-    let two = platform.add_relay(orders_only).await;
-    let two = Relay::of(&platform, two);
-    let (active, standby) = eventually("one active relay and one standby", WAIT, || async {
-        match (one.role("orders").await, two.role("orders").await) {
-            (RelayRole::Active, RelayRole::Standby) => Some((true, false)),
-            (RelayRole::Standby, RelayRole::Active) => Some((false, true)),
-            _ => None,
-        }
-    })
-    .await;
-    let (active, standby) = if active && !standby {
-        (one, two)
-    } else {
-        (two, one)
-    };
-
-    let client = platform.db.client().await;
-    for _ in 0..10 {
-        write_event(&client, "orders", ORDER_TOPIC, Uuid::now_v7(), 1).await;
-    }
-    until_drained(&active, "orders", WAIT).await;
-    assert!(active.backlog().await["orders"].last_published_at.is_some());
-    let idle = standby.backlog().await;
-    assert_eq!(idle["orders"].role(), RelayRole::Standby);
-    assert!(
-        idle["orders"].last_published_at.is_none(),
-        "the standby published"
-    );
-
-    platform.kill(active.instance).await;
-    let killed_at = Instant::now();
-    for _ in 0..10 {
-        write_event(&client, "orders", ORDER_TOPIC, Uuid::now_v7(), 1).await;
-    }
-    eventually(
-        "the standby to take over and publish",
-        Duration::from_secs(10),
-        || async {
-            let status = standby.backlog().await;
-            let source = &status["orders"];
-            (source.role() == RelayRole::Active
-                && source.backlog == 0
-                && source.last_published_at.is_some())
-            .then_some(())
-        },
-    )
-    .await;
-    let took = killed_at.elapsed();
-    assert!(took < Duration::from_secs(10), "fail-over took {took:?}");
-    let kafka = kafka(&platform);
-    consume(
-        &kafka.config,
-        &kafka.group("failover"),
-        ORDER_TOPIC,
-        20,
-        WAIT,
-    )
-    .await;
 }

@@ -180,6 +180,32 @@ pub async fn consume(
     distinct: usize,
     timeout: Duration,
 ) -> Vec<Received> {
+    consume_until(kafka, group, topic, timeout, |_, seen| seen >= distinct).await
+}
+
+/// Reads `topic` from the beginning until `records` records have arrived
+/// (duplicates counted), or panics at `timeout`.
+pub async fn consume_records(
+    kafka: &KafkaConfig,
+    group: &str,
+    topic: &str,
+    records: usize,
+    timeout: Duration,
+) -> Vec<Received> {
+    consume_until(kafka, group, topic, timeout, |received, _| {
+        received >= records
+    })
+    .await
+}
+
+/// Reads `topic` from the beginning until `done(records, distinct ids)`.
+async fn consume_until(
+    kafka: &KafkaConfig,
+    group: &str,
+    topic: &str,
+    timeout: Duration,
+    done: impl Fn(usize, usize) -> bool,
+) -> Vec<Received> {
     let consumer: StreamConsumer = kafka
         .client_config()
         .set("group.id", group)
@@ -194,11 +220,12 @@ pub async fn consume(
     let deadline = Instant::now() + timeout;
     let mut received = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    while seen.len() < distinct {
+    while !done(received.len(), seen.len()) {
         let message = match tokio::time::timeout_at(deadline, consumer.recv()).await {
             Ok(message) => message.expect("consume"),
             Err(_) => panic!(
-                "timed out after {timeout:?}: {} of {distinct} events on {topic}",
+                "timed out after {timeout:?}: {} records, {} distinct events on {topic}",
+                received.len(),
                 seen.len()
             ),
         };

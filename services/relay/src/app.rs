@@ -83,7 +83,13 @@ impl App {
         let mut tasks = JoinSet::new();
         let settings = Settings::new(&self.config);
         for (state, publisher) in self.sources.iter().zip(self.publishers) {
-            let task = source::run(state.clone(), settings.clone(), publisher, stop.clone());
+            let task = source::run(
+                state.clone(),
+                settings.clone(),
+                publisher,
+                self.pool.clone(),
+                stop.clone(),
+            );
             tasks.spawn(async move {
                 task.await;
                 Ok(())

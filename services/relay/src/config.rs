@@ -36,9 +36,10 @@ pub struct Config {
     /// `ORDERLY_RELAY_MESSAGE_TIMEOUT_MS`: how long the producer tries to
     /// deliver a record before the batch counts as failed and is retried.
     pub message_timeout_ms: u64,
-    /// `ORDERLY_RELAY_STANDBY_RETRY_MS`: how often a standby tries to take
-    /// the source's lock; bounds failover time.
-    pub standby_retry_ms: u64,
+    /// `ORDERLY_RELAY_LEASE_TTL_MS`: how long a relay's bucket leases last
+    /// unless renewed (renewed every third of it); a relay that dies or is
+    /// cut off loses its buckets to the others within about this long.
+    pub lease_ttl_ms: u64,
     /// `ORDERLY_RELAY_BACKOFF_MAX_MS`: cap of the exponential back-off after
     /// a failed batch or a lost database connection.
     pub backoff_max_ms: u64,
@@ -68,7 +69,7 @@ impl Default for Config {
             prune_interval_ms: 60_000,
             prune_batch: 1_000,
             message_timeout_ms: 30_000,
-            standby_retry_ms: 1_000,
+            lease_ttl_ms: 6_000,
             backoff_max_ms: 10_000,
             max_attempts: 5,
             postgres: PostgresConfig::default(),
@@ -99,7 +100,7 @@ impl Config {
             prune_interval_ms: var("RELAY_PRUNE_INTERVAL_MS", d.prune_interval_ms)?,
             prune_batch: var("RELAY_PRUNE_BATCH", d.prune_batch)?,
             message_timeout_ms: var("RELAY_MESSAGE_TIMEOUT_MS", d.message_timeout_ms)?,
-            standby_retry_ms: var("RELAY_STANDBY_RETRY_MS", d.standby_retry_ms)?,
+            lease_ttl_ms: var("RELAY_LEASE_TTL_MS", d.lease_ttl_ms)?,
             backoff_max_ms: var("RELAY_BACKOFF_MAX_MS", d.backoff_max_ms)?,
             max_attempts: var("RELAY_MAX_ATTEMPTS", d.max_attempts)?,
             postgres: PostgresConfig::from_env()?,
@@ -157,6 +158,12 @@ impl Config {
                 "must be at least 100",
             ));
         }
+        if !(300..=600_000).contains(&self.lease_ttl_ms) {
+            return Err(ConfigError::invalid(
+                "RELAY_LEASE_TTL_MS",
+                format!("must be 300..=600000, got {}", self.lease_ttl_ms),
+            ));
+        }
         if self.max_attempts == 0 {
             return Err(ConfigError::invalid(
                 "RELAY_MAX_ATTEMPTS",
@@ -166,7 +173,6 @@ impl Config {
         for (name, value) in [
             ("RELAY_POLL_INTERVAL_MS", self.poll_interval_ms),
             ("RELAY_PRUNE_INTERVAL_MS", self.prune_interval_ms),
-            ("RELAY_STANDBY_RETRY_MS", self.standby_retry_ms),
             ("RELAY_BACKOFF_MAX_MS", self.backoff_max_ms),
         ] {
             if value == 0 {

@@ -1,5 +1,6 @@
-//! RelayAdmin: each source's backlog and this relay's role for it, and the
-//! rows set aside because the broker keeps refusing them.
+//! RelayAdmin: each source's backlog, who owns each of its buckets and this
+//! relay's role for it, and the rows set aside because the broker keeps
+//! refusing them.
 
 use std::sync::Arc;
 
@@ -7,14 +8,18 @@ use deadpool_postgres::Pool;
 use orderly::{
     proto::v1::{
         GetBacklogRequest, GetBacklogResponse, ListSetAsideRequest, ListSetAsideResponse,
-        RetrySetAsideRequest, RetrySetAsideResponse, SetAsideRow, SourceStatus,
+        RelayBucket, RetrySetAsideRequest, RetrySetAsideResponse, SetAsideRow, SourceStatus,
         relay_admin_server::RelayAdmin,
     },
     status::Violations,
 };
 use tonic::{Request, Response, Status};
 
-use crate::{error::Error, source::SourceState, store};
+use crate::{
+    error::Error,
+    source::{SourceState, lease::RELAY_GROUP},
+    store,
+};
 
 /// Rows ListSetAside returns when the request sets no limit.
 const DEFAULT_LIST_LIMIT: u32 = 100;
@@ -43,8 +48,8 @@ impl AdminService {
     }
 }
 
-/// Every source's status; backlogs are read from the database, so any
-/// replica (active or standby) reports the same figures.
+/// Every source's status; backlogs and owners are read from the database,
+/// so any replica reports the same figures.
 pub async fn statuses(
     sources: &[Arc<SourceState>],
     pool: &Pool,
@@ -52,6 +57,7 @@ pub async fn statuses(
     let mut statuses = Vec::with_capacity(sources.len());
     for source in sources {
         let backlog = store::backlog(pool, &source.queries).await?;
+        let buckets = buckets(source, pool).await?;
         statuses.push(SourceStatus {
             name: source.name.clone(),
             backlog: backlog.rows,
@@ -60,9 +66,34 @@ pub async fn statuses(
             last_published_at: source.last_published_at().map(orderly::time::to_timestamp),
             set_aside: backlog.set_aside,
             held_behind_set_aside: backlog.held,
+            buckets,
         });
     }
     Ok(statuses)
+}
+
+/// Each bucket of `source`, its owner and its backlog.
+async fn buckets(source: &SourceState, pool: &Pool) -> Result<Vec<RelayBucket>, Error> {
+    let waiting = store::bucket_backlog(pool, &source.queries).await?;
+    let client = pool.get().await?;
+    let owners = orderly::ownership::owners(&client, &source.name, RELAY_GROUP).await?;
+    let here: Vec<i32> = source.grants().iter().map(|g| g.slot).collect();
+    Ok(owners
+        .into_iter()
+        .map(|owner| {
+            let backlog = waiting.iter().find(|b| b.bucket == owner.slot);
+            RelayBucket {
+                bucket: u32::try_from(owner.slot).unwrap_or(0),
+                owner_instance: owner.instance.unwrap_or_default(),
+                owner_member: owner.owner.map(|m| m.to_string()).unwrap_or_default(),
+                epoch: u64::try_from(owner.epoch).unwrap_or(0),
+                live: owner.live,
+                owned_here: here.contains(&owner.slot),
+                backlog: backlog.map_or(0, |b| b.rows),
+                oldest_unpublished_age_ms: backlog.map_or(0, |b| b.oldest_age_ms),
+            }
+        })
+        .collect())
 }
 
 /// The row limit a ListSetAside request asks for.

@@ -167,6 +167,22 @@ impl Collector for SourcesCollector {
             "Outbox rows this relay set aside.",
             SourceState::set_aside,
         )?;
+        self.counter(
+            e,
+            "orderly_relay_fenced_marks",
+            "Delivered rows this relay could not mark because their bucket had passed to another relay (published again by it).",
+            SourceState::fenced_marks,
+        )?;
+        let owned = self
+            .0
+            .iter()
+            .map(|s| (source_labels(&s.name), s.grants().len() as i64));
+        encode_gauge(
+            e,
+            "orderly_relay_owned_buckets",
+            "Buckets of the source this relay owns and publishes.",
+            owned,
+        )?;
         let active = self.0.iter().map(|s| {
             let active = s.role() == RelayRole::Active;
             (source_labels(&s.name), i64::from(active))
@@ -174,7 +190,7 @@ impl Collector for SourcesCollector {
         encode_gauge(
             e,
             "orderly_relay_active",
-            "1 when this relay holds the source's lock and publishes it.",
+            "1 when this relay owns at least one of the source's buckets.",
             active,
         )?;
         let last_publish = self.0.iter().filter_map(|s| {

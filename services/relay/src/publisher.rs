@@ -324,6 +324,7 @@ mod tests {
         let publisher = Publisher::new(&kafka, 60_000).expect("a producer");
         let row = OutboxRow {
             id: 7,
+            bucket: 0,
             topic: "orderly.order.v1".into(),
             partition_key: "order-1".into(),
             payload: vec![0; 2_000_000],

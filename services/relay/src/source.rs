@@ -1,7 +1,9 @@
-//! One outbox source: stand by until its advisory lock is ours, then relay
-//! its rows to Kafka until the session ends or shutdown.
+//! One outbox source: hold a fair share of its buckets under leases and
+//! relay their rows to Kafka until shutdown.
 
 mod active;
+mod in_flight;
+pub mod lease;
 
 use std::{
     sync::{
@@ -10,6 +12,10 @@ use std::{
     },
     time::Duration,
 };
+
+use deadpool_postgres::Pool;
+use orderly::ownership::{Grant, Membership};
+use tokio::sync::watch;
 
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, stream};
@@ -24,6 +30,7 @@ use crate::{
     publisher::Publisher,
     store::{CHANNEL, Queries, RETRY_SUFFIX, Session},
 };
+use lease::{Buckets, Lease, RELAY_GROUP};
 pub use orderly::backoff::Backoff;
 
 /// How long opening a source's session may take before it is retried.
@@ -37,7 +44,15 @@ pub struct SourceState {
     /// Its SQL.
     pub queries: Queries,
     role: AtomicI32,
+    /// The buckets this relay owns, one bit each (buckets are < 64).
+    /// Shared with the task that reads the session's notifications.
+    owned: Arc<AtomicU64>,
+    /// The source's bucket count; 0 until read.
+    bucket_count: AtomicI32,
+    /// Owned buckets and their epochs, for operators.
+    grants: Mutex<Vec<Grant>>,
     published: AtomicU64,
+    fenced_marks: AtomicU64,
     publish_errors: AtomicU64,
     refused_attempts: AtomicU64,
     set_aside: AtomicU64,
@@ -54,7 +69,11 @@ impl SourceState {
             name: name.to_owned(),
             queries: Queries::new(name),
             role: AtomicI32::new(RelayRole::Unspecified as i32),
+            owned: Arc::new(AtomicU64::new(0)),
+            bucket_count: AtomicI32::new(0),
+            grants: Mutex::new(Vec::new()),
             published: AtomicU64::new(0),
+            fenced_marks: AtomicU64::new(0),
             publish_errors: AtomicU64::new(0),
             refused_attempts: AtomicU64::new(0),
             set_aside: AtomicU64::new(0),
@@ -63,9 +82,52 @@ impl SourceState {
         }
     }
 
-    /// This relay's current role for the source.
+    /// This relay's current role for the source: active while it owns a
+    /// bucket.
     pub fn role(&self) -> RelayRole {
         RelayRole::try_from(self.role.load(Ordering::Relaxed)).unwrap_or(RelayRole::Unspecified)
+    }
+
+    /// The buckets this relay owns and their epochs.
+    pub fn grants(&self) -> Vec<Grant> {
+        self.grants
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The source's bucket count; 0 until known.
+    pub fn bucket_count(&self) -> i32 {
+        self.bucket_count.load(Ordering::Relaxed)
+    }
+
+    /// Rows whose mark was refused because their bucket's lease had passed
+    /// to another relay, since start.
+    pub fn fenced_marks(&self) -> u64 {
+        self.fenced_marks.load(Ordering::Relaxed)
+    }
+
+    fn set_bucket_count(&self, count: i32) {
+        self.bucket_count.store(count, Ordering::Relaxed);
+    }
+
+    /// Records what the last round granted (nothing: no longer active).
+    fn set_owned(&self, grants: &[Grant]) {
+        let mask = grants
+            .iter()
+            .filter(|g| (0..64).contains(&g.slot))
+            .fold(0u64, |mask, g| mask | (1 << g.slot));
+        let previous = self.owned.swap(mask, Ordering::Relaxed);
+        if previous != mask {
+            let slots: Vec<i32> = grants.iter().map(|g| g.slot).collect();
+            tracing::info!(source = %self.name, buckets = ?slots, "relay buckets changed");
+        }
+        *self.grants.lock().unwrap_or_else(|e| e.into_inner()) = grants.to_vec();
+        self.set_role(if mask == 0 {
+            RelayRole::Standby
+        } else {
+            RelayRole::Active
+        });
     }
 
     /// Rows this relay has published since it started.
@@ -129,7 +191,7 @@ pub struct Settings {
     retention: Duration,
     prune_interval: Duration,
     prune_batch: usize,
-    standby_retry: Duration,
+    lease_ttl: Duration,
     backoff_max: Duration,
     max_attempts: u32,
 }
@@ -146,46 +208,86 @@ impl Settings {
             retention: config.retention,
             prune_interval: Duration::from_millis(config.prune_interval_ms),
             prune_batch: config.prune_batch,
-            standby_retry: Duration::from_millis(config.standby_retry_ms),
+            lease_ttl: Duration::from_millis(config.lease_ttl_ms),
             backoff_max: Duration::from_millis(config.backoff_max_ms),
             max_attempts: config.max_attempts,
         }
     }
 }
 
-/// Relays one source until `shutdown`. Database trouble ends the session
-/// (which frees the lock) and starts over after a back-off.
+/// Relays one source until `shutdown`: a keeper holds this relay's share of
+/// the source's buckets, and sessions relay their rows. Database trouble
+/// ends a session, which starts over after a back-off; the leases run out
+/// on their own if the keeper cannot renew them. A clean stop hands the
+/// buckets over at once.
 pub async fn run(
     state: Arc<SourceState>,
     settings: Settings,
     mut publisher: Publisher,
+    pool: Pool,
     shutdown: CancellationToken,
 ) {
-    let mut backoff = Backoff::new(settings.backoff_max);
-    while !shutdown.is_cancelled() {
-        let result = session(&state, &settings, &mut publisher, &mut backoff, &shutdown).await;
-        if let Err(error) = result {
-            state.set_role(RelayRole::Standby);
-            tracing::warn!(source = %state.name, %error, "relay session ended; reconnecting");
-            tokio::select! {
-                () = shutdown.cancelled() => {}
-                () = tokio::time::sleep(backoff.next_pause()) => {}
+    let membership = Arc::new(Membership::new(
+        pool,
+        &state.name,
+        RELAY_GROUP,
+        settings.lease_ttl,
+    ));
+    let (grants, granted) = watch::channel(Lease::none());
+    let keeper_stop = CancellationToken::new();
+    // The keeper runs in this task, beside the sessions, so that aborting
+    // the relay (a crash) stops its renewals too.
+    let keeper = lease::keep(
+        state.clone(),
+        membership.clone(),
+        grants,
+        keeper_stop.clone(),
+    );
+    let relaying = async {
+        let mut buckets = Buckets::new(&membership, granted);
+        let mut backoff = Backoff::new(settings.backoff_max);
+        while !shutdown.is_cancelled() {
+            let result = session(
+                &state,
+                &settings,
+                &mut publisher,
+                &membership,
+                &mut buckets,
+                &mut backoff,
+                &shutdown,
+            )
+            .await;
+            if let Err(error) = result {
+                tracing::warn!(source = %state.name, %error, "relay session ended; reconnecting");
+                tokio::select! {
+                    () = shutdown.cancelled() => {}
+                    () = tokio::time::sleep(backoff.next_pause()) => {}
+                }
             }
         }
+        keeper_stop.cancel();
+    };
+    tokio::join!(keeper, relaying);
+    let slots: Vec<i32> = (0..state.bucket_count()).collect();
+    if let Err(error) = membership.leave(&slots).await {
+        tracing::warn!(source = %state.name, %error, "cannot hand the relay's buckets over; they pass on when the leases expire");
     }
+    state.set_owned(&[]);
     state.set_role(RelayRole::Unspecified);
 }
 
-/// One database session: connect, wait for the lock, relay.
+/// One database session: connect, listen, relay the owned buckets.
 async fn session(
     state: &SourceState,
     settings: &Settings,
     publisher: &mut Publisher,
+    membership: &Membership,
+    buckets: &mut Buckets,
     backoff: &mut Backoff,
     shutdown: &CancellationToken,
 ) -> Result<(), Error> {
     let mut pg_config: tokio_postgres::Config = settings.database_url.parse()?;
-    // Shows in pg_stat_activity which relay holds which source's lock.
+    // Shows in pg_stat_activity which relay session serves which source.
     pg_config.application_name(format!("orderly-relay:{}", state.name));
     // An unreachable server must fail the attempt, not hang it for minutes.
     orderly::postgres::detect_dead_peers(&mut pg_config);
@@ -196,40 +298,41 @@ async fn session(
     let (client, connection) = pg_config.connect(NoTls).await?;
     let (wake, mut woken) = mpsc::channel(1);
     // The connection must be polled for notifications to arrive; it stops
-    // when the client is dropped, which ends the session and frees the lock.
+    // when the client is dropped, which ends the session.
     tokio::spawn(drive(
         connection,
         state.name.clone(),
         wake,
         state.retry_requested.clone(),
+        state.owned.clone(),
     ));
     let session = Session::prepare(client, &state.queries).await?;
-
-    while !session.try_lock(&state.name).await? {
-        state.set_role(RelayRole::Standby);
-        tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
-            () = tokio::time::sleep(settings.standby_retry) => {}
-        }
-    }
     // Listen before the first read, so no insert can slip between the two.
     session.listen().await?;
-    state.set_role(RelayRole::Active);
     backoff.reset();
 
-    active::relay(
-        state, settings, &session, &mut woken, publisher, backoff, shutdown,
-    )
-    .await
+    let mut relay = active::Relay {
+        state,
+        settings,
+        session: &session,
+        membership,
+        buckets,
+        woken: &mut woken,
+        publisher,
+        backoff,
+    };
+    relay.run(shutdown).await
 }
 
-/// Polls the connection, forwarding this source's notifications as wake-ups;
-/// a retry notification also raises `retry_requested`.
+/// Polls the connection, forwarding this source's notifications for the
+/// buckets in `owned` as wake-ups; a retry notification also raises
+/// `retry_requested`.
 async fn drive<S, T>(
     connection: tokio_postgres::Connection<S, T>,
     source: String,
     wake: mpsc::Sender<()>,
     retry_requested: Arc<AtomicBool>,
+    owned: Arc<AtomicU64>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
@@ -240,7 +343,7 @@ async fn drive<S, T>(
     while let Some(message) = messages.next().await {
         match message {
             Ok(AsyncMessage::Notification(n))
-                if n.channel() == CHANNEL && (n.payload() == source || n.payload() == retry) =>
+                if n.channel() == CHANNEL && concerns(n.payload(), &source, &retry, &owned) =>
             {
                 if n.payload() == retry {
                     // Before the wake-up, so the woken loop sees it.
@@ -255,5 +358,41 @@ async fn drive<S, T>(
                 break;
             }
         }
+    }
+}
+
+/// Whether a notification is for this relay: a row in one of its buckets
+/// (`<source>:<bucket>`), a retry (`<source>:retry`), or a row of an outbox
+/// whose trigger names no bucket (`<source>`).
+fn concerns(payload: &str, source: &str, retry: &str, owned: &AtomicU64) -> bool {
+    if payload == source || payload == retry {
+        return true;
+    }
+    payload
+        .strip_prefix(source)
+        .and_then(|rest| rest.strip_prefix(':'))
+        .and_then(|bucket| bucket.parse::<i32>().ok())
+        .is_some_and(|bucket| {
+            (0..64).contains(&bucket) && owned.load(Ordering::Relaxed) & (1 << bucket) != 0
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relay_is_woken_only_for_its_own_buckets_and_retries() {
+        let owned = AtomicU64::new(0b1010);
+        let is_for = |payload: &str| concerns(payload, "orders", "orders:retry", &owned);
+        assert!(is_for("orders:1"));
+        assert!(is_for("orders:3"));
+        assert!(!is_for("orders:2"));
+        assert!(!is_for("orders:64"));
+        assert!(!is_for("orders:-1"));
+        assert!(is_for("orders:retry"));
+        assert!(is_for("orders"));
+        assert!(!is_for("payments:1"));
+        assert!(!is_for("orders_x:1"));
     }
 }

@@ -1,12 +1,15 @@
 //! The outbox queries. SQL lives in `store/*.sql` with `{outbox}` standing
-//! for the source's table; a source name is a validated identifier, so
-//! splicing it in is safe.
+//! for the source's table and `{schema}` for its schema (where its leases
+//! are); a source name is a validated identifier, so splicing it in is
+//! safe.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{GenericClient, Pool};
+use orderly::ownership::Grant;
 use tokio_postgres::{Client, Statement};
+use uuid::Uuid;
 
 use crate::error::Error;
 
@@ -18,11 +21,12 @@ const RECORD_FAILURES: &str = include_str!("store/record_failures.sql");
 const LIST_SET_ASIDE: &str = include_str!("store/list_set_aside.sql");
 const RETRY_SET_ASIDE: &str = include_str!("store/retry_set_aside.sql");
 const NOTIFY_RETRY: &str = include_str!("store/notify_retry.sql");
-const TRY_LOCK: &str = include_str!("store/try_lock.sql");
+const BUCKET_BACKLOG: &str = include_str!("store/bucket_backlog.sql");
+const BUCKETS: &str = include_str!("store/buckets.sql");
 const SESSION_SETTINGS: &str = include_str!("store/session_settings.sql");
 
-/// The channel the outbox triggers notify, with the schema as payload.
-/// RelayAdmin.RetrySetAside notifies it too, with `<schema>:retry`.
+/// The channel the outbox triggers notify, with `<schema>:<bucket>` as
+/// payload. RelayAdmin.RetrySetAside notifies it too, with `<schema>:retry`.
 pub const CHANNEL: &str = "orderly_outbox";
 
 /// The suffix of a notification payload that announces retried rows.
@@ -33,6 +37,8 @@ pub const RETRY_SUFFIX: &str = ":retry";
 pub struct OutboxRow {
     /// Position in the outbox; batches are read in this order.
     pub id: i64,
+    /// The row's bucket (from its partition key).
+    pub bucket: i32,
     /// Base topic name; the relay prepends the configured prefix.
     pub topic: String,
     /// Record key.
@@ -54,6 +60,44 @@ pub struct Backlog {
     pub held: u64,
     /// Age of the oldest unpublished row in milliseconds; 0 when none.
     pub oldest_age_ms: u64,
+}
+
+/// What is waiting in one bucket of an outbox.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BucketBacklog {
+    /// The bucket.
+    pub bucket: i32,
+    /// Unpublished rows, set-aside ones included.
+    pub rows: u64,
+    /// Age of the bucket's oldest unpublished row in milliseconds.
+    pub oldest_age_ms: u64,
+}
+
+/// The leases a write of the relay is fenced by: the buckets it owns, each
+/// at the epoch it was granted.
+#[derive(Debug, Clone)]
+pub struct Fence {
+    /// The lease group.
+    pub group: String,
+    /// This relay's member id.
+    pub member: Uuid,
+    /// The buckets owned and their epochs.
+    pub grants: Vec<Grant>,
+}
+
+impl Fence {
+    fn buckets(&self) -> (Vec<i32>, Vec<i64>) {
+        self.grants.iter().map(|g| (g.slot, g.epoch)).unzip()
+    }
+}
+
+/// What a fenced mark did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Marked {
+    /// Rows marked published.
+    pub rows: u64,
+    /// The buckets whose leases were still this relay's.
+    pub fenced_in: Vec<i32>,
 }
 
 /// A row whose refused attempt was just counted.
@@ -110,13 +154,14 @@ pub struct Queries {
     record_failures: String,
     list_set_aside: String,
     retry_set_aside: String,
+    bucket_backlog: String,
 }
 
 impl Queries {
     /// Queries on `<source>.outbox`; `source` must be a validated identifier.
     pub fn new(source: &str) -> Self {
         let table = format!("{source}.outbox");
-        let splice = |sql: &str| sql.replace("{outbox}", &table);
+        let splice = |sql: &str| sql.replace("{outbox}", &table).replace("{schema}", source);
         Self {
             fetch: splice(FETCH),
             mark: splice(MARK),
@@ -125,6 +170,7 @@ impl Queries {
             record_failures: splice(RECORD_FAILURES),
             list_set_aside: splice(LIST_SET_ASIDE),
             retry_set_aside: splice(RETRY_SET_ASIDE),
+            bucket_backlog: splice(BUCKET_BACKLOG),
         }
     }
 }
@@ -144,6 +190,33 @@ pub async fn backlog(pool: &Pool, queries: &Queries) -> Result<Backlog, Error> {
         held: count("held")?,
         oldest_age_ms: count("oldest_age_ms")?,
     })
+}
+
+/// What is waiting in each bucket of a source that has anything waiting,
+/// read through the shared pool (any replica can).
+pub async fn bucket_backlog(pool: &Pool, queries: &Queries) -> Result<Vec<BucketBacklog>, Error> {
+    let client = pool.get().await?;
+    let statement = client.prepare_cached(&queries.bucket_backlog).await?;
+    let rows = client.query(&statement, &[]).await?;
+    rows.iter()
+        .map(|row| {
+            let count = |column: &str| -> Result<u64, Error> {
+                let value: i64 = row.try_get(column)?;
+                Ok(u64::try_from(value).unwrap_or(0))
+            };
+            Ok(BucketBacklog {
+                bucket: row.try_get("bucket")?,
+                rows: count("backlog")?,
+                oldest_age_ms: count("oldest_age_ms")?,
+            })
+        })
+        .collect()
+}
+
+/// How many buckets the outboxes have (fixed when they were created).
+pub async fn bucket_count(client: &impl GenericClient) -> Result<i32, Error> {
+    let row = client.query_one(BUCKETS, &[]).await?;
+    Ok(row.try_get(0)?)
 }
 
 /// The oldest `limit` set-aside rows of a source, read through the shared
@@ -197,17 +270,15 @@ pub async fn retry_set_aside<C: GenericClient>(
     Ok(retried)
 }
 
-/// A source's dedicated connection: it holds the source's advisory lock,
-/// listens for notifications and does every read and write of the active
-/// relay. Marking rows through the lock's own session means a relay that
-/// lost its lock (its session ended) can no longer mark anything.
+/// A source's dedicated connection: it listens for notifications and does
+/// every read and write of the relay's buckets of the source, pipelined.
+/// Marks and refusals are fenced by the buckets' leases.
 pub struct Session {
     client: Client,
     fetch: Statement,
     mark: Statement,
     prune: Statement,
     record_failures: Statement,
-    try_lock: Statement,
 }
 
 impl Session {
@@ -220,15 +291,8 @@ impl Session {
             mark: client.prepare(&queries.mark).await?,
             prune: client.prepare(&queries.prune).await?,
             record_failures: client.prepare(&queries.record_failures).await?,
-            try_lock: client.prepare(TRY_LOCK).await?,
             client,
         })
-    }
-
-    /// Tries to become the source's active relay; true when the lock is ours.
-    pub async fn try_lock(&self, source: &str) -> Result<bool, Error> {
-        let row = self.client.query_one(&self.try_lock, &[&source]).await?;
-        Ok(row.try_get(0)?)
     }
 
     /// Subscribes this session to outbox notifications.
@@ -239,16 +303,25 @@ impl Session {
         Ok(())
     }
 
-    /// The oldest `limit` unpublished rows, in id order, leaving out the
-    /// rows `marking` (delivered, their mark still in flight).
-    pub async fn fetch(&self, limit: usize, marking: &[i64]) -> Result<Vec<OutboxRow>, Error> {
+    /// The oldest `limit` unpublished rows of `buckets`, in id order,
+    /// leaving out the rows `excluded` (in flight).
+    pub async fn fetch(
+        &self,
+        limit: usize,
+        excluded: &[i64],
+        buckets: &[i32],
+    ) -> Result<Vec<OutboxRow>, Error> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = self.client.query(&self.fetch, &[&limit, &marking]).await?;
+        let rows = self
+            .client
+            .query(&self.fetch, &[&limit, &excluded, &buckets])
+            .await?;
         rows.iter()
             .map(|row| {
                 let headers: serde_json::Value = row.try_get("headers")?;
                 Ok(OutboxRow {
                     id: row.try_get("id")?,
+                    bucket: row.try_get("bucket")?,
                     topic: row.try_get("topic")?,
                     partition_key: row.try_get("partition_key")?,
                     payload: row.try_get("payload")?,
@@ -258,28 +331,54 @@ impl Session {
             .collect()
     }
 
-    /// Marks delivered rows published, in one statement.
-    pub async fn mark_published(&self, ids: &[i64]) -> Result<u64, Error> {
-        Ok(self.client.execute(&self.mark, &[&ids]).await?)
+    /// Marks delivered rows published, in one statement, in the buckets
+    /// `fence` still holds.
+    pub async fn mark_published(&self, ids: &[i64], fence: &Fence) -> Result<Marked, Error> {
+        let (buckets, epochs) = fence.buckets();
+        let row = self
+            .client
+            .query_one(
+                &self.mark,
+                &[&ids, &buckets, &epochs, &fence.group, &fence.member],
+            )
+            .await?;
+        let rows: i64 = row.try_get("marked")?;
+        Ok(Marked {
+            rows: u64::try_from(rows).unwrap_or(0),
+            fenced_in: row.try_get("fenced_in")?,
+        })
     }
 
     /// Counts one refused attempt against each of `failures` (row id, the
     /// broker's reason) and sets aside the rows that reached `max_attempts`.
     /// Returns the rows counted; a row is reported `set_aside` only by the
-    /// call that set it aside.
+    /// call that set it aside. Only rows of buckets `fence` still holds.
     pub async fn record_failures(
         &self,
         failures: &[(i64, String)],
         max_attempts: u32,
+        fence: &Fence,
     ) -> Result<Vec<Counted>, Error> {
         let (ids, errors): (Vec<i64>, Vec<&str>) = failures
             .iter()
             .map(|(id, error)| (*id, error.as_str()))
             .unzip();
         let max_attempts = i32::try_from(max_attempts).unwrap_or(i32::MAX);
+        let (buckets, epochs) = fence.buckets();
         let rows = self
             .client
-            .query(&self.record_failures, &[&ids, &errors, &max_attempts])
+            .query(
+                &self.record_failures,
+                &[
+                    &ids,
+                    &errors,
+                    &max_attempts,
+                    &buckets,
+                    &epochs,
+                    &fence.group,
+                    &fence.member,
+                ],
+            )
             .await?;
         rows.iter()
             .map(|row| {
@@ -337,9 +436,11 @@ mod tests {
             &queries.record_failures,
             &queries.list_set_aside,
             &queries.retry_set_aside,
+            &queries.bucket_backlog,
         ] {
             assert!(sql.contains("payments.outbox"), "{sql}");
             assert!(!sql.contains("{outbox}"), "{sql}");
+            assert!(!sql.contains("{schema}"), "{sql}");
         }
     }
 

@@ -104,12 +104,13 @@ pub fn print() -> anyhow::Result<()> {
     env.set("RELAY_METRICS_ADDR", relay.metrics_addr);
     env.set("RELAY_SOURCES", relay.sources.join(","));
     env.set("RELAY_BATCH_SIZE", relay.batch_size);
+    env.set("RELAY_MAX_IN_FLIGHT", relay.max_in_flight);
     env.set("RELAY_POLL_INTERVAL_MS", relay.poll_interval_ms);
     env.set("RELAY_RETENTION_HOURS", relay.retention.as_secs() / 3600);
     env.set("RELAY_PRUNE_INTERVAL_MS", relay.prune_interval_ms);
     env.set("RELAY_PRUNE_BATCH", relay.prune_batch);
     env.set("RELAY_MESSAGE_TIMEOUT_MS", relay.message_timeout_ms);
-    env.set("RELAY_STANDBY_RETRY_MS", relay.standby_retry_ms);
+    env.set("RELAY_LEASE_TTL_MS", relay.lease_ttl_ms);
     env.set("RELAY_BACKOFF_MAX_MS", relay.backoff_max_ms);
     env.set("RELAY_MAX_ATTEMPTS", relay.max_attempts);
     env.section("every gRPC server");

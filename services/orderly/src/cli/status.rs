@@ -2,6 +2,7 @@
 //! and each failure becomes a DOWN row, never an error: the command exists
 //! for when things are broken.
 
+mod buckets;
 mod consumers;
 
 use std::collections::BTreeMap;
@@ -99,6 +100,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     print_table(&rows);
     println!();
     print_backlog(&backlog);
+    if let Ok(sources) = &backlog {
+        println!();
+        buckets::print(sources);
+    }
     println!();
     print_letters(&letters);
     println!();
@@ -201,6 +206,7 @@ fn source_json(source: &SourceStatus) -> Value {
         "set_aside": source.set_aside,
         "held_behind_set_aside": source.held_behind_set_aside,
         "last_published_at": time_json(source.last_published_at.as_ref()),
+        "buckets": buckets::to_json(source),
     })
 }
 

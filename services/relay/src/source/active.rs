@@ -1,5 +1,5 @@
-//! The active relay's loop: read a batch, produce it, and read the next
-//! while earlier ones await their acknowledgements.
+//! The relay's loop over the buckets it owns: read a batch, produce it, and
+//! read the next while earlier ones await their acknowledgements.
 //!
 //! Up to `ORDERLY_RELAY_MAX_IN_FLIGHT` batches of a source are produced at
 //! once. Rows are read in id order, a batch holds at most one row per key,
@@ -10,6 +10,12 @@
 //! Marks are written as batches complete, overlapping the production of
 //! the others (one session; tokio-postgres pipelines them).
 //!
+//! Only rows of the buckets this relay owns are read, and marks are fenced
+//! by the buckets' lease epochs: a relay that lost a bucket marks none of
+//! its rows, and its new owner publishes them again (duplicates, which the
+//! consumers absorb by version). A bucket over this relay's fair share is
+//! read no more; once its rows in flight are marked it is released.
+//!
 //! Rows are accounted one by one: the delivered rows of a batch are marked
 //! even when others failed. A row the broker refuses for a reason of the
 //! record's own has the attempt counted; at the limit it is set aside, and
@@ -18,157 +24,171 @@
 //! batches wait out a back-off and the rows are retried, however long the
 //! outage.
 
-use std::{collections::HashSet, future::Future, pin::Pin, sync::atomic::Ordering};
+use std::{collections::HashSet, sync::atomic::Ordering};
 
-use futures::{StreamExt, stream::FuturesUnordered};
+use orderly::ownership::Membership;
 use tokio::{sync::mpsc, time::Instant};
 use tokio_util::sync::CancellationToken;
 
-use super::{Backoff, Settings, SourceState};
+use super::{Backoff, Settings, SourceState, in_flight::InFlight, lease::Buckets};
 use crate::{
     error::Error,
     publisher::{Failure, Fault, Outcome, Publisher},
-    store::{OutboxRow, Session},
+    store::{Fence, OutboxRow, Session},
 };
 
-type Publishing = Pin<Box<dyn Future<Output = (Vec<OutboxRow>, Outcome)> + Send>>;
-
-/// Rows of the source being produced or marked, and their keys.
-#[derive(Default)]
-struct InFlight {
-    batches: FuturesUnordered<Publishing>,
-    /// Rows being produced.
-    ids: HashSet<i64>,
-    /// Keys with a row being produced.
-    keys: HashSet<String>,
-    /// Delivered rows whose mark has not been written yet.
-    marking: Vec<i64>,
+/// One session's relaying of a source's owned buckets.
+pub(super) struct Relay<'a> {
+    pub state: &'a SourceState,
+    pub settings: &'a Settings,
+    pub session: &'a Session,
+    pub membership: &'a Membership,
+    pub buckets: &'a mut Buckets,
+    pub woken: &'a mut mpsc::Receiver<()>,
+    pub publisher: &'a mut Publisher,
+    pub backoff: &'a mut Backoff,
 }
 
-impl InFlight {
-    fn start(&mut self, publisher: &Publisher, rows: Vec<OutboxRow>) {
-        for row in &rows {
-            self.ids.insert(row.id);
-            self.keys.insert(row.partition_key.clone());
-        }
-        let publisher = publisher.clone();
-        self.batches.push(Box::pin(async move {
-            let outcome = publisher.publish(&rows).await;
-            (rows, outcome)
-        }));
-    }
-
-    /// A batch came back: its rows and keys are free again; the delivered
-    /// ones wait for their mark.
-    fn finish(&mut self, rows: &[OutboxRow], outcome: &Outcome) {
-        for row in rows {
-            self.ids.remove(&row.id);
-            self.keys.remove(&row.partition_key);
-        }
-        self.marking.extend(&outcome.delivered);
-    }
-
-    /// Rows the next fetch must leave out.
-    fn excluded(&self) -> Vec<i64> {
-        self.ids.iter().chain(&self.marking).copied().collect()
-    }
-}
-
-/// Relays the source while this session holds its lock; returns on
-/// shutdown, or with the database error that ended the session.
-pub(super) async fn relay(
-    state: &SourceState,
-    settings: &Settings,
-    session: &Session,
-    woken: &mut mpsc::Receiver<()>,
-    publisher: &mut Publisher,
-    backoff: &mut Backoff,
-    shutdown: &CancellationToken,
-) -> Result<(), Error> {
-    let mut topics_ready = false;
-    let mut next_prune = Instant::now();
-    let mut flight = InFlight::default();
-    // New batches wait until then after a failure of the broker.
-    let mut resume_at = Instant::now();
-    // The producer must be replaced once nothing is in flight.
-    let mut renew = false;
-    // Whether the last read found rows (read again at once) or not (wait).
-    let mut found = true;
-    while !shutdown.is_cancelled() {
-        if Instant::now() >= next_prune {
-            prune(state, settings, session, shutdown).await?;
-            next_prune = Instant::now() + settings.prune_interval;
-        }
-        if flight.batches.is_empty() {
-            if state.take_retry_request() {
-                // Rows were put back in line, presumably after their cause
-                // was fixed. A fresh producer forgets what this one cached,
-                // e.g. a topic it found missing, which it would otherwise
-                // keep refusing locally until its next metadata refresh.
-                renew = true;
+impl Relay<'_> {
+    /// Relays until shutdown, or returns the database error that ended the
+    /// session.
+    pub async fn run(&mut self, shutdown: &CancellationToken) -> Result<(), Error> {
+        let (state, settings, session) = (self.state, self.settings, self.session);
+        let mut topics_ready = false;
+        let mut next_prune = Instant::now();
+        let mut flight = InFlight::default();
+        // New batches wait until then after a failure of the broker.
+        let mut resume_at = Instant::now();
+        // The producer must be replaced once nothing is in flight.
+        let mut renew = false;
+        // Whether the last read found rows (read again at once) or not (wait).
+        let mut found = true;
+        while !shutdown.is_cancelled() {
+            if Instant::now() >= next_prune {
+                // One relay prunes: the owner of bucket 0.
+                if self.buckets.owns(0) {
+                    prune(state, settings, session, shutdown).await?;
+                }
+                next_prune = Instant::now() + settings.prune_interval;
             }
-            if std::mem::take(&mut renew) {
-                publisher.renew()?;
-                topics_ready = false;
+            if flight.batches() == 0 {
+                if state.take_retry_request() {
+                    // Rows were put back in line, presumably after their
+                    // cause was fixed. A fresh producer forgets what this one
+                    // cached, e.g. a topic it found missing, which it would
+                    // otherwise keep refusing locally until its next
+                    // metadata refresh.
+                    renew = true;
+                }
+                if std::mem::take(&mut renew) {
+                    self.publisher.renew()?;
+                    topics_ready = false;
+                }
+                if !topics_ready {
+                    if let Err(error) = self.publisher.ensure_topics().await {
+                        // The topics could not be provisioned: nothing produced.
+                        state.publish_errors.fetch_add(1, Ordering::Relaxed);
+                        let pause = self.backoff.next_pause();
+                        tracing::warn!(source = %state.name, %error, retry_in = ?pause, "cannot create the topics; rows kept for retry");
+                        pause_or_shutdown(pause, shutdown).await;
+                        continue;
+                    }
+                    topics_ready = true;
+                }
             }
-            if !topics_ready {
-                if let Err(error) = publisher.ensure_topics().await {
-                    // The topics could not be provisioned: nothing produced.
-                    state.publish_errors.fetch_add(1, Ordering::Relaxed);
-                    let pause = backoff.next_pause();
-                    tracing::warn!(source = %state.name, %error, retry_in = ?pause, "cannot create the topics; rows kept for retry");
-                    pause_or_shutdown(pause, shutdown).await;
+            let room = flight.batches() < settings.max_in_flight;
+            if room && found && !renew && Instant::now() >= resume_at {
+                // Every notification so far is answered by the read below.
+                while self.woken.try_recv().is_ok() {}
+                let readable = self.buckets.readable();
+                let rows = if readable.is_empty() {
+                    Vec::new()
+                } else {
+                    fetch(
+                        session,
+                        settings,
+                        flight.excluded(),
+                        &flight.keys,
+                        &readable,
+                    )
+                    .await?
+                };
+                found = !rows.is_empty();
+                if found {
+                    tracing::trace!(source = %state.name, rows = rows.len(), in_flight = flight.batches(), "producing outbox batch");
+                    flight.start(self.publisher, rows);
                     continue;
                 }
-                topics_ready = true;
             }
-        }
-        let room = flight.batches.len() < settings.max_in_flight;
-        if room && found && !renew && Instant::now() >= resume_at {
-            // Every notification so far is answered by the read below.
-            while woken.try_recv().is_ok() {}
-            let excluded = flight.excluded();
-            let rows = fetch(session, settings, excluded, &flight.keys).await?;
-            found = !rows.is_empty();
-            if found {
-                tracing::trace!(source = %state.name, rows = rows.len(), in_flight = flight.batches.len(), "producing outbox batch");
-                flight.start(publisher, rows);
+            if !flight.marking.is_empty() {
+                mark(state, session, self.buckets, &mut flight).await?;
                 continue;
             }
-        }
-        if !flight.marking.is_empty() {
-            mark(state, session, &mut flight.marking).await?;
-            continue;
-        }
-        let waiting_out = Instant::now() < resume_at;
-        tokio::select! {
-            () = shutdown.cancelled() => {}
-            Some((rows, outcome)) = flight.batches.next(), if !flight.batches.is_empty() => {
-                flight.finish(&rows, &outcome);
-                // A key freed may have its next row waiting.
-                found = true;
-                let retry = settle(state, settings, session, publisher, backoff, &rows, &outcome).await?;
-                match retry {
-                    Settled::Done => {}
-                    Settled::Renew => renew = true,
-                    Settled::BackOff(pause) => resume_at = resume_at.max(Instant::now() + pause),
+            let idle: Vec<i32> = self
+                .buckets
+                .surplus()
+                .into_iter()
+                .filter(|bucket| !flight.busy(*bucket))
+                .collect();
+            self.hand_over(idle).await;
+            let waiting_out = Instant::now() < resume_at;
+            let in_flight = flight.batches() > 0;
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                Some((rows, outcome)) = flight.next(), if in_flight => {
+                    flight.finish(&rows, &outcome);
+                    // A key freed may have its next row waiting.
+                    found = true;
+                    let fence = self.buckets.fence();
+                    let retry = settle(state, settings, session, self.publisher, self.backoff, &fence, &rows, &outcome).await?;
+                    match retry {
+                        Settled::Done => {}
+                        Settled::Renew => renew = true,
+                        Settled::BackOff(pause) => resume_at = resume_at.max(Instant::now() + pause),
+                    }
                 }
-            }
-            message = woken.recv(), if !waiting_out => {
-                if message.is_none() {
-                    return Err(Error::SessionLost);
+                changed = self.buckets.changed() => {
+                    if changed.is_err() {
+                        // The keeper stopped: only on shutdown.
+                        return Ok(());
+                    }
+                    // Buckets may have been granted, with rows waiting.
+                    found = true;
                 }
-                found = true;
+                message = self.woken.recv(), if !waiting_out => {
+                    if message.is_none() {
+                        return Err(Error::SessionLost);
+                    }
+                    found = true;
+                }
+                () = tokio::time::sleep_until(resume_at), if waiting_out => found = true,
+                () = tokio::time::sleep(settings.poll_interval), if !waiting_out => found = true,
+                () = tokio::time::sleep_until(next_prune) => {}
             }
-            () = tokio::time::sleep_until(resume_at), if waiting_out => found = true,
-            () = tokio::time::sleep(settings.poll_interval), if !waiting_out => found = true,
-            () = tokio::time::sleep_until(next_prune) => {}
+        }
+        // Unmarked rows in flight are simply published again by whoever is
+        // next; spare it the delivered ones.
+        flight.abandon();
+        mark(state, session, self.buckets, &mut flight).await
+    }
+
+    /// Releases the buckets over this relay's share once none of their rows
+    /// is in flight; whoever is under its share claims them at its next
+    /// round. A failed release only leaves them until the lease expires.
+    async fn hand_over(&mut self, idle: Vec<i32>) {
+        if idle.is_empty() {
+            return;
+        }
+        match self.membership.release(&idle).await {
+            Ok(()) => {
+                tracing::info!(source = %self.state.name, buckets = ?idle, "relay buckets handed over");
+                self.buckets.released(&idle);
+            }
+            Err(error) => {
+                tracing::warn!(source = %self.state.name, %error, buckets = ?idle, "cannot release relay buckets; they pass on when their leases expire");
+            }
         }
     }
-    // Unmarked rows in flight are simply published again by whoever is
-    // next; spare it the delivered ones.
-    drop(flight.batches);
-    mark(state, session, &mut flight.marking).await
 }
 
 /// The next batch: the oldest unpublished rows, one per key, leaving out
@@ -178,8 +198,13 @@ async fn fetch(
     settings: &Settings,
     excluded: Vec<i64>,
     keys: &HashSet<String>,
+    buckets: &[i32],
 ) -> Result<Vec<OutboxRow>, Error> {
-    let mut rows = first_per_key(session.fetch(settings.batch_size, &excluded).await?);
+    let mut rows = first_per_key(
+        session
+            .fetch(settings.batch_size, &excluded, buckets)
+            .await?,
+    );
     rows.retain(|row| !keys.contains(&row.partition_key));
     Ok(rows)
 }
@@ -195,12 +220,14 @@ enum Settled {
 
 /// Accounts for a finished batch: counts refusals against their rows and
 /// decides whether new batches back off.
+#[allow(clippy::too_many_arguments)]
 async fn settle(
     state: &SourceState,
     settings: &Settings,
     session: &Session,
     publisher: &Publisher,
     backoff: &mut Backoff,
+    fence: &Fence,
     rows: &[OutboxRow],
     outcome: &Outcome,
 ) -> Result<Settled, Error> {
@@ -211,7 +238,7 @@ async fn settle(
     }
     state.publish_errors.fetch_add(1, Ordering::Relaxed);
     let failed = &outcome.failed;
-    count_refusals(state, settings, session, rows, failed).await?;
+    count_refusals(state, settings, session, fence, rows, failed).await?;
     let transient = failed
         .iter()
         .filter(|f| f.fault == Fault::Transient)
@@ -259,6 +286,7 @@ async fn count_refusals(
     state: &SourceState,
     settings: &Settings,
     session: &Session,
+    fence: &Fence,
     rows: &[OutboxRow],
     failed: &[Failure],
 ) -> Result<(), Error> {
@@ -271,7 +299,7 @@ async fn count_refusals(
         return Ok(());
     }
     let counted = session
-        .record_failures(&refused, settings.max_attempts)
+        .record_failures(&refused, settings.max_attempts, fence)
         .await?;
     state
         .refused_attempts
@@ -305,14 +333,36 @@ async fn pause_or_shutdown(pause: std::time::Duration, shutdown: &CancellationTo
     }
 }
 
-/// Marks the delivered rows in `marking` published, in one statement.
-async fn mark(state: &SourceState, session: &Session, marking: &mut Vec<i64>) -> Result<(), Error> {
-    if marking.is_empty() {
+/// Marks the delivered rows in flight published, in one statement, in the
+/// buckets still owned; rows of a bucket lost meanwhile stay unpublished
+/// for its new owner.
+async fn mark(
+    state: &SourceState,
+    session: &Session,
+    buckets: &Buckets,
+    flight: &mut InFlight,
+) -> Result<(), Error> {
+    if flight.marking.is_empty() {
         return Ok(());
     }
-    session.mark_published(marking).await?;
-    state.record_published(marking.len());
-    marking.clear();
+    let ids: Vec<i64> = flight.marking.iter().map(|(id, _)| *id).collect();
+    let marked = session.mark_published(&ids, &buckets.fence()).await?;
+    let fenced = flight
+        .marking
+        .iter()
+        .filter(|(_, bucket)| !marked.fenced_in.contains(bucket))
+        .count();
+    if fenced > 0 {
+        state
+            .fenced_marks
+            .fetch_add(fenced as u64, Ordering::Relaxed);
+        tracing::warn!(
+            source = %state.name, rows = fenced,
+            "delivered rows not marked: their buckets passed to another relay, which publishes them again"
+        );
+    }
+    state.record_published(ids.len() - fenced);
+    flight.marked();
     Ok(())
 }
 
@@ -347,6 +397,7 @@ mod tests {
         OutboxRow {
             id,
             topic: "orderly.order.v1".into(),
+            bucket: 0,
             partition_key: key.into(),
             payload: Vec::new(),
             headers: Vec::new(),

@@ -1,6 +1,7 @@
 -- The server drops this session within about 25 s of losing the relay
--- (e.g. a network partition, where no FIN or RST ever arrives), which frees
--- the source's advisory lock for a standby; the OS default would be hours.
+-- (e.g. a network partition, where no FIN or RST ever arrives), which ends
+-- whatever it holds (a mark's share lock on its leases); the OS default
+-- would be hours.
 -- Keepalives cover an idle session; tcp_user_timeout covers one with
 -- unacknowledged data in flight (NOTIFYs, results), where keepalives never
 -- fire and retransmission alone would take about 15 minutes.

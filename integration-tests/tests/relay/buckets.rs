@@ -1,0 +1,252 @@
+//! Relays sharing a source's buckets: per-key order with many batches in
+//! flight, the split between replicas and the take-over of a crashed one,
+//! and the fence that keeps a relay that lost a bucket from marking it.
+
+use std::{
+    collections::{HashMap, HashSet},
+    time::Duration,
+};
+
+use orderly::kafka::ORDER_TOPIC;
+use orderly_integration_tests::{Component, TestDatabase, TestPlatform, eventually};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::support::{
+    Relay, WAIT, Written, consume, consume_records, count, kafka, metric, until_drained,
+    write_event,
+};
+
+/// The test platform's relay lease (`lease_ttl_ms`).
+const LEASE_TTL: Duration = Duration::from_secs(3);
+/// The buckets every outbox has (migration V12).
+const BUCKETS: usize = 16;
+const FENCED: &str = "orderly_relay_fenced_marks_total{source=\"orders\"}";
+const PUBLISHED: &str = "orderly_relay_published_total{source=\"orders\"}";
+
+fn orders_only(config: &mut orderly_relay::Config) {
+    config.sources = vec!["orders".into()];
+}
+
+/// How many of the orders source's buckets `relay` owns.
+async fn owned(relay: &Relay) -> usize {
+    relay.backlog().await["orders"]
+        .buckets
+        .iter()
+        .filter(|b| b.owned_here && b.live)
+        .count()
+}
+
+#[tokio::test]
+async fn per_key_order_holds_with_many_batches_in_flight_under_a_burst() {
+    // Written before the relay starts: a burst of 2 000 events over 40 keys.
+    let db = TestDatabase::create().await;
+    let client = db.client().await;
+    let keys: Vec<Uuid> = (0..40).map(|_| Uuid::now_v7()).collect();
+    let mut written: HashMap<Uuid, Written> = HashMap::new();
+    for version in 1..=50 {
+        for key in &keys {
+            let event = write_event(&client, "orders", ORDER_TOPIC, *key, version).await;
+            written.insert(event.event_id, event);
+        }
+    }
+    let platform = TestPlatform::builder()
+        .database(db)
+        .relay_with(|config| {
+            orders_only(config);
+            // Batches of 10 (one row per key each), 8 of them in flight.
+            config.batch_size = 10;
+            config.max_in_flight = 8;
+        })
+        .start()
+        .await;
+    let kafka = kafka(&platform);
+    let received = consume(
+        &kafka.config,
+        &kafka.group("burst"),
+        ORDER_TOPIC,
+        written.len(),
+        Duration::from_secs(120),
+    )
+    .await;
+    assert_eq!(
+        received.len(),
+        written.len(),
+        "no duplicates without faults"
+    );
+    let mut versions: HashMap<Uuid, Vec<u64>> = HashMap::new();
+    for record in &received {
+        let sent = &written[&record.event_id()];
+        assert_eq!(record.key, sent.order_id.to_string());
+        versions
+            .entry(sent.order_id)
+            .or_default()
+            .push(sent.version);
+    }
+    assert_eq!(versions.len(), keys.len());
+    for (key, seen) in versions {
+        assert_eq!(
+            seen,
+            (1..=50).collect::<Vec<u64>>(),
+            "versions of {key} out of order"
+        );
+    }
+}
+
+#[tokio::test]
+async fn two_relays_split_the_buckets_and_a_killed_ones_are_taken_over_with_nothing_lost() {
+    let mut platform = TestPlatform::builder()
+        .relay_with(orders_only)
+        .start()
+        .await;
+    let one = Relay::of(&platform, Component::Relay);
+    let two = platform.add_relay(orders_only).await;
+    let two = Relay::of(&platform, two);
+    eventually("the relays to split the buckets", WAIT, || async {
+        let split = (owned(&one).await, owned(&two).await);
+        (split == (BUCKETS / 2, BUCKETS / 2)).then_some(())
+    })
+    .await;
+
+    let client = platform.db.client().await;
+    let mut written = HashSet::new();
+    for _ in 0..200 {
+        let event = write_event(&client, "orders", ORDER_TOPIC, Uuid::now_v7(), 1).await;
+        written.insert(event.event_id);
+    }
+    until_drained(&one, "orders", WAIT).await;
+    for relay in [&one, &two] {
+        let published = metric(&relay.metrics().await, PUBLISHED);
+        assert!(published > 0.0, "{:?} published nothing", relay.instance);
+    }
+
+    platform.kill(one.instance).await;
+    let killed_at = Instant::now();
+    for _ in 0..200 {
+        let event = write_event(&client, "orders", ORDER_TOPIC, Uuid::now_v7(), 1).await;
+        written.insert(event.event_id);
+    }
+    eventually(
+        "the survivor to take every bucket and drain them",
+        LEASE_TTL * 5,
+        || async {
+            let status = two.backlog().await;
+            let orders = &status["orders"];
+            let all = orders.buckets.iter().all(|b| b.owned_here && b.live);
+            (all && orders.backlog == 0).then_some(())
+        },
+    )
+    .await;
+    let took = killed_at.elapsed();
+    // A lease runs out a TTL after its last renewal; the survivor claims at
+    // its next round, a third of a TTL later.
+    assert!(took < LEASE_TTL * 3, "take-over took {took:?}");
+
+    let kafka = kafka(&platform);
+    let received = consume(
+        &kafka.config,
+        &kafka.group("takeover"),
+        ORDER_TOPIC,
+        written.len(),
+        WAIT,
+    )
+    .await;
+    let ids: HashSet<Uuid> = received.iter().map(|r| r.event_id()).collect();
+    assert_eq!(ids, written);
+}
+
+#[tokio::test]
+async fn a_relay_whose_buckets_were_taken_while_its_mark_waited_marks_nothing() {
+    let platform = TestPlatform::builder()
+        .relay_with(orders_only)
+        .start()
+        .await;
+    let relay = Relay::of(&platform, Component::Relay);
+    eventually("the relay to own every bucket", WAIT, || async {
+        (owned(&relay).await == BUCKETS).then_some(())
+    })
+    .await;
+    let writer = platform.db.client().await;
+
+    // Hold the leases: the relay's marks (which take them FOR SHARE) wait.
+    let mut holder = platform.db.client().await;
+    let takeover = holder.transaction().await.expect("begin");
+    takeover
+        .execute(
+            "SELECT 1 FROM orders.leases WHERE lease_group = 'orderly-relay' FOR UPDATE",
+            &[],
+        )
+        .await
+        .expect("lock the leases");
+    let mut late = HashSet::new();
+    for _ in 0..20 {
+        let event = write_event(&writer, "orders", ORDER_TOPIC, Uuid::now_v7(), 1).await;
+        late.insert(event.event_id);
+    }
+    eventually("the relay's mark to wait for the leases", WAIT, || async {
+        let waiting: i64 = writer
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND application_name = 'orderly-relay:orders' \
+                   AND wait_event_type = 'Lock' AND query LIKE '%fenced_in%'",
+                &[],
+            )
+            .await
+            .expect("pg_stat_activity")
+            .get(0);
+        (waiting > 0).then_some(())
+    })
+    .await;
+    // Another member takes every bucket under a new epoch meanwhile.
+    takeover
+        .execute(
+            "UPDATE orders.leases SET owner = gen_random_uuid(), epoch = epoch + 1, \
+                 expires_at = now() + interval '1 hour' \
+             WHERE lease_group = 'orderly-relay'",
+            &[],
+        )
+        .await
+        .expect("take the buckets");
+    takeover.commit().await.expect("commit the take-over");
+
+    eventually("the mark to be refused by the fence", WAIT, || async {
+        (metric(&relay.metrics().await, FENCED) >= late.len() as f64).then_some(())
+    })
+    .await;
+    assert_eq!(
+        count(&writer, "orders", "published_at IS NULL").await,
+        late.len() as i64,
+        "a relay that lost its buckets marked their rows"
+    );
+    eventually("the relay to know its buckets lost", WAIT, || async {
+        (owned(&relay).await == 0).then_some(())
+    })
+    .await;
+
+    // The buckets come free: the relay claims them again, publishes the
+    // rows a second time (duplicates, absorbed by consumers) and marks them.
+    writer
+        .execute(
+            "UPDATE orders.leases SET owner = NULL, expires_at = '-infinity' \
+             WHERE lease_group = 'orderly-relay'",
+            &[],
+        )
+        .await
+        .expect("free the buckets");
+    until_drained(&relay, "orders", WAIT).await;
+    let kafka = kafka(&platform);
+    let received = consume_records(
+        &kafka.config,
+        &kafka.group("fenced"),
+        ORDER_TOPIC,
+        late.len() * 2,
+        WAIT,
+    )
+    .await;
+    let mut copies: HashMap<Uuid, usize> = HashMap::new();
+    for record in &received {
+        *copies.entry(record.event_id()).or_default() += 1;
+    }
+    assert_eq!(copies.keys().copied().collect::<HashSet<_>>(), late);
+    assert!(copies.values().all(|n| *n == 2), "copies: {copies:?}");
+}

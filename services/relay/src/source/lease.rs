@@ -1,0 +1,190 @@
+//! A source's buckets held under leases (`orderly::ownership`): a keeper
+//! task renews and claims them every third of the lease, and the relay loop
+//! publishes only what the latest grant lets it.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
+
+use orderly::ownership::{Grant, Membership};
+use tokio::{sync::watch, time::Instant};
+use tokio_util::sync::CancellationToken;
+
+use super::SourceState;
+use crate::store::{self, Fence};
+
+/// The lease group of the relays in each source's schema.
+pub const RELAY_GROUP: &str = "orderly-relay";
+
+/// What the last successful round granted.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    /// Every bucket owned, at the epoch granted.
+    pub owned: Vec<Grant>,
+    /// Owned buckets over this relay's fair share: finish their rows, then
+    /// release them.
+    pub surplus: Vec<i32>,
+    /// Until when the grants may be used without another round.
+    pub valid_until: Instant,
+}
+
+impl Lease {
+    /// Nothing granted (before the first round).
+    pub fn none() -> Self {
+        Self {
+            owned: Vec::new(),
+            surplus: Vec::new(),
+            valid_until: Instant::now(),
+        }
+    }
+}
+
+/// Renews and claims the source's buckets until `stop`, publishing each
+/// round's grant on `grants`. A failed round changes nothing: the last
+/// grant runs out at its `valid_until`, which stops publishing.
+pub async fn keep(
+    state: Arc<SourceState>,
+    membership: Arc<Membership>,
+    grants: watch::Sender<Lease>,
+    stop: CancellationToken,
+) {
+    let mut buckets = None;
+    let mut failing = false;
+    while !stop.is_cancelled() {
+        let outcome = match buckets {
+            Some(count) => membership.round(count).await.map_err(|e| e.to_string()),
+            None => match bucket_count(&membership).await {
+                Ok(count) => {
+                    buckets = Some(count);
+                    state.set_bucket_count(count);
+                    continue;
+                }
+                Err(error) => Err(error),
+            },
+        };
+        match outcome {
+            Ok(round) => {
+                if failing {
+                    tracing::info!(source = %state.name, "relay leases renewed again");
+                    failing = false;
+                }
+                let lease = Lease {
+                    owned: round.owned,
+                    surplus: round.surplus.iter().map(|g| g.slot).collect(),
+                    valid_until: round.valid_until,
+                };
+                state.set_owned(&lease.owned);
+                grants.send_replace(lease);
+            }
+            Err(error) => {
+                // Logged once per streak; the grant runs out on its own.
+                if !failing {
+                    tracing::warn!(source = %state.name, %error, "cannot renew the relay's bucket leases");
+                    failing = true;
+                }
+                if Instant::now() >= grants.borrow().valid_until {
+                    state.set_owned(&[]);
+                }
+            }
+        }
+        tokio::select! {
+            () = stop.cancelled() => {}
+            () = tokio::time::sleep(membership.round_interval()) => {}
+        }
+    }
+}
+
+async fn bucket_count(membership: &Membership) -> Result<i32, String> {
+    let client = membership.pool().get().await.map_err(|e| e.to_string())?;
+    store::bucket_count(&client)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// The relay loop's view of its buckets: the latest grant, minus buckets it
+/// released since (until a round confirms it).
+#[derive(Debug)]
+pub struct Buckets {
+    group: String,
+    member: uuid::Uuid,
+    grants: watch::Receiver<Lease>,
+    /// Buckets released, at the epoch they were released at: a grant still
+    /// listing one at that epoch predates the release.
+    released: HashMap<i32, i64>,
+}
+
+impl Buckets {
+    /// Follows the grants of `membership`'s keeper.
+    pub fn new(membership: &Membership, grants: watch::Receiver<Lease>) -> Self {
+        Self {
+            group: membership.group().to_owned(),
+            member: membership.member(),
+            grants,
+            released: HashMap::new(),
+        }
+    }
+
+    /// Waits for the next grant.
+    pub async fn changed(&mut self) -> Result<(), watch::error::RecvError> {
+        self.grants.changed().await
+    }
+
+    /// The buckets owned now, at their epochs; none once the grant ran out.
+    pub fn owned(&self) -> Vec<Grant> {
+        let lease = self.grants.borrow();
+        if Instant::now() >= lease.valid_until {
+            return Vec::new();
+        }
+        lease
+            .owned
+            .iter()
+            .filter(|g| self.released.get(&g.slot) != Some(&g.epoch))
+            .copied()
+            .collect()
+    }
+
+    /// Owned buckets to hand over (over the fair share).
+    pub fn surplus(&self) -> HashSet<i32> {
+        let owned: HashSet<i32> = self.owned().iter().map(|g| g.slot).collect();
+        let lease = self.grants.borrow();
+        lease
+            .surplus
+            .iter()
+            .filter(|slot| owned.contains(slot))
+            .copied()
+            .collect()
+    }
+
+    /// The buckets to read rows from: owned and not being handed over.
+    pub fn readable(&self) -> Vec<i32> {
+        let surplus = self.surplus();
+        self.owned()
+            .iter()
+            .map(|g| g.slot)
+            .filter(|slot| !surplus.contains(slot))
+            .collect()
+    }
+
+    /// Whether `bucket` is owned now.
+    pub fn owns(&self, bucket: i32) -> bool {
+        self.owned().iter().any(|g| g.slot == bucket)
+    }
+
+    /// The fence for writes to the owned buckets' rows.
+    pub fn fence(&self) -> Fence {
+        Fence {
+            group: self.group.clone(),
+            member: self.member,
+            grants: self.owned(),
+        }
+    }
+
+    /// Notes `slots` released (their work stopped and the release written).
+    pub fn released(&mut self, slots: &[i32]) {
+        let owned = self.owned();
+        for grant in owned.iter().filter(|g| slots.contains(&g.slot)) {
+            self.released.insert(grant.slot, grant.epoch);
+        }
+    }
+}
