@@ -33,6 +33,8 @@ if [ ! -x "$BUF_DIR/node_modules/.bin/buf" ]; then
   (cd "$BUF_DIR" && npm install --silent --no-save @bufbuild/buf@1.75.0 >/dev/null)
 fi
 "$BUF_DIR/node_modules/.bin/buf" lint
+echo "== buf breaking (proto/, events included)"
+scripts/buf-breaking.sh "$BUF_DIR/node_modules/.bin/buf"
 
 echo "== helm chart (lint, render, schema-validate)"
 scripts/helm-check.sh

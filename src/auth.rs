@@ -1,9 +1,14 @@
 //! Optional bearer-token authentication of every gRPC request.
 //!
 //! Two roles: a *client* token may call the ordinary RPCs; an *admin* token
-//! may call everything, including the admin RPCs of [`ADMIN_METHODS`]
-//! (stock changes, refunds, dead-letter requeues, relay admin, rebuilds,
-//! verification). Tokens come from `ORDERLY_AUTH_CLIENT_TOKEN` and
+//! may call everything, including the admin RPCs (stock changes, refunds,
+//! dead-letter requeues, relay admin, rebuilds, verification). Who may call
+//! an RPC is declared on it in the contract
+//! (`option (orderly.v1.access) = ACCESS_ADMIN;`, see
+//! `proto/orderly/v1/access.proto`), and the table of [`access`] is
+//! generated from those declarations at build time: an RPC without one
+//! fails the build, and a path the table does not know is refused — access
+//! is closed by default. Tokens come from `ORDERLY_AUTH_CLIENT_TOKEN` and
 //! `ORDERLY_AUTH_ADMIN_TOKEN`, or from the files named by their `_FILE`
 //! variants (mounted secrets); each may hold several tokens, separated by
 //! commas or newlines, so a new token can be rolled out before the old one
@@ -17,28 +22,13 @@ use std::fmt;
 
 use crate::config::{ConfigError, ENV_PREFIX};
 
+pub mod contract;
 mod layer;
 
 pub use layer::{Auth, AuthLayer};
 
-/// RPCs that need an admin token, by full path. An entry ending in `/`
-/// covers every method of that service.
-pub const ADMIN_METHODS: &[&str] = &[
-    // Stock changes. The saga calls Reserve/Commit/Release as a component,
-    // with the admin token.
-    "/orderly.v1.InventoryService/SetStock",
-    "/orderly.v1.InventoryService/AdjustStock",
-    "/orderly.v1.InventoryService/Reserve",
-    "/orderly.v1.InventoryService/Commit",
-    "/orderly.v1.InventoryService/Release",
-    "/orderly.v1.PaymentService/Refund",
-    "/orderly.v1.QueryService/Rebuild",
-    "/orderly.v1.DeadLetterService/",
-    "/orderly.v1.RelayAdmin/",
-    "/orderly.v1.VerifyService/",
-];
-
-/// Services anyone may call without a token, by path prefix.
+/// Services anyone may call without a token, by path prefix. They are not
+/// the platform's own, so the contract cannot declare them.
 pub const OPEN_SERVICES: &[&str] = &[
     // Probes (Kubernetes, load balancers) carry no credentials.
     "/grpc.health.v1.Health/",
@@ -57,22 +47,24 @@ pub enum Access {
     Admin,
 }
 
-/// The access rule for the RPC at `path` (`/package.Service/Method`).
-pub fn access(path: &str) -> Access {
-    let matches = |entry: &&str| {
-        if entry.ends_with('/') {
-            path.starts_with(entry)
-        } else {
-            path == *entry
-        }
-    };
-    if OPEN_SERVICES.iter().any(matches) {
-        Access::Open
-    } else if ADMIN_METHODS.iter().any(matches) {
-        Access::Admin
-    } else {
-        Access::Client
+mod generated {
+    use super::Access;
+    include!(concat!(env!("OUT_DIR"), "/access_table.rs"));
+}
+
+pub use generated::DECLARED;
+
+/// The access rule for the RPC at `path` (`/package.Service/Method`):
+/// open for health and reflection, else as the contract declares it;
+/// `None` for a path the contract does not declare, which nobody may call.
+pub fn access(path: &str) -> Option<Access> {
+    if OPEN_SERVICES.iter().any(|prefix| path.starts_with(prefix)) {
+        return Some(Access::Open);
     }
+    DECLARED
+        .binary_search_by(|(declared, _)| (*declared).cmp(path))
+        .ok()
+        .map(|i| DECLARED[i].1)
 }
 
 /// The role a presented token grants.

@@ -63,6 +63,8 @@ pub async fn serve(
     metrics: RequestMetrics,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
+    metrics.declare(service_names);
+    let component = crate::telemetry::route::component_of_services(service_names);
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     for name in service_names {
         health_reporter
@@ -87,14 +89,17 @@ pub async fn serve(
         // own failure log stays at debug level.
         .layer(
             TraceLayer::new_for_grpc()
-                .make_span_with(span::make_span::<Body>)
+                .make_span_with(move |request: &http::Request<Body>| {
+                    span::make_span(request, component)
+                })
                 .on_response(span::on_response::<Body>)
                 .on_eos(span::on_eos)
                 .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
         )
-        // Refuse a missing or wrong bearer token (UNAUTHENTICATED) and a
-        // client token on an admin RPC (PERMISSION_DENIED) before the
-        // request takes an admission slot; off when no token is configured.
+        // Refuse a missing or wrong bearer token (UNAUTHENTICATED), and a
+        // client token on an admin RPC or any token on a path the contract
+        // declares no access for (PERMISSION_DENIED), before the request
+        // takes an admission slot; off when no token is configured.
         .layer(AuthLayer::new(&limits.auth))
         // Bound the requests in flight across every connection, and per
         // connection (streams count while open), and refuse the rest at once
@@ -178,6 +183,7 @@ pub async fn serve_with_extra_metrics(
 ) -> Result<(), ServeError> {
     let metrics = RequestMetrics::default();
     metrics.register(&mut registry);
+    crate::metrics::register_process(&mut registry);
     let registry = std::sync::Arc::new(registry);
     let render = move || {
         let text = crate::metrics::encode(&registry);

@@ -32,6 +32,17 @@ use prometheus_client::{
 use tokio::{net::TcpListener, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
+mod process;
+
+pub use process::{COMMIT, Figures, ProcessCollector, VERSION};
+
+/// Adds what every component exports besides its own figures: the
+/// `process_*` families (CPU, memory, file descriptors, start time) and
+/// `orderly_build_info{version,commit}`.
+pub fn register_process(registry: &mut Registry) {
+    registry.register_collector(Box::new(ProcessCollector));
+}
+
 /// Content type of the OpenMetrics text that [`encode`] writes (it ends
 /// with `# EOF`, which Prometheus expects of this type).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

@@ -7,8 +7,11 @@
 //! trace and span.
 //!
 //! Traces: exported over OTLP/gRPC only when `OTEL_EXPORTER_OTLP_ENDPOINT`
-//! (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set; `OTEL_SERVICE_NAME`
-//! names the service (default `orderly`), and the SDK reads
+//! (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set. Each component's spans
+//! carry its own `service.name` (`orderly-order`, `orderly-inventory`,
+//! `orderly-payment`, `orderly-query`, `orderly-relay`), in `orderly all`
+//! too (see [`route`]); `OTEL_SERVICE_NAME` names every span of the
+//! process instead. The SDK reads
 //! `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG` itself. Without an
 //! endpoint spans are still created, so trace context keeps flowing from
 //! requests to events and on to the next call, but nothing leaves the
@@ -22,7 +25,12 @@ use opentelemetry_sdk::{Resource, trace::SdkTracerProvider};
 use tracing::{Level, Metadata, subscriber::Interest};
 use tracing_subscriber::{EnvFilter, filter::dynamic_filter_fn, fmt, prelude::*};
 
-/// The service name spans carry when `OTEL_SERVICE_NAME` is unset.
+pub mod route;
+
+pub use route::COMPONENT;
+
+/// The service name of spans no component claims, when `OTEL_SERVICE_NAME`
+/// is unset.
 pub const DEFAULT_SERVICE_NAME: &str = "orderly";
 
 /// How long shutdown waits for the last spans to reach the collector.
@@ -37,8 +45,9 @@ pub struct TracingConfig {
     /// The OTLP/gRPC collector, e.g. `http://collector:4317`; `None`: no
     /// export.
     pub endpoint: Option<String>,
-    /// `service.name` of every span.
-    pub service_name: String,
+    /// `service.name` of every span (`OTEL_SERVICE_NAME`); `None`: each
+    /// component's own (`orderly-<component>`).
+    pub service_name: Option<String>,
 }
 
 impl TracingConfig {
@@ -54,8 +63,7 @@ impl TracingConfig {
         Self {
             endpoint: set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
                 .or_else(|| set("OTEL_EXPORTER_OTLP_ENDPOINT")),
-            service_name: set("OTEL_SERVICE_NAME")
-                .unwrap_or_else(|| DEFAULT_SERVICE_NAME.to_owned()),
+            service_name: set("OTEL_SERVICE_NAME"),
         }
     }
 }
@@ -212,9 +220,11 @@ where
 /// A provider that exports over OTLP/gRPC when an endpoint is configured,
 /// and otherwise only assigns ids. The SDK applies `OTEL_TRACES_SAMPLER`.
 fn tracer_provider(config: &TracingConfig) -> (SdkTracerProvider, bool) {
-    let resource = Resource::builder()
-        .with_service_name(config.service_name.clone())
-        .build();
+    let name = config
+        .service_name
+        .clone()
+        .unwrap_or_else(|| DEFAULT_SERVICE_NAME.to_owned());
+    let resource = Resource::builder().with_service_name(name).build();
     let builder = SdkTracerProvider::builder().with_resource(resource);
     let Some(endpoint) = &config.endpoint else {
         return (builder.build(), false);
@@ -224,7 +234,17 @@ fn tracer_provider(config: &TracingConfig) -> (SdkTracerProvider, bool) {
         .with_endpoint(endpoint.clone())
         .build()
     {
-        Ok(exporter) => (builder.with_batch_exporter(exporter).build(), true),
+        // A name set by the operator holds for every span; otherwise each
+        // component's spans go out under its own.
+        Ok(exporter) if config.service_name.is_some() => {
+            (builder.with_batch_exporter(exporter).build(), true)
+        }
+        Ok(exporter) => (
+            builder
+                .with_batch_exporter(route::ByComponent::new(exporter))
+                .build(),
+            true,
+        ),
         Err(error) => {
             // Logging is not up yet; tracing must not stop the service.
             eprintln!("OpenTelemetry: cannot export to {endpoint}: {error}; traces stay local");
@@ -241,7 +261,7 @@ mod tests {
     fn traces_are_exported_only_when_an_endpoint_is_set() {
         let none = TracingConfig::from_lookup(|_| None);
         assert_eq!(none.endpoint, None);
-        assert_eq!(none.service_name, DEFAULT_SERVICE_NAME);
+        assert_eq!(none.service_name, None, "each component names its own");
         let blank = TracingConfig::from_lookup(|_| Some(" ".into()));
         assert_eq!(blank.endpoint, None);
         assert!(
@@ -255,7 +275,7 @@ mod tests {
             _ => None,
         });
         assert_eq!(set.endpoint.as_deref(), Some("http://collector:4317"));
-        assert_eq!(set.service_name, "orders");
+        assert_eq!(set.service_name.as_deref(), Some("orders"));
         let traces = TracingConfig::from_lookup(|name| match name {
             "OTEL_EXPORTER_OTLP_ENDPOINT" => Some("http://a:4317".into()),
             "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" => Some("http://b:4317".into()),

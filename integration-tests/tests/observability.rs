@@ -17,6 +17,9 @@ use orderly::proto::v1::{
 use orderly_integration_tests::{Component, TestPlatform, eventually, scrape_metrics};
 use tokio::time::Instant;
 
+#[path = "observability/startup.rs"]
+mod startup;
+
 const COMPONENTS: [Component; 5] = [
     Component::Order,
     Component::Inventory,

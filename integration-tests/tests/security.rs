@@ -22,6 +22,9 @@ use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
+#[path = "security/every_method.rs"]
+mod every_method;
+
 const CLIENT: &str = "client-token-0123456789";
 const ADMIN: &str = "admin-token-0123456789";
 

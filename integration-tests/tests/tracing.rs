@@ -93,7 +93,8 @@ async fn one_order_is_one_trace_from_create_to_confirmation() {
     let collector = FakeCollectorServer::start().await.expect("a collector");
     let telemetry = telemetry::init_with(&TracingConfig {
         endpoint: Some(collector.endpoint()),
-        service_name: "orderly-test".into(),
+        // Unset, as in a deployment: each component names its spans.
+        service_name: None,
     });
     assert!(telemetry.exporting(), "the first subscriber of this binary");
     let stop = CancellationToken::new();
@@ -253,6 +254,35 @@ async fn one_order_is_one_trace_from_create_to_confirmation() {
         trace.iter().any(|s| s.span_id == commit.parent_span_id),
         "the commit continues the trace"
     );
+
+    // Each span names the component that opened it, which gives it its
+    // service.name on export, although every component runs in this one
+    // process.
+    for (span, component) in [
+        (created, "order"),
+        (published, "relay"),
+        (saga, "order"),
+        (reserve, "order"),
+        (reserved, "inventory"),
+        (projected, "query"),
+        (payment, "payment"),
+        (paid_out, "relay"),
+        (commit, "inventory"),
+    ] {
+        assert!(
+            has(span, telemetry::COMPONENT, component),
+            "{} ({}) should be the {component}'s: {:?}",
+            span.name,
+            span.kind,
+            span.attributes.get(telemetry::COMPONENT)
+        );
+    }
+    let unclaimed: Vec<_> = trace
+        .iter()
+        .filter(|s| !s.attributes.contains_key(telemetry::COMPONENT))
+        .map(|s| &s.name)
+        .collect();
+    assert!(unclaimed.is_empty(), "spans of no component: {unclaimed:?}");
 
     // No transport internals among the exported spans.
     for span in &all {

@@ -2,9 +2,10 @@
 //! request against [`AuthConfig`] before the request reaches a service.
 
 use std::{
+    collections::HashSet,
     future::Future,
     pin::Pin,
-    sync::Arc,
+    sync::{Arc, Mutex, PoisonError},
     task::{Context, Poll},
 };
 
@@ -15,7 +16,8 @@ use super::{Access, AuthConfig, Role, access};
 
 /// Refuses requests without a valid token: UNAUTHENTICATED when the token
 /// is missing or unknown, PERMISSION_DENIED when a client token calls an
-/// admin RPC. With authentication off it passes everything through.
+/// admin RPC or any token calls a path the contract declares no access for.
+/// With authentication off it passes everything through.
 #[derive(Debug, Clone)]
 pub struct AuthLayer {
     config: Option<Arc<AuthConfig>>,
@@ -86,10 +88,13 @@ where
 
 /// Why `request` is refused, if it is.
 fn check<B>(config: &AuthConfig, request: &http::Request<B>) -> Option<Status> {
-    let needed = access(request.uri().path());
-    if needed == Access::Open {
+    let path = request.uri().path();
+    let needed = access(path);
+    if needed == Some(Access::Open) {
         return None;
     }
+    // The token first, so a caller without one learns nothing of which
+    // paths are declared.
     let Some(token) = bearer(request.headers()) else {
         return Some(Status::unauthenticated(
             "missing bearer token (authorization: Bearer <token>)",
@@ -97,10 +102,35 @@ fn check<B>(config: &AuthConfig, request: &http::Request<B>) -> Option<Status> {
     };
     match (config.role_of(token), needed) {
         (None, _) => Some(Status::unauthenticated("invalid bearer token")),
-        (Some(Role::Client), Access::Admin) => {
+        (Some(_), None) => {
+            undeclared(path);
+            Some(Status::permission_denied(
+                "this RPC declares no access in the contract",
+            ))
+        }
+        (Some(Role::Client), Some(Access::Admin)) => {
             Some(Status::permission_denied("this RPC needs an admin token"))
         }
-        (Some(_), _) => None,
+        (Some(_), Some(_)) => None,
+    }
+}
+
+/// How many distinct undeclared paths are logged: each once, and a caller
+/// trying many paths cannot grow the set, or the log, without bound.
+const LOGGED_UNDECLARED: usize = 64;
+
+/// Logs, once per path, that an authenticated caller asked for a path the
+/// contract declares no access for: either a client that does not match
+/// this build, or a served RPC that escaped the build's check.
+fn undeclared(path: &str) {
+    static LOGGED: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+    let mut logged = LOGGED.lock().unwrap_or_else(PoisonError::into_inner);
+    let logged = logged.get_or_insert_with(HashSet::new);
+    if logged.len() < LOGGED_UNDECLARED && logged.insert(path.to_owned()) {
+        tracing::warn!(
+            method = %crate::metrics::escape_label_value(path),
+            "refused: the contract declares no access for this method (PERMISSION_DENIED)"
+        );
     }
 }
 
@@ -152,5 +182,26 @@ mod tests {
         );
         assert_eq!(code(&config, set, Some("Bearer a1")), None);
         assert_eq!(code(&config, "/grpc.health.v1.Health/Check", None), None);
+    }
+
+    #[test]
+    fn an_undeclared_method_is_refused_to_every_token() {
+        let config = AuthConfig::new(&["c1"], &["a1"]);
+        for path in [
+            "/orderly.v1.InventoryService/SetStockLevels",
+            "/orderly.v1.NewAdminService/Wipe",
+        ] {
+            assert_eq!(
+                code(&config, path, None),
+                Some(tonic::Code::Unauthenticated)
+            );
+            for token in ["Bearer c1", "Bearer a1"] {
+                assert_eq!(
+                    code(&config, path, Some(token)),
+                    Some(tonic::Code::PermissionDenied),
+                    "{path} {token}"
+                );
+            }
+        }
     }
 }

@@ -108,6 +108,7 @@ impl<H: Handler> Pipeline<H> {
             messaging.system = "kafka", messaging.destination.name = %record.topic,
             messaging.kafka.partition = record.partition, messaging.kafka.offset = record.offset,
             consumer = self.name, event_type, order_id = %record.key_text(),
+            orderly.component = crate::telemetry::route::component_of_consumer(self.name),
             aggregate_id = Empty, outcome = Empty, trace_id = Empty, span_id = Empty,
         );
         TraceContext::from_headers(

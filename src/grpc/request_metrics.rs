@@ -80,6 +80,29 @@ impl RequestMetrics {
             .inc();
     }
 
+    /// Gives every method of `services` (full names, as the contract
+    /// declares them) its series from the start: 0 OK requests and an empty
+    /// latency histogram, so a dashboard or alert sees a rate of 0 rather
+    /// than no data before the first call.
+    pub fn declare(&self, services: &[&str]) {
+        let Ok(methods) = crate::auth::contract::methods(crate::proto::FILE_DESCRIPTOR_SET) else {
+            return;
+        };
+        for method in methods
+            .iter()
+            .filter(|m| services.contains(&m.service.as_str()))
+        {
+            let method = escape_label_value(&method.path);
+            drop(self.latency.get_or_create(&MethodLabels {
+                method: method.clone(),
+            }));
+            drop(self.requests.get_or_create(&RequestLabels {
+                method,
+                code: code_name(Code::Ok),
+            }));
+        }
+    }
+
     /// Adds `orderly_grpc_requests_total` and
     /// `orderly_grpc_request_duration_seconds` to `registry`.
     pub fn register(&self, registry: &mut Registry) {
@@ -168,6 +191,25 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn declared_services_show_every_method_before_any_request() {
+        let metrics = RequestMetrics::default();
+        metrics.declare(&["orderly.v1.OrderService"]);
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        let text = crate::metrics::encode(&registry);
+        for method in ["CreateOrder", "GetOrder", "CancelOrder"] {
+            let path = format!("/orderly.v1.OrderService/{method}");
+            for line in [
+                format!("orderly_grpc_requests_total{{method=\"{path}\",code=\"OK\"}} 0\n"),
+                format!("orderly_grpc_request_duration_seconds_count{{method=\"{path}\"}} 0\n"),
+            ] {
+                assert!(text.contains(&line), "missing {line} in\n{text}");
+            }
+        }
+        assert!(!text.contains("InventoryService"), "{text}");
+    }
 
     #[test]
     fn requests_are_counted_by_method_and_code_and_timed() {

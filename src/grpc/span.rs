@@ -9,16 +9,17 @@ use tracing::{Span, field::Empty};
 
 use crate::trace::TraceContext;
 
-/// Opens the request's span and parents it on the caller's context.
-/// Health checks and reflection get a debug-level span, which is neither
-/// logged by default nor exported: probes would otherwise fill the traces.
-pub fn make_span<B>(request: &Request<B>) -> Span {
+/// Opens the request's span, as `component`'s (its `service.name` on
+/// export), and parents it on the caller's context. Health checks and
+/// reflection get a debug-level span, which is neither logged by default
+/// nor exported: probes would otherwise fill the traces.
+pub fn make_span<B>(request: &Request<B>, component: Option<&'static str>) -> Span {
     // `package.Service/Method`, the span name gRPC conventions ask for.
     let path = request.uri().path().trim_start_matches('/');
     let (service, method) = path.split_once('/').unwrap_or((path, ""));
     let span = if service.starts_with("grpc.") {
         tracing::debug_span!(
-            target: "orderly::grpc", "grpc.server",
+            target: "orderly::grpc", "grpc.server", orderly.component = component,
             otel.name = %path, otel.kind = "server", rpc.system = "grpc",
             rpc.service = %service, rpc.method = %method,
             rpc.grpc.status_code = Empty, otel.status_code = Empty,
@@ -26,7 +27,7 @@ pub fn make_span<B>(request: &Request<B>) -> Span {
         )
     } else {
         tracing::info_span!(
-            target: "orderly::grpc", "grpc.server",
+            target: "orderly::grpc", "grpc.server", orderly.component = component,
             otel.name = %path, otel.kind = "server", rpc.system = "grpc",
             rpc.service = %service, rpc.method = %method,
             rpc.grpc.status_code = Empty, otel.status_code = Empty,

@@ -35,14 +35,62 @@ pub struct OrderMetrics {
     deadline_cancellations: Family<DeadlineLabels, Counter>,
 }
 
+/// Every saga step and the outcomes it can have (only a reservation is
+/// rejected, for short stock).
+pub const STEPS: [(&str, &[&str]); 6] = [
+    ("reserve", &["ok", "rejected", "failed"]),
+    ("confirm", &["ok", "failed"]),
+    ("cancel_unpaid", &["ok", "failed"]),
+    ("refund", &["ok", "failed"]),
+    ("commit", &["ok", "failed"]),
+    ("release", &["ok", "failed"]),
+];
+
+/// The final statuses `orderly_orders_finished_total` counts.
+pub const FINAL: [OrderStatus; 3] = [
+    OrderStatus::Confirmed,
+    OrderStatus::Rejected,
+    OrderStatus::Cancelled,
+];
+
+/// The deadlines that cancel orders.
+pub const DEADLINES: [&str; 2] = ["pending", "payment"];
+
 impl Default for OrderMetrics {
+    /// Every series the service can report, at 0 from the start, so a
+    /// dashboard or alert sees 0 rather than no data.
     fn default() -> Self {
-        Self {
+        let metrics = Self {
             saga_steps: Family::default(),
             saga_step_duration: Family::new_with_constructor(|| Histogram::new(STEP_BUCKETS)),
             finished: Family::default(),
             deadline_cancellations: Family::default(),
+        };
+        for (step, outcomes) in STEPS {
+            for outcome in outcomes {
+                drop(
+                    metrics
+                        .saga_steps
+                        .get_or_create(&[("step", step), ("outcome", outcome)]),
+                );
+            }
+            drop(metrics.saga_step_duration.get_or_create(&[("step", step)]));
         }
+        for status in FINAL {
+            drop(
+                metrics
+                    .finished
+                    .get_or_create(&[("status", status.as_str())]),
+            );
+        }
+        for deadline in DEADLINES {
+            drop(
+                metrics
+                    .deadline_cancellations
+                    .get_or_create(&[("deadline", deadline)]),
+            );
+        }
+        metrics
     }
 }
 

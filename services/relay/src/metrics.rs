@@ -73,6 +73,7 @@ impl RelayMetrics {
             held.clone(),
         );
         registry.register_collector(Box::new(SourcesCollector(sources.clone())));
+        orderly::metrics::register_process(&mut registry);
         Self {
             registry,
             sources,

@@ -159,7 +159,8 @@ fn publish_span(topic: &str, row: &OutboxRow) -> Span {
     };
     let event_type = header("event_type").unwrap_or("event");
     let span = tracing::info_span!(
-        "publish", otel.name = format!("publish {event_type}"), otel.kind = "producer",
+        "publish", orderly.component = "relay",
+        otel.name = format!("publish {event_type}"), otel.kind = "producer",
         messaging.system = "kafka", messaging.destination.name = topic,
         event_type, order_id = %row.partition_key, outbox_id = row.id, outcome = Empty,
         trace_id = Empty, span_id = Empty,

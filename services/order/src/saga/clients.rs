@@ -69,6 +69,7 @@ impl Remotes {
     {
         let span = tracing::info_span!(
             "grpc.client",
+            orderly.component = "order",
             otel.name = method,
             otel.kind = "client",
             rpc.system = "grpc",

@@ -71,8 +71,12 @@ impl Deadline {
     /// A span for cancelling order `id`, named after the deadline.
     fn span(self, id: uuid::Uuid) -> tracing::Span {
         match self {
-            Deadline::Pending => tracing::info_span!("pending_deadline", order_id = %id),
-            Deadline::Payment => tracing::info_span!("payment_deadline", order_id = %id),
+            Deadline::Pending => {
+                tracing::info_span!("pending_deadline", orderly.component = "order", order_id = %id)
+            }
+            Deadline::Payment => {
+                tracing::info_span!("payment_deadline", orderly.component = "order", order_id = %id)
+            }
         }
     }
 }

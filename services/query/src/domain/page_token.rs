@@ -3,7 +3,9 @@
 //! forge a position nor reuse a token with another filter.
 
 use chrono::{DateTime, Utc};
-use sha2::{Digest, Sha256};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use super::OrderStatus;
@@ -75,17 +77,19 @@ impl PageTokens {
         );
         format!(
             "{}.{}",
-            hex(body.as_bytes()),
-            hex(&hmac_sha256(&self.key, body.as_bytes()))
+            hex::encode(body.as_bytes()),
+            hex::encode(hmac_sha256(&self.key, body.as_bytes()))
         )
     }
 
     /// The cursor a token carries, if this service issued it for `filter`.
     pub fn open(&self, token: &str, filter: &ListFilter) -> Result<Cursor, TokenError> {
         let (body, mac) = token.split_once('.').ok_or(TokenError::Invalid)?;
-        let body = unhex(body).ok_or(TokenError::Invalid)?;
-        let mac = unhex(mac).ok_or(TokenError::Invalid)?;
-        if !constant_time_eq(&mac, &hmac_sha256(&self.key, &body)) {
+        let body = hex::decode(body).map_err(|_| TokenError::Invalid)?;
+        let mac = hex::decode(mac).map_err(|_| TokenError::Invalid)?;
+        // `ct_eq` answers false at once for another length, which reveals
+        // nothing: every valid tag has the same length.
+        if !bool::from(mac.ct_eq(&hmac_sha256(&self.key, &body))) {
             return Err(TokenError::Invalid);
         }
         let body = String::from_utf8(body).map_err(|_| TokenError::Invalid)?;
@@ -129,43 +133,14 @@ fn filter_text(filter: &ListFilter) -> String {
     )
 }
 
-/// HMAC-SHA256 (RFC 2104), on the workspace's `sha2`.
+/// HMAC-SHA256 (RFC 2104) of `message` under `key`.
 fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    const BLOCK: usize = 64;
-    let mut block = [0u8; BLOCK];
-    if key.len() > BLOCK {
-        block[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let pad = |byte: u8| block.map(|k| k ^ byte);
-    let inner = Sha256::new()
-        .chain_update(pad(0x36))
-        .chain_update(message)
-        .finalize();
-    Sha256::new()
-        .chain_update(pad(0x5c))
-        .chain_update(inner)
-        .finalize()
-        .into()
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
+    // HMAC takes a key of any length (a longer one is hashed first), so
+    // building it cannot fail.
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+    mac.update(message);
+    mac.finalize().into_bytes().into()
 }
 
 #[cfg(test)]
@@ -192,7 +167,7 @@ mod tests {
     fn hmac_matches_rfc_4231_case_2() {
         let mac = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
         assert_eq!(
-            hex(&mac),
+            hex::encode(mac),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
     }
@@ -216,6 +191,33 @@ mod tests {
         assert_eq!(tokens.open("garbage", &filter()), Err(TokenError::Invalid));
         let other_key = PageTokens::new("other").issue(&filter(), cursor());
         assert_eq!(tokens.open(&other_key, &filter()), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn malformed_tokens_are_invalid_not_a_panic() {
+        let tokens = PageTokens::new("secret");
+        let token = tokens.issue(&filter(), cursor());
+        let (body, mac) = token.split_once('.').expect("body.mac");
+        for bad in [
+            String::new(),
+            ".".to_owned(),
+            format!("{body}."),
+            format!(".{mac}"),
+            format!("{body}.{}", &mac[..mac.len() - 1]),
+            format!("{body}.{}", &mac[..mac.len() - 2]),
+            format!("{body}.{mac}00"),
+            format!("{}.{mac}", &body[..body.len() - 1]),
+            format!("{body}.{mac}.{mac}"),
+            format!("{body}.é{}", &mac[2..]),
+            format!("{body}.zz{}", &mac[2..]),
+            "ÿÿ.ÿÿ".to_owned(),
+        ] {
+            assert_eq!(
+                tokens.open(&bad, &filter()),
+                Err(TokenError::Invalid),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]
