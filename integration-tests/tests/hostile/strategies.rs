@@ -77,7 +77,10 @@ pub fn order_id(known: String) -> BoxedStrategy<String> {
         any::<u128>().prop_map(|n| uuid::Uuid::from_u128(n).to_string().to_uppercase()),
     ];
     let near = prop_oneof![
+        // Whitespace around a UUID: a parser that trims lets it through.
         any::<u128>().prop_map(|n| format!(" {} ", uuid::Uuid::from_u128(n))),
+        any::<u128>().prop_map(|n| format!("{}\n", uuid::Uuid::from_u128(n))),
+        any::<u128>().prop_map(|n| format!("\t{}", uuid::Uuid::from_u128(n).simple())),
         any::<u128>().prop_map(|n| format!("{}\0", uuid::Uuid::from_u128(n))),
         any::<u128>().prop_map(|n| uuid::Uuid::from_u128(n).to_string()[1..].to_owned()),
         any::<u128>().prop_map(|n| format!("{}0", uuid::Uuid::from_u128(n))),
