@@ -168,7 +168,7 @@ impl fmt::Display for ChaosReport {
         )?;
         writeln!(
             f,
-            "  UNKNOWN/INTERNAL seen   {} ({} while the order replica called was being killed)",
+            "  UNKNOWN/INTERNAL seen   {} (or CANCELLED not by the client's deadline; {} while the order replica called was being killed)",
             self.load.unexpected.len(),
             self.unexpected_explained
         )?;
