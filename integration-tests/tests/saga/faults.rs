@@ -80,14 +80,29 @@ async fn every_event_delivered_twice_changes_nothing() {
     let applied = |text: &str, consumer: &str| {
         counter(text, "orderly_consumer_events_applied_total", consumer)
     };
-    let saga_applied = applied(
-        &scrape_metrics(platform.order_metrics_addr()).await,
-        "order-saga",
-    );
-    let payment_applied = applied(
-        &scrape_metrics(platform.payment_metrics_addr()).await,
-        "payment",
-    );
+    // Published is not yet consumed: wait until each consumer has handled
+    // every record of its topics once (the saga reads both, the payment
+    // service the order topic), then take what they applied.
+    let order_records = kafka.read_all(&kafka.config.topic(ORDER_TOPIC)).await.len() as f64;
+    let payment_records = kafka
+        .read_all(&kafka.config.topic(PAYMENT_TOPIC))
+        .await
+        .len() as f64;
+    let handled = |text: &str, consumer: &str| {
+        applied(text, consumer) + counter(text, "orderly_consumer_events_duplicate_total", consumer)
+    };
+    let (saga_applied, payment_applied) = eventually(
+        "the consumers to handle every record",
+        SAGA_WAIT,
+        || async {
+            let saga = scrape_metrics(platform.order_metrics_addr()).await;
+            let payment = scrape_metrics(platform.payment_metrics_addr()).await;
+            (handled(&saga, "order-saga") >= order_records + payment_records
+                && handled(&payment, "payment") >= order_records)
+                .then(|| (applied(&saga, "order-saga"), applied(&payment, "payment")))
+        },
+    )
+    .await;
     assert!(
         saga_applied > 0.0 && payment_applied > 0.0,
         "the consumers applied the first copies: {saga_applied}, {payment_applied}"
