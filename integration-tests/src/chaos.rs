@@ -10,6 +10,7 @@ mod checks;
 mod counters;
 mod faults;
 mod load;
+mod promises;
 mod report;
 
 use std::time::Duration;
@@ -18,6 +19,7 @@ use orderly::proto::v1::{SetStockRequest, inventory_service_client::InventorySer
 use tokio::time::Instant;
 
 pub use faults::FaultKind;
+pub use promises::{Shares, expected_shares};
 pub use report::ChaosReport;
 
 use crate::{

@@ -8,6 +8,7 @@
 pub mod chaos;
 mod database;
 mod eventually;
+mod gateway;
 mod kafka;
 mod metrics;
 pub mod orders;
@@ -19,6 +20,7 @@ mod tls;
 
 pub use database::TestDatabase;
 pub use eventually::eventually;
+pub use gateway::{CountingGateway, GatewayCalls};
 pub use kafka::{BrokerProcess, TestKafka, TopicRecord};
 pub use metrics::{scrape_metrics, try_scrape_metrics};
 pub use platform::{Component, Instance, TestPlatform, TestPlatformBuilder, consumer_runtime};

@@ -3,7 +3,9 @@
 //! (and consumer groups, which carry the prefix). The only way tests start
 //! components.
 
-use std::{collections::HashMap, fmt::Display, future::Future, net::SocketAddr, time::Duration};
+use std::{
+    collections::HashMap, fmt::Display, future::Future, net::SocketAddr, sync::Arc, time::Duration,
+};
 
 use orderly::{
     auth::AuthConfig,
@@ -101,6 +103,9 @@ struct Plan {
     saga: bool,
     inventory: Option<Tweak<orderly_inventory::Config>>,
     payment: Option<Tweak<orderly_payment::Config>>,
+    /// The gateway the payment service charges through (every start); the
+    /// service's own simulator when none.
+    gateway: Option<Arc<dyn orderly_payment::gateway::PaymentGateway>>,
     query: Option<Tweak<orderly_query::Config>>,
     /// One entry per relay copy, by index.
     relays: Vec<Tweak<orderly_relay::Config>>,
@@ -171,6 +176,20 @@ impl TestPlatformBuilder {
         tweak: impl Fn(&mut orderly_payment::Config) + Send + Sync + 'static,
     ) -> Self {
         self.plan.payment = Some(Box::new(tweak));
+        self
+    }
+
+    /// Runs the payment service charging through `gateway`, kept across
+    /// its restarts as an outside provider is (e.g. a
+    /// [`crate::CountingGateway`] the test holds a clone of).
+    pub fn payment_gateway(
+        mut self,
+        gateway: impl orderly_payment::gateway::PaymentGateway,
+    ) -> Self {
+        if self.plan.payment.is_none() {
+            self.plan.payment = Some(Box::new(|_| {}));
+        }
+        self.plan.gateway = Some(Arc::new(gateway));
         self
     }
 
@@ -432,12 +451,18 @@ impl TestPlatform {
                 if let Some(tweak) = &self.plan.payment {
                     tweak(&mut config);
                 }
-                let app = build(
-                    "payment service",
-                    config,
-                    retry,
-                    orderly_payment::App::build,
-                )
+                let gateway = self.plan.gateway.clone();
+                let app = build("payment service", config, retry, |config| {
+                    let gateway = gateway.clone();
+                    async move {
+                        match gateway {
+                            Some(gateway) => {
+                                orderly_payment::App::build_with_gateway(config, gateway).await
+                            }
+                            None => orderly_payment::App::build(config).await,
+                        }
+                    }
+                })
                 .await;
                 let addrs = (app.grpc_addr(), app.metrics_addr());
                 let task = tokio::spawn(log_exit("payment", app.run(stop.clone())));

@@ -79,8 +79,13 @@ async fn a_poisoned_event_is_dead_lettered_later_versions_flow_and_requeue_appli
     setup.recorder.poisoned.store(true, Ordering::SeqCst);
     let shutdown = CancellationToken::new();
     let consumer = setup.spawn(&shutdown);
+    // The poison and the healthy record after it share partition 0: a
+    // poison that held up its own partition would hold up the healthy one.
     setup
-        .produce(&[("poison", 1, Uuid::now_v7()), ("poison", 2, Uuid::now_v7())])
+        .produce_on(
+            0,
+            &[("poison", 1, Uuid::now_v7()), ("poison", 2, Uuid::now_v7())],
+        )
         .await;
     // Both versions fail and are dead-lettered; each still advances the
     // aggregate's version, so nothing is held behind them.
@@ -102,8 +107,8 @@ async fn a_poisoned_event_is_dead_lettered_later_versions_flow_and_requeue_appli
             .get::<_, String>(1)
             .contains("poisoned on purpose")
     );
-    // Processing continued past them.
-    setup.produce(&[("agg-c", 1, Uuid::now_v7())]).await;
+    // Processing continued past them, on their partition.
+    setup.produce_on(0, &[("agg-c", 1, Uuid::now_v7())]).await;
     setup.until_applied("agg-c", &[1]).await;
     assert!(setup.applied("poison").await.is_empty());
     let dead = counter(&metrics(&consumer), "orderly_consumer_dead_letters_total");
@@ -246,6 +251,11 @@ async fn a_backlog_commits_in_batches_each_event_once_and_in_version_order() {
         180.0
     );
     assert_eq!(consumer.duplicates(), 10, "the replayed copies, no more");
+    assert_eq!(
+        setup.effects().await,
+        180,
+        "each event applied once, the replayed copies not at all"
+    );
     let batches = counter(&text, "orderly_consumer_batches_total");
     let batched = counter(&text, "orderly_consumer_batched_records_total");
     assert!(batches >= 1.0, "the backlog was committed in batches");
@@ -277,7 +287,9 @@ async fn a_failure_inside_a_batch_rolls_it_back_and_only_the_bad_events_are_dead
     // writing its effect.
     events.insert(13, ("poison".into(), 1, Uuid::now_v7()));
     events.insert(27, ("apply-poison".into(), 1, Uuid::now_v7()));
-    setup.produce(&borrowed(&events)).await;
+    // One partition: the bad events share batches with good ones before
+    // and after them.
+    setup.produce_on(0, &borrowed(&events)).await;
 
     let shutdown = CancellationToken::new();
     let consumer = setup.spawn(&shutdown);
@@ -305,6 +317,7 @@ async fn a_failure_inside_a_batch_rolls_it_back_and_only_the_bad_events_are_dead
         "the good events shared transactions"
     );
     assert_eq!(dead_letter_rows(&setup).await, 2);
+    assert_eq!(setup.effects().await, 40, "the good events, once each");
     shutdown.cancel();
     consumer.stopped().await;
 }

@@ -1,14 +1,17 @@
 //! Hostile input and abusive clients. Every RPC of every service gets
 //! random, huge, unicode and control-character strings, extreme and
-//! negative numbers, repeated, missing and oversized lists, and must answer
-//! OK or a code of its documented set (docs/errors.md) — never UNKNOWN or
-//! INTERNAL, never a panic — with INVALID_ARGUMENT naming the field, and
-//! keep serving. Oversized messages are refused, deadlines end waits, and
+//! negative numbers, repeated, missing and oversized lists (ids malformed
+//! in most cases), and must answer OK or a code of its documented set
+//! (docs/errors.md) — never UNKNOWN or INTERNAL, never a panic, never OK to
+//! a value the contract calls invalid (`contract`) — with INVALID_ARGUMENT
+//! naming the field, and keep serving. Oversized messages are refused, deadlines end waits, and
 //! one connection cannot take the slots of others.
 //!
 //! The tests of a process share one platform with every component.
 //! `PROPTEST_CASES` sets the cases per RPC (default 48).
 
+#[path = "hostile/contract.rs"]
+mod contract;
 #[path = "hostile/dead_letter.rs"]
 mod dead_letter;
 #[path = "hostile/inventory.rs"]
@@ -27,6 +30,8 @@ mod relay;
 mod strategies;
 #[path = "hostile/support.rs"]
 mod support;
+#[path = "hostile/verify.rs"]
+mod verify;
 
 use orderly_integration_tests::{TestPlatform, order_request};
 use support::shared;
@@ -73,6 +78,11 @@ fn relay_admin_answers_hostile_input_with_documented_codes() {
 #[test]
 fn dead_letter_service_answers_hostile_input_with_documented_codes() {
     dead_letter::run();
+}
+
+#[test]
+fn verify_service_answers_hostile_input_with_documented_codes() {
+    verify::run();
 }
 
 #[test]

@@ -2,6 +2,10 @@
 //! its own Postgres, Redis and broker): it starts, confirms an order, and
 //! carries on after its servers and a component are restarted. Needs the
 //! binary: `cargo build -p orderly-bin` (a workspace build makes it).
+//! The saga SIGKILLed with orders in flight is in `process/saga.rs`.
+
+#[path = "process/saga.rs"]
+mod saga;
 
 use std::time::Duration;
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use orderly::proto::v1::{CancelOrderRequest, OrderStatus, PaymentStatus};
 use orderly_integration_tests::{
-    Component, TestDatabase, TestPlatform, eventually, scrape_metrics,
+    Component, CountingGateway, TestDatabase, TestPlatform, eventually, scrape_metrics,
 };
 use orderly_order::saga::deadline::{self, Deadline};
 use uuid::Uuid;
@@ -153,7 +153,12 @@ async fn a_declined_payment_cancels_the_order_and_returns_its_stock() {
 
 #[tokio::test]
 async fn flaky_and_slow_gateways_confirm_after_retries() {
-    let platform = TestPlatform::builder().all().start().await;
+    let gateway = CountingGateway::default();
+    let platform = TestPlatform::builder()
+        .all()
+        .payment_gateway(gateway.clone())
+        .start()
+        .await;
     let stocked = [("SKU-A", 10)];
     stock(&platform, &stocked).await;
     let flaky = create(&platform, "c-flaky", &[("SKU-A", 1)], "pm_flaky").await;
@@ -173,9 +178,35 @@ async fn flaky_and_slow_gateways_confirm_after_retries() {
         slow_payment.attempts >= 2,
         "the first attempt timed out: {slow_payment:?}"
     );
+    // The gateway's own ledger: every attempt the payment service counted
+    // reached it, and exactly one of them took the money.
+    let flaky_calls = gateway.calls(&flaky.order_id);
+    assert_eq!(
+        (
+            flaky_calls.charge_calls,
+            flaky_calls.charged,
+            flaky_calls.refunds
+        ),
+        (flaky_payment.attempts, 1, 0),
+        "the flaky order was charged once: {flaky_calls:?}"
+    );
+    let slow_calls = gateway.calls(&slow.order_id);
+    assert_eq!(
+        (
+            slow_calls.charge_calls,
+            slow_calls.charged,
+            slow_calls.refunds
+        ),
+        (slow_payment.attempts, 1, 0),
+        "the slow order was charged once: {slow_calls:?}"
+    );
     until_nothing_reserved(&platform, &["SKU-A"]).await;
     let levels = assert_conserved(&platform, &stocked).await;
-    assert_eq!(levels["SKU-A"].sold, 2, "each charged once, sold once");
+    assert_eq!(
+        (levels["SKU-A"].available, levels["SKU-A"].sold),
+        (8, 2),
+        "sold once each"
+    );
 }
 
 #[tokio::test]
@@ -245,42 +276,94 @@ async fn an_order_cancelled_while_reserved_gets_its_stock_back() {
 
 #[tokio::test]
 async fn cancels_racing_the_saga_leak_no_stock() {
-    let platform = TestPlatform::builder().all().start().await;
+    let gateway = CountingGateway::default();
+    let platform = TestPlatform::builder()
+        .all()
+        .payment_gateway(gateway.clone())
+        .start()
+        .await;
     let stocked = [("SKU-A", 40)];
     stock(&platform, &stocked).await;
-    let mut ids = Vec::new();
+    let mut cancels = Vec::new();
     for i in 0..10 {
-        let order = create(&platform, &format!("c-race-{i}"), &[("SKU-A", 2)], "pm_ok").await;
-        // Cancel at once: it lands before, during or after the reservation.
-        let _ = cancel(&platform, &order.order_id, "raced").await;
-        ids.push(order.order_id);
+        // Even orders are cancelled at once: the cancel lands before,
+        // during or after the reservation. Odd ones pay slowly (the first
+        // charge outlives the gateway timeout) and are cancelled once they
+        // left PENDING, so their cancels land on held stock and a charge
+        // on its way.
+        let pm = if i % 2 == 0 { "pm_ok" } else { "pm_slow" };
+        let order = create(&platform, &format!("c-race-{i}"), &[("SKU-A", 2)], pm).await;
+        if i % 2 == 1 {
+            eventually("the order to leave PENDING", SAGA_WAIT, || async {
+                (support::get(&platform, &order.order_id).await.status() != OrderStatus::Pending)
+                    .then_some(())
+            })
+            .await;
+        }
+        let outcome = cancel(&platform, &order.order_id, "raced").await;
+        cancels.push((order.order_id, outcome));
     }
+    let ids: Vec<String> = cancels.iter().map(|(id, _)| id.clone()).collect();
     let orders = support::until_all_final(&platform, &ids, SAGA_WAIT).await;
     until_nothing_reserved(&platform, &["SKU-A"]).await;
     let levels = assert_conserved(&platform, &stocked).await;
+
+    let mut after_reservation = 0;
+    for ((id, outcome), order) in cancels.iter().zip(&orders) {
+        match outcome {
+            Ok(()) => assert_eq!(
+                order.status(),
+                OrderStatus::Cancelled,
+                "order {id}: CancelOrder answered OK"
+            ),
+            // Final before the cancel: nothing here rejects or cancels.
+            Err(status) if status.code() == tonic::Code::FailedPrecondition => assert_eq!(
+                order.status(),
+                OrderStatus::Confirmed,
+                "order {id}: CancelOrder found it final ({status:?})"
+            ),
+            Err(status) => panic!("order {id}: CancelOrder answered {status:?}"),
+        }
+        let calls = gateway.calls(id);
+        match (order.status(), order.version) {
+            (OrderStatus::Confirmed, _) => {
+                let paid = payment(&platform, id).await.expect("a payment");
+                assert_eq!(paid.status(), PaymentStatus::Succeeded, "order {id}");
+                assert_eq!((calls.charged, calls.refunds), (1, 0), "order {id}");
+            }
+            // PENDING -> CANCELLED: nothing reserved, nothing to charge.
+            (OrderStatus::Cancelled, 2) => {
+                assert!(payment(&platform, id).await.is_none(), "order {id}");
+                assert_eq!(calls.charge_calls, 0, "order {id} was never charged");
+            }
+            // PENDING -> RESERVED -> CANCELLED: the payment service charges
+            // the reservation it saw; the charge is refunded.
+            (OrderStatus::Cancelled, 3) => {
+                after_reservation += 1;
+                until_payment(&platform, id, "the refund", |p| {
+                    p.status() == PaymentStatus::Refunded
+                })
+                .await;
+                let calls = gateway.calls(id);
+                assert_eq!(calls.charged, 1, "order {id}: {calls:?}");
+                assert!(calls.refunds >= 1, "order {id}: {calls:?}");
+            }
+            (status, version) => panic!("order {id} ended {status:?} at version {version}"),
+        }
+    }
+    assert!(
+        after_reservation >= 1,
+        "no cancel landed after a reservation: {orders:?}"
+    );
     let confirmed = orders
         .iter()
         .filter(|o| o.status() == OrderStatus::Confirmed)
         .count() as i64;
     assert_eq!(
-        levels["SKU-A"].sold,
-        2 * confirmed,
+        (levels["SKU-A"].available, levels["SKU-A"].sold),
+        (40 - 2 * confirmed, 2 * confirmed),
         "only confirmed orders sold stock"
     );
-    for order in orders
-        .iter()
-        .filter(|o| o.status() == OrderStatus::Cancelled)
-    {
-        // A charge that raced the cancel was refunded.
-        if let Some(p) = payment(&platform, &order.order_id).await
-            && p.status() != PaymentStatus::Failed
-        {
-            until_payment(&platform, &order.order_id, "a refund", |p| {
-                p.status() == PaymentStatus::Refunded
-            })
-            .await;
-        }
-    }
 }
 
 #[tokio::test]
@@ -302,7 +385,13 @@ async fn the_payment_deadline_cancels_and_releases() {
     let cancelled = until_status(&platform, &order.order_id, OrderStatus::Cancelled).await;
     assert_eq!(cancelled.reason, "payment deadline passed");
     until_nothing_reserved(&platform, &["SKU-A"]).await;
-    assert_conserved(&platform, &stocked).await;
+    // Released, not committed: a commit would balance too, as sold.
+    let levels = assert_conserved(&platform, &stocked).await;
+    assert_eq!(
+        (levels["SKU-A"].available, levels["SKU-A"].sold),
+        (5, 0),
+        "the reservation was released"
+    );
     until_counted(
         &platform,
         &[

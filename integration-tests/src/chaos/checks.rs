@@ -1,20 +1,19 @@
 //! After the chaos: wait for the platform to drain (polling, with a
 //! deadline), then check every promise against what the clients were told.
 
-use std::{collections::HashMap, time::Duration};
+use std::time::Duration;
 
 use futures::{StreamExt, stream};
 use orderly::proto::v1::{
     GetBacklogRequest, GetOrderRequest, GetStockRequest, ListDeadLettersRequest, Order,
-    OrderStatus, QueryGetOrderRequest, StockLevel,
-    dead_letter_service_client::DeadLetterServiceClient,
+    OrderStatus, QueryGetOrderRequest, dead_letter_service_client::DeadLetterServiceClient,
     inventory_service_client::InventoryServiceClient, order_service_client::OrderServiceClient,
     query_service_client::QueryServiceClient, relay_admin_client::RelayAdminClient,
 };
 use tokio::time::Instant;
 use tonic::{Code, transport::Channel};
 
-use super::{ChaosReport, ChaosSettings};
+use super::{ChaosReport, ChaosSettings, promises};
 use crate::{Component, Instance, process::ProcessPlatform, try_scrape_metrics};
 
 /// Calls in flight at once while checking orders.
@@ -104,10 +103,8 @@ pub async fn drain(platform: &ProcessPlatform, settings: &ChaosSettings, report:
                 .ok()?
                 .into_inner()
                 .sources;
-            sources
-                .iter()
-                .all(|source| source.backlog == 0)
-                .then_some(())
+            // No source at all is not an empty backlog.
+            (!sources.is_empty() && sources.iter().all(|source| source.backlog == 0)).then_some(())
         }
     })
     .await;
@@ -129,7 +126,9 @@ pub async fn drain(platform: &ProcessPlatform, settings: &ChaosSettings, report:
                 .ok()?
                 .into_inner()
                 .levels;
-            levels.iter().all(|l| l.reserved == 0).then_some(levels)
+            // A SKU it does not know it leaves out: the stock check
+            // compares what came back with what was stocked.
+            (!levels.is_empty() && levels.iter().all(|l| l.reserved == 0)).then_some(levels)
         }
     })
     .await;
@@ -244,13 +243,23 @@ async fn views_caught_up(platform: &ProcessPlatform, deadline: Instant, report: 
 }
 
 /// Checks the promises: acknowledged cancels ended cancelled, declined
-/// payments never confirmed, retries never made a second order, stock adds
-/// up and was never oversold, no dead letters.
+/// payments never confirmed, retries never made a second order, every SKU
+/// is there and adds up exactly (never oversold), the final statuses have
+/// the shares the mix leads to, no client got UNKNOWN or INTERNAL, no dead
+/// letters.
 pub async fn verify(
     platform: &ProcessPlatform,
     settings: &ChaosSettings,
     report: &mut ChaosReport,
 ) {
+    if report.load.created.is_empty() {
+        report
+            .problems
+            .push("no CreateOrder was acknowledged".into());
+    }
+    if report.faults.is_empty() {
+        report.problems.push("no fault was injected".into());
+    }
     for order in &report.load.created {
         let Some(last) = report.final_orders.get(&order.order_id) else {
             continue;
@@ -277,7 +286,10 @@ pub async fn verify(
         report.problems.push(format!("client: {failure}"));
     }
 
-    check_stock(settings, report);
+    promises::check_stock(settings, report);
+    promises::check_shares(settings, report);
+    promises::check_unexpected_answers(report);
+    promises::orders_in_flight(platform, report).await;
     count_stored_orders(platform, report).await;
     dead_letters(platform, report).await;
     orderly_verify(platform, report).await;
@@ -312,49 +324,6 @@ async fn orderly_verify(platform: &ProcessPlatform, report: &mut ChaosReport) {
             ));
         }
     }
-}
-
-/// Per SKU: available + reserved + sold == stocked, none negative, and sold
-/// == the units of the orders that ended CONFIRMED (so none oversold).
-fn check_stock(settings: &ChaosSettings, report: &mut ChaosReport) {
-    let mut confirmed_units: HashMap<&str, i64> = HashMap::new();
-    for order in &report.load.created {
-        let confirmed = report
-            .final_orders
-            .get(&order.order_id)
-            .is_some_and(|o| o.status() == OrderStatus::Confirmed);
-        if confirmed {
-            for (sku, quantity) in &order.items {
-                *confirmed_units.entry(sku).or_default() += i64::from(*quantity);
-            }
-        }
-    }
-    let stocked = settings.stock();
-    let mut problems = Vec::new();
-    for StockLevel {
-        sku,
-        available,
-        reserved,
-        sold,
-        ..
-    } in &report.stock
-    {
-        if available + reserved + sold != stocked {
-            problems.push(format!(
-                "{sku}: available {available} + reserved {reserved} + sold {sold} != stocked {stocked}"
-            ));
-        }
-        if *available < 0 || *reserved < 0 || *sold < 0 {
-            problems.push(format!("{sku}: a negative level"));
-        }
-        let confirmed = confirmed_units.get(sku.as_str()).copied().unwrap_or(0);
-        if *sold != confirmed {
-            problems.push(format!(
-                "{sku}: sold {sold} but confirmed orders hold {confirmed} units"
-            ));
-        }
-    }
-    report.problems.extend(problems);
 }
 
 /// Orders in the database against the orders acknowledged: a retry with the

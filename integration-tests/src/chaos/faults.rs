@@ -1,7 +1,7 @@
 //! The faults: which, when (at random moments from the run's seed), and how
 //! each is injected and undone.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use rand::{Rng, SeedableRng, rngs::StdRng, seq::SliceRandom};
 use tokio::time::Instant;
@@ -83,6 +83,15 @@ pub struct InjectedFault {
     /// kill until the killed one was back (they kept the component
     /// serving and consuming). Zero for other faults.
     pub peers_running: usize,
+    /// When it began, on the runtime's clock.
+    pub began: Instant,
+    /// When it began, on the wall clock (the database's clock).
+    pub began_wall: SystemTime,
+    /// The replica a kill hit.
+    pub killed: Option<Instance>,
+    /// Orders created and not yet final when it began (from the orders'
+    /// creation and last-change times, after the run).
+    pub orders_in_flight: Option<u64>,
 }
 
 /// The run's faults: `fault_rounds` rounds, each every kind
@@ -133,6 +142,8 @@ pub async fn inject(
     for fault in planned {
         tokio::time::sleep_until(start + fault.at).await;
         let began = Instant::now();
+        let began_wall = SystemTime::now();
+        let mut killed = None;
         let mode = if rng.random_bool(0.5) {
             StopMode::Crash
         } else {
@@ -153,6 +164,7 @@ pub async fn inject(
                     .filter(|peer| *peer != instance && platform.is_running(*peer))
                     .collect();
                 counters.scrape(platform, instance).await;
+                killed = Some(instance);
                 platform.kill9(instance).await;
                 tokio::time::sleep(downtime).await;
                 platform.restart(instance).await;
@@ -200,6 +212,10 @@ pub async fn inject(
             kind: fault.kind.label(),
             took: began.elapsed(),
             peers_running,
+            began,
+            began_wall,
+            killed,
+            orders_in_flight: None,
         });
     }
     injected

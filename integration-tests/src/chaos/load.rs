@@ -38,6 +38,23 @@ const PAYMENT_MIX: [(&str, u32); 4] = [
     ("pm_slow", 8),
 ];
 
+/// Most lines of one order (fewer when there are fewer hot SKUs).
+pub const MAX_LINES: usize = 3;
+
+/// Most units of one line.
+pub const MAX_QUANTITY: u32 = 3;
+
+/// The share of orders paid with a declining card.
+pub fn decline_share() -> f64 {
+    let total: u32 = PAYMENT_MIX.iter().map(|(_, weight)| weight).sum();
+    let declining: u32 = PAYMENT_MIX
+        .iter()
+        .filter(|(token, _)| *token == "pm_decline")
+        .map(|(_, weight)| weight)
+        .sum();
+    f64::from(declining) / f64::from(total)
+}
+
 /// The deadline of one client call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -60,9 +77,29 @@ pub struct CreatedOrder {
     pub cancelled: bool,
 }
 
+/// An answer no client should ever get (UNKNOWN, INTERNAL, or CANCELLED
+/// that the client's own deadline did not cause), unless the replica it
+/// called was killed while answering, which breaks the call.
+#[derive(Debug, Clone)]
+pub struct UnexpectedAnswer {
+    /// When it came.
+    pub at: Instant,
+    /// The order replica called.
+    pub replica: usize,
+    /// The RPC.
+    pub what: String,
+    /// The code.
+    pub code: Code,
+    /// The status message.
+    pub message: String,
+}
+
 /// What the clients did.
 #[derive(Debug, Default)]
 pub struct LoadOutcome {
+    /// Every UNKNOWN, INTERNAL or unexplained CANCELLED answer (see
+    /// [`UnexpectedAnswer`]); the checks decide which a kill explains.
+    pub unexpected: Vec<UnexpectedAnswer>,
     /// Every acknowledged order.
     pub created: Vec<CreatedOrder>,
     /// Calls retried, by the gRPC code that made the client retry.
@@ -164,12 +201,12 @@ impl Client {
         let mut rng = StdRng::seed_from_u64(self.settings.seed ^ (index as u64).rotate_left(17));
         let mut skus = self.settings.skus();
         skus.shuffle(&mut rng);
-        let lines = rng.random_range(1..=skus.len().min(3));
+        let lines = rng.random_range(1..=skus.len().min(MAX_LINES));
         let items: Vec<OrderItem> = skus[..lines]
             .iter()
             .map(|sku| OrderItem {
                 sku: sku.clone(),
-                quantity: rng.random_range(1..=3),
+                quantity: rng.random_range(1..=MAX_QUANTITY),
                 unit_price_minor: rng.random_range(100..=2_000),
             })
             .collect();
@@ -276,6 +313,20 @@ impl Client {
                 Ok(value) => return Some((replica, value)),
                 Err(status) => status,
             };
+            let unexpected = match status.code() {
+                Code::Unknown | Code::Internal => true,
+                Code::Cancelled => !client_deadline_expired(&status),
+                _ => false,
+            };
+            if unexpected {
+                lock(&self.outcome).unexpected.push(UnexpectedAnswer {
+                    at: Instant::now(),
+                    replica,
+                    what: what.to_owned(),
+                    code: status.code(),
+                    message: status.message().to_owned(),
+                });
+            }
             if !retryable(status.code()) || Instant::now() >= self.give_up_at {
                 lock(&self.outcome).failures.push(format!(
                     "{what} failed for good: {:?}: {}",
@@ -299,9 +350,23 @@ impl Client {
     }
 }
 
+/// Whether `status` is the client's own deadline going off (tonic reports
+/// its timer as CANCELLED, with `TimeoutExpired` as the source).
+fn client_deadline_expired(status: &Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(error) = source {
+        if error.is::<tonic::TimeoutExpired>() {
+            return true;
+        }
+        source = error.source();
+    }
+    false
+}
+
 /// Codes a client retries with the same idempotency key: the service was
 /// down, restarting, overloaded, or the connection broke mid-call (which
-/// tonic reports as UNKNOWN or CANCELLED).
+/// tonic reports as UNKNOWN or CANCELLED; such answers are also recorded as
+/// unexpected, and only a kill of the replica called explains them).
 fn retryable(code: Code) -> bool {
     matches!(
         code,

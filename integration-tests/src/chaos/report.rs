@@ -13,6 +13,7 @@ use super::{
     counters::{Counters, FAMILIES},
     faults::InjectedFault,
     load::LoadOutcome,
+    promises::{CONFIRMED_TOLERANCE, expected_shares},
 };
 use crate::{Instance, process::subcommand};
 
@@ -50,6 +51,9 @@ pub struct ChaosReport {
     pub verify: Option<String>,
     /// Components that exited without being killed.
     pub stopped_on_their_own: Vec<Instance>,
+    /// UNKNOWN, INTERNAL or unexplained CANCELLED answers that a kill of
+    /// the order replica called explains (the rest are problems).
+    pub unexpected_explained: usize,
     /// Every broken promise; empty when the run passed.
     pub problems: Vec<String>,
 }
@@ -72,6 +76,7 @@ impl ChaosReport {
             dead_letters: Vec::new(),
             verify: None,
             stopped_on_their_own: Vec::new(),
+            unexpected_explained: 0,
             problems: Vec::new(),
         }
     }
@@ -135,6 +140,15 @@ impl fmt::Display for ChaosReport {
             .map(|(status, count)| format!("{status} {count}"))
             .collect();
         writeln!(f, "  final statuses          {}", statuses.join(", "))?;
+        let expected = expected_shares(s);
+        writeln!(
+            f,
+            "  expected from the mix   CONFIRMED {:.1} % (at least {:.1} %), CANCELLED {:.1} %, REJECTED {:.1} %",
+            expected.confirmed * 100.0,
+            (expected.confirmed - CONFIRMED_TOLERANCE) * 100.0,
+            expected.cancelled * 100.0,
+            expected.rejected * 100.0
+        )?;
         writeln!(
             f,
             "  cancels                 {} sent, {} OK, {} too late (order final)",
@@ -152,6 +166,12 @@ impl fmt::Display for ChaosReport {
             "  client retries          {retries} ({})",
             by_code.join(", ")
         )?;
+        writeln!(
+            f,
+            "  UNKNOWN/INTERNAL seen   {} (or CANCELLED not by the client's deadline; {} while the order replica called was being killed)",
+            self.load.unexpected.len(),
+            self.unexpected_explained
+        )?;
         let kinds: Vec<String> = self
             .faults_by_kind()
             .iter()
@@ -164,9 +184,12 @@ impl fmt::Display for ChaosReport {
             kinds.join(", ")
         )?;
         for fault in &self.faults {
+            let in_flight = fault
+                .orders_in_flight
+                .map_or_else(|| "?".to_owned(), |n| n.to_string());
             writeln!(
                 f,
-                "    at {:>7}  {:<32} back after {}",
+                "    at {:>7}  {:<32} back after {:>6}, {in_flight:>5} orders in flight",
                 secs(fault.at),
                 fault.what,
                 secs(fault.took)

@@ -27,8 +27,10 @@ use uuid::Uuid;
 
 pub(crate) const WAIT: Duration = Duration::from_secs(60);
 
-/// Records every applied event in `orders.test_effects` (whose primary key
-/// would refuse a second application) with the replica that applied it;
+/// Records every applied event in `orders.test_effects` with the replica
+/// that applied it, one row per application: the table numbers rows in the
+/// order they were written and has no key on the event, so an event applied
+/// twice shows as two rows and one applied out of turn shows out of order;
 /// fails permanently for aggregate `poison` (before the transaction) and
 /// `apply-poison*` (inside it, after writing) while `poisoned` is set, and
 /// panics for aggregates `panic-prepare*` (in the remote step) and
@@ -152,7 +154,7 @@ pub(crate) async fn setup_on(kafka: TestKafka) -> Setup {
     db.client()
         .await
         .batch_execute(
-            "CREATE TABLE orders.test_effects (event_id uuid PRIMARY KEY, aggregate_id text NOT NULL, version bigint NOT NULL, replica text NOT NULL, partition integer NOT NULL)",
+            "CREATE TABLE orders.test_effects (seq bigserial PRIMARY KEY, event_id uuid NOT NULL, aggregate_id text NOT NULL, version bigint NOT NULL, replica text NOT NULL, partition integer NOT NULL)",
         )
         .await
         .expect("effects table");
@@ -211,12 +213,14 @@ impl Setup {
             .await;
     }
 
+    /// The versions of `aggregate` in the order they were applied, each as
+    /// often as it was applied.
     pub(crate) async fn applied(&self, aggregate: &str) -> Vec<i64> {
         self.db
             .client()
             .await
             .query(
-                "SELECT version FROM orders.test_effects WHERE aggregate_id = $1 ORDER BY version",
+                "SELECT version FROM orders.test_effects WHERE aggregate_id = $1 ORDER BY seq",
                 &[&aggregate],
             )
             .await
@@ -226,13 +230,50 @@ impl Setup {
             .collect()
     }
 
+    /// Waits until `aggregate` has had as many applications as `versions`
+    /// holds, then asserts they were exactly `versions`, in that order.
     pub(crate) async fn until_applied(&self, aggregate: &str, versions: &[i64]) {
-        eventually(
+        let applied = eventually(
             &format!("{aggregate} to reach {versions:?}"),
             WAIT,
-            || async { (self.applied(aggregate).await == versions).then_some(()) },
+            || async {
+                let applied = self.applied(aggregate).await;
+                (applied.len() >= versions.len()).then_some(applied)
+            },
         )
         .await;
+        assert_eq!(
+            applied, versions,
+            "{aggregate}: applied once each, in version order"
+        );
+    }
+
+    /// Produces `events` to one partition of the order topic (keys as
+    /// [`Self::produce`] sets them), so they share that partition's order.
+    pub(crate) async fn produce_on(&self, partition: i32, events: &[(&str, u64, Uuid)]) {
+        let records: Vec<TopicRecord> = events
+            .iter()
+            .map(|(aggregate, version, id)| TopicRecord {
+                key: Some(aggregate.as_bytes().to_vec()),
+                payload: envelope(aggregate, *version, *id),
+                headers: vec![("event_id".into(), id.to_string().into_bytes())],
+                ..Default::default()
+            })
+            .collect();
+        self.kafka
+            .produce_to(&self.kafka.config.topic(ORDER_TOPIC), partition, &records)
+            .await;
+    }
+
+    /// Every application recorded, in the order written.
+    pub(crate) async fn effects(&self) -> i64 {
+        self.db
+            .client()
+            .await
+            .query_one("SELECT count(*) FROM orders.test_effects", &[])
+            .await
+            .expect("count effects")
+            .get(0)
     }
 }
 

@@ -7,6 +7,7 @@ use proptest::prelude::*;
 use tonic::Code;
 
 use super::{
+    contract::{self, Objections},
     relay::ids,
     strategies::{or_hostile, u32_extreme},
     support::{assert_serving, check, shared, verdict},
@@ -32,6 +33,8 @@ pub fn run() {
             |(consumer, include_requeued, limit)| {
                 let mut client = client.clone();
                 async move {
+                    let mut invalid = Objections::new();
+                    contract::within("limit", limit, 0..=1_000, &mut invalid);
                     let answer = client
                         .list_dead_letters(pb::ListDeadLettersRequest {
                             consumer,
@@ -44,6 +47,7 @@ pub fn run() {
                         answer,
                         &[Code::InvalidArgument, Code::NotFound],
                         &["consumer", "include_requeued", "limit"],
+                        &invalid,
                     )?;
                     Ok(())
                 }
@@ -55,6 +59,11 @@ pub fn run() {
             |(consumer, ids)| {
                 let mut client = client.clone();
                 async move {
+                    let mut invalid = Objections::new();
+                    if consumer.is_empty() {
+                        invalid.push("consumer is missing".into());
+                    }
+                    contract::within("ids", ids.len(), 0..=1_000, &mut invalid);
                     let answer = client
                         .requeue_dead_letters(pb::RequeueDeadLettersRequest { consumer, ids })
                         .await;
@@ -63,6 +72,7 @@ pub fn run() {
                         answer,
                         &[Code::InvalidArgument, Code::NotFound],
                         &["consumer", "ids"],
+                        &invalid,
                     )?;
                     Ok(())
                 }
@@ -82,6 +92,7 @@ pub fn run() {
                         answer,
                         &[Code::NotFound],
                         &["consumer"],
+                        &[],
                     )?;
                     Ok(())
                 }

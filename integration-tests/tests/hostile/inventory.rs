@@ -6,6 +6,7 @@ use proptest::prelude::*;
 use tonic::Code;
 
 use super::{
+    contract::{self, Objections},
     known_order,
     strategies::{i64_extreme, list, or_hostile, order_id, sku, u32_extreme},
     support::{assert_serving, check, shared, verdict},
@@ -29,6 +30,9 @@ pub fn run() {
         |(sku, quantity)| {
             let mut client = client.clone();
             async move {
+                let mut invalid = Objections::new();
+                contract::sku("sku", &sku, &mut invalid);
+                contract::within("quantity", quantity, 0..=1_000_000_000, &mut invalid);
                 let answer = client
                     .set_stock(pb::SetStockRequest { sku, quantity })
                     .await;
@@ -37,6 +41,7 @@ pub fn run() {
                     answer,
                     &[Code::InvalidArgument],
                     &["sku", "quantity"],
+                    &invalid,
                 )?;
                 Ok(())
             }
@@ -48,6 +53,13 @@ pub fn run() {
         |(sku, delta, request_id)| {
             let mut client = client.clone();
             async move {
+                let mut invalid = Objections::new();
+                contract::sku("sku", &sku, &mut invalid);
+                contract::within("delta", delta, -1_000_000_000..=1_000_000_000, &mut invalid);
+                if delta == 0 {
+                    invalid.push("delta is zero".into());
+                }
+                contract::optional_key("request_id", &request_id, &mut invalid);
                 let answer = client
                     .adjust_stock(pb::AdjustStockRequest {
                         sku,
@@ -64,6 +76,7 @@ pub fn run() {
                         Code::AlreadyExists,
                     ],
                     &["sku", "delta", "request_id"],
+                    &invalid,
                 )?;
                 Ok(())
             }
@@ -72,8 +85,19 @@ pub fn run() {
     check("InventoryService.GetStock", list(sku()), |skus| {
         let mut client = client.clone();
         async move {
+            let mut invalid = Objections::new();
+            contract::lines("skus", skus.len(), &mut invalid);
+            for (i, sku) in skus.iter().enumerate() {
+                contract::sku(&format!("skus[{i}]"), sku, &mut invalid);
+            }
             let answer = client.get_stock(pb::GetStockRequest { skus }).await;
-            verdict("GetStock", answer, &[Code::InvalidArgument], &["skus"])?;
+            verdict(
+                "GetStock",
+                answer,
+                &[Code::InvalidArgument],
+                &["skus"],
+                &invalid,
+            )?;
             Ok(())
         }
     });
@@ -83,12 +107,24 @@ pub fn run() {
         |(order_id, items)| {
             let mut client = client.clone();
             async move {
+                let mut invalid = Objections::new();
+                contract::uuid("order_id", &order_id, &mut invalid);
+                contract::lines("items", items.len(), &mut invalid);
+                for (i, item) in items.iter().enumerate() {
+                    contract::sku(&format!("items[{i}].sku"), &item.sku, &mut invalid);
+                    contract::quantity(
+                        &format!("items[{i}].quantity"),
+                        item.quantity,
+                        &mut invalid,
+                    );
+                }
                 let answer = client.reserve(pb::ReserveRequest { order_id, items }).await;
                 verdict(
                     "Reserve",
                     answer,
                     &[Code::InvalidArgument, Code::AlreadyExists],
                     &["order_id", "items"],
+                    &invalid,
                 )?;
                 Ok(())
             }
@@ -100,6 +136,8 @@ pub fn run() {
         |order_id| {
             let mut client = client.clone();
             async move {
+                let mut invalid = Objections::new();
+                contract::uuid("order_id", &order_id, &mut invalid);
                 let answer = client.commit(pb::CommitRequest { order_id }).await;
                 verdict(
                     "Commit",
@@ -110,6 +148,7 @@ pub fn run() {
                         Code::FailedPrecondition,
                     ],
                     &["order_id"],
+                    &invalid,
                 )?;
                 Ok(())
             }
@@ -121,12 +160,15 @@ pub fn run() {
         |order_id| {
             let mut client = client.clone();
             async move {
+                let mut invalid = Objections::new();
+                contract::uuid("order_id", &order_id, &mut invalid);
                 let answer = client.release(pb::ReleaseRequest { order_id }).await;
                 verdict(
                     "Release",
                     answer,
                     &[Code::InvalidArgument, Code::FailedPrecondition],
                     &["order_id"],
+                    &invalid,
                 )?;
                 Ok(())
             }
@@ -138,6 +180,8 @@ pub fn run() {
         |order_id| {
             let mut client = client.clone();
             async move {
+                let mut invalid = Objections::new();
+                contract::uuid("order_id", &order_id, &mut invalid);
                 let answer = client
                     .get_reservation(pb::GetReservationRequest { order_id })
                     .await;
@@ -146,6 +190,7 @@ pub fn run() {
                     answer,
                     &[Code::InvalidArgument, Code::NotFound],
                     &["order_id"],
+                    &invalid,
                 )?;
                 Ok(())
             }

@@ -6,6 +6,7 @@ use proptest::prelude::*;
 use tonic::Code;
 
 use super::{
+    contract::{self, Objections},
     known_order,
     strategies::{currency, i64_extreme, list, or_hostile, order_id, sku, u32_extreme},
     support::{assert_serving, check, shared, verdict},
@@ -48,6 +49,39 @@ fn create_request() -> impl Strategy<Value = CreateOrderRequest> {
         )
 }
 
+/// The contract's objections to a CreateOrder.
+fn create_objections(request: &CreateOrderRequest) -> Objections {
+    let mut out = Objections::new();
+    contract::token(
+        "customer_id",
+        &request.customer_id,
+        64,
+        |c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'),
+        &mut out,
+    );
+    contract::token(
+        "payment_method",
+        &request.payment_method,
+        64,
+        |c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'),
+        &mut out,
+    );
+    contract::currency("currency", &request.currency, &mut out);
+    contract::optional_key("idempotency_key", &request.idempotency_key, &mut out);
+    contract::lines("items", request.items.len(), &mut out);
+    for (i, item) in request.items.iter().enumerate() {
+        contract::sku(&format!("items[{i}].sku"), &item.sku, &mut out);
+        contract::quantity(&format!("items[{i}].quantity"), item.quantity, &mut out);
+        contract::within(
+            &format!("items[{i}].unit_price_minor"),
+            item.unit_price_minor,
+            0..=i64::MAX,
+            &mut out,
+        );
+    }
+    out
+}
+
 pub fn run() {
     let shared = shared();
     let platform = &shared.platform;
@@ -57,12 +91,14 @@ pub fn run() {
     check("OrderService.CreateOrder", create_request(), |request| {
         let mut client = client.clone();
         async move {
+            let invalid = create_objections(&request);
             let answer = client.create_order(request).await;
             verdict(
                 "CreateOrder",
                 answer,
                 &[Code::InvalidArgument, Code::AlreadyExists],
                 CREATE_FIELDS,
+                &invalid,
             )?;
             Ok(())
         }
@@ -73,12 +109,15 @@ pub fn run() {
         |order_id| {
             let mut client = client.clone();
             async move {
+                let mut invalid = Objections::new();
+                contract::uuid("order_id", &order_id, &mut invalid);
                 let answer = client.get_order(GetOrderRequest { order_id }).await;
                 verdict(
                     "GetOrder",
                     answer,
                     &[Code::InvalidArgument, Code::NotFound],
                     &["order_id"],
+                    &invalid,
                 )?;
                 Ok(())
             }
@@ -90,6 +129,9 @@ pub fn run() {
         |(order_id, reason)| {
             let mut client = client.clone();
             async move {
+                let mut invalid = Objections::new();
+                contract::uuid("order_id", &order_id, &mut invalid);
+                contract::reason("reason", &reason, &mut invalid);
                 let answer = client
                     .cancel_order(CancelOrderRequest { order_id, reason })
                     .await;
@@ -103,6 +145,7 @@ pub fn run() {
                         Code::Aborted,
                     ],
                     &["order_id", "reason"],
+                    &invalid,
                 )?;
                 Ok(())
             }

@@ -5,6 +5,7 @@ use orderly_integration_tests::Component;
 use tonic::Code;
 
 use super::{
+    contract::{self, Objections},
     known_order,
     strategies::{or_hostile, order_id},
     support::{assert_serving, check, shared, verdict},
@@ -22,12 +23,15 @@ pub fn run() {
         |order_id| {
             let mut client = client.clone();
             async move {
+                let mut invalid = Objections::new();
+                contract::uuid("order_id", &order_id, &mut invalid);
                 let answer = client.get_payment(pb::GetPaymentRequest { order_id }).await;
                 verdict(
                     "GetPayment",
                     answer,
                     &[Code::InvalidArgument, Code::NotFound],
                     &["order_id"],
+                    &invalid,
                 )?;
                 Ok(())
             }
@@ -39,6 +43,9 @@ pub fn run() {
         |(order_id, reason)| {
             let mut client = client.clone();
             async move {
+                let mut invalid = Objections::new();
+                contract::uuid("order_id", &order_id, &mut invalid);
+                contract::reason("reason", &reason, &mut invalid);
                 let answer = client.refund(pb::RefundRequest { order_id, reason }).await;
                 verdict(
                     "Refund",
@@ -51,6 +58,7 @@ pub fn run() {
                         Code::Unavailable,
                     ],
                     &["order_id", "reason"],
+                    &invalid,
                 )?;
                 Ok(())
             }

@@ -8,6 +8,7 @@ use proptest::prelude::*;
 use tonic::{Code, Request};
 
 use super::{
+    contract::{self, Objections},
     known_order,
     strategies::{hostile_string, i64_extreme, or_hostile, order_id, u32_extreme, u64_extreme},
     support::{assert_serving, check, judge, shared, verdict},
@@ -79,6 +80,8 @@ pub fn run() {
         |(order_id, min_version)| {
             let mut client = client.clone();
             async move {
+                let mut invalid = Objections::new();
+                contract::uuid("order_id", &order_id, &mut invalid);
                 let mut request = Request::new(pb::QueryGetOrderRequest {
                     order_id,
                     min_version,
@@ -96,6 +99,7 @@ pub fn run() {
                         Code::DeadlineExceeded,
                     ],
                     &["order_id", "min_version"],
+                    &invalid,
                 )?;
                 Ok(())
             }
@@ -104,6 +108,18 @@ pub fn run() {
     check("QueryService.ListOrders", list_request(), |request| {
         let mut client = client.clone();
         async move {
+            let mut invalid = Objections::new();
+            contract::within("page_size", request.page_size, 0..=100, &mut invalid);
+            // Known statuses: UNSPECIFIED (all) to CANCELLED.
+            contract::within("status", request.status, 0..=5, &mut invalid);
+            // Tokens are issued by the service and signed; none is issued
+            // here, so any token sent is altered or made up.
+            if !request.page_token.is_empty() {
+                invalid.push(format!(
+                    "page_token {:?} was never issued",
+                    request.page_token
+                ));
+            }
             let answer = client.list_orders(request).await;
             verdict(
                 "ListOrders",
@@ -117,6 +133,7 @@ pub fn run() {
                     "created_after",
                     "created_before",
                 ],
+                &invalid,
             )?;
             Ok(())
         }
@@ -125,6 +142,8 @@ pub fn run() {
         let mut client = client.clone();
         async move {
             let watch = async {
+                let mut invalid = Objections::new();
+                contract::uuid("order_id", &order_id, &mut invalid);
                 let mut request = Request::new(pb::WatchOrderRequest { order_id });
                 request.set_timeout(WAIT);
                 let answer = client.watch_order(request).await;
@@ -133,6 +152,7 @@ pub fn run() {
                     answer,
                     &[Code::InvalidArgument, Code::DeadlineExceeded],
                     &["order_id"],
+                    &invalid,
                 )?
                 else {
                     return Ok(());
@@ -163,7 +183,7 @@ pub fn run() {
             let answer = client
                 .get_projection_status(pb::GetProjectionStatusRequest {})
                 .await;
-            verdict("GetProjectionStatus", answer, &[], &[])?;
+            verdict("GetProjectionStatus", answer, &[], &[], &[])?;
             Ok(())
         }
     });
@@ -181,12 +201,15 @@ pub fn run() {
     check("QueryService.Rebuild", projection, |projection| {
         let mut client = client.clone();
         async move {
+            // Only `orders` (or empty, for it) names a projection.
+            let invalid = vec![format!("projection {projection:?} does not exist")];
             let answer = client.rebuild(pb::RebuildRequest { projection }).await;
             verdict(
                 "Rebuild",
                 answer,
                 &[Code::InvalidArgument, Code::FailedPrecondition],
                 &["projection"],
+                &invalid,
             )?;
             Ok(())
         }

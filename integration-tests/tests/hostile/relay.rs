@@ -6,6 +6,7 @@ use proptest::prelude::*;
 use tonic::Code;
 
 use super::{
+    contract::{self, Objections},
     strategies::{i64_extreme, list, or_hostile, u32_extreme},
     support::{assert_serving, check, shared, verdict},
 };
@@ -38,7 +39,7 @@ pub fn run() {
         let mut client = client.clone();
         async move {
             let answer = client.get_backlog(pb::GetBacklogRequest {}).await;
-            verdict("GetBacklog", answer, &[], &[])?;
+            verdict("GetBacklog", answer, &[], &[], &[])?;
             Ok(())
         }
     });
@@ -48,6 +49,8 @@ pub fn run() {
         |(source, limit)| {
             let mut client = client.clone();
             async move {
+                let mut invalid = Objections::new();
+                contract::within("limit", limit, 0..=1_000, &mut invalid);
                 let answer = client
                     .list_set_aside(pb::ListSetAsideRequest { source, limit })
                     .await;
@@ -56,6 +59,7 @@ pub fn run() {
                     answer,
                     &[Code::InvalidArgument, Code::NotFound],
                     &["source", "limit"],
+                    &invalid,
                 )?;
                 Ok(())
             }
@@ -67,6 +71,14 @@ pub fn run() {
         |(source, ids)| {
             let mut client = client.clone();
             async move {
+                let mut invalid = Objections::new();
+                if source.is_empty() {
+                    invalid.push("source is missing".into());
+                }
+                contract::within("ids", ids.len(), 0..=1_000, &mut invalid);
+                if let Some(id) = ids.iter().find(|id| **id <= 0) {
+                    invalid.push(format!("ids holds {id}, not positive"));
+                }
                 let answer = client
                     .retry_set_aside(pb::RetrySetAsideRequest { source, ids })
                     .await;
@@ -75,6 +87,7 @@ pub fn run() {
                     answer,
                     &[Code::InvalidArgument, Code::NotFound],
                     &["source", "ids"],
+                    &invalid,
                 )?;
                 Ok(())
             }

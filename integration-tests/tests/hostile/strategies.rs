@@ -61,10 +61,12 @@ pub fn sku() -> BoxedStrategy<String> {
     .boxed()
 }
 
-/// Order ids: well-formed UUIDs of every accepted spelling, the nil UUID,
-/// the platform's `known` order, and hostile strings.
+/// Order ids, malformed in about three cases of four: hostile strings,
+/// near-UUIDs (padded, cut short, one character wrong, UUID-like noise);
+/// otherwise well-formed UUIDs of every accepted spelling, the nil UUID
+/// and the platform's `known` order.
 pub fn order_id(known: String) -> BoxedStrategy<String> {
-    prop_oneof![
+    let well_formed = prop_oneof![
         Just(known),
         Just(uuid::Uuid::nil().to_string()),
         Just(uuid::Uuid::max().to_string()),
@@ -73,11 +75,23 @@ pub fn order_id(known: String) -> BoxedStrategy<String> {
         any::<u128>().prop_map(|n| uuid::Uuid::from_u128(n).braced().to_string()),
         any::<u128>().prop_map(|n| uuid::Uuid::from_u128(n).urn().to_string()),
         any::<u128>().prop_map(|n| uuid::Uuid::from_u128(n).to_string().to_uppercase()),
+    ];
+    let near = prop_oneof![
+        // Whitespace around a UUID: a parser that trims lets it through.
         any::<u128>().prop_map(|n| format!(" {} ", uuid::Uuid::from_u128(n))),
+        any::<u128>().prop_map(|n| format!("{}\n", uuid::Uuid::from_u128(n))),
+        any::<u128>().prop_map(|n| format!("\t{}", uuid::Uuid::from_u128(n).simple())),
+        any::<u128>().prop_map(|n| format!("{}\0", uuid::Uuid::from_u128(n))),
+        any::<u128>().prop_map(|n| uuid::Uuid::from_u128(n).to_string()[1..].to_owned()),
+        any::<u128>().prop_map(|n| format!("{}0", uuid::Uuid::from_u128(n))),
+        any::<u128>().prop_map(|n| uuid::Uuid::from_u128(n).to_string().replacen('-', "_", 1)),
+        any::<u128>().prop_map(|n| uuid::Uuid::from_u128(n)
+            .to_string()
+            .replacen('a', "g", 1)
+            .replacen('0', "\u{660}", 1)),
         "[0-9a-f-]{30,40}",
-        hostile_string(),
-    ]
-    .boxed()
+    ];
+    prop_oneof![1 => well_formed, 1 => near, 2 => hostile_string()].boxed()
 }
 
 /// A currency code, valid or not.

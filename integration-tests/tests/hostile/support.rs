@@ -92,15 +92,22 @@ where
 
 /// Judges one answer of `rpc`: OK, or a code from `documented`, never
 /// UNKNOWN or INTERNAL; an INVALID_ARGUMENT names, in `BadRequest` field
-/// violations, only fields of the request (`fields`, by top-level name).
-/// Returns the message when OK.
+/// violations, only fields of the request (`fields`, by top-level name);
+/// and never OK to a request the contract calls invalid (`invalid`: its
+/// objections, from [`super::contract`]). Returns the message when OK.
 pub fn verdict<T>(
     rpc: &str,
     answer: Result<tonic::Response<T>, Status>,
     documented: &[Code],
     fields: &[&str],
+    invalid: &[String],
 ) -> Result<Option<T>, TestCaseError> {
     let status = match answer {
+        Ok(_) if !invalid.is_empty() => {
+            return Err(TestCaseError::fail(format!(
+                "{rpc} answered OK to a request the contract calls invalid: {invalid:?}"
+            )));
+        }
         Ok(response) => return Ok(Some(response.into_inner())),
         Err(status) => status,
     };

@@ -57,6 +57,30 @@ impl Corrupt {
             .unwrap_or_else(|e| panic!("{statements}: {e}"));
     }
 
+    /// Writes a COMMITTED reservation of `items` (`sku=qty,...`) for each
+    /// of `orders`, as inventory's Commit leaves it.
+    pub async fn committed_reservations(&self, orders: &[uuid::Uuid], items: &str) {
+        let mut conn = self.redis.get().await.expect("a Redis connection");
+        for chunk in orders.chunks(1_000) {
+            let mut pipe = redis::pipe();
+            for id in chunk {
+                pipe.cmd("HSET")
+                    .arg(format!("{}:res:{id}", self.tag))
+                    .arg("state")
+                    .arg("COMMITTED")
+                    .arg("outcome")
+                    .arg("RESERVED")
+                    .arg("items")
+                    .arg(items)
+                    .ignore();
+            }
+            let () = pipe
+                .query_async(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("write reservations: {e}"));
+        }
+    }
+
     /// Runs a Redis command whose first argument is a key under the
     /// prefix's hash tag, given without it (`stock:SKU-A`).
     pub async fn redis(&self, command: &[&str]) {
