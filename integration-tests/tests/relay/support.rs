@@ -183,23 +183,9 @@ pub async fn consume(
     consume_until(kafka, group, topic, timeout, |_, seen| seen >= distinct).await
 }
 
-/// Reads `topic` from the beginning until `records` records have arrived
-/// (duplicates counted), or panics at `timeout`.
-pub async fn consume_records(
-    kafka: &KafkaConfig,
-    group: &str,
-    topic: &str,
-    records: usize,
-    timeout: Duration,
-) -> Vec<Received> {
-    consume_until(kafka, group, topic, timeout, |received, _| {
-        received >= records
-    })
-    .await
-}
-
-/// Reads `topic` from the beginning until `done(records, distinct ids)`.
-async fn consume_until(
+/// Reads `topic` from the beginning until `done(records, distinct ids)`,
+/// or panics at `timeout`.
+pub async fn consume_until(
     kafka: &KafkaConfig,
     group: &str,
     topic: &str,

@@ -121,7 +121,7 @@ impl Relay<'_> {
                 }
             }
             if !flight.marking.is_empty() {
-                mark(state, session, self.buckets, &mut flight).await?;
+                mark(state, session, &mut *self.buckets, &mut flight).await?;
                 continue;
             }
             let idle: Vec<i32> = self
@@ -169,7 +169,7 @@ impl Relay<'_> {
         // Unmarked rows in flight are simply published again by whoever is
         // next; spare it the delivered ones.
         flight.abandon();
-        mark(state, session, self.buckets, &mut flight).await
+        mark(state, session, &mut *self.buckets, &mut flight).await
     }
 
     /// Releases the buckets over this relay's share once none of their rows
@@ -182,7 +182,7 @@ impl Relay<'_> {
         match self.membership.release(&idle).await {
             Ok(()) => {
                 tracing::info!(source = %self.state.name, buckets = ?idle, "relay buckets handed over");
-                self.buckets.released(&idle);
+                self.buckets.give_up(&idle);
             }
             Err(error) => {
                 tracing::warn!(source = %self.state.name, %error, buckets = ?idle, "cannot release relay buckets; they pass on when their leases expire");
@@ -335,18 +335,29 @@ async fn pause_or_shutdown(pause: std::time::Duration, shutdown: &CancellationTo
 
 /// Marks the delivered rows in flight published, in one statement, in the
 /// buckets still owned; rows of a bucket lost meanwhile stay unpublished
-/// for its new owner.
+/// for its new owner, and the bucket is read no more.
 async fn mark(
     state: &SourceState,
     session: &Session,
-    buckets: &Buckets,
+    buckets: &mut Buckets,
     flight: &mut InFlight,
 ) -> Result<(), Error> {
     if flight.marking.is_empty() {
         return Ok(());
     }
     let ids: Vec<i64> = flight.marking.iter().map(|(id, _)| *id).collect();
-    let marked = session.mark_published(&ids, &buckets.fence()).await?;
+    let fence = buckets.fence();
+    let marked = session.mark_published(&ids, &fence).await?;
+    let lost: Vec<i32> = fence
+        .grants
+        .iter()
+        .map(|g| g.slot)
+        .filter(|slot| !marked.fenced_in.contains(slot))
+        .collect();
+    if !lost.is_empty() {
+        tracing::warn!(source = %state.name, buckets = ?lost, "relay buckets taken by another relay");
+        buckets.give_up(&lost);
+    }
     let fenced = flight
         .marking
         .iter()

@@ -103,15 +103,15 @@ async fn bucket_count(membership: &Membership) -> Result<i32, String> {
 }
 
 /// The relay loop's view of its buckets: the latest grant, minus buckets it
-/// released since (until a round confirms it).
+/// released or found lost since (until a round confirms it).
 #[derive(Debug)]
 pub struct Buckets {
     group: String,
     member: uuid::Uuid,
     grants: watch::Receiver<Lease>,
-    /// Buckets released, at the epoch they were released at: a grant still
-    /// listing one at that epoch predates the release.
-    released: HashMap<i32, i64>,
+    /// Buckets released or found lost, at the epoch they were held at: a
+    /// grant still listing one at that epoch predates the finding.
+    given_up: HashMap<i32, i64>,
 }
 
 impl Buckets {
@@ -121,7 +121,7 @@ impl Buckets {
             group: membership.group().to_owned(),
             member: membership.member(),
             grants,
-            released: HashMap::new(),
+            given_up: HashMap::new(),
         }
     }
 
@@ -139,7 +139,7 @@ impl Buckets {
         lease
             .owned
             .iter()
-            .filter(|g| self.released.get(&g.slot) != Some(&g.epoch))
+            .filter(|g| self.given_up.get(&g.slot) != Some(&g.epoch))
             .copied()
             .collect()
     }
@@ -180,11 +180,13 @@ impl Buckets {
         }
     }
 
-    /// Notes `slots` released (their work stopped and the release written).
-    pub fn released(&mut self, slots: &[i32]) {
+    /// Stops using `slots` until a round grants them again: they were
+    /// released (their work stopped and the release written), or a fenced
+    /// write found them taken by another relay.
+    pub fn give_up(&mut self, slots: &[i32]) {
         let owned = self.owned();
         for grant in owned.iter().filter(|g| slots.contains(&g.slot)) {
-            self.released.insert(grant.slot, grant.epoch);
+            self.given_up.insert(grant.slot, grant.epoch);
         }
     }
 }
