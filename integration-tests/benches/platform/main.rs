@@ -8,7 +8,8 @@
 //! - `ORDERLY_BENCH_SCALE`: `quick` (default, a few minutes) or `full`
 //!   (≤ ~20 minutes: longer phases, a 100k-event backlog, 1M stored orders).
 //! - `ORDERLY_BENCH_ONLY`: a comma-separated subset of `create`, `saga`
-//!   (with latency), `inventory`, `relay` (with projection), `growth`,
+//!   (with latency), `cost` (write transactions per order at a fixed
+//!   rate, on a Postgres of its own), `inventory`, `relay` (with projection), `growth`,
 //!   `processes` (CPU and peak RSS per component, which needs the release
 //!   `orderly` binary), `replicas` (one vs two replicas of each consumer,
 //!   and takeover after kill -9; the release binary too).
@@ -20,6 +21,7 @@
 //! named `orderly-svc`; the load generator runs on `bench-load` threads, so
 //! CPU per order is read per thread group from `/proc`.
 
+mod cost;
 mod create_order;
 mod growth;
 mod hops;
@@ -187,6 +189,13 @@ async fn run(settings: Settings) -> Report {
         let result = bounded(limit, saga::run(s, &mut shared, &mut report)).await;
         if let Err(error) = result {
             report.failed("2 saga", &format!("{error:#}"));
+        }
+    }
+    if s.runs("cost") {
+        eprintln!("2 cost per order at a fixed rate");
+        let result = bounded(limit, cost::run(s, &mut report)).await;
+        if let Err(error) = result {
+            report.failed("2 cost", &format!("{error:#}"));
         }
     }
     if s.runs("inventory") {
