@@ -4,7 +4,8 @@
 //! partitions shared by replicas under fenced leases (`ownership`), events
 //! of types this build does not know (`compat`), panics, a refusing
 //! dead-letter topic and failing dependencies (`failures`), the relay's
-//! producer batches against the re-read margin (`relay_batch`), and the
+//! producer batches against the re-read margin (`relay_batch`), pruning
+//! of dedupe rows past their retention (`retention`), and the
 //! whole platform under a failing dependency and a broker that lost its log
 //! (`platform`, run with the whole-platform tests).
 
@@ -20,6 +21,8 @@ mod ownership;
 mod platform;
 #[path = "consumer/relay_batch.rs"]
 mod relay_batch;
+#[path = "consumer/retention.rs"]
+mod retention;
 #[path = "consumer/support.rs"]
 mod support;
 

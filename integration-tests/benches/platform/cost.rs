@@ -160,9 +160,10 @@ pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<()>
 /// A database on `server`, migrated, for the platform.
 async fn database(server: &PostgresInstance) -> TestDatabase {
     let name = "orderly_cost".to_owned();
-    let (admin, connection) = tokio_postgres::connect(&server.url("postgres"), tokio_postgres::NoTls)
-        .await
-        .expect("connect to the section's Postgres");
+    let (admin, connection) =
+        tokio_postgres::connect(&server.url("postgres"), tokio_postgres::NoTls)
+            .await
+            .expect("connect to the section's Postgres");
     tokio::spawn(connection);
     admin
         .batch_execute(&format!("CREATE DATABASE {name}"))
