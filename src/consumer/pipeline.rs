@@ -234,16 +234,34 @@ impl<H: Handler> Pipeline<H> {
         let tx = client.transaction().await?;
         tx.batch_execute("SET LOCAL synchronous_commit = off")
             .await?;
-        self.ack(&tx, fence, position, &deferred.rows_with([]))
-            .await?;
+        self.ack(&tx, fence, position, &deferred.rows()).await?;
         tx.commit().await?;
         deferred.clear();
         Ok(())
     }
 
+    /// After a transaction found a version moved by someone else: what
+    /// waits in `deferred` (whose versions may be the ones that moved, by a
+    /// requeued dead letter) is written on its own, forwards only, so the
+    /// record is decided again against the versions as they are.
+    pub(super) async fn after_conflict(
+        &self,
+        error: HandleError,
+        fence: &Fence,
+        deferred: &mut Deferred,
+    ) -> HandleError {
+        if matches!(error, HandleError::Transient(_))
+            && !deferred.is_empty()
+            && let Err(flush) = self.flush(fence, deferred).await
+        {
+            tracing::debug!(consumer = self.name, error = %flush, "acknowledgements not written yet");
+        }
+        error
+    }
+
     /// Writes one transaction's bookkeeping in it, fenced; a version that
     /// moved meanwhile (another writer) is a transient failure.
-    async fn ack(
+    pub(super) async fn ack(
         &self,
         tx: &impl GenericClient,
         fence: &Fence,
@@ -252,7 +270,7 @@ impl<H: Handler> Pipeline<H> {
     ) -> Result<(), HandleError> {
         match self.store.ack(tx, self.name, fence, position, rows).await? {
             None => Err(HandleError::Fenced),
-            Some(moved) if moved == rows.versions() => Ok(()),
+            Some(moved) if !rows.strict || moved == rows.versions() => Ok(()),
             Some(moved) => Err(HandleError::Transient(format!(
                 "{} of {} aggregate versions moved concurrently",
                 rows.versions() - moved,
@@ -395,7 +413,11 @@ impl<H: Handler> Pipeline<H> {
                     record.offset + 1,
                     Some(event.event_id),
                 );
-                self.ack(&tx, fence, position, &rows).await?;
+                if let Err(error) = self.ack(&tx, fence, position, &rows).await {
+                    drop(tx);
+                    drop(client);
+                    return Err(self.after_conflict(error, fence, deferred).await);
+                }
             }
             Mode::Requeue(id) => {
                 if !self
@@ -503,8 +525,7 @@ impl<H: Handler> Pipeline<H> {
         // What waits in `deferred` first, with the position past this
         // record, so the letter's version moves from theirs.
         let position = (record.topic.as_str(), record.offset + 1, record.event_id());
-        self.ack(&tx, fence, position, &deferred.rows_with([]))
-            .await?;
+        self.ack(&tx, fence, position, &deferred.rows()).await?;
         if let Some((aggregate_id, version)) = &aggregate {
             // Not the next version (a duplicate of an applied one): nothing
             // to advance.

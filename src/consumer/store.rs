@@ -54,6 +54,9 @@ pub(crate) struct AckRows {
     pub expected: Vec<i64>,
     /// The version each moves to.
     pub next: Vec<i64>,
+    /// Each only from its expected version (records applied in this
+    /// transaction), or else only forwards from whatever is there.
+    pub strict: bool,
 }
 
 impl AckRows {
@@ -402,6 +405,7 @@ impl Store {
                     &rows.expected,
                     &rows.next,
                     &event_id,
+                    &rows.strict,
                 ],
             )
             .await?;

@@ -258,7 +258,11 @@ impl<H: Handler> Pipeline<H> {
             last_record.offset + 1,
             Some(last.event.event_id),
         );
-        self.ack(&tx, fence, position, &rows).await?;
+        if let Err(error) = self.ack(&tx, fence, position, &rows).await {
+            drop(tx);
+            drop(client);
+            return Err(self.after_conflict(error, fence, deferred).await);
+        }
         for (member, effect) in members.iter().zip(effects) {
             if let Some(effect) = effect {
                 guard::apply(&self.handler, &tx, &member.event, effect, &self.metrics)

@@ -65,9 +65,19 @@ impl Deferred {
         self.since.get_or_insert_with(Instant::now);
     }
 
+    /// What waits here, to write on its own: forwards only, since the
+    /// records had nothing to commit (a version moved meanwhile by someone
+    /// else, a requeued dead letter, is no conflict).
+    pub(crate) fn rows(&self) -> AckRows {
+        AckRows {
+            strict: false,
+            ..self.rows_with([])
+        }
+    }
+
     /// The bookkeeping of a transaction that also moves each of `moves`
-    /// (event, aggregate, its new version, each the next one): those waiting
-    /// here and theirs.
+    /// (event, aggregate, its new version, each the next one), exactly from
+    /// the versions read: those waiting here and theirs.
     pub(crate) fn rows_with<'a>(
         &self,
         moves: impl IntoIterator<Item = (Uuid, &'a str, u64)>,
@@ -84,6 +94,7 @@ impl Deferred {
         }
         let mut rows = AckRows {
             events,
+            strict: true,
             ..AckRows::default()
         };
         for (aggregate, (stored, newest)) in versions {

@@ -1,6 +1,8 @@
 -- One transaction's bookkeeping in ONE statement: the inbox rows of its
 -- events ($8), the versions of its aggregates ($9) moved from the version
--- each was read at ($10; 0: no row yet) to its newest event's ($11), and
+-- each was read at ($10; 0: no row yet) to its newest event's ($11) — with
+-- $13 false (acknowledgements of records with nothing to commit), only
+-- forwards from whatever version is there — and
 -- the partition's position ($4, with $12 the event id of the record at
 -- $4 - 1). Fenced like save_offset.sql: nothing is written unless member
 -- $6 owns the slot at epoch $7, and FOR SHARE holds off a claim until the
@@ -22,15 +24,16 @@ moved AS (
     UPDATE {schema}.aggregate_versions AS v
     SET version = a.next, updated_at = now()
     FROM unnest($9::text[], $10::bigint[], $11::bigint[]) AS a(id, expected, next)
-    WHERE v.consumer = $1 AND v.aggregate_id = a.id AND v.version = a.expected
-      AND a.expected > 0 AND EXISTS (SELECT FROM fence)
+    WHERE v.consumer = $1 AND v.aggregate_id = a.id AND EXISTS (SELECT FROM fence)
+      AND CASE WHEN $13 THEN a.expected > 0 AND v.version = a.expected
+               ELSE v.version < a.next END
     RETURNING 1
 ),
 created AS (
     INSERT INTO {schema}.aggregate_versions (consumer, aggregate_id, version)
     SELECT $1, a.id, a.next
     FROM unnest($9::text[], $10::bigint[], $11::bigint[]) AS a(id, expected, next)
-    WHERE a.expected = 0 AND EXISTS (SELECT FROM fence)
+    WHERE (a.expected = 0 OR NOT $13) AND EXISTS (SELECT FROM fence)
     ON CONFLICT DO NOTHING
     RETURNING 1
 ),
