@@ -252,3 +252,59 @@ impl Batch {
         self.events
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{OrderChange, OrderStatus, PaymentChange, PaymentStatus};
+
+    fn order(id: Uuid, version: u64, status: OrderStatus, created: bool) -> Change {
+        Change {
+            event_id: Uuid::now_v7(),
+            event_type: format!("Order{status:?}"),
+            occurred_at: Utc::now(),
+            order_id: id,
+            version,
+            kind: ChangeKind::Order(OrderChange {
+                status,
+                reason: String::new(),
+                created: created.then(|| Created {
+                    customer_id: "c".into(),
+                    items: Vec::new(),
+                    currency: "EUR".into(),
+                    total_minor: 5,
+                    payment_method: "pm".into(),
+                }),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_batch_folds_each_order_to_its_newest_state_whatever_the_order_of_its_events() {
+        let id = Uuid::now_v7();
+        let payment = Uuid::now_v7();
+        let mut batch = Batch::default();
+        batch.add(order(id, 3, OrderStatus::Confirmed, false));
+        batch.add(order(id, 1, OrderStatus::Pending, true));
+        batch.add(order(id, 2, OrderStatus::Reserved, false));
+        for (version, status) in [(2, PaymentStatus::Refunded), (1, PaymentStatus::Succeeded)] {
+            batch.add(Change {
+                event_id: Uuid::now_v7(),
+                event_type: "Payment".into(),
+                occurred_at: Utc::now(),
+                order_id: id,
+                version,
+                kind: ChangeKind::Payment(PaymentChange {
+                    payment_id: payment,
+                    status,
+                }),
+            });
+        }
+        assert_eq!(batch.events(), 5);
+        assert_eq!(batch.timeline.event_ids.len(), 5, "every event's row");
+        let fold = &batch.orders[&id];
+        assert_eq!((fold.version, fold.status), (3, "CONFIRMED"));
+        assert!(fold.created.is_some(), "OrderCreated's content is kept");
+        assert_eq!(batch.payments[&id], (payment, "REFUNDED", 2));
+    }
+}
