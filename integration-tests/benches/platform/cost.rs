@@ -115,6 +115,7 @@ pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<()>
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let drained = started.elapsed();
     let used = probe.used(&admin).await;
     // Let the last positions settle (deferred acknowledgements included)
     // and the backends report their statistics.
@@ -126,6 +127,27 @@ pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<()>
         &format!("Postgres write transactions per order at {rate:.0} orders/s ({orders} orders)"),
         per(after.xid - before.xid - 1),
         "tx",
+    );
+    report.value(
+        section,
+        &format!(
+            "time to CONFIRMED-and-visible for all, offered over {:.0} s (longer: a backlog formed)",
+            settings.latency_secs.as_secs_f64()
+        ),
+        drained.as_secs_f64(),
+        "s",
+    );
+    report.value(
+        section,
+        "Postgres transactions per order, read-only ones included",
+        per(after.commits - before.commits),
+        "tx",
+    );
+    report.value(
+        section,
+        "order state changes per order (saga transitions)",
+        per(after.transitions - before.transitions),
+        "rows",
     );
     for (i, consumer) in ["order-saga (orders)", "payment (payments)", "query (query)"]
         .iter()
@@ -184,6 +206,10 @@ struct Counts {
     confirmed: i64,
     /// Position saves of the saga, payment and query consumers.
     saves: [i64; 3],
+    /// Order state changes (the saga's and the sweeper's).
+    transitions: i64,
+    /// Transactions of the database, read-only ones included.
+    commits: i64,
 }
 
 impl Counts {
@@ -193,7 +219,9 @@ impl Counts {
                 "SELECT (SELECT count(*) FROM query.order_views WHERE status = 'CONFIRMED'), \
                  (SELECT n_tup_ins + n_tup_upd FROM pg_stat_user_tables WHERE schemaname = 'orders' AND relname = 'consumer_offsets'), \
                  (SELECT n_tup_ins + n_tup_upd FROM pg_stat_user_tables WHERE schemaname = 'payments' AND relname = 'consumer_offsets'), \
-                 (SELECT n_tup_ins + n_tup_upd FROM pg_stat_user_tables WHERE schemaname = 'query' AND relname = 'consumer_offsets')",
+                 (SELECT n_tup_ins + n_tup_upd FROM pg_stat_user_tables WHERE schemaname = 'query' AND relname = 'consumer_offsets'), \
+                 (SELECT n_tup_upd FROM pg_stat_user_tables WHERE schemaname = 'orders' AND relname = 'orders'), \
+                 (SELECT xact_commit FROM pg_stat_database WHERE datname = current_database())",
                 &[],
             )
             .await
@@ -202,6 +230,8 @@ impl Counts {
             xid: xid(admin).await,
             confirmed: row.get(0),
             saves: [row.get(1), row.get(2), row.get(3)],
+            transitions: row.get(4),
+            commits: row.get(5),
         }
     }
 }
