@@ -179,6 +179,7 @@ async fn run(settings: Settings) -> Report {
 
     if s.runs("create") || s.runs("saga") {
         eprintln!("1 CreateOrder, the order service alone");
+        load_average(&mut report, "1 CreateOrder");
         let result = bounded(limit, create_order::alone(s, &mut shared, &mut report)).await;
         if let Err(error) = result {
             report.failed("1 CreateOrder", &format!("{error:#}"));
@@ -186,6 +187,7 @@ async fn run(settings: Settings) -> Report {
     }
     if s.runs("saga") {
         eprintln!("2-3 the whole saga");
+        load_average(&mut report, "2 saga");
         let result = bounded(limit, saga::run(s, &mut shared, &mut report)).await;
         if let Err(error) = result {
             report.failed("2 saga", &format!("{error:#}"));
@@ -193,6 +195,7 @@ async fn run(settings: Settings) -> Report {
     }
     if s.runs("cost") {
         eprintln!("2 cost per order at a fixed rate");
+        load_average(&mut report, "2 cost");
         let result = bounded(limit, cost::run(s, &mut report)).await;
         if let Err(error) = result {
             report.failed("2 cost", &format!("{error:#}"));
@@ -200,6 +203,7 @@ async fn run(settings: Settings) -> Report {
     }
     if s.runs("inventory") {
         eprintln!("4 inventory");
+        load_average(&mut report, "4 inventory");
         let result = bounded(limit, inventory::run(s, &mut report)).await;
         if let Err(error) = result {
             report.failed("4 inventory", &format!("{error:#}"));
@@ -207,10 +211,12 @@ async fn run(settings: Settings) -> Report {
     }
     if s.runs("relay") {
         eprintln!("5 relay");
+        load_average(&mut report, "5 relay");
         let result = bounded(limit, relay::run(s, &mut report)).await;
         match result {
             Ok(topics) => {
                 eprintln!("6 projection");
+                load_average(&mut report, "6 projection");
                 let result = bounded(limit, projection::run(s, &topics, &mut report)).await;
                 if let Err(error) = result {
                     report.failed("6 projection", &format!("{error:#}"));
@@ -221,6 +227,7 @@ async fn run(settings: Settings) -> Report {
     }
     if s.runs("growth") {
         eprintln!("7 growth");
+        load_average(&mut report, "7 growth");
         let result = bounded(limit, growth::run(s, &mut report)).await;
         if let Err(error) = result {
             report.failed("7 growth", &format!("{error:#}"));
@@ -228,6 +235,7 @@ async fn run(settings: Settings) -> Report {
     }
     if s.runs("processes") {
         eprintln!("7 per component, as separate processes");
+        load_average(&mut report, "7 per component");
         let result = bounded(limit, processes::run(s, &mut report)).await;
         if let Err(error) = result {
             report.failed("7 per component", &format!("{error:#}"));
@@ -235,12 +243,31 @@ async fn run(settings: Settings) -> Report {
     }
     if s.runs("replicas") {
         eprintln!("8 replicas, as separate processes");
+        load_average(&mut report, "8 replicas");
         let result = bounded(limit, replicas::run(s, &mut report)).await;
         if let Err(error) = result {
             report.failed("8 replicas", &format!("{error:#}"));
         }
     }
     report
+}
+
+/// Records the machine's load average as a section starts: the machine is
+/// shared, and a figure measured under another build's load says so.
+fn load_average(report: &mut Report, section: &'static str) {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let one: f64 = load
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN);
+    eprintln!("  {section}: load average {}", load.trim());
+    report.value(
+        section,
+        "load average (1 min) as the section starts",
+        one,
+        "",
+    );
 }
 
 /// The machine, for the record: cores, CPU model, memory, load.

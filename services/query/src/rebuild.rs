@@ -273,6 +273,16 @@ impl Inner {
                     rebuild_id = %id, events = loaded, seconds = started.elapsed().as_secs_f64(),
                     "rebuild bulk-loaded the topics up to the watermarks"
                 );
+                // Usually the load has everything the live view has by now:
+                // then it swaps in without a projector to start and stop.
+                match self.swap_if_covered(shadow).await {
+                    Ok(Some(checksums)) => {
+                        self.wakeups.wake_all();
+                        return self.forget(id, name, Ok(checksums)).await;
+                    }
+                    Ok(None) => {}
+                    Err(error) => return self.forget(id, name, Err(error)).await,
+                }
                 match self.spawn(name, shadow.tables(), loaded) {
                     Ok(running) => {
                         let result = self.follow_and_swap(&running, shadow, &marks).await;
@@ -286,7 +296,12 @@ impl Inner {
             }
             Err(error) => Err(error),
         };
-        // Best effort: its rows only take space.
+        self.forget(id, name, result).await
+    }
+
+    /// Deletes the rebuild's bookkeeping rows (best effort: they only take
+    /// space); passes `result` on.
+    async fn forget<T>(&self, id: &str, name: &str, result: Result<T, Error>) -> Result<T, Error> {
         if let Ok(client) = self.pool.get().await
             && let Err(error) = store::forget_consumer(&client, name).await
         {
@@ -380,6 +395,15 @@ impl Inner {
         shadow.swap(&tx).await?;
         tx.commit().await?;
         Ok(Some((rebuilt, live)))
+    }
+
+    /// Swaps in at once if the shadow has everything the live view has.
+    async fn swap_if_covered(&self, shadow: &Shadow) -> Result<Option<(String, String)>, Error> {
+        if self.shadow_covers_live(shadow).await? {
+            self.try_swap(shadow).await
+        } else {
+            Ok(None)
+        }
     }
 
     /// The swap's check, without holding anything.

@@ -11,6 +11,8 @@
 
 use std::{collections::HashMap, time::Duration};
 
+use tokio::time::Instant;
+
 use deadpool_postgres::Pool;
 use orderly::{consumer::Event, kafka::KafkaConfig, proto::v1::EventEnvelope, trace::TraceContext};
 use prost::Message as _;
@@ -32,6 +34,9 @@ const BATCH: usize = 10_000;
 
 /// How long nothing may arrive before the records in hand are written.
 const IDLE: Duration = Duration::from_millis(50);
+
+/// How long the load goes on past the watermarks with what keeps arriving.
+const DRAIN: Duration = Duration::from_secs(2);
 
 /// Where a bulk load reads and writes.
 pub(super) struct Load<'a> {
@@ -95,12 +100,21 @@ impl Load<'_> {
         let mut batch = Batch::default();
         let mut records = 0;
         let mut loaded = 0u64;
-        while !left.is_empty() {
+        // Past the watermarks, what already arrives is loaded too (brokers
+        // that report the start of the last batch as the watermark leave
+        // that batch after it), until nothing comes or for `DRAIN` at most.
+        let mut drain_until = None;
+        loop {
+            let past = left.is_empty();
+            if past && Instant::now() >= *drain_until.get_or_insert_with(|| Instant::now() + DRAIN)
+            {
+                break;
+            }
             let received = tokio::select! {
                 () = self.stop.cancelled() => return Err(Error::ShuttingDown),
                 received = tokio::time::timeout(IDLE, consumer.recv()) => received,
             };
-            match received {
+            let idle = match received {
                 Ok(Ok(message)) => {
                     add(&mut batch, &message);
                     records += 1;
@@ -111,23 +125,31 @@ impl Load<'_> {
                     {
                         left.remove(&key);
                     }
-                    if records < BATCH && !left.is_empty() {
+                    if records < BATCH {
                         continue;
                     }
+                    false
                 }
                 Ok(Err(error)) => {
                     tracing::warn!(consumer = self.name, %error, "Kafka consumer error during the bulk load");
                     continue;
                 }
                 // Nothing more for now: write what is in hand.
-                Err(_) => {}
-            }
+                Err(_) => true,
+            };
             if records > 0 {
                 loaded += self.write(&batch).await?;
                 progress(loaded);
                 batch = Batch::default();
                 records = 0;
             }
+            if idle && past {
+                break;
+            }
+        }
+        if records > 0 {
+            loaded += self.write(&batch).await?;
+            progress(loaded);
         }
         Ok(loaded)
     }
