@@ -29,8 +29,10 @@ use crate::{
     store::{Batch, BulkStore},
 };
 
-/// Records per batch (one transaction) at most.
-const BATCH: usize = 10_000;
+/// Records per batch (one transaction) at most: large enough that a
+/// statement's fixed cost is spread thin, small enough that progress is
+/// reported often and a transaction stays short.
+const BATCH: usize = 4_000;
 
 /// How long nothing may arrive before the records in hand are written.
 const IDLE: Duration = Duration::from_millis(50);
