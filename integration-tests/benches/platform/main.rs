@@ -30,6 +30,7 @@ mod measure;
 mod processes;
 mod projection;
 mod relay;
+mod replay;
 mod replicas;
 mod report;
 mod saga;
