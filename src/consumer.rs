@@ -32,6 +32,7 @@ mod config;
 mod dead_letter;
 mod metrics;
 mod pipeline;
+mod prune;
 mod record;
 mod runtime;
 mod store;
@@ -48,6 +49,7 @@ pub use self::{
     config::{LogReset, RuntimeConfig},
     dead_letter::topic_name as dead_letter_topic,
     metrics::PartitionState,
+    prune::{PruneError, Pruned},
 };
 use self::{
     dead_letter::DeadLetterProducer,
@@ -131,6 +133,16 @@ pub trait Handler: Send + Sync + 'static {
         &self,
         event: &Event,
     ) -> impl Future<Output = Result<Self::Effect, HandleError>> + Send;
+
+    /// Whether `apply` writes anything for `effect`. When it does not (the
+    /// step was remote only, or there is nothing to do), the record needs
+    /// no transaction of its own: its acknowledgement (version, inbox row,
+    /// position) is written with the partition's next transaction. The
+    /// default always opens one.
+    fn writes(&self, effect: &Self::Effect) -> bool {
+        let _ = effect;
+        true
+    }
 
     /// Local effects, in the transaction that also records the event in the
     /// inbox; the runtime commits it. A duplicate never gets here.
@@ -233,6 +245,8 @@ struct Shared {
     metrics: Arc<ConsumerMetrics>,
     requeue: Arc<dyn Requeue>,
     stopped: CancellationToken,
+    /// How long dedupe rows are kept.
+    retention: Duration,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -276,6 +290,7 @@ impl Consumer {
             metrics,
             requeue: pipeline.clone(),
             stopped: stopped.clone(),
+            retention: settings.runtime.dedupe_retention(),
         });
         tokio::spawn(async move {
             runtime::run(pipeline, prepared, settings, shutdown).await;
@@ -330,6 +345,14 @@ impl Consumer {
         let shared = &self.shared;
         let client = shared.pool.get().await?;
         Ok(crate::ownership::owners(&client, shared.schema, &shared.lease_group).await?)
+    }
+
+    /// Deletes this consumer's dedupe rows older than the retention now (the
+    /// replica owning partition 0 does it every minute anyway): inbox rows,
+    /// and versions of aggregates that did not move since.
+    pub async fn prune(&self) -> Result<Pruned, PruneError> {
+        let shared = &self.shared;
+        prune::prune(&shared.pool, &shared.store, shared.name, shared.retention).await
     }
 
     /// Applies open dead letters again (`ids` empty: all of them).

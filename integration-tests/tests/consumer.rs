@@ -2,14 +2,18 @@
 //! real broker and database: exactly-once effects, version contiguity,
 //! dead letters and requeue, clean shutdown and resume, group commit;
 //! partitions shared by replicas under fenced leases (`ownership`), events
-//! of types this build does not know (`compat`), panics, a refusing
+//! of types this build does not know (`compat`), records with nothing to
+//! commit acknowledged with the next transaction (`deferred`), panics, a refusing
 //! dead-letter topic and failing dependencies (`failures`), the relay's
-//! producer batches against the re-read margin (`relay_batch`), and the
+//! producer batches against the re-read margin (`relay_batch`), pruning
+//! of dedupe rows past their retention (`retention`), and the
 //! whole platform under a failing dependency and a broker that lost its log
 //! (`platform`, run with the whole-platform tests).
 
 #[path = "consumer/compat.rs"]
 mod compat;
+#[path = "consumer/deferred.rs"]
+mod deferred;
 #[path = "consumer/failures.rs"]
 mod failures;
 #[path = "consumer/log_reset.rs"]
@@ -20,6 +24,8 @@ mod ownership;
 mod platform;
 #[path = "consumer/relay_batch.rs"]
 mod relay_batch;
+#[path = "consumer/retention.rs"]
+mod retention;
 #[path = "consumer/support.rs"]
 mod support;
 

@@ -54,6 +54,13 @@ pub struct RuntimeConfig {
     /// to its topic before the record moves on with only its database row
     /// (the source of truth) kept.
     pub dead_letter_attempts: u32,
+    /// `ORDERLY_CONSUMER_DEDUPE_RETENTION_HOURS`: how long a consumer keeps
+    /// what dedupes redeliveries (inbox rows, and the versions of
+    /// aggregates that did not move since). Default 168, the broker's
+    /// default log retention, which the platform's topics keep: a record
+    /// older than the topics' retention can no longer be redelivered. Set
+    /// it to at least the topics' `retention.ms` where that is longer.
+    pub dedupe_retention_hours: u64,
 }
 
 impl Default for RuntimeConfig {
@@ -62,6 +69,7 @@ impl Default for RuntimeConfig {
             lease_ttl_ms: 6_000,
             on_log_reset: LogReset::Rewind,
             dead_letter_attempts: 5,
+            dedupe_retention_hours: 168,
         }
     }
 }
@@ -74,6 +82,10 @@ impl RuntimeConfig {
             lease_ttl_ms: var("CONSUMER_LEASE_TTL_MS", d.lease_ttl_ms)?,
             on_log_reset: var("CONSUMER_ON_LOG_RESET", d.on_log_reset)?,
             dead_letter_attempts: var("CONSUMER_DEAD_LETTER_ATTEMPTS", d.dead_letter_attempts)?,
+            dedupe_retention_hours: var(
+                "CONSUMER_DEDUPE_RETENTION_HOURS",
+                d.dedupe_retention_hours,
+            )?,
         };
         config.validate()?;
         Ok(config)
@@ -93,7 +105,18 @@ impl RuntimeConfig {
                 "must be at least 1",
             ));
         }
+        if !(1..=87_600).contains(&self.dedupe_retention_hours) {
+            return Err(ConfigError::invalid(
+                "CONSUMER_DEDUPE_RETENTION_HOURS",
+                format!("must be 1..=87600, got {}", self.dedupe_retention_hours),
+            ));
+        }
         Ok(())
+    }
+
+    /// How long dedupe rows are kept.
+    pub fn dedupe_retention(&self) -> Duration {
+        Duration::from_secs(self.dedupe_retention_hours * 3600)
     }
 
     /// The lease TTL.
@@ -109,6 +132,10 @@ impl RuntimeConfig {
             (
                 "CONSUMER_DEAD_LETTER_ATTEMPTS",
                 self.dead_letter_attempts.to_string(),
+            ),
+            (
+                "CONSUMER_DEDUPE_RETENTION_HOURS",
+                self.dedupe_retention_hours.to_string(),
             ),
         ]
     }
@@ -126,6 +153,11 @@ mod tests {
         assert!(config.validate().is_err());
         config = RuntimeConfig {
             dead_letter_attempts: 0,
+            ..RuntimeConfig::default()
+        };
+        assert!(config.validate().is_err());
+        config = RuntimeConfig {
+            dedupe_retention_hours: 0,
             ..RuntimeConfig::default()
         };
         assert!(config.validate().is_err());

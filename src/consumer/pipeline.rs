@@ -4,7 +4,7 @@
 //! back-off; permanent ones are dead-lettered.
 
 mod batch;
-
+mod deferred;
 mod guard;
 
 use std::{sync::Arc, time::Duration};
@@ -14,14 +14,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span, field::Empty};
 use uuid::Uuid;
 
-pub(crate) use self::batch::MAX_BATCH;
+pub(crate) use self::{batch::MAX_BATCH, deferred::Deferred};
 use super::{
     Event, HandleError, Handler,
     config::LogReset,
     dead_letter::DeadLetterProducer,
     metrics::ConsumerMetrics,
     record::{Decoded, Record},
-    store::{Fenced, LetterEvent, SavedPosition, Store},
+    store::{AckRows, Fenced, LetterEvent, SavedPosition, Store},
 };
 use crate::{backoff::Backoff, ownership::Fence, postgres::Failure, trace::TraceContext};
 
@@ -84,10 +84,11 @@ impl<H: Handler> Pipeline<H> {
         record: &Record,
         fence: &Fence,
         stop: &CancellationToken,
+        deferred: &mut Deferred,
     ) -> Option<Outcome> {
         let span = self.span(record);
         let outcome = self
-            .retry(record, fence, stop)
+            .retry(record, fence, stop, deferred)
             .instrument(span.clone())
             .await;
         span.record("outcome", outcome.map_or("interrupted", Outcome::name));
@@ -127,14 +128,15 @@ impl<H: Handler> Pipeline<H> {
         record: &Record,
         fence: &Fence,
         stop: &CancellationToken,
+        deferred: &mut Deferred,
     ) -> Option<Outcome> {
         let mut backoff = Backoff::new(self.backoff_max);
         let mut failures: u32 = 0;
         let mut topic_failures: u32 = 0;
         loop {
-            let result = match self.attempt(record, Mode::Live(fence)).await {
+            let result = match self.attempt(record, Mode::Live(fence), deferred).await {
                 Err(HandleError::Permanent(error)) => {
-                    self.dead_letter(record, &error, fence, &mut topic_failures)
+                    self.dead_letter(record, &error, fence, &mut topic_failures, deferred)
                         .await
                 }
                 other => other,
@@ -217,26 +219,64 @@ impl<H: Handler> Pipeline<H> {
         }
     }
 
-    /// Records that the partition's records before `next_offset` are
-    /// handled (applied records save it in their own transaction; this is
-    /// for duplicates). A position saved late only means a record is read
-    /// again and found to be a duplicate, so a database error is only
-    /// logged; a refused fence is returned.
-    pub(crate) async fn save_position(&self, fence: &Fence, record: &Record) -> Fenced {
-        let save = async {
-            let client = self.pool.get().await?;
-            Ok::<_, HandleError>(
-                self.store
-                    .save_offset(&client, self.name, fence, record, record.event_id())
-                    .await?,
-            )
+    /// Writes the acknowledgements waiting in `deferred` in a transaction
+    /// of their own, under the fence. It commits without waiting for the
+    /// WAL flush: a lost commit only means those records are handled
+    /// again, and they have nothing to commit.
+    pub(crate) async fn flush(
+        &self,
+        fence: &Fence,
+        deferred: &mut Deferred,
+    ) -> Result<(), HandleError> {
+        let Some(position) = deferred.position() else {
+            return Ok(());
         };
-        match save.await {
-            Ok(fenced) => fenced,
-            Err(error) => {
-                tracing::debug!(consumer = self.name, topic = %record.topic, %error, "position not saved");
-                Fenced::No
-            }
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.batch_execute("SET LOCAL synchronous_commit = off")
+            .await?;
+        self.ack(&tx, fence, position, &deferred.rows()).await?;
+        tx.commit().await?;
+        deferred.clear();
+        Ok(())
+    }
+
+    /// After a transaction found a version moved by someone else: what
+    /// waits in `deferred` (whose versions may be the ones that moved, by a
+    /// requeued dead letter) is written on its own, forwards only, so the
+    /// record is decided again against the versions as they are.
+    pub(super) async fn after_conflict(
+        &self,
+        error: HandleError,
+        fence: &Fence,
+        deferred: &mut Deferred,
+    ) -> HandleError {
+        if matches!(error, HandleError::Transient(_))
+            && !deferred.is_empty()
+            && let Err(flush) = self.flush(fence, deferred).await
+        {
+            tracing::debug!(consumer = self.name, error = %flush, "acknowledgements not written yet");
+        }
+        error
+    }
+
+    /// Writes one transaction's bookkeeping in it, fenced; a version that
+    /// moved meanwhile (another writer) is a transient failure.
+    pub(super) async fn ack(
+        &self,
+        tx: &impl GenericClient,
+        fence: &Fence,
+        position: (&str, i64, Option<Uuid>),
+        rows: &AckRows,
+    ) -> Result<(), HandleError> {
+        match self.store.ack(tx, self.name, fence, position, rows).await? {
+            None => Err(HandleError::Fenced),
+            Some(moved) if !rows.strict || moved == rows.versions() => Ok(()),
+            Some(moved) => Err(HandleError::Transient(format!(
+                "{} of {} aggregate versions moved concurrently",
+                rows.versions() - moved,
+                rows.versions()
+            ))),
         }
     }
 
@@ -265,7 +305,7 @@ impl<H: Handler> Pipeline<H> {
     ) -> Result<Result<(), String>, HandleError> {
         let span = self.span(record);
         let attempt = self
-            .attempt(record, Mode::Requeue(id))
+            .attempt(record, Mode::Requeue(id), &mut Deferred::default())
             .instrument(span.clone())
             .await;
         span.record(
@@ -288,17 +328,23 @@ impl<H: Handler> Pipeline<H> {
         }
     }
 
-    async fn attempt(&self, record: &Record, mode: Mode<'_>) -> Result<Outcome, HandleError> {
+    async fn attempt(
+        &self,
+        record: &Record,
+        mode: Mode<'_>,
+        deferred: &mut Deferred,
+    ) -> Result<Outcome, HandleError> {
         let decoded = record.classify()?;
         let (aggregate_id, version) = decoded.aggregate();
         Span::current().record("aggregate_id", aggregate_id);
         if let Mode::Live(_) = mode {
             let client = self.pool.get().await?;
-            let last = self
+            let stored = self
                 .store
                 .last_version(&client, self.name, aggregate_id)
                 .await?;
             drop(client);
+            let last = deferred.last_version(aggregate_id, stored);
             if version <= last {
                 return Ok(Outcome::Duplicate);
             }
@@ -308,7 +354,26 @@ impl<H: Handler> Pipeline<H> {
         }
         let mut event = match decoded {
             Decoded::Event(event) => *event,
-            Decoded::Unknown(header) => return self.skip_unknown(record, &header, mode).await,
+            Decoded::Unknown(header) => {
+                let Mode::Live(_) = mode else {
+                    return Err(HandleError::Permanent(format!(
+                        "event type {:?} is not known to this build",
+                        header.event_type
+                    )));
+                };
+                // Acknowledged without effect: its version moves with the
+                // partition's next transaction, so no gap is left.
+                deferred.add(
+                    record,
+                    Some((header.event_id, &header.aggregate_id, header.version)),
+                );
+                tracing::info!(
+                    consumer = self.name, topic = %record.topic, partition = record.partition,
+                    offset = record.offset, event_type = %header.event_type,
+                    "event type not known to this build; acknowledged without effect"
+                );
+                return Ok(Outcome::Unhandled);
+            }
         };
         // What the handler writes or calls continues from this record's
         // span, not from the span that wrote the record.
@@ -317,6 +382,15 @@ impl<H: Handler> Pipeline<H> {
             event.trace = current;
         }
         let effect = guard::prepare(&self.handler, &event, &self.metrics).await?;
+        if let Mode::Live(_) = mode
+            && !self.handler.writes(&effect)
+        {
+            deferred.add(
+                record,
+                Some((event.event_id, &event.aggregate_id, event.version)),
+            );
+            return Ok(Outcome::Applied);
+        }
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         if H::REPLAYABLE {
@@ -325,19 +399,35 @@ impl<H: Handler> Pipeline<H> {
             tx.batch_execute("SET LOCAL synchronous_commit = off")
                 .await?;
         }
-        if !self
-            .store
-            .insert_inbox(&tx, self.name, event.event_id)
-            .await?
-        {
-            return Ok(Outcome::Duplicate);
-        }
         match mode {
-            Mode::Live(_) => {
-                self.advance(&tx, &event.aggregate_id, event.version)
-                    .await?
+            Mode::Live(fence) => {
+                // Inbox row, version and the partition's position (with
+                // what waits in `deferred`) in one statement, only while
+                // this replica owns the partition.
+                let rows = deferred.rows_with([(
+                    event.event_id,
+                    event.aggregate_id.as_str(),
+                    event.version,
+                )]);
+                let position = (
+                    record.topic.as_str(),
+                    record.offset + 1,
+                    Some(event.event_id),
+                );
+                if let Err(error) = self.ack(&tx, fence, position, &rows).await {
+                    drop(tx);
+                    drop(client);
+                    return Err(self.after_conflict(error, fence, deferred).await);
+                }
             }
             Mode::Requeue(id) => {
+                if !self
+                    .store
+                    .insert_inbox(&tx, self.name, event.event_id)
+                    .await?
+                {
+                    return Ok(Outcome::Duplicate);
+                }
                 self.store.mark_requeued(&tx, id).await?;
                 // A letter set aside without moving its aggregate's version
                 // moves it now, if it is the next one.
@@ -348,90 +438,11 @@ impl<H: Handler> Pipeline<H> {
             }
         }
         guard::apply(&self.handler, &tx, &event, effect, &self.metrics).await?;
-        if let Mode::Live(fence) = mode {
-            // The partition's position moves with the effects, in the same
-            // transaction, and only while this replica owns the partition.
-            self.save_in(&tx, fence, record, Some(event.event_id))
-                .await?;
-        }
         tx.commit().await?;
+        if let Mode::Live(_) = mode {
+            deferred.clear();
+        }
         Ok(Outcome::Applied)
-    }
-
-    /// Saves `record`'s partition position in `tx`, fenced.
-    async fn save_in(
-        &self,
-        tx: &impl GenericClient,
-        fence: &Fence,
-        record: &Record,
-        event_id: Option<Uuid>,
-    ) -> Result<(), HandleError> {
-        match self
-            .store
-            .save_offset(tx, self.name, fence, record, event_id)
-            .await?
-        {
-            Fenced::No => Ok(()),
-            Fenced::Yes => Err(HandleError::Fenced),
-        }
-    }
-
-    /// An event of a type this build does not know: acknowledged in the
-    /// inbox, its aggregate's version advanced, nothing applied.
-    async fn skip_unknown(
-        &self,
-        record: &Record,
-        header: &super::record::Header,
-        mode: Mode<'_>,
-    ) -> Result<Outcome, HandleError> {
-        let Mode::Live(fence) = mode else {
-            return Err(HandleError::Permanent(format!(
-                "event type {:?} is not known to this build",
-                header.event_type
-            )));
-        };
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        if !self
-            .store
-            .insert_inbox(&tx, self.name, header.event_id)
-            .await?
-        {
-            return Ok(Outcome::Duplicate);
-        }
-        self.advance(&tx, &header.aggregate_id, header.version)
-            .await?;
-        self.save_in(&tx, fence, record, Some(header.event_id))
-            .await?;
-        tx.commit().await?;
-        tracing::info!(
-            consumer = self.name, topic = %record.topic, partition = record.partition,
-            offset = record.offset, event_type = %header.event_type,
-            "event type not known to this build; acknowledged without effect"
-        );
-        Ok(Outcome::Unhandled)
-    }
-
-    /// Moves the aggregate to `version` in `tx`. Another version got there
-    /// first only if something raced this consumer: a transient failure, so
-    /// the record is decided again.
-    async fn advance(
-        &self,
-        tx: &impl GenericClient,
-        aggregate_id: &str,
-        version: u64,
-    ) -> Result<(), HandleError> {
-        let advanced = self
-            .store
-            .advance_version(tx, self.name, aggregate_id, version)
-            .await?;
-        if advanced {
-            return Ok(());
-        }
-        Err(HandleError::Transient(format!(
-            "aggregate {aggregate_id} moved past version {} concurrently",
-            version - 1
-        )))
     }
 
     /// A version gap: an earlier event of the aggregate has not been applied.
@@ -461,14 +472,16 @@ impl<H: Handler> Pipeline<H> {
         error: &str,
         fence: &Fence,
         topic_failures: &mut u32,
+        deferred: &mut Deferred,
     ) -> Result<Outcome, HandleError> {
         let aggregate = record.aggregate();
         if let Some((aggregate_id, version)) = &aggregate {
             let client = self.pool.get().await?;
-            let last = self
+            let stored = self
                 .store
                 .last_version(&client, self.name, aggregate_id)
                 .await?;
+            let last = deferred.last_version(aggregate_id, stored);
             if *version > last + 1 {
                 return Err(self.gap(aggregate_id, last, *version, record));
             }
@@ -510,6 +523,10 @@ impl<H: Handler> Pipeline<H> {
         self.store
             .insert_dead_letter(&tx, self.name, record, &letter, &error)
             .await?;
+        // What waits in `deferred` first, with the position past this
+        // record, so the letter's version moves from theirs.
+        let position = (record.topic.as_str(), record.offset + 1, record.event_id());
+        self.ack(&tx, fence, position, &deferred.rows()).await?;
         if let Some((aggregate_id, version)) = &aggregate {
             // Not the next version (a duplicate of an applied one): nothing
             // to advance.
@@ -518,8 +535,8 @@ impl<H: Handler> Pipeline<H> {
                 .advance_version(&tx, self.name, aggregate_id, *version)
                 .await?;
         }
-        self.save_in(&tx, fence, record, record.event_id()).await?;
         tx.commit().await?;
+        deferred.clear();
         tracing::error!(
             consumer = self.name, topic = %record.topic, partition = record.partition,
             offset = record.offset, key = %record.key_text(), %error,

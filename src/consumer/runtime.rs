@@ -128,6 +128,11 @@ pub(crate) async fn run<H: Handler>(
     let mut rounds = tokio::time::interval(membership.round_interval());
     rounds.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut watermarks = tokio::time::interval(WATERMARK_INTERVAL);
+    let mut prunes = tokio::time::interval_at(
+        Instant::now() + super::prune::PRUNE_INTERVAL,
+        super::prune::PRUNE_INTERVAL,
+    );
+    let pruning = Arc::default();
     let mut failures: u32 = 0;
     // Until when the grants of the last successful round may be used.
     let mut valid_until = Instant::now();
@@ -136,6 +141,19 @@ pub(crate) async fn run<H: Handler>(
             () = shutdown.cancelled() => break,
             _ = watermarks.tick() => {
                 refresh_watermarks(&pipeline, &consumer);
+                continue;
+            }
+            // One replica prunes: the owner of slot 0.
+            _ = prunes.tick() => {
+                if owned.contains_key(&0) {
+                    super::prune::spawn_round(
+                        pipeline.pool.clone(),
+                        pipeline.store.clone(),
+                        pipeline.name,
+                        settings.runtime.dedupe_retention(),
+                        &pruning,
+                    );
+                }
                 continue;
             }
             _ = rounds.tick() => {}

@@ -37,6 +37,41 @@ pub(crate) struct Store {
     requeue_failed: String,
     next_offset: String,
     save_offset: String,
+    ack: String,
+    prune_inbox: String,
+    prune_versions: String,
+}
+
+/// One transaction's bookkeeping, written by [`Store::ack`] in one
+/// statement.
+#[derive(Debug, Default)]
+pub(crate) struct AckRows {
+    /// Inbox rows.
+    pub events: Vec<Uuid>,
+    /// Aggregates whose version moves.
+    pub aggregates: Vec<String>,
+    /// The version each was read at (0: no row yet).
+    pub expected: Vec<i64>,
+    /// The version each moves to.
+    pub next: Vec<i64>,
+    /// Each only from its expected version (records applied in this
+    /// transaction), or else only forwards from whatever is there.
+    pub strict: bool,
+}
+
+impl AckRows {
+    /// Moves `aggregate` from `expected` to `next`.
+    pub(crate) fn push_version(&mut self, aggregate: &str, expected: u64, next: u64) {
+        self.aggregates.push(aggregate.to_owned());
+        self.expected
+            .push(i64::try_from(expected).unwrap_or(i64::MAX));
+        self.next.push(i64::try_from(next).unwrap_or(i64::MAX));
+    }
+
+    /// How many versions move.
+    pub(crate) fn versions(&self) -> usize {
+        self.aggregates.len()
+    }
 }
 
 /// Where a consumer stands in a partition.
@@ -92,6 +127,9 @@ impl Store {
             requeue_failed: sql(include_str!("store/requeue_failed.sql")),
             next_offset: sql(include_str!("store/next_offset.sql")),
             save_offset: sql(include_str!("store/save_offset.sql")),
+            ack: sql(include_str!("store/ack.sql")),
+            prune_inbox: sql(include_str!("store/prune_inbox.sql")),
+            prune_versions: sql(include_str!("store/prune_versions.sql")),
         }
     }
 
@@ -293,22 +331,6 @@ impl Store {
         }))
     }
 
-    /// Records that the partition's records before `next_offset` are
-    /// handled, if `fence` still holds; `Fenced` (nothing written) once
-    /// another replica owns the partition.
-    pub(crate) async fn save_offset(
-        &self,
-        client: &impl GenericClient,
-        consumer: &str,
-        fence: &Fence,
-        record: &Record,
-        event_id: Option<Uuid>,
-    ) -> Result<Fenced, Error> {
-        let position = (record.topic.as_str(), record.offset + 1, event_id);
-        self.fenced_offset(client, consumer, fence, position, false)
-            .await
-    }
-
     /// Moves the partition's position to `next_offset`, backwards too (its
     /// log was recreated), if `fence` still holds.
     pub(crate) async fn reset_offset(
@@ -322,6 +344,74 @@ impl Store {
         let position = (topic, next_offset, None);
         self.fenced_offset(client, consumer, fence, position, true)
             .await
+    }
+
+    /// Deletes up to `limit` inbox rows of events written before `cutoff`;
+    /// how many.
+    pub(crate) async fn prune_inbox(
+        &self,
+        client: &impl GenericClient,
+        consumer: &str,
+        cutoff: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<u64, Error> {
+        let statement = client.prepare_cached(&self.prune_inbox).await?;
+        client
+            .execute(&statement, &[&consumer, &first_uuid_v7(cutoff), &limit])
+            .await
+    }
+
+    /// Deletes up to `limit` versions of aggregates that did not move since
+    /// `cutoff`; how many.
+    pub(crate) async fn prune_versions(
+        &self,
+        client: &impl GenericClient,
+        consumer: &str,
+        cutoff: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<u64, Error> {
+        let statement = client.prepare_cached(&self.prune_versions).await?;
+        let below = first_uuid_v7(cutoff).to_string();
+        client
+            .execute(&statement, &[&consumer, &below, &cutoff, &limit])
+            .await
+    }
+
+    /// Writes `rows` and the partition's position `(topic, next offset,
+    /// event id before it)` under `fence`, in one statement; `Ok(None)`
+    /// when fenced (nothing written), else how many versions moved.
+    pub(crate) async fn ack(
+        &self,
+        tx: &impl GenericClient,
+        consumer: &str,
+        fence: &Fence,
+        (topic, next_offset, event_id): (&str, i64, Option<Uuid>),
+        rows: &AckRows,
+    ) -> Result<Option<usize>, Error> {
+        let statement = tx.prepare_cached(&self.ack).await?;
+        let row = tx
+            .query_one(
+                &statement,
+                &[
+                    &consumer,
+                    &topic,
+                    &fence.grant.slot,
+                    &next_offset,
+                    &fence.group,
+                    &fence.member,
+                    &fence.grant.epoch,
+                    &rows.events,
+                    &rows.aggregates,
+                    &rows.expected,
+                    &rows.next,
+                    &event_id,
+                    &rows.strict,
+                ],
+            )
+            .await?;
+        let held: bool = row.get(0);
+        let moved: i64 = row.get(1);
+        Ok(held.then(|| usize::try_from(moved).unwrap_or_default()))
     }
 
     /// Writes `(topic, next offset, event id before it)` under `fence`;
@@ -356,5 +446,38 @@ impl Store {
         } else {
             Fenced::Yes
         })
+    }
+}
+
+/// The smallest UUIDv7 of the millisecond `at`: every UUIDv7 made before it
+/// sorts below it, as a value and as lowercase text.
+pub(crate) fn first_uuid_v7(at: DateTime<Utc>) -> Uuid {
+    let millis = u64::try_from(at.timestamp_millis()).unwrap_or_default();
+    let mut bytes = [0u8; 16];
+    bytes[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
+    bytes[6] = 0x70;
+    bytes[8] = 0x80;
+    Uuid::from_bytes(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuids_made_before_an_instant_sort_below_its_first() {
+        let at = Utc::now();
+        let first = first_uuid_v7(at);
+        assert_eq!(first.get_version_num(), 7);
+        let earlier = Uuid::now_v7();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let cutoff = first_uuid_v7(Utc::now());
+        let later = {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            Uuid::now_v7()
+        };
+        assert!(earlier < cutoff && cutoff < later);
+        assert!(earlier.to_string() < cutoff.to_string());
+        assert!(cutoff.to_string() < later.to_string());
     }
 }

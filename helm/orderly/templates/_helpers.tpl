@@ -141,6 +141,7 @@ ORDERLY_KAFKA_PROPERTY_{{ $name | replace "_" "__" | replace "." "_" | upper }}:
 ORDERLY_CONSUMER_LEASE_TTL_MS: {{ $v.consumer.leaseTtlMs | int | quote }}
 ORDERLY_CONSUMER_ON_LOG_RESET: {{ $v.consumer.onLogReset | quote }}
 ORDERLY_CONSUMER_DEAD_LETTER_ATTEMPTS: {{ $v.consumer.deadLetterAttempts | int | quote }}
+ORDERLY_CONSUMER_DEDUPE_RETENTION_HOURS: {{ $v.consumer.dedupeRetentionHours | int | quote }}
 ORDERLY_GRPC_REQUEST_TIMEOUT_MS: {{ $v.grpc.requestTimeoutMs | int | quote }}
 ORDERLY_GRPC_CONCURRENCY_LIMIT: {{ $v.grpc.concurrencyLimit | int | quote }}
 ORDERLY_GRPC_MAX_MESSAGE_BYTES: {{ $v.grpc.maxMessageBytes | int | quote }}

@@ -73,7 +73,7 @@ pub async fn grpc_loop(channels: &[Channel], concurrency: usize, duration: Durat
 }
 
 /// One connection with the three statements prepared.
-struct Direct {
+pub struct Direct {
     client: Client,
     order: Statement,
     items: Statement,
@@ -103,6 +103,11 @@ impl DirectConnections {
         }
         Self(Arc::new(connections))
     }
+
+    /// The connections, for a loop of another shape.
+    pub fn into_inner(self) -> Vec<Direct> {
+        Arc::try_unwrap(self.0).unwrap_or_else(|_| panic!("connections still shared"))
+    }
 }
 
 /// The CreateOrder transaction without the service: BEGIN, the order row,
@@ -120,7 +125,8 @@ pub async fn direct_loop(connections: &DirectConnections, duration: Duration) ->
     .await
 }
 
-async fn create_directly(direct: &Direct, n: usize) {
+/// One CreateOrder transaction done directly; the new order's id.
+pub async fn create_directly(direct: &Direct, n: usize) -> Uuid {
     let request = request(n);
     let id = Uuid::now_v7();
     let item = &request.items[0];
@@ -166,6 +172,7 @@ async fn create_directly(direct: &Direct, n: usize) {
     let outbox = client.execute(&direct.outbox, &outbox_params);
     tokio::try_join!(biased; lines, outbox, client.batch_execute("COMMIT"))
         .expect("insert lines, outbox row and commit");
+    id
 }
 
 /// The `OrderCreated` row the service would write for `request`.

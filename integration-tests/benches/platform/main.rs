@@ -8,7 +8,8 @@
 //! - `ORDERLY_BENCH_SCALE`: `quick` (default, a few minutes) or `full`
 //!   (≤ ~20 minutes: longer phases, a 100k-event backlog, 1M stored orders).
 //! - `ORDERLY_BENCH_ONLY`: a comma-separated subset of `create`, `saga`
-//!   (with latency), `inventory`, `relay` (with projection), `growth`,
+//!   (with latency), `cost` (write transactions per order at a fixed
+//!   rate, on a Postgres of its own), `inventory`, `relay` (with projection), `growth`,
 //!   `processes` (CPU and peak RSS per component, which needs the release
 //!   `orderly` binary), `replicas` (one vs two replicas of each consumer,
 //!   and takeover after kill -9; the release binary too).
@@ -20,6 +21,7 @@
 //! named `orderly-svc`; the load generator runs on `bench-load` threads, so
 //! CPU per order is read per thread group from `/proc`.
 
+mod cost;
 mod create_order;
 mod growth;
 mod hops;
@@ -28,6 +30,7 @@ mod measure;
 mod processes;
 mod projection;
 mod relay;
+mod replay;
 mod replicas;
 mod report;
 mod saga;
@@ -177,6 +180,7 @@ async fn run(settings: Settings) -> Report {
 
     if s.runs("create") || s.runs("saga") {
         eprintln!("1 CreateOrder, the order service alone");
+        load_average(&mut report, "1 CreateOrder");
         let result = bounded(limit, create_order::alone(s, &mut shared, &mut report)).await;
         if let Err(error) = result {
             report.failed("1 CreateOrder", &format!("{error:#}"));
@@ -184,13 +188,23 @@ async fn run(settings: Settings) -> Report {
     }
     if s.runs("saga") {
         eprintln!("2-3 the whole saga");
+        load_average(&mut report, "2 saga");
         let result = bounded(limit, saga::run(s, &mut shared, &mut report)).await;
         if let Err(error) = result {
             report.failed("2 saga", &format!("{error:#}"));
         }
     }
+    if s.runs("cost") {
+        eprintln!("2 cost per order at a fixed rate");
+        load_average(&mut report, "2 cost");
+        let result = bounded(limit, cost::run(s, &mut report)).await;
+        if let Err(error) = result {
+            report.failed("2 cost", &format!("{error:#}"));
+        }
+    }
     if s.runs("inventory") {
         eprintln!("4 inventory");
+        load_average(&mut report, "4 inventory");
         let result = bounded(limit, inventory::run(s, &mut report)).await;
         if let Err(error) = result {
             report.failed("4 inventory", &format!("{error:#}"));
@@ -198,10 +212,12 @@ async fn run(settings: Settings) -> Report {
     }
     if s.runs("relay") {
         eprintln!("5 relay");
+        load_average(&mut report, "5 relay");
         let result = bounded(limit, relay::run(s, &mut report)).await;
         match result {
             Ok(topics) => {
                 eprintln!("6 projection");
+                load_average(&mut report, "6 projection");
                 let result = bounded(limit, projection::run(s, &topics, &mut report)).await;
                 if let Err(error) = result {
                     report.failed("6 projection", &format!("{error:#}"));
@@ -212,6 +228,7 @@ async fn run(settings: Settings) -> Report {
     }
     if s.runs("growth") {
         eprintln!("7 growth");
+        load_average(&mut report, "7 growth");
         let result = bounded(limit, growth::run(s, &mut report)).await;
         if let Err(error) = result {
             report.failed("7 growth", &format!("{error:#}"));
@@ -219,6 +236,7 @@ async fn run(settings: Settings) -> Report {
     }
     if s.runs("processes") {
         eprintln!("7 per component, as separate processes");
+        load_average(&mut report, "7 per component");
         let result = bounded(limit, processes::run(s, &mut report)).await;
         if let Err(error) = result {
             report.failed("7 per component", &format!("{error:#}"));
@@ -226,12 +244,31 @@ async fn run(settings: Settings) -> Report {
     }
     if s.runs("replicas") {
         eprintln!("8 replicas, as separate processes");
+        load_average(&mut report, "8 replicas");
         let result = bounded(limit, replicas::run(s, &mut report)).await;
         if let Err(error) = result {
             report.failed("8 replicas", &format!("{error:#}"));
         }
     }
     report
+}
+
+/// Records the machine's load average as a section starts: the machine is
+/// shared, and a figure measured under another build's load says so.
+fn load_average(report: &mut Report, section: &'static str) {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let one: f64 = load
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN);
+    eprintln!("  {section}: load average {}", load.trim());
+    report.value(
+        section,
+        "load average (1 min) as the section starts",
+        one,
+        "",
+    );
 }
 
 /// The machine, for the record: cores, CPU model, memory, load.

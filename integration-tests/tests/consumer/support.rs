@@ -34,7 +34,8 @@ pub(crate) const WAIT: Duration = Duration::from_secs(60);
 /// fails permanently for aggregate `poison` (before the transaction) and
 /// `apply-poison*` (inside it, after writing) while `poisoned` is set, and
 /// panics for aggregates `panic-prepare*` (in the remote step) and
-/// `panic-apply*` (in the transaction, after writing), always.
+/// `panic-apply*` (in the transaction, after writing), always. Events of
+/// aggregates `quiet-*` have nothing to write (a remote-only step).
 #[derive(Clone)]
 pub(crate) struct Recorder {
     pub(crate) poisoned: Arc<AtomicBool>,
@@ -86,9 +87,13 @@ impl Gate {
 }
 
 impl Handler for Recorder {
-    type Effect = ();
+    type Effect = bool;
 
-    async fn prepare(&self, event: &Event) -> Result<(), HandleError> {
+    fn writes(&self, writes: &bool) -> bool {
+        *writes
+    }
+
+    async fn prepare(&self, event: &Event) -> Result<bool, HandleError> {
         if event.aggregate_id == "poison" && self.poisoned.load(Ordering::SeqCst) {
             return Err(HandleError::Permanent("poisoned on purpose".into()));
         }
@@ -113,10 +118,18 @@ impl Handler for Recorder {
                 return Err(tonic::Status::new(code, "the dependency is failing").into());
             }
         }
-        Ok(())
+        Ok(!event.aggregate_id.starts_with("quiet"))
     }
 
-    async fn apply(&self, tx: &Transaction<'_>, event: &Event, (): ()) -> Result<(), HandleError> {
+    async fn apply(
+        &self,
+        tx: &Transaction<'_>,
+        event: &Event,
+        writes: bool,
+    ) -> Result<(), HandleError> {
+        if !writes {
+            return Ok(());
+        }
         let version = i64::try_from(event.version).unwrap_or(i64::MAX);
         tx.execute(
             "INSERT INTO orders.test_effects (event_id, aggregate_id, version, replica, partition) VALUES ($1, $2, $3, $4, $5)",

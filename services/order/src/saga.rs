@@ -149,6 +149,12 @@ impl Saga {
 impl Handler for Saga {
     type Effect = Effect;
 
+    // A step with nothing to record (its remote command is done, or there
+    // was nothing to do) needs no transaction of its own.
+    fn writes(&self, effect: &Effect) -> bool {
+        !matches!(effect, Effect::Nothing)
+    }
+
     async fn prepare(&self, event: &Event) -> Result<Effect, HandleError> {
         let Some(raw_id) = decide::order_id(&event.payload) else {
             return Ok(Effect::Nothing);

@@ -99,6 +99,12 @@ fn charge_request(event: &Event) -> Result<Option<ChargeRequest>, HandleError> {
 impl Handler for PaymentHandler {
     type Effect = Effect;
 
+    // A step with nothing to record (its remote command is done, or there
+    // was nothing to do) needs no transaction of its own.
+    fn writes(&self, effect: &Effect) -> bool {
+        !matches!(effect, Effect::Nothing)
+    }
+
     async fn prepare(&self, event: &Event) -> Result<Effect, HandleError> {
         let Some(request) = charge_request(event)? else {
             return Ok(Effect::Nothing);

@@ -157,7 +157,7 @@ impl Handler for Projector {
 
 /// What an event does to a view. Malformed content cannot get better on a
 /// retry, so it is permanent (dead-lettered).
-fn change_of(event: &Event) -> Result<Change, HandleError> {
+pub(crate) fn change_of(event: &Event) -> Result<Change, HandleError> {
     let malformed = |what: &str| {
         HandleError::Permanent(format!(
             "{} {}: {what}",

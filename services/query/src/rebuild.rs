@@ -1,13 +1,17 @@
-//! Rebuilding the order views from the log (DESIGN §6.4): a second
-//! projector, under a consumer name and group of its own
-//! (`query-rebuild-<id>`), reads both topics from the earliest offsets into
-//! shadow tables while the live view keeps serving and projecting. Once it
+//! Rebuilding the order views from the log (DESIGN §6.4): under a consumer
+//! name of its own (`query-rebuild-<id>`), both topics are bulk-loaded
+//! from the earliest offsets up to the high watermarks taken at the start
+//! into shadow tables ([`bulk`]), then a second projector goes on from
+//! there on the consumer runtime, while the live view keeps serving and
+//! projecting. Once it
 //! has reached the high watermarks taken at the start and has applied every
 //! event the live view has, one transaction (holding both projectors'
 //! writes, not the readers) takes a checksum of each, renames the shadow
 //! tables to the live names and drops the old ones. The live projector goes
 //! on writing by name, into the rebuilt tables; events the rebuild applied
 //! ahead of it are found already applied.
+
+mod bulk;
 
 use std::{
     collections::HashMap,
@@ -33,7 +37,7 @@ use crate::{
     consume::{Projector, SCHEMA},
     error::Error,
     service::Views,
-    store::{self, Shadow, Store, Tables},
+    store::{self, BulkStore, Shadow, Store, Tables},
     wake::Wakeups,
 };
 
@@ -185,8 +189,17 @@ struct Running {
     name: &'static str,
     consumer: Consumer,
     stop: CancellationToken,
+    /// Events the bulk load applied.
+    loaded: u64,
     applied: Arc<AtomicU64>,
     retired: Arc<AtomicBool>,
+}
+
+impl Running {
+    /// Events applied to the shadow tables so far.
+    fn applied(&self) -> u64 {
+        self.loaded + self.applied.load(Ordering::Relaxed)
+    }
 }
 
 impl Inner {
@@ -238,25 +251,66 @@ impl Inner {
         shadow.create(&self.pool.get().await?).await?;
         // Where the log ends now: the rebuild is caught up once it got there.
         let marks = self.views.watermarks().await?;
-        let running = self.spawn(id, shadow.tables())?;
-        let result = self.follow_and_swap(&running, shadow, &marks).await;
-        running.stop.cancel();
-        running.consumer.stopped().await;
-        self.update(|status| status.applied = running.applied.load(Ordering::Relaxed));
-        // Best effort: its rows only take space.
+        // ConsumerSettings.name is &'static str. A rebuild is a rare
+        // operator action, so leaking its ~26-byte name once per rebuild is
+        // an acceptable price for keeping the kit's settings simple.
+        let name: &'static str = Box::leak(format!("query-rebuild-{id}").into_boxed_str());
+        let load = bulk::Load {
+            pool: &self.pool,
+            kafka: &self.kafka,
+            name,
+            store: BulkStore::new(shadow.tables()),
+            marks: &marks,
+            stop: &self.shutdown,
+        };
+        let started = Instant::now();
+        let loaded = load
+            .run(|applied| self.update(|status| status.applied = applied))
+            .await;
+        let result = match loaded {
+            Ok(loaded) => {
+                tracing::info!(
+                    rebuild_id = %id, events = loaded, seconds = started.elapsed().as_secs_f64(),
+                    "rebuild bulk-loaded the topics up to the watermarks"
+                );
+                // Usually the load has everything the live view has by now:
+                // then it swaps in without a projector to start and stop.
+                match self.swap_if_covered(shadow).await {
+                    Ok(Some(checksums)) => {
+                        self.wakeups.wake_all();
+                        return self.forget(id, name, Ok(checksums)).await;
+                    }
+                    Ok(None) => {}
+                    Err(error) => return self.forget(id, name, Err(error)).await,
+                }
+                match self.spawn(name, shadow.tables(), loaded) {
+                    Ok(running) => {
+                        let result = self.follow_and_swap(&running, shadow, &marks).await;
+                        running.stop.cancel();
+                        running.consumer.stopped().await;
+                        self.update(|status| status.applied = running.applied());
+                        result
+                    }
+                    Err(error) => Err(error),
+                }
+            }
+            Err(error) => Err(error),
+        };
+        self.forget(id, name, result).await
+    }
+
+    /// Deletes the rebuild's bookkeeping rows (best effort: they only take
+    /// space); passes `result` on.
+    async fn forget<T>(&self, id: &str, name: &str, result: Result<T, Error>) -> Result<T, Error> {
         if let Ok(client) = self.pool.get().await
-            && let Err(error) = store::forget_consumer(&client, running.name).await
+            && let Err(error) = store::forget_consumer(&client, name).await
         {
             tracing::warn!(rebuild_id = %id, %error, "cannot forget the rebuild's bookkeeping");
         }
         result
     }
 
-    fn spawn(&self, id: &str, tables: &Tables) -> Result<Running, Error> {
-        // ConsumerSettings.name is &'static str. A rebuild is a rare
-        // operator action, so leaking its ~26-byte name once per rebuild is
-        // an acceptable price for keeping the kit's settings simple.
-        let name: &'static str = Box::leak(format!("query-rebuild-{id}").into_boxed_str());
+    fn spawn(&self, name: &'static str, tables: &Tables, loaded: u64) -> Result<Running, Error> {
         let projector = Projector::new(name, Store::new(tables), false);
         let (applied, retired) = (projector.applied(), projector.retired());
         let stop = self.shutdown.child_token();
@@ -275,6 +329,7 @@ impl Inner {
             name,
             consumer,
             stop,
+            loaded,
             applied,
             retired,
         })
@@ -291,7 +346,7 @@ impl Inner {
             let offsets = store::offsets(&self.pool.get().await?, running.name).await?;
             let remaining = remaining(marks, &offsets);
             self.update(|status| {
-                status.applied = running.applied.load(Ordering::Relaxed);
+                status.applied = running.applied();
                 status.remaining = remaining;
             });
             if remaining == 0 {
@@ -340,6 +395,15 @@ impl Inner {
         shadow.swap(&tx).await?;
         tx.commit().await?;
         Ok(Some((rebuilt, live)))
+    }
+
+    /// Swaps in at once if the shadow has everything the live view has.
+    async fn swap_if_covered(&self, shadow: &Shadow) -> Result<Option<(String, String)>, Error> {
+        if self.shadow_covers_live(shadow).await? {
+            self.try_swap(shadow).await
+        } else {
+            Ok(None)
+        }
     }
 
     /// The swap's check, without holding anything.

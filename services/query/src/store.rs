@@ -4,6 +4,8 @@
 //! named per [`Tables`], so a rebuild can project into shadow tables with
 //! the very same statements.
 
+mod bulk;
+
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
@@ -12,6 +14,7 @@ use serde_json::{Value, json};
 use tokio_postgres::{Error, Row};
 use uuid::Uuid;
 
+pub use self::bulk::{Batch, BulkStore};
 use crate::domain::{
     Change, ChangeKind, Cursor, Item, ListFilter, OrderStatus, OrderView, PaymentStatus,
     TimelineEntry,

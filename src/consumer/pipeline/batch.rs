@@ -15,16 +15,12 @@
 
 use std::collections::HashSet;
 
-use futures::future::{join_all, try_join_all};
+use futures::future::join_all;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span};
 
-use super::{Event, HandleError, Handler, Outcome, Pipeline, Record, guard};
-use crate::{
-    consumer::{record::Decoded, store::Fenced},
-    ownership::Fence,
-    trace::TraceContext,
-};
+use super::{Deferred, Event, HandleError, Handler, Outcome, Pipeline, Record, guard};
+use crate::{consumer::record::Decoded, ownership::Fence, trace::TraceContext};
 
 /// The most records one transaction commits. Large enough that a backlog
 /// costs a fraction of a commit per record; small enough that a batch's
@@ -49,10 +45,11 @@ impl<H: Handler> Pipeline<H> {
         records: &[Record],
         fence: &Fence,
         stop: &CancellationToken,
+        deferred: &mut Deferred,
     ) -> Option<usize> {
-        let members = self.admit(records).await;
+        let members = self.admit(records, deferred).await;
         if members.len() < 2 {
-            self.handle_one(&records[0], fence, stop).await?;
+            self.handle_one(&records[0], fence, stop, deferred).await?;
             return Some(1);
         }
         // One answer per member, in order; a duplicate needs no remote step.
@@ -75,9 +72,8 @@ impl<H: Handler> Pipeline<H> {
         let effects = prepared.into_iter().map_while(Result::ok).collect();
         if failed_at > 0 {
             let members = &members[..failed_at];
-            let last_record = &records[failed_at - 1];
             let outcomes = self
-                .commit_batch(members, effects, fence, last_record)
+                .commit_batch(members, effects, fence, &records[..failed_at], deferred)
                 .await;
             match outcomes {
                 Ok(outcomes) => self.finish_batch(&records[..failed_at], members, &outcomes),
@@ -91,7 +87,7 @@ impl<H: Handler> Pipeline<H> {
                         member.span.record("outcome", "batch_rolled_back");
                     }
                     for record in &records[..failed_at] {
-                        self.handle_one(record, fence, stop).await?;
+                        self.handle_one(record, fence, stop, deferred).await?;
                     }
                 }
             }
@@ -100,25 +96,26 @@ impl<H: Handler> Pipeline<H> {
             member.span.record("outcome", "deferred");
         }
         if failed_at < members.len() {
-            self.handle_one(&records[failed_at], fence, stop).await?;
+            self.handle_one(&records[failed_at], fence, stop, deferred)
+                .await?;
             return Some(failed_at + 1);
         }
         Some(failed_at)
     }
 
-    /// One record through the one-record path, its position saved; `None`
-    /// when stopped or fenced.
+    /// One record through the one-record path, its position saved or
+    /// waiting in `deferred`; `None` when stopped or fenced.
     async fn handle_one(
         &self,
         record: &Record,
         fence: &Fence,
         stop: &CancellationToken,
+        deferred: &mut Deferred,
     ) -> Option<Outcome> {
-        let outcome = self.process(record, fence, stop).await?;
-        // Every other outcome saved the position in its own transaction.
-        if outcome == Outcome::Duplicate && self.save_position(fence, record).await == Fenced::Yes {
-            self.fenced(record);
-            return None;
+        let outcome = self.process(record, fence, stop, deferred).await?;
+        // A duplicate has nothing to write but its position.
+        if outcome == Outcome::Duplicate {
+            deferred.add(record, None);
         }
         self.metrics
             .processed(&record.topic, record.partition, record.offset);
@@ -129,7 +126,7 @@ impl<H: Handler> Pipeline<H> {
     /// decoded and checked against its aggregate's applied version; empty
     /// when fewer than two records can (the one-record path then handles
     /// the first record, whatever it is).
-    async fn admit(&self, records: &[Record]) -> Vec<Member> {
+    async fn admit(&self, records: &[Record], deferred: &Deferred) -> Vec<Member> {
         if records.len() < 2 {
             return Vec::new();
         }
@@ -155,9 +152,19 @@ impl<H: Handler> Pipeline<H> {
             let client = self.pool.get().await?;
             Ok::<_, HandleError>(self.store.last_versions(&client, self.name, &ids).await?)
         };
-        let Ok(last) = last.await else {
+        let Ok(stored) = last.await else {
             return Vec::new();
         };
+        // Versions acknowledged but not written yet count as applied.
+        let last: std::collections::HashMap<String, u64> = events
+            .iter()
+            .map(|e| {
+                let stored = stored.get(&e.aggregate_id).copied().unwrap_or(0);
+                let id = e.aggregate_id.clone();
+                let last = deferred.last_version(&id, stored);
+                (id, last)
+            })
+            .collect();
         let admitted = events
             .iter()
             .take_while(|e| e.version <= last.get(&e.aggregate_id).copied().unwrap_or(0) + 1)
@@ -190,15 +197,53 @@ impl<H: Handler> Pipeline<H> {
     }
 
     /// Applies `members` in one transaction, each with its prepared effect
-    /// (`None` for a duplicate), with their inbox rows and versions, and
-    /// saves the partition's position after the last; the outcome of each.
+    /// (`None` for a duplicate), with their inbox rows, versions and the
+    /// partition's position after the last (and what waits in `deferred`)
+    /// in one statement; the outcome of each. A batch with nothing to write
+    /// joins `deferred` instead.
     async fn commit_batch(
         &self,
         members: &[Member],
         effects: Vec<Option<H::Effect>>,
         fence: &Fence,
-        last_record: &Record,
+        records: &[Record],
+        deferred: &mut Deferred,
     ) -> Result<Vec<Outcome>, HandleError> {
+        let outcomes: Vec<Outcome> = effects
+            .iter()
+            .map(|effect| {
+                if effect.is_some() {
+                    Outcome::Applied
+                } else {
+                    Outcome::Duplicate
+                }
+            })
+            .collect();
+        let fresh = members.iter().filter(|member| !member.duplicate);
+        let moves = fresh.map(|m| {
+            (
+                m.event.event_id,
+                m.event.aggregate_id.as_str(),
+                m.event.version,
+            )
+        });
+        if !effects
+            .iter()
+            .flatten()
+            .any(|effect| self.handler.writes(effect))
+        {
+            for (member, record) in members.iter().zip(records) {
+                let event = &member.event;
+                let version = (!member.duplicate).then_some((
+                    event.event_id,
+                    event.aggregate_id.as_str(),
+                    event.version,
+                ));
+                deferred.add(record, version);
+            }
+            return Ok(outcomes);
+        }
+        let rows = deferred.rows_with(moves);
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         if H::REPLAYABLE {
@@ -206,54 +251,27 @@ impl<H: Handler> Pipeline<H> {
             tx.batch_execute("SET LOCAL synchronous_commit = off")
                 .await?;
         }
-        // Inbox rows and version moves of all members in one pipelined
-        // exchange with the server, not one round trip after another.
-        let fresh = try_join_all(members.iter().map(|member| async {
-            if member.duplicate {
-                return Ok(false);
-            }
-            let event = &member.event;
-            if !self
-                .store
-                .insert_inbox(&tx, self.name, event.event_id)
-                .await?
-            {
-                return Ok(false);
-            }
-            self.advance(&tx, &event.aggregate_id, event.version)
-                .await?;
-            Ok::<_, HandleError>(true)
-        }))
-        .await?;
-        let mut outcomes = Vec::with_capacity(members.len());
-        for ((member, fresh), effect) in members.iter().zip(fresh).zip(effects) {
-            // Not fresh: applied before, or found in the inbox just now.
-            match effect.filter(|_| fresh) {
-                Some(effect) => {
-                    guard::apply(&self.handler, &tx, &member.event, effect, &self.metrics)
-                        .instrument(member.span.clone())
-                        .await?;
-                    outcomes.push(Outcome::Applied);
-                }
-                None => outcomes.push(Outcome::Duplicate),
-            }
-        }
         let last = &members[members.len() - 1];
-        if self
-            .store
-            .save_offset(
-                &tx,
-                self.name,
-                fence,
-                last_record,
-                Some(last.event.event_id),
-            )
-            .await?
-            == Fenced::Yes
-        {
-            return Err(HandleError::Fenced);
+        let last_record = &records[records.len() - 1];
+        let position = (
+            last_record.topic.as_str(),
+            last_record.offset + 1,
+            Some(last.event.event_id),
+        );
+        if let Err(error) = self.ack(&tx, fence, position, &rows).await {
+            drop(tx);
+            drop(client);
+            return Err(self.after_conflict(error, fence, deferred).await);
+        }
+        for (member, effect) in members.iter().zip(effects) {
+            if let Some(effect) = effect {
+                guard::apply(&self.handler, &tx, &member.event, effect, &self.metrics)
+                    .instrument(member.span.clone())
+                    .await?;
+            }
         }
         tx.commit().await?;
+        deferred.clear();
         Ok(outcomes)
     }
 

@@ -17,9 +17,9 @@ use super::KafkaConsumer;
 use crate::{
     backoff::Backoff,
     consumer::{
-        Handler,
+        HandleError, Handler,
         config::LogReset,
-        pipeline::{MAX_BATCH, Pipeline},
+        pipeline::{Deferred, MAX_BATCH, Pipeline},
         record::{Record, event_id_of},
         store::{Fenced, SavedPosition},
     },
@@ -271,26 +271,40 @@ impl<H: Handler> Worker<H> {
         mut pending: Pending,
     ) {
         let mut backoff = Backoff::new(self.pipeline.backoff_max);
+        // Acknowledgements waiting for the partition's next transaction.
+        let mut deferred = Deferred::default();
         loop {
             if pending.records.is_empty() {
                 let below_saved = pending.behind_log();
+                let due = deferred.due();
                 let received = tokio::select! {
                     // The records in hand are finished; queued ones are read
                     // again by the next owner, from the saved position.
-                    () = self.stop.cancelled() => return,
-                    received = queue.recv() => Some(received),
+                    () = self.stop.cancelled() => {
+                        self.flush(&mut deferred).await;
+                        return;
+                    }
+                    received = queue.recv() => Some(Some(received)),
                     // Still below the saved position and nothing arrives:
                     // perhaps the log ends before it.
-                    () = tokio::time::sleep(LOG_END_CHECK), if below_saved => None,
+                    () = tokio::time::sleep(LOG_END_CHECK), if below_saved => Some(None),
+                    // Nothing came to take the acknowledgements along.
+                    () = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => None,
                 };
                 match received {
-                    Some(Ok(message)) => self.admit(&mut pending, &message),
-                    Some(Err(error)) => {
+                    Some(Some(Ok(message))) => self.admit(&mut pending, &message),
+                    Some(Some(Err(error))) => {
                         tracing::warn!(consumer = self.pipeline.name, topic = %self.topic, partition = self.partition, %error, "Kafka consumer error");
                         continue;
                     }
                     // Everything received and still below: another log.
-                    None => pending.replaced = self.read_to_end(&pending).await,
+                    Some(None) => pending.replaced = self.read_to_end(&pending).await,
+                    None => {
+                        if !self.flush(&mut deferred).await {
+                            return;
+                        }
+                        continue;
+                    }
                 }
             }
             // Whatever else is queued already joins the batch.
@@ -300,12 +314,13 @@ impl<H: Handler> Worker<H> {
                     _ => break,
                 }
             }
-            // Records of the old log in hand are handled first.
-            if pending.replaced
-                && pending.records.is_empty()
-                && self.log_behind(&mut pending).await.is_none()
-            {
-                return;
+            // Records of the old log in hand are handled first; what they
+            // acknowledged is read again from the new log.
+            if pending.replaced && pending.records.is_empty() {
+                deferred.clear();
+                if self.log_behind(&mut pending).await.is_none() {
+                    return;
+                }
             }
             if let Some(jump) = pending.jump.take() {
                 self.record_held(
@@ -344,15 +359,51 @@ impl<H: Handler> Worker<H> {
             }
             let Some(handled) = self
                 .pipeline
-                .handle(pending.records.make_contiguous(), &self.fence, &self.stop)
+                .handle(
+                    pending.records.make_contiguous(),
+                    &self.fence,
+                    &self.stop,
+                    &mut deferred,
+                )
                 .await
             else {
-                // Stopped, or fenced: this replica no longer owns the slot.
+                // Stopped, or fenced: this replica no longer owns the slot
+                // (then the fence refuses the acknowledgements too).
+                self.flush(&mut deferred).await;
                 self.stop.cancel();
                 return;
             };
             backoff = Backoff::new(self.pipeline.backoff_max);
             pending.records.drain(..handled);
+            if deferred.full() && !self.flush(&mut deferred).await {
+                return;
+            }
+        }
+    }
+
+    /// Writes the acknowledgements waiting in `deferred`; false when the
+    /// fence refused them (another replica owns the partition: the worker
+    /// stops). Any other failure is tried again later.
+    async fn flush(&self, deferred: &mut Deferred) -> bool {
+        if deferred.is_empty() {
+            return true;
+        }
+        match self.pipeline.flush(&self.fence, deferred).await {
+            Ok(()) => true,
+            Err(HandleError::Fenced) => {
+                self.pipeline.metrics.fenced();
+                tracing::warn!(
+                    consumer = self.pipeline.name, topic = %self.topic, partition = self.partition,
+                    "the partition is owned by another replica now; its acknowledgements were refused"
+                );
+                self.stop.cancel();
+                false
+            }
+            Err(error) => {
+                tracing::debug!(consumer = self.pipeline.name, topic = %self.topic, partition = self.partition, %error, "acknowledgements not written yet");
+                deferred.postpone();
+                true
+            }
         }
     }
 

@@ -1,0 +1,214 @@
+//! A rebuild's first part, the bulk load: both topics read from their start
+//! up to the high watermarks taken when the rebuild began, in large
+//! batches, each written with set-based statements ([`BulkStore`]) in one
+//! transaction. No inbox row and no version row per event: the bulk load
+//! is the only writer of its shadow tables and replays whole topics, so
+//! its positions say where it is, and a record read twice changes nothing
+//! (views move only forward, timeline rows are keyed by event id). Each
+//! batch also writes the newest version of each of its aggregates and the
+//! positions, from which the rebuild's projector then goes on, on the
+//! consumer runtime, until the swap.
+
+use std::{collections::HashMap, time::Duration};
+
+use tokio::time::Instant;
+
+use deadpool_postgres::Pool;
+use orderly::{consumer::Event, kafka::KafkaConfig, proto::v1::EventEnvelope, trace::TraceContext};
+use prost::Message as _;
+use rdkafka::{
+    Message, Offset, TopicPartitionList,
+    consumer::{Consumer as _, StreamConsumer},
+};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::{
+    consume::change_of,
+    error::Error,
+    store::{Batch, BulkStore},
+};
+
+/// Records per batch (one transaction) at most: large enough that a
+/// statement's fixed cost is spread thin, small enough that progress is
+/// reported often and a transaction stays short.
+const BATCH: usize = 4_000;
+
+/// How long nothing may arrive before the records in hand are written.
+const IDLE: Duration = Duration::from_millis(50);
+
+/// How long the load goes on past the watermarks with what keeps arriving.
+const DRAIN: Duration = Duration::from_secs(2);
+
+/// Where a bulk load reads and writes.
+pub(super) struct Load<'a> {
+    pub pool: &'a Pool,
+    pub kafka: &'a KafkaConfig,
+    /// The rebuild's consumer name (its positions and versions).
+    pub name: &'a str,
+    pub store: BulkStore,
+    /// (topic, partition, low, high) watermarks taken at the start.
+    pub marks: &'a [(String, i32, i64, i64)],
+    pub stop: &'a CancellationToken,
+}
+
+impl Load<'_> {
+    /// Loads every record below the watermarks; reports the events applied
+    /// so far to `progress` after each batch and returns their number.
+    pub(super) async fn run(&self, progress: impl Fn(u64)) -> Result<u64, Error> {
+        let mut left: HashMap<(String, i32), i64> = self
+            .marks
+            .iter()
+            .filter(|(_, _, low, high)| high > low)
+            .map(|(topic, partition, _, high)| ((topic.clone(), *partition), *high))
+            .collect();
+        if left.is_empty() {
+            return Ok(0);
+        }
+        let consumer: StreamConsumer = self
+            .kafka
+            .client_config()
+            .set("group.id", self.name)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            // Large fetches: this reads a backlog, not a trickle.
+            .set("max.partition.fetch.bytes", "8388608")
+            .set("fetch.wait.max.ms", "100")
+            .create()
+            .map_err(|e| Error::Kafka(e.to_string()))?;
+        let mut list = TopicPartitionList::new();
+        for (topic, partition, low, high) in self.marks {
+            if high > low {
+                list.add_partition_offset(topic, *partition, Offset::Offset(*low))
+                    .map_err(|e| Error::Kafka(e.to_string()))?;
+            }
+        }
+        consumer
+            .assign(&list)
+            .map_err(|e| Error::Kafka(e.to_string()))?;
+        let result = self.read(&consumer, &mut left, progress).await;
+        // Closing the consumer blocks while librdkafka talks to the broker.
+        let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
+        result
+    }
+
+    async fn read(
+        &self,
+        consumer: &StreamConsumer,
+        left: &mut HashMap<(String, i32), i64>,
+        progress: impl Fn(u64),
+    ) -> Result<u64, Error> {
+        let mut batch = Batch::default();
+        let mut records = 0;
+        let mut loaded = 0u64;
+        // Past the watermarks, what already arrives is loaded too (brokers
+        // that report the start of the last batch as the watermark leave
+        // that batch after it), until nothing comes or for `DRAIN` at most.
+        let mut drain_until = None;
+        loop {
+            let past = left.is_empty();
+            if past && Instant::now() >= *drain_until.get_or_insert_with(|| Instant::now() + DRAIN)
+            {
+                break;
+            }
+            let received = tokio::select! {
+                () = self.stop.cancelled() => return Err(Error::ShuttingDown),
+                received = tokio::time::timeout(IDLE, consumer.recv()) => received,
+            };
+            let idle = match received {
+                Ok(Ok(message)) => {
+                    add(&mut batch, &message);
+                    records += 1;
+                    let key = (message.topic().to_owned(), message.partition());
+                    if left
+                        .get(&key)
+                        .is_some_and(|high| message.offset() + 1 >= *high)
+                    {
+                        left.remove(&key);
+                    }
+                    if records < BATCH {
+                        continue;
+                    }
+                    false
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(consumer = self.name, %error, "Kafka consumer error during the bulk load");
+                    continue;
+                }
+                // Nothing more for now: write what is in hand.
+                Err(_) => true,
+            };
+            if records > 0 {
+                loaded += self.write(&batch).await?;
+                progress(loaded);
+                batch = Batch::default();
+                records = 0;
+            }
+            if idle && past {
+                break;
+            }
+        }
+        if records > 0 {
+            loaded += self.write(&batch).await?;
+            progress(loaded);
+        }
+        Ok(loaded)
+    }
+
+    /// Writes one batch in one transaction; the events it applied.
+    async fn write(&self, batch: &Batch) -> Result<u64, Error> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        // Derived from the topics alone: a commit lost in a crash is a
+        // rebuild that fails and is started again.
+        tx.batch_execute("SET LOCAL synchronous_commit = off")
+            .await?;
+        self.store.write(&tx, self.name, batch).await?;
+        tx.commit().await?;
+        Ok(batch.events() as u64)
+    }
+}
+
+/// Adds a record to `batch`: its position always, its aggregate's version
+/// when the envelope names it, and its change when it has one (a record the
+/// live projector would dead-letter changes nothing here either).
+fn add(batch: &mut Batch, message: &impl Message) {
+    let (topic, partition, offset) = (message.topic(), message.partition(), message.offset());
+    batch.position(topic, partition, offset + 1);
+    let Ok(envelope) = EventEnvelope::decode(message.payload().unwrap_or_default()) else {
+        tracing::warn!(
+            topic,
+            partition,
+            offset,
+            "undecodable record skipped by the bulk load"
+        );
+        return;
+    };
+    if !envelope.aggregate_id.is_empty() && envelope.aggregate_version > 0 {
+        batch.version(&envelope.aggregate_id, envelope.aggregate_version);
+    }
+    let (Some(payload), Ok(event_id)) = (
+        envelope.payload.clone(),
+        Uuid::parse_str(&envelope.event_id),
+    ) else {
+        return;
+    };
+    let event = Event {
+        aggregate_id: envelope.aggregate_id.clone(),
+        version: envelope.aggregate_version,
+        envelope,
+        payload,
+        event_id,
+        trace: TraceContext::default(),
+        topic: topic.to_owned(),
+        partition,
+        offset,
+    };
+    match change_of(&event) {
+        Ok(change) => batch.add(change),
+        Err(error) => {
+            tracing::warn!(topic, partition, offset, %error, "record skipped by the bulk load");
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! Bounded bookkeeping: a consumer's inbox rows and the versions of
+//! aggregates that did not move for longer than the dedupe retention
+//! (`ORDERLY_CONSUMER_DEDUPE_RETENTION_HOURS`, the topics' retention) are
+//! deleted, since a record that old can no longer be redelivered. Positions
+//! and dead letters are one row per partition or per letter and are kept.
+//!
+//! The replica owning slot 0 prunes every [`PRUNE_INTERVAL`], in short
+//! deletes of at most [`BATCH`] rows each, at most [`MAX_BATCHES`] of them
+//! per table and round, so a round never holds locks or a transaction for
+//! long. Deleting is idempotent: two replicas pruning at once (one just
+//! lost slot 0) delete nothing twice.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use deadpool_postgres::Pool;
+
+use super::store::Store;
+
+/// How often the owner of slot 0 prunes.
+pub(crate) const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Rows one delete removes at most.
+const BATCH: i64 = 5_000;
+
+/// Deletes per table and round at most.
+const MAX_BATCHES: usize = 100;
+
+/// Rows one prune removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Inbox rows.
+    pub inbox: u64,
+    /// Aggregate versions.
+    pub versions: u64,
+}
+
+/// Why a prune stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum PruneError {
+    /// No connection.
+    #[error("cannot connect to the database: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    /// A delete failed.
+    #[error("database error: {}", crate::postgres::describe(.0))]
+    Database(#[from] tokio_postgres::Error),
+}
+
+/// One round: deletes `consumer`'s rows older than `retention`.
+pub(crate) async fn prune(
+    pool: &Pool,
+    store: &Store,
+    consumer: &str,
+    retention: Duration,
+) -> Result<Pruned, PruneError> {
+    let cutoff =
+        Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+    let client = pool.get().await?;
+    let mut pruned = Pruned::default();
+    for _ in 0..MAX_BATCHES {
+        let deleted = store.prune_inbox(&client, consumer, cutoff, BATCH).await?;
+        pruned.inbox += deleted;
+        if deleted < BATCH.unsigned_abs() {
+            break;
+        }
+    }
+    for _ in 0..MAX_BATCHES {
+        let deleted = store
+            .prune_versions(&client, consumer, cutoff, BATCH)
+            .await?;
+        pruned.versions += deleted;
+        if deleted < BATCH.unsigned_abs() {
+            break;
+        }
+    }
+    Ok(pruned)
+}
+
+/// A round in the background, logged; `running` keeps rounds from
+/// overlapping.
+pub(crate) fn spawn_round(
+    pool: Pool,
+    store: Store,
+    consumer: &'static str,
+    retention: Duration,
+    running: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::sync::atomic::Ordering;
+    if running.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let running = running.clone();
+    tokio::spawn(async move {
+        match prune(&pool, &store, consumer, retention).await {
+            Ok(pruned) if pruned != Pruned::default() => {
+                tracing::info!(
+                    consumer,
+                    inbox = pruned.inbox,
+                    versions = pruned.versions,
+                    "pruned dedupe rows older than the retention"
+                );
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(consumer, %error, "cannot prune dedupe rows; trying again next round");
+            }
+        }
+        running.store(false, Ordering::SeqCst);
+    });
+}

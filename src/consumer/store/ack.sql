@@ -1,0 +1,54 @@
+-- One transaction's bookkeeping in ONE statement: the inbox rows of its
+-- events ($8), the versions of its aggregates ($9) moved from the version
+-- each was read at ($10; 0: no row yet) to its newest event's ($11) — with
+-- $13 false (acknowledgements of records with nothing to commit), only
+-- forwards from whatever version is there — and
+-- the partition's position ($4, with $12 the event id of the record at
+-- $4 - 1). Fenced like save_offset.sql: nothing is written unless member
+-- $6 owns the slot at epoch $7, and FOR SHARE holds off a claim until the
+-- transaction ends. Returns whether the fence held and how many versions
+-- moved; fewer than asked means another writer moved one (the caller
+-- rolls back).
+WITH fence AS (
+    SELECT 1 FROM {schema}.leases
+    WHERE lease_group = $5 AND slot = $3 AND owner = $6 AND epoch = $7
+    FOR SHARE
+),
+inbox AS (
+    INSERT INTO {schema}.inbox (consumer, event_id)
+    SELECT $1, id FROM unnest($8::uuid[]) AS id
+    WHERE EXISTS (SELECT FROM fence)
+    ON CONFLICT DO NOTHING
+),
+moved AS (
+    UPDATE {schema}.aggregate_versions AS v
+    SET version = a.next, updated_at = now()
+    FROM unnest($9::text[], $10::bigint[], $11::bigint[]) AS a(id, expected, next)
+    WHERE v.consumer = $1 AND v.aggregate_id = a.id AND EXISTS (SELECT FROM fence)
+      AND CASE WHEN $13 THEN a.expected > 0 AND v.version = a.expected
+               ELSE v.version < a.next END
+    RETURNING 1
+),
+created AS (
+    INSERT INTO {schema}.aggregate_versions (consumer, aggregate_id, version)
+    SELECT $1, a.id, a.next
+    FROM unnest($9::text[], $10::bigint[], $11::bigint[]) AS a(id, expected, next)
+    WHERE (a.expected = 0 OR NOT $13) AND EXISTS (SELECT FROM fence)
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+),
+position AS (
+    INSERT INTO {schema}.consumer_offsets (consumer, topic, "partition", next_offset, last_event_id)
+    SELECT $1, $2, $3, $4, $12::uuid FROM fence
+    ON CONFLICT (consumer, topic, "partition") DO UPDATE
+    SET last_event_id = CASE
+            WHEN EXCLUDED.next_offset >= {schema}.consumer_offsets.next_offset
+            THEN EXCLUDED.last_event_id
+            ELSE {schema}.consumer_offsets.last_event_id
+        END,
+        next_offset = GREATEST({schema}.consumer_offsets.next_offset, EXCLUDED.next_offset),
+        updated_at = now()
+    RETURNING 1
+)
+SELECT EXISTS (SELECT FROM position),
+       (SELECT count(*) FROM moved) + (SELECT count(*) FROM created)
