@@ -11,10 +11,8 @@ use std::{
     time::Duration,
 };
 
-use orderly::proto::v1::{
-    CreateOrderRequest, GetOrderRequest, OrderItem, OrderStatus, SetStockRequest,
-};
-use orderly_integration_tests::{Component, TestPlatform, eventually, scrape_metrics};
+use orderly::proto::v1::{OrderStatus, SetStockRequest};
+use orderly_integration_tests::{Component, TestPlatform, eventually, orders, scrape_metrics};
 use tokio::time::Instant;
 
 #[path = "observability/startup.rs"]
@@ -147,43 +145,8 @@ async fn every_metric_the_dashboards_and_alerts_use_is_exported() {
         })
         .await
         .expect("SetStock");
-    let order = platform
-        .order_client()
-        .await
-        .create_order(CreateOrderRequest {
-            customer_id: "c-observability".into(),
-            items: vec![OrderItem {
-                sku: "SKU-OBS".into(),
-                quantity: 1,
-                unit_price_minor: 250,
-            }],
-            currency: "EUR".into(),
-            payment_method: "pm_ok".into(),
-            idempotency_key: String::new(),
-        })
-        .await
-        .expect("CreateOrder")
-        .into_inner()
-        .order
-        .expect("an order");
-    eventually(
-        "the order to become CONFIRMED",
-        Duration::from_secs(60),
-        || async {
-            let got = platform
-                .order_client()
-                .await
-                .get_order(GetOrderRequest {
-                    order_id: order.order_id.clone(),
-                })
-                .await
-                .ok()?
-                .into_inner()
-                .order?;
-            (got.status() == OrderStatus::Confirmed).then_some(())
-        },
-    )
-    .await;
+    let order = orders::create(&platform, "c-observability", &[("SKU-OBS", 1)], "pm_ok").await;
+    orders::until_status(&platform, &order.order_id, OrderStatus::Confirmed).await;
 
     // The inventory timed its Redis scripts: the SetStock, the saga's
     // Reserve and the Commit (which follows the confirmation, hence the

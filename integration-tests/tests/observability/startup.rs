@@ -3,17 +3,17 @@
 //! no data, as Prometheus advises), the process figures and
 //! `orderly_build_info`; nothing appears later that was missing at first.
 
-use std::{collections::BTreeSet, time::Duration};
+use std::collections::BTreeSet;
 
 use orderly::{
     auth::contract,
     metrics::{COMMIT, VERSION},
     proto::{
         FILE_DESCRIPTOR_SET,
-        v1::{CreateOrderRequest, GetOrderRequest, OrderItem, OrderStatus, SetStockRequest},
+        v1::{OrderStatus, SetStockRequest},
     },
 };
-use orderly_integration_tests::{Component, TestPlatform, eventually, scrape_metrics};
+use orderly_integration_tests::{Component, TestPlatform, orders, scrape_metrics};
 
 use super::{COMPONENTS, sampled_names};
 
@@ -147,43 +147,8 @@ async fn every_component_shows_its_families_from_startup() {
         })
         .await
         .expect("SetStock");
-    let order = platform
-        .order_client()
-        .await
-        .create_order(CreateOrderRequest {
-            customer_id: "c-startup".into(),
-            items: vec![OrderItem {
-                sku: "SKU-START".into(),
-                quantity: 1,
-                unit_price_minor: 100,
-            }],
-            currency: "EUR".into(),
-            payment_method: "pm_ok".into(),
-            idempotency_key: String::new(),
-        })
-        .await
-        .expect("CreateOrder")
-        .into_inner()
-        .order
-        .expect("an order");
-    eventually(
-        "the order to be confirmed",
-        Duration::from_secs(60),
-        || async {
-            let got = platform
-                .order_client()
-                .await
-                .get_order(GetOrderRequest {
-                    order_id: order.order_id.clone(),
-                })
-                .await
-                .ok()?
-                .into_inner()
-                .order?;
-            (got.status() == OrderStatus::Confirmed).then_some(())
-        },
-    )
-    .await;
+    let order = orders::create(&platform, "c-startup", &[("SKU-START", 1)], "pm_ok").await;
+    orders::until_status(&platform, &order.order_id, OrderStatus::Confirmed).await;
 
     // Whatever a component shows now, it showed before its first request:
     // every family, and the samples of all but those that need an
