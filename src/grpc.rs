@@ -15,6 +15,7 @@ use crate::{auth::AuthLayer, config::GrpcLimits, metrics::Registry, proto::FILE_
 
 mod admission;
 mod deadline;
+mod panic;
 mod request_metrics;
 mod span;
 
@@ -113,6 +114,9 @@ pub async fn serve(
         .layer(DeadlineLayer::new(Duration::from_millis(
             limits.grpc_request_timeout_ms,
         )))
+        // A handler's panic answers INTERNAL, logged once (see the module).
+        .map_response(|response: http::Response<_>| response.map(Body::new))
+        .layer(panic::layer())
         .into_inner();
 
     let draining = shutdown.clone();
