@@ -15,7 +15,8 @@
 //!   and takeover after kill -9; the release binary too).
 //! - `ORDERLY_BENCH_CONCURRENCY`: concurrent clients (default 16).
 //! - `ORDERLY_BENCH_RELAY_MAX_IN_FLIGHT`: the relay's batches in flight per
-//!   source in the saga sections (default: the relay's default), to compare.
+//!   source in the saga and relay sections (default: the relay's default),
+//!   to compare.
 //!
 //! Components run in-process on a runtime of their own whose threads are
 //! named `orderly-svc`; the load generator runs on `bench-load` threads, so
@@ -108,6 +109,14 @@ impl Settings {
             .as_ref()
             .is_none_or(|only| only.iter().any(|s| s == section))
     }
+}
+
+/// The relays' batches in flight per source, when the run sets it
+/// (`ORDERLY_BENCH_RELAY_MAX_IN_FLIGHT`, an A/B knob).
+pub fn relay_max_in_flight() -> Option<usize> {
+    std::env::var("ORDERLY_BENCH_RELAY_MAX_IN_FLIGHT")
+        .ok()
+        .and_then(|n| n.parse().ok())
 }
 
 /// Figures one section measures and a later one uses.

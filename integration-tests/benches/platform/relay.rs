@@ -154,6 +154,9 @@ fn relay_defaults(c: &mut orderly_relay::Config) {
     c.batch_size = defaults.batch_size;
     c.poll_interval_ms = defaults.poll_interval_ms;
     c.lease_ttl_ms = defaults.lease_ttl_ms;
+    if let Some(n) = crate::relay_max_in_flight() {
+        c.max_in_flight = n;
+    }
 }
 
 /// Starts `relays` relays on `db`'s outbox and waits until nothing is

@@ -81,11 +81,7 @@ pub async fn start_platform(settings: &Settings) -> TestPlatform {
                 c.batch_size = defaults.batch_size;
                 c.poll_interval_ms = defaults.poll_interval_ms;
                 c.postgres.database_pool_size = 4;
-                // An A/B knob: 1 relays one batch of a source at a time.
-                if let Some(n) = std::env::var("ORDERLY_BENCH_RELAY_MAX_IN_FLIGHT")
-                    .ok()
-                    .and_then(|n| n.parse().ok())
-                {
+                if let Some(n) = crate::relay_max_in_flight() {
                     c.max_in_flight = n;
                 }
             })
