@@ -177,8 +177,13 @@ grpcurl -plaintext 127.0.0.1:50051 orderly.v1.DeadLetterService/ListDeadLetters
 echo "== query projection status"
 grpcurl -plaintext 127.0.0.1:50054 orderly.v1.QueryService/GetProjectionStatus
 
-echo "== relay backlog"
-grpcurl -plaintext 127.0.0.1:50055 orderly.v1.RelayAdmin/GetBacklog
+echo "== relay backlog (each bucket's owner and backlog: RELAY BUCKETS below)"
+grpcurl -plaintext 127.0.0.1:50055 orderly.v1.RelayAdmin/GetBacklog |
+  python3 -c 'import json, sys
+reply = json.load(sys.stdin)
+for source in reply.get("sources", []):
+    source.pop("buckets", None)
+print(json.dumps(reply, indent=2))'
 
 echo "== orderly status"
 $ORDERLY status
