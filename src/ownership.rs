@@ -28,7 +28,7 @@
 mod quota;
 
 use std::{
-    sync::atomic::{AtomicI32, AtomicU64, Ordering},
+    sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering},
     time::Duration,
 };
 
@@ -97,9 +97,9 @@ pub enum OwnershipError {
     /// A statement failed.
     #[error("database error: {}", crate::postgres::describe(.0))]
     Postgres(#[from] tokio_postgres::Error),
-    /// The round took longer than half a lease.
-    #[error("lease round timed out")]
-    TimedOut,
+    /// The round took longer than half a lease; says where it was.
+    #[error("lease round timed out {0}")]
+    TimedOut(&'static str),
 }
 
 /// The statements of one schema.
@@ -145,6 +145,9 @@ pub struct Membership {
     /// Slot count already ensured in the table (0: not yet).
     ensured: AtomicI32,
     rounds: AtomicU64,
+    /// Whether the current round has its connection (a round that times
+    /// out says which part was slow: the pool or the statements).
+    connected: AtomicBool,
 }
 
 impl Membership {
@@ -160,6 +163,7 @@ impl Membership {
             sql: Sql::new(schema),
             ensured: AtomicI32::new(0),
             rounds: AtomicU64::new(0),
+            connected: AtomicBool::new(false),
         }
     }
 
@@ -197,9 +201,16 @@ impl Membership {
     /// fair share of `slots`; one transaction, bounded by half a lease.
     pub async fn round(&self, slots: i32) -> Result<Round, OwnershipError> {
         let started = Instant::now();
+        self.connected.store(false, Ordering::Relaxed);
         let round = tokio::time::timeout(self.ttl / 2, self.round_inner(slots))
             .await
-            .map_err(|_| OwnershipError::TimedOut)??;
+            .map_err(|_| {
+                OwnershipError::TimedOut(if self.connected.load(Ordering::Relaxed) {
+                    "in its statements (waiting for locks or a busy server)"
+                } else {
+                    "waiting for a database connection from the pool"
+                })
+            })??;
         let (owned, surplus) = round;
         Ok(Round {
             owned,
@@ -211,6 +222,7 @@ impl Membership {
     async fn round_inner(&self, slots: i32) -> Result<(Vec<Grant>, Vec<Grant>), OwnershipError> {
         let ttl_ms = i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX);
         let mut client = self.pool.get().await?;
+        self.connected.store(true, Ordering::Relaxed);
         let tx = client.transaction().await?;
         if self.ensured.load(Ordering::Relaxed) != slots {
             let statement = tx.prepare_cached(&self.sql.ensure_slots).await?;
