@@ -47,8 +47,6 @@ pub struct SourceState {
     /// The buckets this relay owns, one bit each (buckets are < 64).
     /// Shared with the task that reads the session's notifications.
     owned: Arc<AtomicU64>,
-    /// The source's bucket count; 0 until read.
-    bucket_count: AtomicI32,
     /// Owned buckets and their epochs, for operators.
     grants: Mutex<Vec<Grant>>,
     published: AtomicU64,
@@ -70,7 +68,6 @@ impl SourceState {
             queries: Queries::new(name),
             role: AtomicI32::new(RelayRole::Unspecified as i32),
             owned: Arc::new(AtomicU64::new(0)),
-            bucket_count: AtomicI32::new(0),
             grants: Mutex::new(Vec::new()),
             published: AtomicU64::new(0),
             fenced_marks: AtomicU64::new(0),
@@ -96,19 +93,10 @@ impl SourceState {
             .clone()
     }
 
-    /// The source's bucket count; 0 until known.
-    pub fn bucket_count(&self) -> i32 {
-        self.bucket_count.load(Ordering::Relaxed)
-    }
-
     /// Rows whose mark was refused because their bucket's lease had passed
     /// to another relay, since start.
     pub fn fenced_marks(&self) -> u64 {
         self.fenced_marks.load(Ordering::Relaxed)
-    }
-
-    fn set_bucket_count(&self, count: i32) {
-        self.bucket_count.store(count, Ordering::Relaxed);
     }
 
     /// Records what the last round granted (nothing: no longer active).
@@ -266,7 +254,7 @@ pub async fn run(
         keeper_stop.cancel();
     };
     tokio::join!(keeper, relaying);
-    let slots: Vec<i32> = (0..state.bucket_count()).collect();
+    let slots: Vec<i32> = state.grants().iter().map(|g| g.slot).collect();
     if let Err(error) = membership.leave(&slots).await {
         tracing::warn!(source = %state.name, %error, "cannot hand the relay's buckets over; they pass on when the leases expire");
     }

@@ -57,7 +57,6 @@ pub async fn keep(
             None => match bucket_count(&membership).await {
                 Ok(count) => {
                     buckets = Some(count);
-                    state.set_bucket_count(count);
                     continue;
                 }
                 Err(error) => Err(error),
