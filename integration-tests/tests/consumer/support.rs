@@ -212,17 +212,8 @@ impl Setup {
     }
 
     pub(crate) async fn produce(&self, events: &[(&str, u64, Uuid)]) {
-        let records: Vec<TopicRecord> = events
-            .iter()
-            .map(|(aggregate, version, id)| TopicRecord {
-                key: Some(aggregate.as_bytes().to_vec()),
-                payload: envelope(aggregate, *version, *id),
-                headers: vec![("event_id".into(), id.to_string().into_bytes())],
-                ..Default::default()
-            })
-            .collect();
         self.kafka
-            .produce(&self.kafka.config.topic(ORDER_TOPIC), &records)
+            .produce(&self.kafka.config.topic(ORDER_TOPIC), &records(events))
             .await;
     }
 
@@ -264,17 +255,12 @@ impl Setup {
     /// Produces `events` to one partition of the order topic (keys as
     /// [`Self::produce`] sets them), so they share that partition's order.
     pub(crate) async fn produce_on(&self, partition: i32, events: &[(&str, u64, Uuid)]) {
-        let records: Vec<TopicRecord> = events
-            .iter()
-            .map(|(aggregate, version, id)| TopicRecord {
-                key: Some(aggregate.as_bytes().to_vec()),
-                payload: envelope(aggregate, *version, *id),
-                headers: vec![("event_id".into(), id.to_string().into_bytes())],
-                ..Default::default()
-            })
-            .collect();
         self.kafka
-            .produce_to(&self.kafka.config.topic(ORDER_TOPIC), partition, &records)
+            .produce_to(
+                &self.kafka.config.topic(ORDER_TOPIC),
+                partition,
+                &records(events),
+            )
             .await;
     }
 
@@ -350,4 +336,18 @@ pub(crate) async fn dead_letter_rows(setup: &Setup) -> i64 {
         .await
         .expect("count dead letters")
         .get(0)
+}
+
+/// Records of `(aggregate, version, event id)`: keyed by the aggregate, an
+/// envelope of the version, the event id as a header.
+fn records(events: &[(&str, u64, Uuid)]) -> Vec<TopicRecord> {
+    events
+        .iter()
+        .map(|(aggregate, version, id)| TopicRecord {
+            key: Some(aggregate.as_bytes().to_vec()),
+            payload: envelope(aggregate, *version, *id),
+            headers: vec![("event_id".into(), id.to_string().into_bytes())],
+            ..Default::default()
+        })
+        .collect()
 }
