@@ -180,26 +180,17 @@ async fn flaky_and_slow_gateways_confirm_after_retries() {
     );
     // The gateway's own ledger: every attempt the payment service counted
     // reached it, and exactly one of them took the money.
-    let flaky_calls = gateway.calls(&flaky.order_id);
-    assert_eq!(
-        (
-            flaky_calls.charge_calls,
-            flaky_calls.charged,
-            flaky_calls.refunds
-        ),
-        (flaky_payment.attempts, 1, 0),
-        "the flaky order was charged once: {flaky_calls:?}"
-    );
-    let slow_calls = gateway.calls(&slow.order_id);
-    assert_eq!(
-        (
-            slow_calls.charge_calls,
-            slow_calls.charged,
-            slow_calls.refunds
-        ),
-        (slow_payment.attempts, 1, 0),
-        "the slow order was charged once: {slow_calls:?}"
-    );
+    for (name, order, paid) in [
+        ("flaky", &flaky, &flaky_payment),
+        ("slow", &slow, &slow_payment),
+    ] {
+        let calls = gateway.calls(&order.order_id);
+        assert_eq!(
+            (calls.charge_calls, calls.charged, calls.refunds),
+            (paid.attempts, 1, 0),
+            "the {name} order was charged once: {calls:?}"
+        );
+    }
     until_nothing_reserved(&platform, &["SKU-A"]).await;
     let levels = assert_conserved(&platform, &stocked).await;
     assert_eq!(
