@@ -12,14 +12,7 @@ async fn pooled_ssl(config: &PostgresConfig) -> Result<bool, String> {
         deadpool_postgres::PoolError::Backend(e) => orderly::postgres::describe(&e),
         other => other.to_string(),
     })?;
-    let row = client
-        .query_one(
-            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
-            &[],
-        )
-        .await
-        .map_err(|e| orderly::postgres::describe(&e))?;
-    Ok(row.get(0))
+    encrypted(&client).await
 }
 
 /// Whether a dedicated session (as the relay and the query service's
@@ -30,6 +23,11 @@ async fn session_ssl(config: &PostgresConfig) -> Result<bool, String> {
         .await
         .map_err(|e| orderly::postgres::describe(&e))?;
     tokio::spawn(connection);
+    encrypted(&client).await
+}
+
+/// Whether the session of `client` is encrypted, as the server sees it.
+async fn encrypted(client: &tokio_postgres::Client) -> Result<bool, String> {
     let row = client
         .query_one(
             "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
