@@ -24,3 +24,30 @@ where
         pause = (pause * 2).min(Duration::from_millis(200));
     }
 }
+
+/// Waits until the process `child` just started accepts connections on
+/// `addr` (true) or exits first (false), for up to 20 s. Whoever answers
+/// on `addr` must be `child`, so it is checked to be running still.
+pub(crate) async fn until_listening(
+    child: &mut std::process::Child,
+    addr: std::net::SocketAddr,
+    what: &str,
+) -> bool {
+    let listening = eventually(
+        &format!("{what} to listen or exit"),
+        Duration::from_secs(20),
+        || {
+            let exited = matches!(child.try_wait(), Ok(Some(_)));
+            async move {
+                if exited {
+                    return Some(false);
+                }
+                std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+                    .ok()
+                    .map(|_| true)
+            }
+        },
+    )
+    .await;
+    listening && matches!(child.try_wait(), Ok(None))
+}

@@ -16,7 +16,7 @@ use rdkafka::{
     producer::{FutureProducer, FutureRecord},
 };
 
-use crate::{FIX_COMMAND, TcpProxy, eventually, free_port, unique_id};
+use crate::{FIX_COMMAND, TcpProxy, free_port, unique_id};
 
 /// Settings that point a component at a test broker under a topic prefix of
 /// its own.
@@ -438,24 +438,7 @@ async fn spawn_broker(addr: SocketAddr, advertised: SocketAddr) -> Option<Child>
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
-    let listening = eventually(
-        "the test broker to listen or exit",
-        Duration::from_secs(20),
-        || {
-            // Whoever answers must be our broker: it is still running.
-            let exited = matches!(child.try_wait(), Ok(Some(_)));
-            async move {
-                if exited {
-                    return Some(false);
-                }
-                TcpStream::connect_timeout(&addr, Duration::from_millis(200))
-                    .ok()
-                    .map(|_| true)
-            }
-        },
-    )
-    .await;
-    if listening && matches!(child.try_wait(), Ok(None)) {
+    if crate::eventually::until_listening(&mut child, addr, "the test broker").await {
         Some(child)
     } else {
         let _ = child.kill();

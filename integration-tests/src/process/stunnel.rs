@@ -2,14 +2,12 @@
 //! for servers with no TLS listener of their own (the test broker).
 
 use std::{
-    net::{SocketAddr, TcpStream},
+    net::SocketAddr,
     path::PathBuf,
     process::{Child, Command, Stdio},
-    time::Duration,
 };
 
 use super::scratch::{ScratchDir, tail};
-use crate::eventually;
 
 /// The command that installs stunnel on Debian.
 pub const STUNNEL_INSTALL: &str = "apt-get install -y stunnel4";
@@ -58,20 +56,8 @@ impl Stunnel {
                     binary.to_string_lossy()
                 )
             });
-        let listening = eventually("stunnel to listen", Duration::from_secs(20), || {
-            let exited = matches!(child.try_wait(), Ok(Some(_)));
-            async move {
-                if exited {
-                    return Some(false);
-                }
-                TcpStream::connect_timeout(&addr, Duration::from_millis(200))
-                    .ok()
-                    .map(|_| true)
-            }
-        })
-        .await;
         assert!(
-            listening && matches!(child.try_wait(), Ok(None)),
+            crate::eventually::until_listening(&mut child, addr, "stunnel").await,
             "stunnel exited on start:\n{}",
             tail(&log, 20)
         );
