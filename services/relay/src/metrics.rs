@@ -92,7 +92,7 @@ impl RelayMetrics {
     /// out rather than reported as 0.
     pub async fn render(&self) -> String {
         let backlog_families = [&self.backlog, &self.set_aside, &self.held];
-        match statuses(&self.sources, &self.pool).await {
+        match statuses(&self.sources, &self.pool, false).await {
             Ok(statuses) => {
                 self.database_up.set(1);
                 for status in statuses {
