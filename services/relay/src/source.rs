@@ -348,10 +348,10 @@ async fn drive<S, T>(
 }
 
 /// Whether a notification is for this relay: a row in one of its buckets
-/// (`<source>:<bucket>`), a retry (`<source>:retry`), or a row of an outbox
-/// whose trigger names no bucket (`<source>`).
+/// (`<source>:<bucket>`, from the outbox trigger) or a retry
+/// (`<source>:retry`).
 fn concerns(payload: &str, source: &str, retry: &str, owned: &AtomicU64) -> bool {
-    if payload == source || payload == retry {
+    if payload == retry {
         return true;
     }
     payload
@@ -377,7 +377,7 @@ mod tests {
         assert!(!is_for("orders:64"));
         assert!(!is_for("orders:-1"));
         assert!(is_for("orders:retry"));
-        assert!(is_for("orders"));
+        assert!(!is_for("orders"));
         assert!(!is_for("payments:1"));
         assert!(!is_for("orders_x:1"));
     }
