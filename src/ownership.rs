@@ -11,9 +11,12 @@
 //!   the slots that must move. A member over its quota releases its highest
 //!   slots (after stopping their work); one under it claims free slots.
 //! - **Leases and epochs.** A slot's row in `<schema>.leases` names its
-//!   owner, the epoch (incremented on every claim) and when the lease
-//!   expires by the database's clock; a slot whose owner stopped renewing is
-//!   free. Expiry is a liveness device only: safety comes from the epoch.
+//!   owner and the epoch (incremented on every claim). A lease lives as long
+//!   as its owner's member row: a slot whose owner stopped renewing that row
+//!   is free. So a round writes only the member row, never a lease row that
+//!   effect transactions hold `FOR SHARE`, and cannot queue behind them on
+//!   a busy database. Expiry is a liveness device only: safety comes from
+//!   the epoch.
 //! - **Fencing.** Every effect transaction checks, with `FOR SHARE` on the
 //!   slot's row, that the slot is still owned by this member at the granted
 //!   epoch ([`Fence`]); a claim updates that row, so either the claim comes
@@ -234,7 +237,7 @@ impl Membership {
             &[&self.group, &self.member, &self.instance, &ttl_ms],
         )
         .await?;
-        let mut owned = grants(&tx, &self.sql.renew, &[&self.group, &self.member, &ttl_ms]).await?;
+        let mut owned = grants(&tx, &self.sql.renew, &[&self.group, &self.member]).await?;
         let statement = tx.prepare_cached(&self.sql.members).await?;
         let members: Vec<(Uuid, i64, i64)> = tx
             .query(&statement, &[&self.group])
@@ -250,7 +253,7 @@ impl Membership {
             let claimed = grants(
                 &tx,
                 &self.sql.claim,
-                &[&self.group, &self.member, &(quota - held), &ttl_ms],
+                &[&self.group, &self.member, &(quota - held)],
             )
             .await?;
             owned.extend(claimed);

@@ -271,7 +271,7 @@ async fn takeover(
             let owned: i64 = admin
                 .query_one(
                     "SELECT count(*) FROM orders.leases \
-                     WHERE lease_group = $1 AND owner = $2 AND expires_at > now()",
+                     WHERE lease_group = $1 AND owner = $2",
                     &[&SAGA_GROUP, &member],
                 )
                 .await?

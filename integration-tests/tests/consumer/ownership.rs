@@ -381,6 +381,47 @@ async fn owners_name_each_slots_replica_and_hold_and_a_release_drops_the_hold() 
     assert!(owners[1].live, "{owners:?}");
 }
 
+#[tokio::test]
+async fn a_round_is_not_held_up_by_an_effect_transactions_fence() {
+    let db = TestDatabase::create().await;
+    let pool = orderly::postgres::pool(&db.config).expect("pool");
+    let ttl = Duration::from_secs(2);
+    let membership = Membership::new(pool.clone(), "orders", "fence-test", ttl);
+    let first = membership.round(2).await.expect("first round");
+    assert_eq!(first.owned.len(), 2, "{first:?}");
+
+    // A long effect transaction holds its fence: FOR SHARE on the slot's
+    // lease row, kept past several lease TTLs.
+    let mut holder = db.client().await;
+    let effect = holder.transaction().await.expect("begin");
+    effect
+        .execute(
+            "SELECT 1 FROM orders.leases \
+             WHERE lease_group = 'fence-test' AND slot = 0 FOR SHARE",
+            &[],
+        )
+        .await
+        .expect("take the fence");
+    let until = Instant::now() + ttl * 3;
+    let mut rounds = 0;
+    while Instant::now() < until {
+        let round = membership
+            .round(2)
+            .await
+            .expect("a round beside a held fence");
+        assert_eq!(round.owned, first.owned, "the grants changed: {round:?}");
+        rounds += 1;
+        tokio::time::sleep(membership.round_interval()).await;
+    }
+    assert!(rounds >= 6, "only {rounds} rounds ran");
+    effect.rollback().await.expect("end the effect");
+
+    // The leases stayed live throughout: another member finds nothing free.
+    let other = Membership::new(pool, "orders", "fence-test", ttl);
+    let round = other.round(2).await.expect("the other's round");
+    assert!(round.owned.is_empty(), "a live lease was taken: {round:?}");
+}
+
 fn record(aggregate: &str, version: u64) -> TopicRecord {
     TopicRecord {
         key: Some(aggregate.as_bytes().to_vec()),

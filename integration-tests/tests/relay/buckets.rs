@@ -159,8 +159,8 @@ async fn a_relay_whose_buckets_were_taken_while_its_mark_waited_marks_nothing() 
     let platform = TestPlatform::builder()
         .relay_with(|config| {
             orders_only(config);
-            // The lease rounds wait for the test's lock too: the grant must
-            // outlast the produce and the mark that follow.
+            // Long leases: the grants must outlast the produce and the mark
+            // that wait for the test's lock.
             config.lease_ttl_ms = 30_000;
         })
         .start()
@@ -204,11 +204,15 @@ async fn a_relay_whose_buckets_were_taken_while_its_mark_waited_marks_nothing() 
         (waiting > 0).then_some(())
     })
     .await;
-    // Another member takes every bucket under a new epoch meanwhile.
+    // Another member, live for an hour, takes every bucket under a new
+    // epoch meanwhile.
     takeover
         .execute(
-            "UPDATE orders.leases SET owner = gen_random_uuid(), epoch = epoch + 1, \
-                 expires_at = now() + interval '1 hour' \
+            "WITH other AS ( \
+                 INSERT INTO orders.lease_members (lease_group, member, instance, expires_at) \
+                 VALUES ('orderly-relay', gen_random_uuid(), 'test/1', now() + interval '1 hour') \
+                 RETURNING member) \
+             UPDATE orders.leases SET owner = (SELECT member FROM other), epoch = epoch + 1 \
              WHERE lease_group = 'orderly-relay'",
             &[],
         )
@@ -237,7 +241,8 @@ async fn a_relay_whose_buckets_were_taken_while_its_mark_waited_marks_nothing() 
     // consumers absorb) and marks them.
     writer
         .execute(
-            "UPDATE orders.leases SET owner = NULL, expires_at = '-infinity' \
+            "WITH gone AS (DELETE FROM orders.lease_members WHERE instance = 'test/1') \
+             UPDATE orders.leases SET owner = NULL, expires_at = '-infinity' \
              WHERE lease_group = 'orderly-relay'",
             &[],
         )
