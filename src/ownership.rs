@@ -151,6 +151,11 @@ pub struct Membership {
     /// Whether the current round has its connection (a round that times
     /// out says which part was slow: the pool or the statements).
     connected: AtomicBool,
+    /// The connection rounds run on, kept out of the pool between rounds:
+    /// a busy replica's work can hold every other connection of the pool,
+    /// and a round waiting behind it would let the leases lapse. A failed
+    /// round gives it back; the next takes a fresh one.
+    session: tokio::sync::Mutex<Option<deadpool_postgres::Object>>,
 }
 
 impl Membership {
@@ -167,6 +172,7 @@ impl Membership {
             ensured: AtomicI32::new(0),
             rounds: AtomicU64::new(0),
             connected: AtomicBool::new(false),
+            session: tokio::sync::Mutex::default(),
         }
     }
 
@@ -223,9 +229,25 @@ impl Membership {
     }
 
     async fn round_inner(&self, slots: i32) -> Result<(Vec<Grant>, Vec<Grant>), OwnershipError> {
-        let ttl_ms = i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX);
-        let mut client = self.pool.get().await?;
+        let mut session = self.session.lock().await;
+        let mut client = match session.take() {
+            Some(client) => client,
+            None => self.pool.get().await?,
+        };
         self.connected.store(true, Ordering::Relaxed);
+        let round = self.round_on(&mut client, slots).await;
+        if round.is_ok() {
+            *session = Some(client);
+        }
+        round
+    }
+
+    async fn round_on(
+        &self,
+        client: &mut deadpool_postgres::Object,
+        slots: i32,
+    ) -> Result<(Vec<Grant>, Vec<Grant>), OwnershipError> {
+        let ttl_ms = i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX);
         let tx = client.transaction().await?;
         if self.ensured.load(Ordering::Relaxed) != slots {
             let statement = tx.prepare_cached(&self.sql.ensure_slots).await?;

@@ -382,13 +382,24 @@ async fn owners_name_each_slots_replica_and_hold_and_a_release_drops_the_hold() 
 }
 
 #[tokio::test]
-async fn a_round_is_not_held_up_by_an_effect_transactions_fence() {
+async fn a_round_is_held_up_neither_by_a_fence_nor_by_a_busy_pool() {
     let db = TestDatabase::create().await;
-    let pool = orderly::postgres::pool(&db.config).expect("pool");
+    let config = orderly::config::PostgresConfig {
+        database_pool_size: 2,
+        ..db.config.clone()
+    };
+    let pool = orderly::postgres::pool(&config).expect("pool");
     let ttl = Duration::from_secs(2);
     let membership = Membership::new(pool.clone(), "orders", "fence-test", ttl);
     let first = membership.round(2).await.expect("first round");
     assert_eq!(first.owned.len(), 2, "{first:?}");
+    // The replica's work takes every connection the pool has free.
+    let mut busy = Vec::new();
+    let briefly = deadpool_postgres::Timeouts::wait_millis(200);
+    while let Ok(connection) = pool.timeout_get(&briefly).await {
+        busy.push(connection);
+    }
+    assert!(!busy.is_empty(), "the pool had no connection for work");
 
     // A long effect transaction holds its fence: FOR SHARE on the slot's
     // lease row, kept past several lease TTLs.
@@ -415,6 +426,7 @@ async fn a_round_is_not_held_up_by_an_effect_transactions_fence() {
     }
     assert!(rounds >= 6, "only {rounds} rounds ran");
     effect.rollback().await.expect("end the effect");
+    drop(busy);
 
     // The leases stayed live throughout: another member finds nothing free.
     let other = Membership::new(pool, "orders", "fence-test", ttl);
