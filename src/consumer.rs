@@ -152,6 +152,14 @@ pub trait Handler: Send + Sync + 'static {
         event: &Event,
         effect: Self::Effect,
     ) -> impl Future<Output = Result<(), HandleError>> + Send;
+
+    /// Called once the transaction that applied `event` has committed
+    /// (never for a duplicate or a rolled-back transaction), for news that
+    /// must not hold the commit up, e.g. waking readers of a read model.
+    /// Best effort: a crash right after the commit skips it.
+    fn committed(&self, event: &Event) {
+        let _ = event;
+    }
 }
 
 /// What a consumer consumes and where it keeps its bookkeeping.

@@ -439,6 +439,7 @@ impl<H: Handler> Pipeline<H> {
         }
         guard::apply(&self.handler, &tx, &event, effect, &self.metrics).await?;
         tx.commit().await?;
+        self.handler.committed(&event);
         if let Mode::Live(_) = mode {
             deferred.clear();
         }

@@ -27,7 +27,7 @@ use crate::{
     rebuild::Rebuilds,
     service::Views,
     store::{Store, Tables},
-    wake::{self, Wakeups},
+    wake::{self, Announcer, Wakeups},
 };
 
 /// The fully qualified gRPC service name, as health reports it.
@@ -83,13 +83,19 @@ impl App {
             backoff_max: self.config.consumer_backoff_max(),
             runtime: self.config.consumer.clone(),
         };
+        let wakeups = Wakeups::default();
+        let announcer = Announcer::new(wakeups.clone());
+        let announcing = tokio::spawn(wake::announce(
+            self.pool.clone(),
+            announcer.clone(),
+            stop_tasks.clone(),
+        ));
         let delay = crate::consume::delay_histogram();
-        let projector = Projector::new(CONSUMER_NAME, Store::new(&Tables::live()), true)
+        let projector = Projector::new(CONSUMER_NAME, Store::new(&Tables::live()), Some(announcer))
             .with_delay(delay.clone());
         let consumer = Consumer::spawn(settings, self.pool.clone(), projector, stop_tasks.clone())
             .map_err(StartupError::from)?;
 
-        let wakeups = Wakeups::default();
         let listener = tokio::spawn(wake::listen(
             self.config.postgres.clone(),
             wakeups.clone(),
@@ -151,6 +157,7 @@ impl App {
         consumer.stopped().await;
         rebuilds.finished().await;
         let _ = listener.await;
+        let _ = announcing.await;
         served.map_err(StartupError::from)?;
         Ok(())
     }

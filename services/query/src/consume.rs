@@ -27,6 +27,7 @@ use crate::{
         Change, ChangeKind, Created, Item, OrderChange, OrderStatus, PaymentChange, PaymentStatus,
     },
     store::{self, Store},
+    wake::Announcer,
 };
 
 /// The live projector's consumer name: its group, dead-letter topics and
@@ -39,9 +40,9 @@ pub const SCHEMA: &str = "query";
 pub struct Projector {
     consumer: &'static str,
     store: Store,
-    /// Whether commits wake readers (the live view) or not (a rebuild's
-    /// shadow tables, which nobody reads until the swap).
-    notify: bool,
+    /// Who hears of committed changes: the live view's readers; none for a
+    /// rebuild's shadow tables, which nobody reads until the swap.
+    announcer: Option<Announcer>,
     /// Events applied so far (a rebuild's progress).
     applied: Arc<AtomicU64>,
     /// Set by a rebuild while it swaps this projector's shadow tables in:
@@ -65,11 +66,11 @@ pub fn delay_histogram() -> Histogram {
 
 impl Projector {
     /// A projector named `consumer` writing through `store`.
-    pub fn new(consumer: &'static str, store: Store, notify: bool) -> Self {
+    pub fn new(consumer: &'static str, store: Store, announcer: Option<Announcer>) -> Self {
         Self {
             consumer,
             store,
-            notify,
+            announcer,
             applied: Arc::default(),
             retired: Arc::default(),
             delay: None,
@@ -100,7 +101,7 @@ impl Projector {
         let change = change_of(event)?;
         // Independent writes of one transaction, sent together: one round
         // trip with the server instead of one per statement.
-        let (version, ()) = tokio::try_join!(
+        tokio::try_join!(
             self.store.apply(tx, &change),
             store::record_progress(
                 tx,
@@ -110,9 +111,6 @@ impl Projector {
                 change.occurred_at,
             ),
         )?;
-        if self.notify {
-            store::notify(tx, change.order_id, version).await?;
-        }
         Ok(change.occurred_at)
     }
 }
@@ -151,6 +149,12 @@ impl Handler for Projector {
             // A statement that waited for the swap finds its table renamed.
             Err(_) if self.retired.load(Ordering::SeqCst) => Err(retired()),
             Err(error) => Err(error),
+        }
+    }
+
+    fn committed(&self, event: &Event) {
+        if let (Some(announcer), Ok(change)) = (&self.announcer, change_of(event)) {
+            announcer.announce(change.order_id);
         }
     }
 }

@@ -311,7 +311,7 @@ impl Inner {
     }
 
     fn spawn(&self, name: &'static str, tables: &Tables, loaded: u64) -> Result<Running, Error> {
-        let projector = Projector::new(name, Store::new(tables), false);
+        let projector = Projector::new(name, Store::new(tables), None);
         let (applied, retired) = (projector.applied(), projector.retired());
         let stop = self.shutdown.child_token();
         let settings = ConsumerSettings {

@@ -206,14 +206,6 @@ impl Store {
     }
 }
 
-/// Wakes every replica's readers of `order_id` once the transaction commits.
-pub async fn notify(tx: &impl GenericClient, order_id: Uuid, version: u64) -> Result<(), Error> {
-    let statement = tx.prepare_cached(include_str!("store/notify.sql")).await?;
-    tx.execute(&statement, &[&order_id.to_string(), &version.to_string()])
-        .await?;
-    Ok(())
-}
-
 /// Records that `consumer` applied an event of the partition, which
 /// happened at `occurred_at`.
 pub async fn record_progress(

@@ -1,9 +1,12 @@
 //! Wake-ups for readers waiting on a view (GetOrder with a consistency
-//! token, WatchOrder). The projector's apply transaction sends
-//! `pg_notify('orderly_query_view', '<order_id>:<version>')`; every replica
-//! LISTENs on one dedicated connection and wakes the readers of that order,
-//! so a reader on any replica learns of a commit made by any projector
-//! without polling the table.
+//! token, WatchOrder). After its commit the projector wakes this replica's
+//! readers and announces the change ([`Announcer`]) with
+//! `pg_notify('orderly_query_view', '<order_id>,<order_id>,…')`; every
+//! replica LISTENs on one dedicated connection and wakes the readers of
+//! those orders, so a reader on any replica learns of a commit made by any
+//! projector without polling the table.
+
+mod announce;
 
 use std::{
     collections::HashMap,
@@ -17,6 +20,8 @@ use tokio::sync::watch;
 use tokio_postgres::AsyncMessage;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
+
+pub use self::announce::{Announcer, run as announce};
 
 /// The channel the projector notifies.
 pub const CHANNEL: &str = "orderly_query_view";
@@ -154,9 +159,12 @@ async fn session(postgres: &PostgresConfig, wakeups: &Wakeups, backoff: &mut Bac
         while let Some(message) = messages.next().await {
             match message {
                 Ok(AsyncMessage::Notification(n)) if n.channel() == CHANNEL => {
-                    let order = n.payload().split(':').next().unwrap_or_default();
-                    if let Ok(order_id) = Uuid::parse_str(order) {
-                        woken.wake(order_id);
+                    // `id,id,…`; earlier versions sent `id:version`, one each.
+                    for item in n.payload().split(',') {
+                        let order = item.split(':').next().unwrap_or_default();
+                        if let Ok(order_id) = Uuid::parse_str(order) {
+                            woken.wake(order_id);
+                        }
                     }
                 }
                 Ok(_) => {}

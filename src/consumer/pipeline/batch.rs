@@ -263,14 +263,19 @@ impl<H: Handler> Pipeline<H> {
             drop(client);
             return Err(self.after_conflict(error, fence, deferred).await);
         }
+        let mut applied = Vec::with_capacity(members.len());
         for (member, effect) in members.iter().zip(effects) {
             if let Some(effect) = effect {
                 guard::apply(&self.handler, &tx, &member.event, effect, &self.metrics)
                     .instrument(member.span.clone())
                     .await?;
+                applied.push(&member.event);
             }
         }
         tx.commit().await?;
+        for event in applied {
+            self.handler.committed(event);
+        }
         deferred.clear();
         Ok(outcomes)
     }
