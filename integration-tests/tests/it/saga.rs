@@ -3,10 +3,8 @@
 //! the payment, the stock and its conservation. Faults, duplicates and load
 //! are in `saga/faults.rs`.
 
-#[path = "saga/faults.rs"]
 mod faults;
-#[path = "saga/support.rs"]
-mod support;
+pub(crate) mod support;
 
 use std::time::Duration;
 

@@ -5,7 +5,6 @@
 //! deadline; Redis unreachable; and 20 000 orders, a few of them broken,
 //! in seconds.
 
-#[path = "verify/support.rs"]
 mod support;
 
 use std::{collections::BTreeSet, time::Duration};

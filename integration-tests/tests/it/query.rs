@@ -5,11 +5,8 @@
 //! orders, listing and status are in `query/events.rs`, rebuilds in
 //! `query/rebuild.rs`.
 
-#[path = "query/events.rs"]
 mod events;
-#[path = "query/rebuild.rs"]
 mod rebuild;
-#[path = "query/support.rs"]
 mod support;
 
 use std::time::Duration;
