@@ -190,6 +190,74 @@ impl fmt::Display for Failure {
     }
 }
 
+/// A database call that failed, as every service's error enum carries it
+/// (`#[error(transparent)] Db(#[from] DbError)`), classified once by
+/// [`Failure`]: a transient failure answers UNAVAILABLE (the same request
+/// may succeed later), anything else INTERNAL. [`from_db_errors!`] gives a
+/// service's enum the conversions `?` needs from a query's and a pool's
+/// errors.
+///
+/// [`from_db_errors!`]: crate::from_db_errors
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The database is unreachable, overloaded, or aborted the work for
+    /// reasons unrelated to the request (see [`is_transient`]).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A failure that is neither the request's fault nor transient: a bug,
+    /// a schema that does not match the code.
+    #[error("database error: {}", describe(.0))]
+    Failed(tokio_postgres::Error),
+}
+
+impl DbError {
+    /// Whether retrying may help: the caller answers UNAVAILABLE, else
+    /// INTERNAL.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
+impl From<tokio_postgres::Error> for DbError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        match Failure::of(&error) {
+            Failure::Transient(why) => Self::Unavailable(why),
+            Failure::Permanent(_) => Self::Failed(error),
+        }
+    }
+}
+
+impl From<PoolError> for DbError {
+    fn from(error: PoolError) -> Self {
+        match error {
+            PoolError::Backend(error) => error.into(),
+            other => Self::Unavailable(Failure::of_pool(&other).to_string()),
+        }
+    }
+}
+
+/// Implements `From<tokio_postgres::Error>` and
+/// `From<deadpool_postgres::PoolError>` for a service's error enum through
+/// its `Db(`[`DbError`]`)` variant, so that `?` on a query or a pool checkout
+/// classifies the failure the one way [`DbError`] does. The crate using it
+/// depends on tokio-postgres and deadpool-postgres.
+#[macro_export]
+macro_rules! from_db_errors {
+    ($error:ty) => {
+        impl ::core::convert::From<::tokio_postgres::Error> for $error {
+            fn from(error: ::tokio_postgres::Error) -> Self {
+                Self::Db($crate::postgres::DbError::from(error))
+            }
+        }
+
+        impl ::core::convert::From<::deadpool_postgres::PoolError> for $error {
+            fn from(error: ::deadpool_postgres::PoolError) -> Self {
+                Self::Db($crate::postgres::DbError::from(error))
+            }
+        }
+    };
+}
+
 /// The error with its causes ("error connecting to server: Connection
 /// refused"), since tokio-postgres's own message omits them.
 pub fn describe(error: &tokio_postgres::Error) -> String {
@@ -250,5 +318,11 @@ mod tests {
         let failure = Failure::of_pool(&PoolError::Closed);
         assert!(failure.is_transient(), "{failure:?}");
         assert!(failure.description().contains("closed"), "{failure}");
+        let error = DbError::from(PoolError::Closed);
+        assert!(error.is_transient(), "{error:?}");
+        assert_eq!(
+            error.to_string(),
+            "database unavailable: connection pool: Pool has been closed"
+        );
     }
 }
