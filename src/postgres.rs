@@ -1,5 +1,5 @@
-//! Postgres connection pool, dedicated sessions, TLS, session settings and
-//! error classification.
+//! Postgres settings, connection pool, dedicated sessions, TLS, session
+//! settings and error classification.
 
 mod tls;
 
@@ -12,7 +12,52 @@ use tokio_postgres::{Client, Socket, error::SqlState, tls::MakeTlsConnect};
 
 pub use tls::{Connector, SslMode, UrlTls, check as check_tls, connector, split_url};
 
-use crate::config::{ConfigError, PostgresConfig};
+use crate::env::{ConfigError, optional, var};
+
+/// Postgres connection settings shared by every component with a database.
+#[derive(Debug, Clone)]
+pub struct PostgresConfig {
+    /// `ORDERLY_DATABASE_URL`: libpq-style URL of the orderly database.
+    pub database_url: String,
+    /// `ORDERLY_DATABASE_POOL_SIZE`: connections per component.
+    pub database_pool_size: usize,
+    /// `ORDERLY_DATABASE_STATEMENT_TIMEOUT_MS`: the server cancels any
+    /// statement running longer (a lock held elsewhere, a hung database), so
+    /// a request fails fast with UNAVAILABLE instead of at its deadline.
+    /// 0 sets none: the server's or role's own setting applies.
+    pub statement_timeout_ms: u64,
+    /// `ORDERLY_DATABASE_CA_FILE`: PEM bundle of the CA the server's
+    /// certificate must chain to (else the URL's `sslrootcert`, else, for
+    /// `sslmode=verify-ca`/`verify-full`, the system's roots).
+    pub database_ca_file: Option<String>,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        Self {
+            database_url: "postgres://postgres@127.0.0.1:5432/orderly".to_owned(),
+            database_pool_size: 16,
+            statement_timeout_ms: 5_000,
+            database_ca_file: None,
+        }
+    }
+}
+
+impl PostgresConfig {
+    /// Reads the settings, defaulting each unset variable.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let d = Self::default();
+        let config = Self {
+            database_url: var("DATABASE_URL", d.database_url)?,
+            database_pool_size: var("DATABASE_POOL_SIZE", d.database_pool_size)?,
+            statement_timeout_ms: var("DATABASE_STATEMENT_TIMEOUT_MS", d.statement_timeout_ms)?,
+            database_ca_file: optional("DATABASE_CA_FILE")?,
+        };
+        // A CA that cannot be read fails startup, naming the variable.
+        check_tls(&config)?;
+        Ok(config)
+    }
+}
 
 /// A connection opened by [`connect`]: TLS or plain, as the URL asked.
 pub type Connection =
