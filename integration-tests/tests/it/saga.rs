@@ -8,31 +8,15 @@ mod deadlines;
 mod faults;
 pub(crate) mod support;
 
-use orderly::proto::v1::{CancelOrderRequest, OrderStatus, PaymentStatus};
+use orderly::proto::v1::{OrderStatus, PaymentStatus};
 use orderly_integration_tests::{
     Component, CountingGateway, TestPlatform, eventually, scrape_metrics,
 };
 
 use support::{
-    SAGA_WAIT, assert_conserved, create, payment, stock, until_nothing_reserved, until_payment,
-    until_status,
+    SAGA_WAIT, assert_conserved, cancel, create, payment, stock, until_nothing_reserved,
+    until_payment, until_status,
 };
-
-async fn cancel(
-    platform: &TestPlatform,
-    order_id: &str,
-    reason: &str,
-) -> Result<(), tonic::Status> {
-    platform
-        .order_client()
-        .await
-        .cancel_order(CancelOrderRequest {
-            order_id: order_id.to_owned(),
-            reason: reason.to_owned(),
-        })
-        .await
-        .map(|_| ())
-}
 
 /// Waits until the order service's /metrics has every one of `samples`
 /// (a series and its value) exactly.
