@@ -20,7 +20,7 @@
 
 use std::fmt;
 
-use crate::config::{ConfigError, ENV_PREFIX};
+use crate::env::{ConfigError, ENV_PREFIX};
 
 pub mod contract;
 mod layer;

@@ -1,28 +1,19 @@
 //! Typed configuration from `ORDERLY_*` environment variables.
 //!
-//! Every setting is read with [`var`], which parses it with `FromStr` and
-//! names the variable when the value is malformed. Defaults work on a
+//! Every setting is read with [`var`] (from [`env`](crate::env), as are
+//! the other readers), which parses it with `FromStr` and names the variable
+//! when the value is malformed. Defaults work on a
 //! developer machine. (A generic env-to-serde mapper was tried and dropped:
 //! it typed "12345" as a number and then refused it for string settings.)
 
-use std::{fmt::Display, str::FromStr, time::Duration};
+use std::time::Duration;
 
 use crate::{auth::AuthConfig, tls::TlsConfig};
 
-/// The prefix of every orderly environment variable.
-pub const ENV_PREFIX: &str = "ORDERLY_";
-
-/// A configuration value was malformed.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid configuration: {0}")]
-pub struct ConfigError(String);
-
-impl ConfigError {
-    /// A failure of variable `ORDERLY_<name>`.
-    pub fn invalid(name: &str, why: impl Display) -> Self {
-        Self(format!("{ENV_PREFIX}{name}: {why}"))
-    }
-}
+pub use crate::{
+    env::{ConfigError, ENV_PREFIX, millis, optional, parse, parse_millis, var},
+    postgres::PostgresConfig,
+};
 
 /// Hides the password of every `scheme://user:password@host` URL in `text`,
 /// so effective settings can be printed or logged.
@@ -51,69 +42,6 @@ pub fn redact_urls(text: &str) -> String {
     out
 }
 
-/// Reads `ORDERLY_<name>`, or returns `default` when it is unset or empty.
-pub fn var<T>(name: &str, default: T) -> Result<T, ConfigError>
-where
-    T: FromStr,
-    T::Err: Display,
-{
-    parse(name, raw(name)?.as_deref(), default)
-}
-
-/// Reads `ORDERLY_<name>` as a number of milliseconds, at least 1, or
-/// returns `default` when it is unset or empty.
-pub fn millis(name: &str, default: Duration) -> Result<Duration, ConfigError> {
-    parse_millis(name, raw(name)?.as_deref(), default)
-}
-
-/// Reads `ORDERLY_<name>`, `None` when it is unset or blank.
-pub fn optional(name: &str) -> Result<Option<String>, ConfigError> {
-    Ok(raw(name)?
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty()))
-}
-
-/// `ORDERLY_<name>`'s value, `None` when it is unset.
-fn raw(name: &str) -> Result<Option<String>, ConfigError> {
-    match std::env::var(format!("{ENV_PREFIX}{name}")) {
-        Ok(raw) => Ok(Some(raw)),
-        Err(std::env::VarError::NotPresent) => Ok(None),
-        Err(std::env::VarError::NotUnicode(_)) => {
-            Err(ConfigError::invalid(name, "is not valid UTF-8"))
-        }
-    }
-}
-
-/// Parses `raw`, the value of `ORDERLY_<name>` (`None` or blank: `default`),
-/// as [`var`] does; apart from the environment so it can be tested.
-pub fn parse<T>(name: &str, raw: Option<&str>, default: T) -> Result<T, ConfigError>
-where
-    T: FromStr,
-    T::Err: Display,
-{
-    match raw {
-        Some(raw) if !raw.trim().is_empty() => raw
-            .trim()
-            .parse()
-            .map_err(|e| ConfigError::invalid(name, format!("{e} (got {raw:?})"))),
-        _ => Ok(default),
-    }
-}
-
-/// Parses `raw` as [`millis`] does.
-pub fn parse_millis(
-    name: &str,
-    raw: Option<&str>,
-    default: Duration,
-) -> Result<Duration, ConfigError> {
-    // A default beyond u64 milliseconds (584 million years) is not a setting.
-    let default = u64::try_from(default.as_millis()).unwrap_or(u64::MAX);
-    match parse(name, raw, default)? {
-        0 => Err(ConfigError::invalid(name, "must be at least 1")),
-        value => Ok(Duration::from_millis(value)),
-    }
-}
-
 /// `ORDERLY_SAGA_PENDING_DEADLINE_MS`: how long an order may stay PENDING
 /// before the order saga cancels it. Read by the saga's sweeper, which
 /// cancels, and by verify, which reports orders left past it; kept here
@@ -126,35 +54,6 @@ pub const DEFAULT_SAGA_PENDING_DEADLINE: Duration = Duration::from_secs(15 * 60)
 /// Reads `ORDERLY_SAGA_PENDING_DEADLINE_MS` (at least 1 ms).
 pub fn saga_pending_deadline() -> Result<Duration, ConfigError> {
     millis(SAGA_PENDING_DEADLINE_MS, DEFAULT_SAGA_PENDING_DEADLINE)
-}
-
-/// Postgres connection settings shared by every component with a database.
-#[derive(Debug, Clone)]
-pub struct PostgresConfig {
-    /// `ORDERLY_DATABASE_URL`: libpq-style URL of the orderly database.
-    pub database_url: String,
-    /// `ORDERLY_DATABASE_POOL_SIZE`: connections per component.
-    pub database_pool_size: usize,
-    /// `ORDERLY_DATABASE_STATEMENT_TIMEOUT_MS`: the server cancels any
-    /// statement running longer (a lock held elsewhere, a hung database), so
-    /// a request fails fast with UNAVAILABLE instead of at its deadline.
-    /// 0 sets none: the server's or role's own setting applies.
-    pub statement_timeout_ms: u64,
-    /// `ORDERLY_DATABASE_CA_FILE`: PEM bundle of the CA the server's
-    /// certificate must chain to (else the URL's `sslrootcert`, else, for
-    /// `sslmode=verify-ca`/`verify-full`, the system's roots).
-    pub database_ca_file: Option<String>,
-}
-
-impl Default for PostgresConfig {
-    fn default() -> Self {
-        Self {
-            database_url: "postgres://postgres@127.0.0.1:5432/orderly".to_owned(),
-            database_pool_size: 16,
-            statement_timeout_ms: 5_000,
-            database_ca_file: None,
-        }
-    }
 }
 
 /// Limits and security applied by every gRPC server (TLS and the token
@@ -204,22 +103,6 @@ impl Default for GrpcLimits {
             auth: AuthConfig::default(),
             tls: TlsConfig::default(),
         }
-    }
-}
-
-impl PostgresConfig {
-    /// Reads the settings, defaulting each unset variable.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let d = Self::default();
-        let config = Self {
-            database_url: var("DATABASE_URL", d.database_url)?,
-            database_pool_size: var("DATABASE_POOL_SIZE", d.database_pool_size)?,
-            statement_timeout_ms: var("DATABASE_STATEMENT_TIMEOUT_MS", d.statement_timeout_ms)?,
-            database_ca_file: optional("DATABASE_CA_FILE")?,
-        };
-        // A CA that cannot be read fails startup, naming the variable.
-        crate::postgres::check_tls(&config)?;
-        Ok(config)
     }
 }
 

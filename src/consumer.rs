@@ -31,6 +31,7 @@ mod admin;
 mod config;
 mod dead_letter;
 mod metrics;
+mod outcome;
 mod pipeline;
 mod prune;
 mod record;

@@ -8,6 +8,7 @@ pub mod bounds;
 pub mod client;
 pub mod config;
 pub mod consumer;
+pub mod env;
 pub mod grpc;
 pub mod kafka;
 pub mod metrics;

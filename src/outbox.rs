@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use prost::Message;
-use tokio_postgres::Statement;
+use tokio_postgres::{Statement, types::ToSql};
 use uuid::Uuid;
 
 use crate::{
@@ -31,6 +31,21 @@ pub struct OutboxRow {
     pub payload: Vec<u8>,
     /// Kafka headers, a flat JSON object of strings.
     pub headers: serde_json::Value,
+}
+
+impl OutboxRow {
+    /// The row's values in the order of the outbox insert's parameters
+    /// (event_id, topic, partition_key, event_type, payload, headers).
+    pub fn params(&self) -> [&(dyn ToSql + Sync); 6] {
+        [
+            &self.event_id,
+            &self.topic,
+            &self.partition_key,
+            &self.event_type,
+            &self.payload,
+            &self.headers,
+        ]
+    }
 }
 
 /// Who an event is about and where it goes.
@@ -151,18 +166,7 @@ impl Outbox {
         statement: &Statement,
         row: &OutboxRow,
     ) -> Result<(), tokio_postgres::Error> {
-        tx.execute(
-            statement,
-            &[
-                &row.event_id,
-                &row.topic,
-                &row.partition_key,
-                &row.event_type,
-                &row.payload,
-                &row.headers,
-            ],
-        )
-        .await?;
+        tx.execute(statement, &row.params()).await?;
         Ok(())
     }
 }

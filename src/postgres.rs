@@ -1,5 +1,5 @@
-//! Postgres connection pool, dedicated sessions, TLS, session settings and
-//! error classification.
+//! Postgres settings, connection pool, dedicated sessions, TLS, session
+//! settings and error classification.
 
 mod tls;
 
@@ -12,7 +12,52 @@ use tokio_postgres::{Client, Socket, error::SqlState, tls::MakeTlsConnect};
 
 pub use tls::{Connector, SslMode, UrlTls, check as check_tls, connector, split_url};
 
-use crate::config::{ConfigError, PostgresConfig};
+use crate::env::{ConfigError, optional, var};
+
+/// Postgres connection settings shared by every component with a database.
+#[derive(Debug, Clone)]
+pub struct PostgresConfig {
+    /// `ORDERLY_DATABASE_URL`: libpq-style URL of the orderly database.
+    pub database_url: String,
+    /// `ORDERLY_DATABASE_POOL_SIZE`: connections per component.
+    pub database_pool_size: usize,
+    /// `ORDERLY_DATABASE_STATEMENT_TIMEOUT_MS`: the server cancels any
+    /// statement running longer (a lock held elsewhere, a hung database), so
+    /// a request fails fast with UNAVAILABLE instead of at its deadline.
+    /// 0 sets none: the server's or role's own setting applies.
+    pub statement_timeout_ms: u64,
+    /// `ORDERLY_DATABASE_CA_FILE`: PEM bundle of the CA the server's
+    /// certificate must chain to (else the URL's `sslrootcert`, else, for
+    /// `sslmode=verify-ca`/`verify-full`, the system's roots).
+    pub database_ca_file: Option<String>,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        Self {
+            database_url: "postgres://postgres@127.0.0.1:5432/orderly".to_owned(),
+            database_pool_size: 16,
+            statement_timeout_ms: 5_000,
+            database_ca_file: None,
+        }
+    }
+}
+
+impl PostgresConfig {
+    /// Reads the settings, defaulting each unset variable.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let d = Self::default();
+        let config = Self {
+            database_url: var("DATABASE_URL", d.database_url)?,
+            database_pool_size: var("DATABASE_POOL_SIZE", d.database_pool_size)?,
+            statement_timeout_ms: var("DATABASE_STATEMENT_TIMEOUT_MS", d.statement_timeout_ms)?,
+            database_ca_file: optional("DATABASE_CA_FILE")?,
+        };
+        // A CA that cannot be read fails startup, naming the variable.
+        check_tls(&config)?;
+        Ok(config)
+    }
+}
 
 /// A connection opened by [`connect`]: TLS or plain, as the URL asked.
 pub type Connection =
@@ -190,6 +235,74 @@ impl fmt::Display for Failure {
     }
 }
 
+/// A database call that failed, as every service's error enum carries it
+/// (`#[error(transparent)] Db(#[from] DbError)`), classified once by
+/// [`Failure`]: a transient failure answers UNAVAILABLE (the same request
+/// may succeed later), anything else INTERNAL. [`from_db_errors!`] gives a
+/// service's enum the conversions `?` needs from a query's and a pool's
+/// errors.
+///
+/// [`from_db_errors!`]: crate::from_db_errors
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The database is unreachable, overloaded, or aborted the work for
+    /// reasons unrelated to the request (see [`is_transient`]).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A failure that is neither the request's fault nor transient: a bug,
+    /// a schema that does not match the code.
+    #[error("database error: {}", describe(.0))]
+    Failed(tokio_postgres::Error),
+}
+
+impl DbError {
+    /// Whether retrying may help: the caller answers UNAVAILABLE, else
+    /// INTERNAL.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
+impl From<tokio_postgres::Error> for DbError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        match Failure::of(&error) {
+            Failure::Transient(why) => Self::Unavailable(why),
+            Failure::Permanent(_) => Self::Failed(error),
+        }
+    }
+}
+
+impl From<PoolError> for DbError {
+    fn from(error: PoolError) -> Self {
+        match error {
+            PoolError::Backend(error) => error.into(),
+            other => Self::Unavailable(Failure::of_pool(&other).to_string()),
+        }
+    }
+}
+
+/// Implements `From<tokio_postgres::Error>` and
+/// `From<deadpool_postgres::PoolError>` for a service's error enum through
+/// its `Db(`[`DbError`]`)` variant, so that `?` on a query or a pool checkout
+/// classifies the failure the one way [`DbError`] does. The crate using it
+/// depends on tokio-postgres and deadpool-postgres.
+#[macro_export]
+macro_rules! from_db_errors {
+    ($error:ty) => {
+        impl ::core::convert::From<::tokio_postgres::Error> for $error {
+            fn from(error: ::tokio_postgres::Error) -> Self {
+                Self::Db($crate::postgres::DbError::from(error))
+            }
+        }
+
+        impl ::core::convert::From<::deadpool_postgres::PoolError> for $error {
+            fn from(error: ::deadpool_postgres::PoolError) -> Self {
+                Self::Db($crate::postgres::DbError::from(error))
+            }
+        }
+    };
+}
+
 /// The error with its causes ("error connecting to server: Connection
 /// refused"), since tokio-postgres's own message omits them.
 pub fn describe(error: &tokio_postgres::Error) -> String {
@@ -250,5 +363,11 @@ mod tests {
         let failure = Failure::of_pool(&PoolError::Closed);
         assert!(failure.is_transient(), "{failure:?}");
         assert!(failure.description().contains("closed"), "{failure}");
+        let error = DbError::from(PoolError::Closed);
+        assert!(error.is_transient(), "{error:?}");
+        assert_eq!(
+            error.to_string(),
+            "database unavailable: connection pool: Pool has been closed"
+        );
     }
 }

@@ -11,7 +11,7 @@ use std::{fmt, time::Duration};
 
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 
-use crate::config::{ConfigError, ENV_PREFIX};
+use crate::env::{ConfigError, ENV_PREFIX};
 
 /// How long a server waits for a client to complete the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

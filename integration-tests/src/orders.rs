@@ -6,10 +6,10 @@ use std::{collections::HashMap, time::Duration};
 
 use crate::{TestPlatform, eventually};
 use orderly::proto::v1::{
-    CreateOrderRequest, GetOrderRequest, GetPaymentRequest, GetStockRequest, Order, OrderItem,
-    OrderStatus, Payment, SetStockRequest, StockLevel,
+    CancelOrderRequest, CreateOrderRequest, GetOrderRequest, GetPaymentRequest, GetStockRequest,
+    Order, OrderItem, OrderStatus, Payment, SetStockRequest, StockLevel,
 };
-use tonic::Code;
+use tonic::{Code, Status};
 
 /// How long a saga may take to finish an order on a busy 2-core machine
 /// (consumer group joins alone take a few seconds).
@@ -74,6 +74,20 @@ pub async fn get(platform: &TestPlatform, order_id: &str) -> Order {
         .into_inner()
         .order
         .expect("an order")
+}
+
+/// Cancels the order; the service's status when it refuses (e.g.
+/// FAILED_PRECONDITION once the saga has finished the order).
+pub async fn cancel(platform: &TestPlatform, order_id: &str, reason: &str) -> Result<(), Status> {
+    platform
+        .order_client()
+        .await
+        .cancel_order(CancelOrderRequest {
+            order_id: order_id.to_owned(),
+            reason: reason.to_owned(),
+        })
+        .await
+        .map(|_| ())
 }
 
 /// Waits until the order is in `status`.

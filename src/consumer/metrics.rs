@@ -17,7 +17,7 @@ use prometheus_client::{
 
 use uuid::Uuid;
 
-use super::pipeline::Outcome;
+use super::outcome::Outcome;
 use crate::{
     metrics::{encode_counter, encode_gauge, escape_label_value},
     ownership::Grant,

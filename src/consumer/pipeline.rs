@@ -20,36 +20,11 @@ use super::{
     config::LogReset,
     dead_letter::DeadLetterProducer,
     metrics::ConsumerMetrics,
+    outcome::Outcome,
     record::{Decoded, Record},
     store::{AckRows, Fenced, LetterEvent, SavedPosition, Store},
 };
 use crate::{backoff::Backoff, ownership::Fence, postgres::Failure, trace::TraceContext};
-
-/// How a record ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Outcome {
-    /// Its effects are committed now.
-    Applied,
-    /// It had been applied before (redelivery or replay).
-    Duplicate,
-    /// It could not be applied and was set aside.
-    DeadLettered,
-    /// Its payload type is unknown to this build: acknowledged, and its
-    /// aggregate's version advanced, so later events are not held.
-    Unhandled,
-}
-
-impl Outcome {
-    /// The outcome as a span attribute.
-    fn name(self) -> &'static str {
-        match self {
-            Self::Applied => "applied",
-            Self::Duplicate => "duplicate",
-            Self::DeadLettered => "dead_lettered",
-            Self::Unhandled => "unhandled",
-        }
-    }
-}
 
 /// Whether a record comes from the topic (checked for version contiguity) or
 /// from an operator's requeue (applied out of band, deduped by the inbox).

@@ -20,7 +20,8 @@ use rustls::{
 };
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::config::{ConfigError, PostgresConfig};
+use super::PostgresConfig;
+use crate::env::ConfigError;
 
 /// The connector for every orderly Postgres connection.
 pub type Connector = MakeRustlsConnect;

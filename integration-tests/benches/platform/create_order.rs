@@ -161,14 +161,7 @@ pub async fn create_directly(direct: &Direct, n: usize) -> Uuid {
     let line_params: [&(dyn ToSql + Sync); 5] = [&id, &line_nos, &skus, &quantities, &prices];
     let lines = client.execute(&direct.items, &line_params);
     let row = order_created(id, &request, total, created_at);
-    let outbox_params: [&(dyn ToSql + Sync); 6] = [
-        &row.event_id,
-        &row.topic,
-        &row.partition_key,
-        &row.event_type,
-        &row.payload,
-        &row.headers,
-    ];
+    let outbox_params = row.params();
     let outbox = client.execute(&direct.outbox, &outbox_params);
     tokio::try_join!(biased; lines, outbox, client.batch_execute("COMMIT"))
         .expect("insert lines, outbox row and commit");

@@ -164,7 +164,7 @@ async fn transition(
     let reason = "";
     let update_params: [&(dyn ToSql + Sync); 4] = [&id, &version, &to, &reason];
     let update = client.query_one(&worker.update, &update_params);
-    let event_params = outbox_params(&event);
+    let event_params = event.params();
     let outbox = client.execute(&worker.orders_outbox, &event_params);
     let ((), row, _, ()) = tokio::try_join!(
         biased;
@@ -201,7 +201,7 @@ async fn pay(
     ];
     let insert = client.query_one(&worker.payment, &params);
     let event = succeeded_event(&order.to_string(), &payment, amount, &request.currency);
-    let event_params = outbox_params(&event);
+    let event_params = event.params();
     let outbox = client.execute(&worker.payments_outbox, &event_params);
     let ((), row, _, ()) = tokio::try_join!(
         biased;
@@ -304,17 +304,6 @@ async fn project(
         client.batch_execute("COMMIT")
     )
     .expect("project");
-}
-
-fn outbox_params(row: &OutboxRow) -> [&(dyn ToSql + Sync); 6] {
-    [
-        &row.event_id,
-        &row.topic,
-        &row.partition_key,
-        &row.event_type,
-        &row.payload,
-        &row.headers,
-    ]
 }
 
 fn event(

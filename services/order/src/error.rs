@@ -1,6 +1,6 @@
 //! The order service's errors and the one place they become gRPC statuses.
 
-use orderly::{startup::StartupError, status::Violations};
+use orderly::{postgres::DbError, startup::StartupError, status::Violations};
 use tonic::Status;
 
 use crate::domain::TransitionError;
@@ -28,35 +28,15 @@ pub enum Error {
     /// Concurrent changes kept winning; the client may retry.
     #[error("order {0} changed concurrently too often; retry")]
     Contended(String),
-    /// The database is unreachable or aborted the transaction transiently.
-    #[error("database unavailable: {0}")]
-    Unavailable(String),
-    /// A database failure that is not the request's fault nor transient.
-    #[error("database error: {}", orderly::postgres::describe(.0))]
-    Database(tokio_postgres::Error),
+    /// A database call failed (UNAVAILABLE when transient, else INTERNAL).
+    #[error(transparent)]
+    Db(#[from] DbError),
     /// Startup failed (or the server failed while serving).
     #[error(transparent)]
     Startup(#[from] StartupError),
 }
 
-impl From<tokio_postgres::Error> for Error {
-    fn from(error: tokio_postgres::Error) -> Self {
-        use orderly::postgres::Failure;
-        match Failure::of(&error) {
-            Failure::Transient(why) => Self::Unavailable(why),
-            Failure::Permanent(_) => Self::Database(error),
-        }
-    }
-}
-
-impl From<deadpool_postgres::PoolError> for Error {
-    fn from(error: deadpool_postgres::PoolError) -> Self {
-        match error {
-            deadpool_postgres::PoolError::Backend(error) => error.into(),
-            other => Self::Unavailable(orderly::postgres::Failure::of_pool(&other).to_string()),
-        }
-    }
-}
+orderly::from_db_errors!(Error);
 
 impl From<Error> for Status {
     fn from(error: Error) -> Self {
@@ -66,11 +46,11 @@ impl From<Error> for Status {
             Error::IllegalTransition(_) => Status::failed_precondition(error.to_string()),
             Error::IdempotencyKeyReused { .. } => Status::already_exists(error.to_string()),
             Error::Contended(_) => Status::aborted(error.to_string()),
-            Error::Unavailable(_) => {
+            Error::Db(DbError::Unavailable(_)) => {
                 tracing::warn!(%error, "request failed: dependency unavailable");
                 Status::unavailable(error.to_string())
             }
-            Error::Database(_) | Error::Startup(_) => {
+            Error::Db(DbError::Failed(_)) | Error::Startup(_) => {
                 tracing::error!(%error, "request failed");
                 Status::internal("internal error; see the order service log")
             }

@@ -2,7 +2,7 @@
 //! order and records its event in the outbox.
 
 use deadpool_postgres::Pool;
-use orderly::trace::TraceContext;
+use orderly::{postgres::DbError, trace::TraceContext};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -88,7 +88,7 @@ impl Orders {
             store::find_by_idempotency_key(client, &new.customer_id, &key)
                 .await?
                 // The conflicting row committed before our insert returned.
-                .ok_or_else(|| Error::Unavailable("idempotency key vanished; retry".into()))?;
+                .ok_or_else(|| DbError::Unavailable("idempotency key vanished; retry".into()))?;
         if stored_digest != digest {
             return Err(Error::IdempotencyKeyReused {
                 key,

@@ -9,7 +9,6 @@ use orderly::{
         Consumer, ConsumerError, ConsumerSettings, DEAD_LETTER_SERVICE, dead_letter_admin,
         register_metrics,
     },
-    kafka::{ORDER_TOPIC, PAYMENT_TOPIC},
     metrics::Registry,
     proto::v1::query_service_server::QueryServiceServer,
     startup::{Listeners, StartupError, migrated_pool},
@@ -20,7 +19,7 @@ use tonic::service::Routes;
 
 use crate::{
     config::Config,
-    consume::{CONSUMER_NAME, Projector, SCHEMA},
+    consume::{CONSUMER_NAME, Projector, SCHEMA, TOPICS},
     domain::PageTokens,
     error::Error,
     grpc::QueryApi,
@@ -32,9 +31,6 @@ use crate::{
 
 /// The fully qualified gRPC service name, as health reports it.
 pub const SERVICE_NAME: &str = "orderly.v1.QueryService";
-
-/// The topics the projectors consume.
-pub(crate) const TOPICS: &[&str] = &[ORDER_TOPIC, PAYMENT_TOPIC];
 
 /// A built query service: its listeners are bound, nothing runs yet.
 #[derive(Debug)]

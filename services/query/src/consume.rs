@@ -17,6 +17,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
 use orderly::{
     consumer::{Event, HandleError, Handler},
+    kafka::{ORDER_TOPIC, PAYMENT_TOPIC},
     metrics::Histogram,
     proto::v1::event_envelope::Payload,
 };
@@ -35,6 +36,8 @@ use crate::{
 pub const CONSUMER_NAME: &str = "query";
 /// The schema holding the projector's inbox and bookkeeping.
 pub const SCHEMA: &str = "query";
+/// The topics the projectors (live and rebuild) consume.
+pub(crate) const TOPICS: &[&str] = &[ORDER_TOPIC, PAYMENT_TOPIC];
 
 /// Applies events to one set of view tables.
 pub struct Projector {

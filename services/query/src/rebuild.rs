@@ -33,8 +33,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::{
-    app::TOPICS,
-    consume::{Projector, SCHEMA},
+    consume::{Projector, SCHEMA, TOPICS},
     error::Error,
     service::Views,
     store::{self, BulkStore, Shadow, Store, Tables},

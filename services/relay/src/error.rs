@@ -1,6 +1,6 @@
 //! The relay's errors and the one place they become gRPC statuses.
 
-use orderly::{startup::StartupError, status::Violations};
+use orderly::{postgres::DbError, startup::StartupError, status::Violations};
 use rdkafka::error::KafkaError;
 use tonic::Status;
 
@@ -13,12 +13,10 @@ pub enum Error {
     /// A RelayAdmin request names a source this relay does not relay.
     #[error("no outbox source {} is relayed here", orderly::status::quoted(.0))]
     UnknownSource(String),
-    /// Postgres refused a statement or the connection broke.
-    #[error("database error: {0}")]
-    Database(#[from] tokio_postgres::Error),
-    /// No pooled connection could be had (database down or saturated).
-    #[error("no database connection: {0}")]
-    Pool(#[from] deadpool_postgres::PoolError),
+    /// Postgres refused a statement, the connection broke, or no pooled
+    /// connection could be had.
+    #[error(transparent)]
+    Db(#[from] DbError),
     /// A source's dedicated database session ended.
     #[error("the source's database session ended")]
     SessionLost,
@@ -34,13 +32,15 @@ pub enum Error {
     Task(#[from] tokio::task::JoinError),
 }
 
+orderly::from_db_errors!(Error);
+
 impl Error {
     /// Whether the failure is a dependency being unavailable, i.e. worth
     /// retrying later rather than a bug or a bad setup.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Database(e) => orderly::postgres::is_transient(e),
-            Error::Pool(_) | Error::SessionLost | Error::Kafka(_) => true,
+            Error::Db(e) => e.is_transient(),
+            Error::SessionLost | Error::Kafka(_) => true,
             Error::Startup(_) | Error::Invalid(_) | Error::UnknownSource(_) | Error::Task(_) => {
                 false
             }

@@ -1,6 +1,6 @@
 //! Verify's errors and the one place they become gRPC statuses.
 
-use orderly::{config::ConfigError, postgres::Failure};
+use orderly::{config::ConfigError, postgres::DbError};
 use tonic::Status;
 
 /// Why a reconciliation could not run (a discrepancy is not an error).
@@ -17,44 +17,25 @@ pub enum Error {
     /// Redis refused a command: a bug, or a key of another type.
     #[error("{0}")]
     Redis(String),
-    /// The database is unreachable or aborted the read transiently.
-    #[error("database unavailable: {0}")]
-    DatabaseUnavailable(String),
-    /// A database failure that is neither transient nor the request's fault
+    /// A database read failed: UNAVAILABLE when transient, else INTERNAL
     /// (e.g. no read access to a schema).
-    #[error("database error: {}", orderly::postgres::describe(.0))]
-    Database(tokio_postgres::Error),
+    #[error(transparent)]
+    Db(#[from] DbError),
     /// The configuration cannot work.
     #[error(transparent)]
     Config(#[from] ConfigError),
 }
 
-impl From<tokio_postgres::Error> for Error {
-    fn from(error: tokio_postgres::Error) -> Self {
-        match Failure::of(&error) {
-            Failure::Transient(why) => Self::DatabaseUnavailable(why),
-            Failure::Permanent(_) => Self::Database(error),
-        }
-    }
-}
-
-impl From<deadpool_postgres::PoolError> for Error {
-    fn from(error: deadpool_postgres::PoolError) -> Self {
-        match error {
-            deadpool_postgres::PoolError::Backend(error) => error.into(),
-            other => Self::DatabaseUnavailable(Failure::of_pool(&other).to_string()),
-        }
-    }
-}
+orderly::from_db_errors!(Error);
 
 impl From<Error> for Status {
     fn from(error: Error) -> Self {
         match error {
-            Error::RedisUnavailable { .. } | Error::DatabaseUnavailable(_) => {
+            Error::RedisUnavailable { .. } | Error::Db(DbError::Unavailable(_)) => {
                 tracing::warn!(%error, "verify failed: dependency unavailable");
                 Status::unavailable(error.to_string())
             }
-            Error::Redis(_) | Error::Database(_) | Error::Config(_) => {
+            Error::Redis(_) | Error::Db(DbError::Failed(_)) | Error::Config(_) => {
                 tracing::error!(%error, "verify failed");
                 Status::internal(error.to_string())
             }

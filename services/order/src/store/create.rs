@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Client, GenericClient};
-use orderly::{outbox::OutboxRow, trace::TraceContext};
+use orderly::{outbox::OutboxRow, postgres::DbError, trace::TraceContext};
 use tokio_postgres::{Statement, types::ToSql};
 use uuid::Uuid;
 
@@ -136,5 +136,5 @@ impl Drop for OpenTransaction {
 /// The connection was already handed on: only a consuming method does
 /// that, so this is never seen.
 fn released() -> Error {
-    Error::Unavailable("the transaction's connection was already released".into())
+    DbError::Unavailable("the transaction's connection was already released".into()).into()
 }

@@ -1,11 +1,9 @@
 //! `orderly orders create|get|cancel|watch`: the order service's API.
 
 use clap::{Subcommand, ValueEnum};
-use orderly::client::GrpcChannel;
 use orderly::proto::v1::{
     CancelOrderRequest, CreateOrderRequest, GetOrderRequest, ListOrdersRequest, ListOrdersResponse,
-    OrderItem, OrderStatus, PaymentStatus, order_service_client::OrderServiceClient,
-    query_service_client::QueryServiceClient,
+    OrderItem, OrderStatus, PaymentStatus, query_service_client::QueryServiceClient,
 };
 use serde_json::json;
 
@@ -120,12 +118,6 @@ fn parse_item(text: &str) -> Result<OrderItem, String> {
     })
 }
 
-/// A client of the order service.
-pub async fn client(common: &Common) -> anyhow::Result<OrderServiceClient<GrpcChannel>> {
-    let channel = rpc::connect(common, "order", &common.order_addr).await?;
-    Ok(OrderServiceClient::new(channel))
-}
-
 /// Runs an `orders` command.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let common = args.common;
@@ -167,7 +159,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 payment_method: payment,
                 idempotency_key: key.unwrap_or_default(),
             };
-            client(&common)
+            rpc::order_client(&common)
                 .await?
                 .create_order(request)
                 .await
@@ -175,7 +167,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 .order
         }
         Command::Get { order_id } => {
-            client(&common)
+            rpc::order_client(&common)
                 .await?
                 .get_order(GetOrderRequest { order_id })
                 .await
@@ -183,7 +175,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 .order
         }
         Command::Cancel { order_id, reason } => {
-            client(&common)
+            rpc::order_client(&common)
                 .await?
                 .cancel_order(CancelOrderRequest { order_id, reason })
                 .await

@@ -5,6 +5,7 @@ use std::time::Duration;
 use anyhow::{Context, anyhow};
 use orderly::{
     client::{ChannelBuilder, GrpcChannel},
+    proto::v1::order_service_client::OrderServiceClient,
     status::code_name,
     tls::TlsConfig,
 };
@@ -35,6 +36,13 @@ pub async fn connect(common: &Common, name: &str, addr: &str) -> anyhow::Result<
         anyhow!("UNAVAILABLE: the {name} service at {addr} does not answer ({error})")
     })?;
     Ok(channels.wrap(channel))
+}
+
+/// A client of the order service (the `orders` commands and `watch`, which
+/// polls it when the query service cannot answer).
+pub async fn order_client(common: &Common) -> anyhow::Result<OrderServiceClient<GrpcChannel>> {
+    let channel = connect(common, "order", &common.order_addr).await?;
+    Ok(OrderServiceClient::new(channel))
 }
 
 /// `CODE: message`, then one line per invalid field when the status

@@ -12,7 +12,7 @@ use orderly::proto::v1::{
 use tokio::time::Instant;
 
 use super::{
-    Common, orders,
+    Common,
     output::{is_final, order_json, status_name, time},
     rpc::{self, Answer},
 };
@@ -56,7 +56,7 @@ async fn follow(common: &Common, args: &Args, printer: &mut Printer) -> anyhow::
     // The write model first: an unknown order fails at once (the query
     // view of an order may not exist yet), and the current state shows
     // even when the query service lags.
-    let mut orders = orders::client(common).await?;
+    let mut orders = rpc::order_client(common).await?;
     let get = GetOrderRequest {
         order_id: args.order_id.clone(),
     };

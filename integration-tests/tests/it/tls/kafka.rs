@@ -8,7 +8,7 @@ use orderly::kafka::{KafkaConfig, KafkaSecurity, ORDER_TOPIC};
 use orderly_integration_tests::{TestPlatform, eventually};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
-use crate::support::{Pki, TlsBroker};
+use super::support::{Pki, TlsBroker};
 
 /// Whether a client with `config` learns the cluster's metadata.
 async fn metadata(config: &KafkaConfig) -> Result<usize, String> {

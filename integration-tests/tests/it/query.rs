@@ -5,40 +5,23 @@
 //! orders, listing and status are in `query/events.rs`, rebuilds in
 //! `query/rebuild.rs`.
 
-#[path = "query/events.rs"]
 mod events;
-#[path = "query/rebuild.rs"]
 mod rebuild;
-#[path = "query/support.rs"]
 mod support;
 
 use std::time::Duration;
 
 use orderly::{
     kafka::{ORDER_TOPIC, PAYMENT_TOPIC},
-    proto::v1::{
-        CancelOrderRequest, ListOrdersRequest, OrderStatus, OrderView, PaymentStatus,
-        WatchOrderRequest,
-    },
+    proto::v1::{ListOrdersRequest, OrderStatus, OrderView, PaymentStatus, WatchOrderRequest},
 };
 use orderly_integration_tests::{Component, TestPlatform, eventually};
 use tokio::time::Instant;
 
 use support::{
-    SAGA_WAIT, create, payment, query_view, stock, until_caught_up, until_status, write_model,
+    SAGA_WAIT, cancel, create, payment, query_view, stock, until_caught_up, until_status,
+    write_model,
 };
-
-async fn cancel(platform: &TestPlatform, order_id: &str, reason: &str) {
-    platform
-        .order_client()
-        .await
-        .cancel_order(CancelOrderRequest {
-            order_id: order_id.to_owned(),
-            reason: reason.to_owned(),
-        })
-        .await
-        .expect("CancelOrder");
-}
 
 /// Reads the view with the write model's final version as consistency
 /// token and checks it against the write model and the payment service.
@@ -101,14 +84,18 @@ async fn views_equal_the_write_model_after_every_saga_path() {
     // Cancelled while PENDING (no relay, so the saga cannot move it).
     platform.stop(Component::Relay).await;
     let pending = create(&platform, "c-paths", &[("SKU-A", 1)], "pm_ok").await;
-    cancel(&platform, &pending.order_id, "changed my mind").await;
+    cancel(&platform, &pending.order_id, "changed my mind")
+        .await
+        .expect("CancelOrder");
     platform.restart(Component::Relay).await;
 
     // Cancelled while RESERVED, then paid late and refunded.
     platform.stop(Component::Payment).await;
     let refunded = create(&platform, "c-paths", &[("SKU-A", 1)], "pm_ok").await;
     until_status(&platform, &refunded.order_id, OrderStatus::Reserved).await;
-    cancel(&platform, &refunded.order_id, "too late").await;
+    cancel(&platform, &refunded.order_id, "too late")
+        .await
+        .expect("CancelOrder");
     platform.restart(Component::Payment).await;
 
     let rejected = create(&platform, "c-paths", &[("SKU-A", 1), ("SKU-B", 3)], "pm_ok").await;

@@ -1,10 +1,7 @@
 //! One order is one trace (DESIGN §8): every component in-process, exporting
 //! over OTLP to an in-process collector. The tracer provider and subscriber
-//! are global, so this binary holds a single test.
-
-#[allow(dead_code)] // Shared with the saga tests; this test needs only a few.
-#[path = "saga/support.rs"]
-mod support;
+//! are global, so this test needs a process of its own: nextest runs every
+//! test in one, and this module holds a single test.
 
 use std::{
     sync::{Arc, Mutex, PoisonError},
@@ -19,7 +16,7 @@ use orderly::{
 use orderly_integration_tests::{TestPlatform, eventually};
 use tokio_util::sync::CancellationToken;
 
-use support::{SAGA_WAIT, create, stock, until_nothing_reserved, until_status};
+use crate::saga::support::{SAGA_WAIT, create, stock, until_nothing_reserved, until_status};
 
 /// What the collector received so far.
 type Received = Arc<Mutex<Vec<ExportedSpan>>>;
@@ -96,7 +93,10 @@ async fn one_order_is_one_trace_from_create_to_confirmation() {
         // Unset, as in a deployment: each component names its spans.
         service_name: None,
     });
-    assert!(telemetry.exporting(), "the first subscriber of this binary");
+    assert!(
+        telemetry.exporting(),
+        "the first subscriber of this process"
+    );
     let stop = CancellationToken::new();
     let (spans, drained) = drain(collector, stop.clone());
 

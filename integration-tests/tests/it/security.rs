@@ -22,7 +22,6 @@ use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
-#[path = "security/every_method.rs"]
 mod every_method;
 
 const CLIENT: &str = "client-token-0123456789";

@@ -9,7 +9,7 @@ use orderly::proto::v1::{
     QueryGetOrderRequest, QueryGetOrderResponse, event_envelope::Payload,
 };
 pub use orderly_integration_tests::orders::{
-    SAGA_WAIT, create, get as write_model, payment, stock, until_status,
+    SAGA_WAIT, cancel, create, get as write_model, payment, stock, until_status,
 };
 use orderly_integration_tests::{TestPlatform, TopicRecord, eventually};
 use prost::Message;
@@ -68,16 +68,7 @@ pub fn envelope(
     at: SystemTime,
     payload: Payload,
 ) -> EventEnvelope {
-    let event_type = match &payload {
-        Payload::OrderCreated(_) => "OrderCreated",
-        Payload::OrderReserved(_) => "OrderReserved",
-        Payload::OrderRejected(_) => "OrderRejected",
-        Payload::OrderConfirmed(_) => "OrderConfirmed",
-        Payload::OrderCancelled(_) => "OrderCancelled",
-        Payload::PaymentSucceeded(_) => "PaymentSucceeded",
-        Payload::PaymentFailed(_) => "PaymentFailed",
-        Payload::PaymentRefunded(_) => "PaymentRefunded",
-    };
+    let event_type = orderly::outbox::event_type(&payload);
     EventEnvelope {
         event_id: Uuid::now_v7().to_string(),
         event_type: event_type.to_owned(),

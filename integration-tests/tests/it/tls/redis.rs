@@ -3,7 +3,7 @@
 
 use orderly::redis::RedisConfig;
 
-use crate::support::{Pki, REDIS_PASSWORD, REDIS_USER, TlsRedis};
+use super::support::{Pki, REDIS_PASSWORD, REDIS_USER, TlsRedis};
 
 /// PING through the kit's pool, or why it failed.
 async fn ping(config: &RedisConfig) -> Result<String, String> {

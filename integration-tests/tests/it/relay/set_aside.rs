@@ -17,7 +17,7 @@ use rdkafka::{
 use tonic::Code;
 use uuid::Uuid;
 
-use crate::support::{
+use super::support::{
     Relay, WAIT, Written, consume, count, kafka, metric, until_active, until_drained, write_event,
 };
 

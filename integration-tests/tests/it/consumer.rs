@@ -10,23 +10,14 @@
 //! whole platform under a failing dependency and a broker that lost its log
 //! (`platform`, run with the whole-platform tests).
 
-#[path = "consumer/compat.rs"]
 mod compat;
-#[path = "consumer/deferred.rs"]
 mod deferred;
-#[path = "consumer/failures.rs"]
 mod failures;
-#[path = "consumer/log_reset.rs"]
 mod log_reset;
-#[path = "consumer/ownership.rs"]
 mod ownership;
-#[path = "consumer/platform.rs"]
 mod platform;
-#[path = "consumer/relay_batch.rs"]
 mod relay_batch;
-#[path = "consumer/retention.rs"]
 mod retention;
-#[path = "consumer/support.rs"]
 mod support;
 
 use std::{sync::atomic::Ordering, time::Duration};

@@ -5,15 +5,10 @@
 //! with all three over TLS here (in-process) and in `tls/processes.rs` (the
 //! `orderly` binary, configured by its environment).
 
-#[path = "tls/kafka.rs"]
 mod kafka;
-#[path = "tls/postgres.rs"]
 mod postgres;
-#[path = "tls/processes.rs"]
 mod processes;
-#[path = "tls/redis.rs"]
 mod redis;
-#[path = "tls/support.rs"]
 mod support;
 
 use orderly::proto::v1::{OrderStatus, PaymentStatus};

@@ -10,27 +10,16 @@
 //! The tests of a process share one platform with every component.
 //! `PROPTEST_CASES` sets the cases per RPC (default 48).
 
-#[path = "hostile/contract.rs"]
 mod contract;
-#[path = "hostile/dead_letter.rs"]
 mod dead_letter;
-#[path = "hostile/inventory.rs"]
 mod inventory;
-#[path = "hostile/limits.rs"]
 mod limits;
-#[path = "hostile/order.rs"]
 mod order;
-#[path = "hostile/payment.rs"]
 mod payment;
-#[path = "hostile/query.rs"]
 mod query;
-#[path = "hostile/relay.rs"]
 mod relay;
-#[path = "hostile/strategies.rs"]
 mod strategies;
-#[path = "hostile/support.rs"]
 mod support;
-#[path = "hostile/verify.rs"]
 mod verify;
 
 use orderly_integration_tests::{TestPlatform, order_request};

@@ -15,7 +15,7 @@ use orderly_integration_tests::{
 };
 use uuid::Uuid;
 
-use crate::support::{
+use super::support::{
     ERRORS, Relay, WAIT, consume, count, kafka, metric, until_drained, write_event,
 };
 

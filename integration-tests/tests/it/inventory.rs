@@ -5,15 +5,10 @@
 //! shares with the order service. Every test runs its own service under its
 //! own key prefix.
 
-#[path = "inventory/bounds.rs"]
 mod bounds;
-#[path = "inventory/errors.rs"]
 mod errors;
-#[path = "inventory/invariants.rs"]
 mod invariants;
-#[path = "inventory/retention.rs"]
 mod retention;
-#[path = "inventory/support.rs"]
 mod support;
 
 use futures::future::join_all;

@@ -3,7 +3,7 @@
 
 use orderly::config::PostgresConfig;
 
-use crate::support::{Pki, TlsPostgres};
+use super::support::{Pki, TlsPostgres};
 
 /// Whether the pool's connection is encrypted (or why it failed).
 async fn pooled_ssl(config: &PostgresConfig) -> Result<bool, String> {

@@ -5,15 +5,14 @@
 //! deadline; Redis unreachable; and 20 000 orders, a few of them broken,
 //! in seconds.
 
-#[path = "verify/support.rs"]
 mod support;
 
 use std::{collections::BTreeSet, time::Duration};
 
-use orderly::proto::v1::{AdjustStockRequest, CancelOrderRequest, OrderStatus};
+use orderly::proto::v1::{AdjustStockRequest, OrderStatus};
 use orderly_integration_tests::{
     TestPlatform, eventually,
-    orders::{SAGA_WAIT, create, stock, until_all_final},
+    orders::{SAGA_WAIT, cancel, create, stock, until_all_final},
 };
 use orderly_order::saga::deadline::{self, Deadline};
 use tonic::Code;
@@ -26,15 +25,7 @@ use support::{Corrupt, found, verify};
 async fn cancelled_order(platform: &TestPlatform) -> String {
     for _ in 0..5 {
         let order = create(platform, "c-cancel", &[("SKU-A", 1)], "pm_ok").await;
-        let cancelled = platform
-            .order_client()
-            .await
-            .cancel_order(CancelOrderRequest {
-                order_id: order.order_id.clone(),
-                reason: "changed my mind".into(),
-            })
-            .await;
-        match cancelled {
+        match cancel(platform, &order.order_id, "changed my mind").await {
             Ok(_) => return order.order_id,
             Err(status) if status.code() == Code::FailedPrecondition => continue,
             Err(status) => panic!("CancelOrder: {status}"),

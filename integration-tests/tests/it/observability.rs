@@ -15,7 +15,6 @@ use orderly::proto::v1::{OrderStatus, SetStockRequest};
 use orderly_integration_tests::{Component, TestPlatform, eventually, orders, scrape_metrics};
 use tokio::time::Instant;
 
-#[path = "observability/startup.rs"]
 mod startup;
 
 const COMPONENTS: [Component; 5] = [

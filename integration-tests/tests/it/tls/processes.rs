@@ -10,7 +10,7 @@ use orderly::proto::v1::{
 };
 use orderly_integration_tests::{Component, eventually, process::ProcessPlatform};
 
-use crate::support::{Pki, REDIS_PASSWORD, REDIS_USER, TlsBroker, TlsPostgres, TlsRedis};
+use super::support::{Pki, REDIS_PASSWORD, REDIS_USER, TlsBroker, TlsPostgres, TlsRedis};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_binary_confirms_an_order_with_every_store_over_tls_from_its_environment() {

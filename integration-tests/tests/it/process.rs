@@ -4,7 +4,6 @@
 //! binary: `cargo build -p orderly-bin` (a workspace build makes it).
 //! The saga SIGKILLed with orders in flight is in `process/saga.rs`.
 
-#[path = "process/saga.rs"]
 mod saga;
 
 use std::time::Duration;

@@ -3,13 +3,9 @@
 //! in `relay/faults.rs`; replicas sharing buckets, take-over and fencing in
 //! `relay/buckets.rs`; poison rows set aside in `relay/set_aside.rs`.
 
-#[path = "relay/buckets.rs"]
 mod buckets;
-#[path = "relay/faults.rs"]
 mod faults;
-#[path = "relay/set_aside.rs"]
 mod set_aside;
-#[path = "relay/support.rs"]
 mod support;
 
 use std::{

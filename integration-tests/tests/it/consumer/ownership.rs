@@ -138,17 +138,6 @@ async fn until_all_applied(setup: &Setup, events: &[(String, u64, Uuid)]) {
     }
 }
 
-async fn effects(setup: &Setup) -> i64 {
-    setup
-        .db
-        .client()
-        .await
-        .query_one("SELECT count(*) FROM orders.test_effects", &[])
-        .await
-        .expect("count effects")
-        .get(0)
-}
-
 #[tokio::test]
 async fn replicas_share_partitions_fairly_a_killed_ones_move_and_a_new_one_takes_its_share() {
     let setup = setup_on(TestKafka::shared_with_partitions(6).await).await;
@@ -185,7 +174,7 @@ async fn replicas_share_partitions_fairly_a_killed_ones_move_and_a_new_one_takes
     }
     let third = produce_spread(&setup, "after-join", 60).await;
     until_all_applied(&setup, &third).await;
-    assert_eq!(effects(&setup).await, 180, "every event applied once");
+    assert_eq!(setup.effects().await, 180, "every event applied once");
     let by: BTreeSet<String> = setup
         .db
         .client()
@@ -255,7 +244,7 @@ async fn a_deposed_replica_cannot_commit_and_every_effect_lands_once() {
     // Both carry on, sharing the partitions again now that a is live.
     let more = produce_spread(&setup, "after-fence", 30).await;
     until_all_applied(&setup, &more).await;
-    assert_eq!(effects(&setup).await, 31);
+    assert_eq!(setup.effects().await, 31);
 }
 
 #[tokio::test]
@@ -282,7 +271,7 @@ async fn a_replica_behind_a_half_open_connection_loses_its_partitions_in_bounded
     assert!(elapsed <= takeover_bound(), "took {elapsed:?}");
     let events = produce_spread(&setup, "half-open", 30).await;
     until_all_applied(&setup, &events).await;
-    assert_eq!(effects(&setup).await, 30);
+    assert_eq!(setup.effects().await, 30);
 }
 
 #[tokio::test]
@@ -321,7 +310,7 @@ async fn a_stuck_partition_does_not_hold_up_the_others() {
     );
     setup.recorder.held.store(false, Ordering::SeqCst);
     setup.until_applied("behind-1499", &[1]).await;
-    assert_eq!(effects(&setup).await, 1 + 1_500 + 40);
+    assert_eq!(setup.effects().await, 1 + 1_500 + 40);
     shutdown.cancel();
     consumer.stopped().await;
 }
