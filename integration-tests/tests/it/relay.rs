@@ -7,6 +7,7 @@ mod buckets;
 mod faults;
 mod set_aside;
 mod support;
+mod wake;
 
 use std::{
     collections::{HashMap, HashSet},

@@ -24,6 +24,10 @@ const NOTIFY_RETRY: &str = include_str!("store/notify_retry.sql");
 const BUCKET_BACKLOG: &str = include_str!("store/bucket_backlog.sql");
 const BUCKETS: &str = include_str!("store/buckets.sql");
 const SESSION_SETTINGS: &str = include_str!("store/session_settings.sql");
+const SLEEP: &str = include_str!("store/sleep.sql");
+/// Lets go of the buckets' wake-up locks (the session holds no other
+/// advisory lock).
+const WAKE: &str = "SELECT pg_advisory_unlock_all()";
 
 /// The channel the outbox triggers notify, with `<schema>:<bucket>` as
 /// payload. RelayAdmin.RetrySetAside notifies it too, with `<schema>:retry`.
@@ -155,6 +159,7 @@ pub struct Queries {
     list_set_aside: String,
     retry_set_aside: String,
     bucket_backlog: String,
+    sleep: String,
 }
 
 impl Queries {
@@ -171,6 +176,7 @@ impl Queries {
             list_set_aside: splice(LIST_SET_ASIDE),
             retry_set_aside: splice(RETRY_SET_ASIDE),
             bucket_backlog: splice(BUCKET_BACKLOG),
+            sleep: splice(SLEEP),
         }
     }
 }
@@ -279,6 +285,7 @@ pub struct Session {
     mark: Statement,
     prune: Statement,
     record_failures: Statement,
+    sleep: Statement,
 }
 
 impl Session {
@@ -291,6 +298,7 @@ impl Session {
             mark: client.prepare(&queries.mark).await?,
             prune: client.prepare(&queries.prune).await?,
             record_failures: client.prepare(&queries.record_failures).await?,
+            sleep: client.prepare(&queries.sleep).await?,
             client,
         })
     }
@@ -300,6 +308,27 @@ impl Session {
         self.client
             .batch_execute(&format!("LISTEN {CHANNEL}"))
             .await?;
+        Ok(())
+    }
+
+    /// Before waiting for notifications: takes the wake-up lock of each of
+    /// `buckets`, so that their writers notify (migration V14). False, with
+    /// none held, while a writer that did not notify has yet to commit;
+    /// read on then. Read once more after true: rows committed before the
+    /// locks were taken were not announced.
+    pub async fn sleep(&self, buckets: &[i32]) -> Result<bool, Error> {
+        let row = self.client.query_one(&self.sleep, &[&buckets]).await?;
+        let asleep: bool = row.try_get(0)?;
+        if !asleep {
+            self.wake().await?;
+        }
+        Ok(asleep)
+    }
+
+    /// Reading again: lets go of the wake-up locks, so writers stop
+    /// notifying.
+    pub async fn wake(&self) -> Result<(), Error> {
+        self.client.batch_execute(WAKE).await?;
         Ok(())
     }
 

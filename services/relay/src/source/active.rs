@@ -31,6 +31,15 @@ use tokio::{sync::mpsc, time::Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::{Backoff, Settings, SourceState, in_flight::InFlight, lease::Buckets};
+
+/// How long the relay keeps reading after its last row before it waits for
+/// notifications: while rows keep coming it polls, so writers need not
+/// notify (a notifying commit queues on a server-wide lock; see migration
+/// V14).
+const LINGER: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// How often it reads meanwhile: the most a row waits for its read then.
+const LINGER_POLL: std::time::Duration = std::time::Duration::from_millis(5);
 use crate::{
     error::Error,
     publisher::{Failure, Fault, Outcome, Publisher},
@@ -63,6 +72,10 @@ impl Relay<'_> {
         let mut renew = false;
         // Whether the last read found rows (read again at once) or not (wait).
         let mut found = true;
+        // Whether this relay holds its buckets' wake-up locks (it waits for
+        // notifications), and when it last found rows (it polls for a while).
+        let mut asleep = false;
+        let mut last_rows = Instant::now();
         while !shutdown.is_cancelled() {
             if Instant::now() >= next_prune {
                 // One relay prunes: the owner of bucket 0.
@@ -115,6 +128,10 @@ impl Relay<'_> {
                 };
                 found = !rows.is_empty();
                 if found {
+                    last_rows = Instant::now();
+                    if std::mem::take(&mut asleep) {
+                        session.wake().await?;
+                    }
                     tracing::trace!(source = %state.name, rows = rows.len(), in_flight = flight.batches(), "producing outbox batch");
                     flight.start(self.publisher, rows);
                     continue;
@@ -133,6 +150,21 @@ impl Relay<'_> {
             self.hand_over(idle).await;
             let waiting_out = Instant::now() < resume_at;
             let in_flight = flight.batches() > 0;
+            let mut poll = settings.poll_interval;
+            if !asleep && !found && !in_flight && !waiting_out && !renew {
+                if last_rows.elapsed() < LINGER {
+                    poll = LINGER_POLL;
+                } else if session.sleep(&self.buckets.readable()).await? {
+                    asleep = true;
+                    // Rows committed before the locks were taken were not
+                    // announced: one more read before waiting.
+                    found = true;
+                    continue;
+                } else {
+                    // A writer that did not notify is still committing.
+                    poll = LINGER_POLL;
+                }
+            }
             tokio::select! {
                 () = shutdown.cancelled() => {}
                 Some((rows, outcome)) = flight.next(), if in_flight => {
@@ -152,8 +184,13 @@ impl Relay<'_> {
                         // The keeper stopped: only on shutdown.
                         return Ok(());
                     }
-                    // Buckets may have been granted, with rows waiting.
+                    // Buckets may have been granted, with rows waiting; the
+                    // locks held are of the buckets as they were.
                     found = true;
+                    last_rows = Instant::now();
+                    if std::mem::take(&mut asleep) {
+                        session.wake().await?;
+                    }
                 }
                 message = self.woken.recv(), if !waiting_out => {
                     if message.is_none() {
@@ -162,7 +199,7 @@ impl Relay<'_> {
                     found = true;
                 }
                 () = tokio::time::sleep_until(resume_at), if waiting_out => found = true,
-                () = tokio::time::sleep(settings.poll_interval), if !waiting_out => found = true,
+                () = tokio::time::sleep(poll), if !waiting_out => found = true,
                 () = tokio::time::sleep_until(next_prune) => {}
             }
         }

@@ -1,0 +1,150 @@
+//! The outbox trigger notifies only a relay that waits (migration V14):
+//! rows written while the relay reads wake nobody, a waiting relay is woken
+//! at once, and a row whose writer did not notify is never left for the
+//! fallback poll.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use futures::{StreamExt, stream};
+use orderly::kafka::ORDER_TOPIC;
+use orderly_integration_tests::{Component, TestPlatform, eventually};
+use tokio_postgres::{AsyncMessage, NoTls};
+use uuid::Uuid;
+
+use super::support::{Relay, WAIT, until_active, until_drained, write_event};
+
+/// Rows written back to back while the relay reads.
+const BURST: usize = 200;
+
+/// How many of the orders source's wake-up locks the relay holds: all 16
+/// while it waits for notifications, none while it reads.
+async fn wake_locks(db: &tokio_postgres::Client) -> i64 {
+    db.query_one(
+        "SELECT count(*) FROM pg_locks l \
+         JOIN generate_series(0, 15) AS b \
+           ON (l.classid::bigint << 32 | l.objid::bigint) \
+              = (public.orderly_outbox_wake_key('orders', b) & x'ffffffffffffffff'::bigint) \
+         WHERE l.locktype = 'advisory' AND l.mode = 'ExclusiveLock' AND l.granted \
+           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        &[],
+    )
+    .await
+    .expect("pg_locks")
+    .get(0)
+}
+
+async fn until_waiting(db: &tokio_postgres::Client) {
+    eventually("the relay to wait for notifications", WAIT, || async {
+        (wake_locks(db).await == 16).then_some(())
+    })
+    .await;
+}
+
+async fn published(db: &tokio_postgres::Client, event_id: Uuid) -> Option<()> {
+    db.query_opt(
+        "SELECT 1 FROM orders.outbox WHERE event_id = $1 AND published_at IS NOT NULL",
+        &[&event_id],
+    )
+    .await
+    .expect("query outbox")
+    .map(|_| ())
+}
+
+#[tokio::test]
+async fn writers_notify_only_a_waiting_relay_and_no_row_waits_for_the_poll() {
+    let platform = TestPlatform::builder()
+        .relay_with(|config| {
+            config.sources = vec!["orders".into()];
+            // Without a poll to fall back on, only a notification or the
+            // relay's own reading publishes a row.
+            config.poll_interval_ms = 600_000;
+        })
+        .start()
+        .await;
+    let relay = Relay::of(&platform, Component::Relay);
+    until_active(&relay, "orders").await;
+    let db = platform.db.client().await;
+
+    // Every notification of the orders outbox, counted.
+    let (listener, mut connection) =
+        tokio_postgres::connect(&platform.db.config.database_url, NoTls)
+            .await
+            .expect("listener");
+    let notified = Arc::new(AtomicUsize::new(0));
+    let counter = notified.clone();
+    tokio::spawn(async move {
+        let mut messages = stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(Ok(message)) = messages.next().await {
+            if let AsyncMessage::Notification(n) = message
+                && n.payload().starts_with("orders:")
+            {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    });
+    listener
+        .batch_execute("LISTEN orderly_outbox")
+        .await
+        .expect("LISTEN");
+
+    // A waiting relay is notified and publishes at once.
+    until_waiting(&db).await;
+    let first = write_event(&db, "orders", ORDER_TOPIC, Uuid::now_v7(), 1).await;
+    eventually("the first row to be published", WAIT, || {
+        published(&db, first.event_id)
+    })
+    .await;
+    assert!(
+        notified.load(Ordering::SeqCst) >= 1,
+        "the waiting relay was not notified"
+    );
+
+    // Rows written back to back while the relay reads mostly notify nobody
+    // (before V14 each of their commits notified).
+    until_waiting(&db).await;
+    let before = notified.load(Ordering::SeqCst);
+    for _ in 0..BURST {
+        write_event(&db, "orders", ORDER_TOPIC, Uuid::now_v7(), 1).await;
+    }
+    until_drained(&relay, "orders", WAIT).await;
+    let burst_notifications = notified.load(Ordering::SeqCst) - before;
+    assert!(
+        burst_notifications < BURST / 2,
+        "{burst_notifications} notifications for {BURST} rows written while the relay read"
+    );
+
+    // A writer that did not notify (the relay was reading) and commits only
+    // after the relay's linger ran out keeps the relay reading until then,
+    // and its row is published without waiting for the poll.
+    let trigger = write_event(&db, "orders", ORDER_TOPIC, Uuid::now_v7(), 1).await;
+    let mut slow = platform.db.client().await;
+    let tx = slow.transaction().await.expect("begin");
+    let late = write_event(&tx, "orders", ORDER_TOPIC, Uuid::now_v7(), 1).await;
+    eventually("the relay to publish the row before", WAIT, || {
+        published(&db, trigger.event_id)
+    })
+    .await;
+    // Several lingers long: the relay could have gone to wait by now, had
+    // the open transaction not held it back.
+    let held_until = tokio::time::Instant::now() + Duration::from_millis(500);
+    while tokio::time::Instant::now() < held_until {
+        // (It tries now and then, taking the locks it can for a moment.)
+        assert!(
+            wake_locks(&db).await < 16,
+            "the relay waits for notifications while an unannounced row is uncommitted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tx.commit().await.expect("commit");
+    eventually("the late row to be published", WAIT, || {
+        published(&db, late.event_id)
+    })
+    .await;
+    until_waiting(&db).await;
+}
