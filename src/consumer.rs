@@ -128,6 +128,13 @@ pub trait Handler: Send + Sync + 'static {
     /// small transaction's latency on a disk that syncs.
     const REPLAYABLE: bool = false;
 
+    /// Whether `prepare` neither calls nor reads anything (all the work is
+    /// `apply`'s). Then one batch may hold several events of one aggregate,
+    /// applied in version order in its transaction: a consumer that fell
+    /// behind catches up in full batches, not in batches cut at the first
+    /// aggregate seen twice.
+    const LOCAL_ONLY: bool = false;
+
     /// Remote, idempotent work done before the transaction (a gRPC command,
     /// a payment charge). Holds no database transaction open.
     fn prepare(

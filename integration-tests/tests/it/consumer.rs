@@ -274,6 +274,46 @@ async fn a_backlog_commits_in_batches_each_event_once_and_in_version_order() {
 }
 
 #[tokio::test]
+async fn a_local_only_handler_batches_an_aggregates_events_together_in_version_order() {
+    let setup = setup().await;
+    // Each aggregate's three events back to back: batches cut at the first
+    // aggregate seen twice would hold one or two records each.
+    let mut events: Vec<(String, u64, Uuid)> = Vec::new();
+    for i in 0..30 {
+        for version in 1..=3 {
+            events.push((format!("run-{i}"), version, Uuid::now_v7()));
+        }
+        // A redelivered copy right behind: a duplicate inside the batch.
+        events.push((format!("run-{i}"), 2, Uuid::now_v7()));
+    }
+    setup.produce(&borrowed(&events)).await;
+
+    let shutdown = CancellationToken::new();
+    let consumer = setup.spawn_local_only(&shutdown);
+    for i in 0..30 {
+        setup.until_applied(&format!("run-{i}"), &[1, 2, 3]).await;
+    }
+    eventually("every record to be counted", WAIT, || async {
+        let text = metrics(&consumer);
+        let handled = counter(&text, "orderly_consumer_events_applied_total")
+            + counter(&text, "orderly_consumer_events_duplicate_total");
+        (handled >= 120.0).then_some(())
+    })
+    .await;
+    let text = metrics(&consumer);
+    assert_eq!(setup.effects().await, 90, "each event applied once");
+    assert_eq!(consumer.duplicates(), 30, "the redelivered copies, no more");
+    let batches = counter(&text, "orderly_consumer_batches_total");
+    let batched = counter(&text, "orderly_consumer_batched_records_total");
+    assert!(
+        batched >= 8.0 * batches && batched >= 60.0,
+        "batches hold an aggregate's events together: {batched} records in {batches} batches"
+    );
+    shutdown.cancel();
+    consumer.stopped().await;
+}
+
+#[tokio::test]
 async fn a_failure_inside_a_batch_rolls_it_back_and_only_the_bad_events_are_dead_lettered() {
     let setup = setup().await;
     setup.recorder.poisoned.store(true, Ordering::SeqCst);

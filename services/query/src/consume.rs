@@ -125,6 +125,10 @@ impl Handler for Projector {
     // derived from the topics: a commit lost in a crash is projected again.
     const REPLAYABLE: bool = true;
 
+    // Nothing remote or read before the transaction: a lagging projector
+    // applies an order's several events in one batch.
+    const LOCAL_ONLY: bool = true;
+
     async fn prepare(&self, _event: &Event) -> Result<(), HandleError> {
         // Nothing remote: projecting is purely local.
         Ok(())

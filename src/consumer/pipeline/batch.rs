@@ -139,7 +139,7 @@ impl<H: Handler> Pipeline<H> {
                 break;
             };
             let key = record.key.clone().unwrap_or_default();
-            if !seen.insert((event.aggregate_id.clone(), key)) {
+            if !seen.insert((event.aggregate_id.clone(), key)) && !H::LOCAL_ONLY {
                 break;
             }
             events.push(*event);
@@ -155,8 +155,9 @@ impl<H: Handler> Pipeline<H> {
         let Ok(stored) = last.await else {
             return Vec::new();
         };
-        // Versions acknowledged but not written yet count as applied.
-        let last: std::collections::HashMap<String, u64> = events
+        // Versions acknowledged but not written yet count as applied; an
+        // aggregate's earlier event in the batch (LOCAL_ONLY) too.
+        let mut last: std::collections::HashMap<String, u64> = events
             .iter()
             .map(|e| {
                 let stored = stored.get(&e.aggregate_id).copied().unwrap_or(0);
@@ -165,19 +166,27 @@ impl<H: Handler> Pipeline<H> {
                 (id, last)
             })
             .collect();
-        let admitted = events
-            .iter()
-            .take_while(|e| e.version <= last.get(&e.aggregate_id).copied().unwrap_or(0) + 1)
-            .count();
-        if admitted < 2 {
+        // Whether each event was applied before, up to the first gap.
+        let mut duplicates = Vec::with_capacity(events.len());
+        for event in &events {
+            let applied = last.get(&event.aggregate_id).copied().unwrap_or(0);
+            if event.version > applied + 1 {
+                break;
+            }
+            duplicates.push(event.version <= applied);
+            if event.version > applied {
+                last.insert(event.aggregate_id.clone(), event.version);
+            }
+        }
+        if duplicates.len() < 2 {
             // A gap at the first or second record: the one-record path holds it.
             return Vec::new();
         }
         events
             .into_iter()
             .zip(records)
-            .take(admitted)
-            .map(|(mut event, record)| {
+            .zip(duplicates)
+            .map(|((mut event, record), duplicate)| {
                 let span = self.span(record);
                 span.record("aggregate_id", event.aggregate_id.as_str());
                 // What the handler writes or calls continues from this
@@ -186,9 +195,8 @@ impl<H: Handler> Pipeline<H> {
                 if current.traceparent.is_some() {
                     event.trace = current;
                 }
-                let applied = last.get(&event.aggregate_id).copied().unwrap_or(0);
                 Member {
-                    duplicate: event.version <= applied,
+                    duplicate,
                     event,
                     span,
                 }

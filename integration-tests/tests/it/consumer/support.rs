@@ -86,6 +86,32 @@ impl Gate {
     }
 }
 
+/// [`Recorder`] declared [`Handler::LOCAL_ONLY`] (its `prepare` only
+/// decides whether to write).
+pub(crate) struct LocalOnly(pub(crate) Recorder);
+
+impl Handler for LocalOnly {
+    type Effect = bool;
+    const LOCAL_ONLY: bool = true;
+
+    fn writes(&self, writes: &bool) -> bool {
+        *writes
+    }
+
+    async fn prepare(&self, event: &Event) -> Result<bool, HandleError> {
+        self.0.prepare(event).await
+    }
+
+    async fn apply(
+        &self,
+        tx: &Transaction<'_>,
+        event: &Event,
+        writes: bool,
+    ) -> Result<(), HandleError> {
+        self.0.apply(tx, event, writes).await
+    }
+}
+
 impl Handler for Recorder {
     type Effect = bool;
 
@@ -209,6 +235,22 @@ impl Setup {
             runtime: self.runtime.clone(),
         };
         Consumer::spawn(settings, pool, recorder, shutdown.clone()).expect("spawn consumer")
+    }
+
+    /// The consumer with a handler that declares itself
+    /// [`Handler::LOCAL_ONLY`], so a batch may hold an aggregate twice.
+    pub(crate) fn spawn_local_only(&self, shutdown: &CancellationToken) -> Consumer {
+        let settings = ConsumerSettings {
+            name: "recorder",
+            schema: "orders",
+            topics: &[ORDER_TOPIC],
+            kafka: self.kafka.config.clone(),
+            backoff_max: Duration::from_millis(300),
+            runtime: self.runtime.clone(),
+        };
+        let handler = LocalOnly(self.recorder.clone());
+        Consumer::spawn(settings, self.pool.clone(), handler, shutdown.clone())
+            .expect("spawn consumer")
     }
 
     pub(crate) async fn produce(&self, events: &[(&str, u64, Uuid)]) {
