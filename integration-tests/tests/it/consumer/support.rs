@@ -226,31 +226,31 @@ impl Setup {
         recorder: Recorder,
         shutdown: &CancellationToken,
     ) -> Consumer {
-        let settings = ConsumerSettings {
+        Consumer::spawn(self.settings(), pool, recorder, shutdown.clone()).expect("spawn consumer")
+    }
+
+    fn settings(&self) -> ConsumerSettings {
+        ConsumerSettings {
             name: "recorder",
             schema: "orders",
             topics: &[ORDER_TOPIC],
             kafka: self.kafka.config.clone(),
             backoff_max: Duration::from_millis(300),
             runtime: self.runtime.clone(),
-        };
-        Consumer::spawn(settings, pool, recorder, shutdown.clone()).expect("spawn consumer")
+        }
     }
 
     /// The consumer with a handler that declares itself
     /// [`Handler::LOCAL_ONLY`], so a batch may hold an aggregate twice.
     pub(crate) fn spawn_local_only(&self, shutdown: &CancellationToken) -> Consumer {
-        let settings = ConsumerSettings {
-            name: "recorder",
-            schema: "orders",
-            topics: &[ORDER_TOPIC],
-            kafka: self.kafka.config.clone(),
-            backoff_max: Duration::from_millis(300),
-            runtime: self.runtime.clone(),
-        };
         let handler = LocalOnly(self.recorder.clone());
-        Consumer::spawn(settings, self.pool.clone(), handler, shutdown.clone())
-            .expect("spawn consumer")
+        Consumer::spawn(
+            self.settings(),
+            self.pool.clone(),
+            handler,
+            shutdown.clone(),
+        )
+        .expect("spawn consumer")
     }
 
     pub(crate) async fn produce(&self, events: &[(&str, u64, Uuid)]) {
