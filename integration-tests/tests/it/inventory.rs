@@ -290,3 +290,36 @@ async fn an_adjustment_with_a_request_id_applies_once() {
     assert_eq!(status.code(), tonic::Code::AlreadyExists);
     assert_eq!(inv.levels(&["RESTOCK"]).await["RESTOCK"], (15, 0, 0));
 }
+
+#[tokio::test]
+async fn a_tests_redis_keys_are_deleted_once_it_is_done_with_them() {
+    let redis = orderly_integration_tests::TestRedis::new().await;
+    // Settings without a clean-up of their own, to look afterwards.
+    let probe = orderly_integration_tests::TestRedis::of(redis.config.clone());
+    let pool = probe.pool();
+    let mut conn = pool.get().await.expect("connection");
+    let key = format!("{{{}}}:stock:SKU-1", redis.config.redis_key_prefix);
+    redis::cmd("SET")
+        .arg(&key)
+        .arg(1)
+        .query_async::<()>(&mut conn)
+        .await
+        .expect("SET");
+    let copy = redis.clone();
+    drop(redis);
+    assert_eq!(
+        exists(&mut conn, &key).await,
+        1,
+        "deleted while a copy was in use"
+    );
+    drop(copy);
+    assert_eq!(exists(&mut conn, &key).await, 0, "left behind");
+}
+
+async fn exists(conn: &mut deadpool_redis::Connection, key: &str) -> i64 {
+    redis::cmd("EXISTS")
+        .arg(key)
+        .query_async(conn)
+        .await
+        .expect("EXISTS")
+}

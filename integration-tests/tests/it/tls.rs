@@ -43,9 +43,7 @@ async fn the_saga_runs_with_all_three_stores_over_tls() {
             config,
             name: "orderly".to_owned(),
         })
-        .redis(TestRedis {
-            config: redis_config,
-        })
+        .redis(TestRedis::of(redis_config))
         .kafka(kafka)
         .start()
         .await;
