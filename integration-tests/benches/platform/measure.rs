@@ -121,16 +121,47 @@ pub fn threads_cpu(prefix: &str) -> Duration {
     TICK * ticks as u32
 }
 
-/// The pid of the first process whose command name is `comm`.
-pub fn find_process(comm: &str) -> Option<u32> {
-    std::fs::read_dir("/proc")
-        .ok()?
+/// The pids of the processes whose command name is `comm`.
+fn processes(comm: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
         .flatten()
-        .find_map(|entry| {
+        .filter_map(|entry| {
             let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
             let name = std::fs::read_to_string(entry.path().join("comm")).ok()?;
             (name.trim_end() == comm).then_some(pid)
         })
+        .collect()
+}
+
+/// The pid of the first process whose command name is `comm`.
+pub fn find_process(comm: &str) -> Option<u32> {
+    processes(comm).into_iter().next()
+}
+
+/// The broker the bench talks to: the `tansu` whose command line names the
+/// port of `ORDERLY_TEST_KAFKA_BROKERS` (default 9092), so that a second
+/// broker on the machine (the shared one beside a bench's own) is not
+/// measured instead; else the first `tansu`.
+pub fn find_broker() -> Option<u32> {
+    let brokers =
+        std::env::var("ORDERLY_TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned());
+    let port = brokers
+        .split(',')
+        .next()
+        .and_then(|broker| broker.rsplit(':').next())
+        .map(|port| format!(":{port}"));
+    let candidates = processes("tansu");
+    let listening_there = port.and_then(|port| {
+        candidates.iter().copied().find(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|line| String::from_utf8_lossy(&line).contains(&port))
+                .unwrap_or(false)
+        })
+    });
+    listening_there.or_else(|| candidates.first().copied())
 }
 
 /// CPU used by the Postgres backends serving one database: the sessions
@@ -227,7 +258,7 @@ pub struct CpuUsed {
 impl CpuProbe {
     /// Starts measuring.
     pub async fn start(client: &tokio_postgres::Client, database: &str) -> Self {
-        let pids = (find_process("redis-server"), find_process("tansu"));
+        let pids = (find_process("redis-server"), find_broker());
         Self {
             services: threads_cpu(crate::SERVICE_THREADS),
             kafka_client: threads_cpu("rdk:"),
