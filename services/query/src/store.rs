@@ -73,9 +73,8 @@ impl Store {
         }
     }
 
-    /// Applies one event to its order's view and timeline; returns the
-    /// view's order version afterwards (0 while only payments are known).
-    pub async fn apply(&self, tx: &impl GenericClient, change: &Change) -> Result<u64, Error> {
+    /// Applies one event to its order's view and timeline.
+    pub async fn apply(&self, tx: &impl GenericClient, change: &Change) -> Result<(), Error> {
         let version = to_db(change.version);
         let view = async {
             match &change.kind {
@@ -83,7 +82,7 @@ impl Store {
                     let created = order.created.as_ref();
                     let items = created.map(|c| items_json(&c.items));
                     let statement = tx.prepare_cached(&self.apply_order).await?;
-                    tx.query_one(
+                    tx.execute(
                         &statement,
                         &[
                             &change.order_id,
@@ -103,7 +102,7 @@ impl Store {
                 }
                 ChangeKind::Payment(payment) => {
                     let statement = tx.prepare_cached(&self.apply_payment).await?;
-                    tx.query_one(
+                    tx.execute(
                         &statement,
                         &[
                             &change.order_id,
@@ -132,8 +131,8 @@ impl Store {
             )
             .await
         };
-        let (row, _) = tokio::try_join!(view, timeline)?;
-        Ok(row.get::<_, i64>(0).unsigned_abs())
+        tokio::try_join!(view, timeline)?;
+        Ok(())
     }
 
     /// An order's view with its timeline; `None` when no event of it was

@@ -19,4 +19,3 @@ ON CONFLICT (order_id) DO UPDATE SET
     total_minor = COALESCE($9::bigint, v.total_minor),
     payment_method = COALESCE($10::text, v.payment_method),
     created_at = COALESCE($11::timestamptz, v.created_at)
-RETURNING version

@@ -9,4 +9,3 @@ ON CONFLICT (order_id) DO UPDATE SET
     payment_status = CASE WHEN EXCLUDED.payment_version > v.payment_version
                           THEN EXCLUDED.payment_status ELSE v.payment_status END,
     payment_version = GREATEST(v.payment_version, EXCLUDED.payment_version)
-RETURNING version
