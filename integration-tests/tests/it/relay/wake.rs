@@ -29,7 +29,7 @@ async fn wake_locks(db: &tokio_postgres::Client) -> i64 {
         "SELECT count(*) FROM pg_locks l \
          JOIN generate_series(0, 15) AS b \
            ON (l.classid::bigint << 32 | l.objid::bigint) \
-              = (public.orderly_outbox_wake_key('orders', b) & x'ffffffffffffffff'::bigint) \
+              = public.orderly_outbox_wake_key('orders', b) \
          WHERE l.locktype = 'advisory' AND l.mode = 'ExclusiveLock' AND l.granted \
            AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
         &[],
@@ -93,8 +93,27 @@ async fn writers_notify_only_a_waiting_relay_and_no_row_waits_for_the_poll() {
         .await
         .expect("LISTEN");
 
-    // A waiting relay is notified and publishes at once.
+    // A waiting relay keeps waiting through its lease rounds (every second
+    // here): a renewal that changes nothing does not wake it. One wake-up
+    // in the window is allowed (a session replaced on a loaded machine lets
+    // go of its locks too); a relay woken by every round shows three.
     until_waiting(&db).await;
+    let rounds = tokio::time::Instant::now() + Duration::from_millis(3_500);
+    let (mut waiting, mut woken) = (true, 0);
+    while tokio::time::Instant::now() < rounds {
+        let now_waiting = wake_locks(&db).await == 16;
+        if waiting && !now_waiting {
+            woken += 1;
+        }
+        waiting = now_waiting;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        woken <= 1,
+        "the relay was woken {woken} times by its lease rounds"
+    );
+
+    // A waiting relay is notified and publishes at once.
     let first = write_event(&db, "orders", ORDER_TOPIC, Uuid::now_v7(), 1).await;
     eventually("the first row to be published", WAIT, || {
         published(&db, first.event_id)
@@ -122,14 +141,35 @@ async fn writers_notify_only_a_waiting_relay_and_no_row_waits_for_the_poll() {
     // A writer that did not notify (the relay was reading) and commits only
     // after the relay's linger ran out keeps the relay reading until then,
     // and its row is published without waiting for the poll.
-    let trigger = write_event(&db, "orders", ORDER_TOPIC, Uuid::now_v7(), 1).await;
-    let mut slow = platform.db.client().await;
-    let tx = slow.transaction().await.expect("begin");
-    let late = write_event(&tx, "orders", ORDER_TOPIC, Uuid::now_v7(), 1).await;
-    eventually("the relay to publish the row before", WAIT, || {
-        published(&db, trigger.event_id)
-    })
-    .await;
+    // The writer must find the relay reading: a row wakes it, and `late` is
+    // written while it reads (again, should it have gone back to waiting).
+    let slow = platform.db.client().await;
+    let mut attempts = 0;
+    let late = loop {
+        attempts += 1;
+        assert!(attempts <= 20, "the relay was never found reading");
+        let trigger = write_event(&db, "orders", ORDER_TOPIC, Uuid::now_v7(), 1).await;
+        eventually("the relay to publish the row before", WAIT, || {
+            published(&db, trigger.event_id)
+        })
+        .await;
+        slow.batch_execute("BEGIN").await.expect("begin");
+        let late = write_event(&slow, "orders", ORDER_TOPIC, Uuid::now_v7(), 1).await;
+        // Its trigger took the bucket's wake-up lock shared (no NOTIFY).
+        let skipped: i64 = slow
+            .query_one(
+                "SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() \
+                 AND locktype = 'advisory' AND mode = 'ShareLock' AND granted",
+                &[],
+            )
+            .await
+            .expect("pg_locks")
+            .get(0);
+        if skipped == 1 {
+            break late;
+        }
+        slow.batch_execute("ROLLBACK").await.expect("rollback");
+    };
     // Several lingers long: the relay could have gone to wait by now, had
     // the open transaction not held it back.
     let held_until = tokio::time::Instant::now() + Duration::from_millis(500);
@@ -141,7 +181,7 @@ async fn writers_notify_only_a_waiting_relay_and_no_row_waits_for_the_poll() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tx.commit().await.expect("commit");
+    slow.batch_execute("COMMIT").await.expect("commit");
     eventually("the late row to be published", WAIT, || {
         published(&db, late.event_id)
     })

@@ -74,7 +74,17 @@ pub async fn keep(
                     valid_until: round.valid_until,
                 };
                 state.set_owned(&lease.owned);
-                grants.send_replace(lease);
+                // The relay loop hears of a change of buckets, or of grants
+                // usable again after they ran out; a plain renewal only moves
+                // `valid_until` (waking the loop each round would end its
+                // wait for notifications every few seconds).
+                grants.send_if_modified(|current| {
+                    let news = current.owned != lease.owned
+                        || current.surplus != lease.surplus
+                        || Instant::now() >= current.valid_until;
+                    *current = lease;
+                    news
+                });
             }
             Err(error) => {
                 // Logged once per streak; the grant runs out on its own.
@@ -84,6 +94,14 @@ pub async fn keep(
                 }
                 if Instant::now() >= grants.borrow().valid_until {
                     state.set_owned(&[]);
+                    // Told once: the loop lets go of what it held for the
+                    // buckets (their wake-up locks), which others may own now.
+                    grants.send_if_modified(|current| {
+                        let had = !current.owned.is_empty();
+                        current.owned.clear();
+                        current.surplus.clear();
+                        had
+                    });
                 }
             }
         }
