@@ -160,9 +160,27 @@ impl Handler for Projector {
     }
 
     fn committed(&self, event: &Event) {
-        if let (Some(announcer), Ok(change)) = (&self.announcer, change_of(event)) {
-            announcer.announce(change.order_id);
+        let Some(announcer) = &self.announcer else {
+            return;
+        };
+        // Applied, so its order id parsed in `change_of`.
+        if let Ok(order_id) = Uuid::parse_str(order_id_of(&event.payload)) {
+            announcer.announce(order_id);
         }
+    }
+}
+
+/// The order an event is about, as the event spells it.
+fn order_id_of(payload: &Payload) -> &str {
+    match payload {
+        Payload::OrderCreated(e) => &e.order_id,
+        Payload::OrderReserved(e) => &e.order_id,
+        Payload::OrderRejected(e) => &e.order_id,
+        Payload::OrderConfirmed(e) => &e.order_id,
+        Payload::OrderCancelled(e) => &e.order_id,
+        Payload::PaymentSucceeded(e) => &e.order_id,
+        Payload::PaymentFailed(e) => &e.order_id,
+        Payload::PaymentRefunded(e) => &e.order_id,
     }
 }
 
@@ -197,7 +215,7 @@ pub(crate) fn change_of(event: &Event) -> Result<Change, HandleError> {
             status,
         }))
     };
-    let (order_id, kind) = match &event.payload {
+    let kind = match &event.payload {
         Payload::OrderCreated(created) => {
             let items = created
                 .items
@@ -215,30 +233,21 @@ pub(crate) fn change_of(event: &Event) -> Result<Change, HandleError> {
                 total_minor: created.total_minor,
                 payment_method: created.payment_method.clone(),
             };
-            (
-                &created.order_id,
-                order(OrderStatus::Pending, "", Some(content)),
-            )
+            order(OrderStatus::Pending, "", Some(content))
         }
-        Payload::OrderReserved(e) => (&e.order_id, order(OrderStatus::Reserved, "", None)),
-        Payload::OrderRejected(e) => (&e.order_id, order(OrderStatus::Rejected, &e.reason, None)),
-        Payload::OrderConfirmed(e) => (&e.order_id, order(OrderStatus::Confirmed, "", None)),
-        Payload::OrderCancelled(e) => (&e.order_id, order(OrderStatus::Cancelled, &e.reason, None)),
-        Payload::PaymentSucceeded(e) => (
-            &e.order_id,
-            payment(&e.payment_id, PaymentStatus::Succeeded)?,
-        ),
-        Payload::PaymentFailed(e) => (&e.order_id, payment(&e.payment_id, PaymentStatus::Failed)?),
-        Payload::PaymentRefunded(e) => (
-            &e.order_id,
-            payment(&e.payment_id, PaymentStatus::Refunded)?,
-        ),
+        Payload::OrderReserved(_) => order(OrderStatus::Reserved, "", None),
+        Payload::OrderRejected(e) => order(OrderStatus::Rejected, &e.reason, None),
+        Payload::OrderConfirmed(_) => order(OrderStatus::Confirmed, "", None),
+        Payload::OrderCancelled(e) => order(OrderStatus::Cancelled, &e.reason, None),
+        Payload::PaymentSucceeded(e) => payment(&e.payment_id, PaymentStatus::Succeeded)?,
+        Payload::PaymentFailed(e) => payment(&e.payment_id, PaymentStatus::Failed)?,
+        Payload::PaymentRefunded(e) => payment(&e.payment_id, PaymentStatus::Refunded)?,
     };
     Ok(Change {
         event_id: event.event_id,
         event_type: event.envelope.event_type.clone(),
         occurred_at,
-        order_id: uuid(order_id, "order_id")?,
+        order_id: uuid(order_id_of(&event.payload), "order_id")?,
         version: event.version,
         kind,
     })
