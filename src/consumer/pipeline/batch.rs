@@ -138,9 +138,11 @@ impl<H: Handler> Pipeline<H> {
             let Ok(Decoded::Event(event)) = record.classify() else {
                 break;
             };
-            let key = record.key.clone().unwrap_or_default();
-            if !seen.insert((event.aggregate_id.clone(), key)) && !H::LOCAL_ONLY {
-                break;
+            if !H::LOCAL_ONLY {
+                let key = record.key.clone().unwrap_or_default();
+                if !seen.insert((event.aggregate_id.clone(), key)) {
+                    break;
+                }
             }
             events.push(*event);
         }

@@ -367,9 +367,12 @@ impl<H: Handler> Worker<H> {
                 )
                 .await
             else {
-                // Stopped, or fenced: this replica no longer owns the slot
-                // (then the fence refuses the acknowledgements too).
-                self.flush(&mut deferred).await;
+                // Stopped: the acknowledgements waiting go out. Fenced: this
+                // replica no longer owns the slot (the fenced commit was
+                // counted and logged; the fence would refuse them too).
+                if self.stop.is_cancelled() {
+                    self.flush(&mut deferred).await;
+                }
                 self.stop.cancel();
                 return;
             };
