@@ -95,15 +95,6 @@ impl Fence {
     }
 }
 
-/// What a fenced mark did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Marked {
-    /// Rows marked published.
-    pub rows: u64,
-    /// The buckets whose leases were still this relay's.
-    pub fenced_in: Vec<i32>,
-}
-
 /// A row whose refused attempt was just counted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Counted {
@@ -361,8 +352,9 @@ impl Session {
     }
 
     /// Marks delivered rows published, in one statement, in the buckets
-    /// `fence` still holds.
-    pub async fn mark_published(&self, ids: &[i64], fence: &Fence) -> Result<Marked, Error> {
+    /// `fence` still holds. Returns those buckets (the ones whose leases
+    /// were still this relay's).
+    pub async fn mark_published(&self, ids: &[i64], fence: &Fence) -> Result<Vec<i32>, Error> {
         let (buckets, epochs) = fence.buckets();
         let row = self
             .client
@@ -371,11 +363,7 @@ impl Session {
                 &[&ids, &buckets, &epochs, &fence.group, &fence.member],
             )
             .await?;
-        let rows: i64 = row.try_get("marked")?;
-        Ok(Marked {
-            rows: u64::try_from(rows).unwrap_or(0),
-            fenced_in: row.try_get("fenced_in")?,
-        })
+        Ok(row.try_get("fenced_in")?)
     }
 
     /// Counts one refused attempt against each of `failures` (row id, the

@@ -384,12 +384,12 @@ async fn mark(
     }
     let ids: Vec<i64> = flight.marking.iter().map(|(id, _)| *id).collect();
     let fence = buckets.fence();
-    let marked = session.mark_published(&ids, &fence).await?;
+    let fenced_in = session.mark_published(&ids, &fence).await?;
     let lost: Vec<i32> = fence
         .grants
         .iter()
         .map(|g| g.slot)
-        .filter(|slot| !marked.fenced_in.contains(slot))
+        .filter(|slot| !fenced_in.contains(slot))
         .collect();
     if !lost.is_empty() {
         tracing::warn!(source = %state.name, buckets = ?lost, "relay buckets taken by another relay");
@@ -398,7 +398,7 @@ async fn mark(
     let fenced = flight
         .marking
         .iter()
-        .filter(|(_, bucket)| !marked.fenced_in.contains(bucket))
+        .filter(|(_, bucket)| !fenced_in.contains(bucket))
         .count();
     if fenced > 0 {
         state

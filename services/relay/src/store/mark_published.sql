@@ -2,8 +2,8 @@
 -- still owns at the epochs it was granted ($2 buckets, $3 epochs; lease
 -- group $4, member $5). FOR SHARE on the leases serialises with a claim: a
 -- relay that lost a bucket marks none of its rows (the new owner publishes
--- them again, a duplicate the consumers absorb). Returns how many rows
--- were marked and which of the buckets passed the fence.
+-- them again, a duplicate the consumers absorb). Returns which of the
+-- buckets passed the fence.
 WITH fence AS (
     SELECT l.slot
     FROM {schema}.leases AS l
@@ -18,7 +18,5 @@ marked AS (
     WHERE id = ANY($1::bigint[])
       AND published_at IS NULL
       AND bucket IN (SELECT slot FROM fence)
-    RETURNING 1
 )
-SELECT (SELECT count(*) FROM marked)::bigint AS marked,
-       ARRAY(SELECT slot FROM fence)::integer[] AS fenced_in
+SELECT ARRAY(SELECT slot FROM fence)::integer[] AS fenced_in
