@@ -22,11 +22,6 @@ const BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
 
-/// Paths outside these prefixes, and methods the server does not implement,
-/// share one label, so a client probing random paths cannot grow the
-/// metrics without bound.
-const KNOWN_PREFIXES: [&str; 2] = ["/orderly.v1.", "/grpc."];
-
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct RequestLabels {
     method: String,
@@ -56,10 +51,14 @@ impl Default for RequestMetrics {
 }
 
 impl RequestMetrics {
-    /// Records one finished request.
+    /// Records one finished request. Paths the contract does not declare
+    /// (refused whatever the token, or answered before any check, e.g.
+    /// UNAUTHENTICATED), and methods this server does not implement, share
+    /// one label, so a client probing random paths cannot grow the metrics
+    /// without bound.
     pub fn record(&self, path: &str, code: Code, elapsed: Duration) {
         let served = code != Code::Unimplemented;
-        let method = if served && KNOWN_PREFIXES.iter().any(|p| path.starts_with(p)) {
+        let method = if served && crate::auth::access(path).is_some() {
             path
         } else {
             "other"
@@ -228,6 +227,13 @@ mod tests {
             Code::Unimplemented,
             Duration::ZERO,
         );
+        // Refused before any handler: the path is the client's, not the
+        // contract's.
+        metrics.record(
+            "/orderly.v1.OrderService/x3",
+            Code::Unauthenticated,
+            Duration::ZERO,
+        );
         let mut registry = Registry::default();
         metrics.register(&mut registry);
         let text = crate::metrics::encode(&registry);
@@ -235,6 +241,7 @@ mod tests {
             "orderly_grpc_requests_total{method=\"/orderly.v1.OrderService/CreateOrder\",code=\"OK\"} 1",
             "orderly_grpc_requests_total{method=\"/orderly.v1.OrderService/CreateOrder\",code=\"INVALID_ARGUMENT\"} 1",
             "orderly_grpc_requests_total{method=\"other\",code=\"UNIMPLEMENTED\"} 3",
+            "orderly_grpc_requests_total{method=\"other\",code=\"UNAUTHENTICATED\"} 1",
             "orderly_grpc_request_duration_seconds_bucket{le=\"0.005\",method=\"/orderly.v1.OrderService/CreateOrder\"} 1",
             "orderly_grpc_request_duration_seconds_bucket{le=\"0.05\",method=\"/orderly.v1.OrderService/CreateOrder\"} 2",
             "orderly_grpc_request_duration_seconds_bucket{le=\"+Inf\",method=\"/orderly.v1.OrderService/CreateOrder\"} 2",
