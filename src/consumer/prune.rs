@@ -89,8 +89,9 @@ pub(crate) fn spawn_round(
     if running.swap(true, Ordering::SeqCst) {
         return;
     }
-    let running = running.clone();
+    let running = Running(running.clone());
     tokio::spawn(async move {
+        let _running = running;
         match prune(&pool, &store, consumer, retention).await {
             Ok(pruned) if pruned != Pruned::default() => {
                 tracing::info!(
@@ -105,6 +106,15 @@ pub(crate) fn spawn_round(
                 tracing::warn!(consumer, %error, "cannot prune dedupe rows; trying again next round");
             }
         }
-        running.store(false, Ordering::SeqCst);
     });
+}
+
+/// Marks the round over when dropped: at its end, and also if it panics or
+/// is cancelled, so a failed round never stops the later ones.
+struct Running(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
 }
