@@ -453,11 +453,7 @@ impl Store {
 /// sorts below it, as a value and as lowercase text.
 pub(crate) fn first_uuid_v7(at: DateTime<Utc>) -> Uuid {
     let millis = u64::try_from(at.timestamp_millis()).unwrap_or_default();
-    let mut bytes = [0u8; 16];
-    bytes[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
-    bytes[6] = 0x70;
-    bytes[8] = 0x80;
-    Uuid::from_bytes(bytes)
+    uuid::Builder::from_unix_timestamp_millis(millis, &[0; 10]).into_uuid()
 }
 
 #[cfg(test)]
@@ -469,6 +465,11 @@ mod tests {
         let at = Utc::now();
         let first = first_uuid_v7(at);
         assert_eq!(first.get_version_num(), 7);
+        assert_eq!(first.get_variant(), uuid::Variant::RFC4122);
+        assert_eq!(
+            first.get_timestamp().map(|t| t.to_unix().0),
+            Some(u64::try_from(at.timestamp()).unwrap_or_default())
+        );
         let earlier = Uuid::now_v7();
         std::thread::sleep(std::time::Duration::from_millis(2));
         let cutoff = first_uuid_v7(Utc::now());
