@@ -36,7 +36,7 @@ pub(crate) struct Store {
     mark_requeued: String,
     requeue_failed: String,
     next_offset: String,
-    save_offset: String,
+    reset_offset: String,
     ack: String,
     prune_inbox: String,
     prune_versions: String,
@@ -126,7 +126,7 @@ impl Store {
             mark_requeued: sql(include_str!("store/mark_requeued.sql")),
             requeue_failed: sql(include_str!("store/requeue_failed.sql")),
             next_offset: sql(include_str!("store/next_offset.sql")),
-            save_offset: sql(include_str!("store/save_offset.sql")),
+            reset_offset: sql(include_str!("store/reset_offset.sql")),
             ack: sql(include_str!("store/ack.sql")),
             prune_inbox: sql(include_str!("store/prune_inbox.sql")),
             prune_versions: sql(include_str!("store/prune_versions.sql")),
@@ -341,9 +341,26 @@ impl Store {
         topic: &str,
         next_offset: i64,
     ) -> Result<Fenced, Error> {
-        let position = (topic, next_offset, None);
-        self.fenced_offset(client, consumer, fence, position, true)
-            .await
+        let statement = client.prepare_cached(&self.reset_offset).await?;
+        let written = client
+            .execute(
+                &statement,
+                &[
+                    &consumer,
+                    &topic,
+                    &fence.grant.slot,
+                    &next_offset,
+                    &fence.group,
+                    &fence.member,
+                    &fence.grant.epoch,
+                ],
+            )
+            .await?;
+        Ok(if written == 1 {
+            Fenced::No
+        } else {
+            Fenced::Yes
+        })
     }
 
     /// Deletes up to `limit` inbox rows of events written before `cutoff`;
@@ -412,40 +429,6 @@ impl Store {
         let held: bool = row.get(0);
         let moved: i64 = row.get(1);
         Ok(held.then(|| usize::try_from(moved).unwrap_or_default()))
-    }
-
-    /// Writes `(topic, next offset, event id before it)` under `fence`;
-    /// only forwards unless `backwards`.
-    async fn fenced_offset(
-        &self,
-        client: &impl GenericClient,
-        consumer: &str,
-        fence: &Fence,
-        (topic, next_offset, event_id): (&str, i64, Option<Uuid>),
-        backwards: bool,
-    ) -> Result<Fenced, Error> {
-        let statement = client.prepare_cached(&self.save_offset).await?;
-        let written = client
-            .execute(
-                &statement,
-                &[
-                    &consumer,
-                    &topic,
-                    &fence.grant.slot,
-                    &next_offset,
-                    &fence.group,
-                    &fence.member,
-                    &fence.grant.epoch,
-                    &event_id,
-                    &backwards,
-                ],
-            )
-            .await?;
-        Ok(if written == 1 {
-            Fenced::No
-        } else {
-            Fenced::Yes
-        })
     }
 }
 

@@ -4,7 +4,7 @@
 -- $13 false (acknowledgements of records with nothing to commit), only
 -- forwards from whatever version is there — and
 -- the partition's position ($4, with $12 the event id of the record at
--- $4 - 1). Fenced like save_offset.sql: nothing is written unless member
+-- $4 - 1). Fenced like reset_offset.sql: nothing is written unless member
 -- $6 owns the slot at epoch $7, and FOR SHARE holds off a claim until the
 -- transaction ends. Returns whether the fence held and how many versions
 -- moved; fewer than asked means another writer moved one (the caller
