@@ -127,11 +127,21 @@ impl KafkaSecurity {
             key_file: file("KAFKA_KEY_FILE")?,
             properties,
         };
-        if security.cert_file.is_some() != security.key_file.is_some() {
-            return Err(ConfigError::invalid(
-                "KAFKA_KEY_FILE",
-                "must be set together with ORDERLY_KAFKA_CERT_FILE",
-            ));
+        // Both or neither; the error names the one missing.
+        match (&security.cert_file, &security.key_file) {
+            (Some(_), None) => {
+                return Err(ConfigError::invalid(
+                    "KAFKA_KEY_FILE",
+                    "must be set together with ORDERLY_KAFKA_CERT_FILE",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::invalid(
+                    "KAFKA_CERT_FILE",
+                    "must be set together with ORDERLY_KAFKA_KEY_FILE",
+                ));
+            }
+            _ => {}
         }
         security.check()?;
         Ok(security)
@@ -253,15 +263,20 @@ pub fn variable_suffix(property: &str) -> String {
     property.replace('_', "__").replace('.', "_").to_uppercase()
 }
 
-/// Whether a property's value must not be shown.
+/// Whether a property's value must not be shown: passwords, secrets,
+/// tokens, private keys given inline, and `sasl.oauthbearer.config` (the
+/// unsecured JWT's claims, or whatever an OAUTHBEARER setup puts there).
 fn is_secret(property: &str) -> bool {
     [
         "password",
+        "passphrase",
         "secret",
         "jaas",
         "token",
         "key.pem",
+        "private.key",
         "credentials",
+        "oauthbearer.config",
     ]
     .iter()
     .any(|word| property.contains(word))
