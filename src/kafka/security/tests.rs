@@ -210,3 +210,36 @@ fn a_client_certificate_maps_onto_librdkafka_properties() {
         .to_string();
     assert!(error.contains("ORDERLY_KAFKA_CERT_FILE:"), "{error}");
 }
+
+#[test]
+fn oauthbearer_needs_the_unsecured_jwt() {
+    let error = security(&[
+        ("KAFKA_SECURITY_PROTOCOL", "sasl_ssl"),
+        ("KAFKA_SASL_MECHANISM", "OAUTHBEARER"),
+    ])
+    .expect_err("no token source")
+    .to_string();
+    assert!(error.contains("ORDERLY_KAFKA_SASL_MECHANISM:"), "{error}");
+    assert!(
+        error.contains("ORDERLY_KAFKA_PROPERTY_ENABLE_SASL_OAUTHBEARER_UNSECURE_JWT"),
+        "{error}"
+    );
+    let security = security(&[
+        ("KAFKA_SECURITY_PROTOCOL", "sasl_ssl"),
+        ("KAFKA_SASL_MECHANISM", "OAUTHBEARER"),
+        (
+            "KAFKA_PROPERTY_ENABLE_SASL_OAUTHBEARER_UNSECURE_JWT",
+            "true",
+        ),
+        (
+            "KAFKA_PROPERTY_SASL_OAUTHBEARER_CONFIG",
+            "principal=orderly scope=s",
+        ),
+    ])
+    .expect("the unsecured JWT");
+    assert_eq!(
+        property(&security, "enable.sasl.oauthbearer.unsecure.jwt"),
+        Some("true")
+    );
+    assert!(!format!("{security:?}").contains("principal=orderly"));
+}
