@@ -15,31 +15,108 @@ pub use crate::{
     postgres::PostgresConfig,
 };
 
-/// Hides the password of every `scheme://user:password@host` URL in `text`,
-/// so effective settings can be printed or logged.
+/// Hides every password in `text` as `***`, so effective settings and
+/// errors can be printed or logged:
+/// - the password of a URL's userinfo (`scheme://user:password@host`);
+/// - the value of a password parameter, whatever its case: `password` (and
+///   libpq's `sslpassword`, anything ending in `password`) or Redis's
+///   `pass`, in a URL's query (`?password=…&…`) or in a libpq key/value
+///   string (`password=…`, `password = '…'`).
 pub fn redact_urls(text: &str) -> String {
+    redact_parameters(&redact_userinfo(text))
+}
+
+/// The `user:password@` part of every URL in `text`, the password hidden.
+fn redact_userinfo(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(scheme_end) = rest.find("://") {
         let (head, tail) = rest.split_at(scheme_end + 3);
         out.push_str(head);
-        // The authority ends at the first '/', whitespace or quote.
-        let authority_len = tail
-            .find(|c: char| c == '/' || c == '"' || c.is_whitespace())
-            .unwrap_or(tail.len());
-        let authority = &tail[..authority_len];
-        match (authority.rfind('@'), authority.find(':')) {
-            (Some(at), Some(colon)) if colon < at => {
-                out.push_str(&authority[..=colon]);
-                out.push_str("***");
-                out.push_str(&authority[at..]);
-            }
-            _ => out.push_str(authority),
+        rest = tail;
+        // A URL ends at whitespace. (Not at a quote: a password may hold one,
+        // and hiding too much is better than too little.)
+        let url = &tail[..tail.find(char::is_whitespace).unwrap_or(tail.len())];
+        // tokio-postgres takes all up to the first '@' as the userinfo, the
+        // url crate (Redis) up to the last '@' before the path: a password
+        // may hold '@' or '/', so the userinfo ends at the last '@' before
+        // the first '/', '?' or '#' that follows an '@'.
+        let Some(first_at) = url.find('@') else {
+            continue;
+        };
+        let path = url[first_at..]
+            .find(['/', '?', '#'])
+            .map_or(url.len(), |p| first_at + p);
+        let at = url[..path].rfind('@').unwrap_or(first_at);
+        if let Some(colon) = url[..at].find(':') {
+            out.push_str(&url[..=colon]);
+            out.push_str("***");
+            rest = &tail[at..];
         }
-        rest = &tail[authority_len..];
     }
     out.push_str(rest);
     out
+}
+
+/// Whether a parameter's value is a password.
+fn is_password_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    key.ends_with("password") || key == "pass"
+}
+
+/// Every `password=value` (see [`redact_urls`]) with its value hidden.
+fn redact_parameters(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    // text[..copied] is in `out`.
+    let mut copied = 0;
+    let mut from = 0;
+    while let Some(offset) = text[from..].find('=') {
+        let eq = from + offset;
+        from = eq + 1;
+        // libpq allows blanks around '='.
+        let before = text[..eq].trim_end_matches([' ', '\t']);
+        let key_start = before
+            .char_indices()
+            .rev()
+            .find(|(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+            .map_or(0, |(i, c)| i + c.len_utf8());
+        if key_start < copied || !is_password_key(&before[key_start..]) {
+            continue;
+        }
+        let in_query = before[..key_start].ends_with(['?', '&']);
+        let value_start = if in_query {
+            eq + 1
+        } else {
+            text.len() - text[eq + 1..].trim_start_matches([' ', '\t']).len()
+        };
+        let value_end = value_start + value_len(&text[value_start..], in_query);
+        out.push_str(&text[copied..value_start]);
+        out.push_str("***");
+        copied = value_end;
+        from = value_end;
+    }
+    out.push_str(&text[copied..]);
+    out
+}
+
+/// The length of the parameter value `text` starts with: in a URL's query
+/// up to `&`, `#` or whitespace; in a key/value string a `'…'` value (with
+/// `\` escapes) or up to unescaped whitespace.
+fn value_len(text: &str, in_query: bool) -> usize {
+    let quoted = !in_query && text.starts_with('\'');
+    let mut chars = text.char_indices().skip(usize::from(quoted));
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' if !in_query => {
+                chars.next();
+            }
+            '\'' if quoted => return i + 1,
+            '&' | '#' if in_query => return i,
+            c if c.is_whitespace() && !quoted => return i,
+            _ => {}
+        }
+    }
+    text.len()
 }
 
 /// `ORDERLY_SAGA_PENDING_DEADLINE_MS`: how long an order may stay PENDING
@@ -144,6 +221,92 @@ mod tests {
             r#"url: "postgres://app:***@db:5432/orderly", redis: "redis://cache:6379""#
         );
         assert_eq!(redact_urls("postgres://app@db/x"), "postgres://app@db/x");
+        let cases = [
+            // Redis: an ACL user, the default user, TLS.
+            (
+                "redis://u:s3cret@cache:6379/0",
+                "redis://u:***@cache:6379/0",
+            ),
+            ("rediss://:s3cret@cache", "rediss://:***@cache"),
+            // Characters a password may hold unencoded.
+            ("postgres://app:s3/cr@t@db/x", "postgres://app:***@db/x"),
+            ("postgres://app:a:b@db", "postgres://app:***@db"),
+            // Two URLs in one text.
+            (
+                "postgres://a:s3cret@db/x and redis://b:s3cret@cache",
+                "postgres://a:***@db/x and redis://b:***@cache",
+            ),
+            // No password: an '@' later in the query is left alone.
+            (
+                "postgres://app@db/x?application_name=me@host",
+                "postgres://app@db/x?application_name=me@host",
+            ),
+        ];
+        for (text, redacted) in cases {
+            assert_eq!(redact_urls(text), redacted, "{text}");
+        }
+    }
+
+    #[test]
+    fn password_parameters_are_hidden_in_urls() {
+        let cases = [
+            (
+                "postgres://app@db/x?password=s3cret",
+                "postgres://app@db/x?password=***",
+            ),
+            (
+                "postgres://app@db/x?sslmode=require&PassWord=s3cret&application_name=a",
+                "postgres://app@db/x?sslmode=require&PassWord=***&application_name=a",
+            ),
+            (
+                "postgres://app:s3cret@db/x?sslpassword=s3cret#f",
+                "postgres://app:***@db/x?sslpassword=***#f",
+            ),
+            // Redis over a Unix socket takes its password as `pass`.
+            (
+                "redis+unix:///run/redis.sock?db=1&user=u&pass=s3cret",
+                "redis+unix:///run/redis.sock?db=1&user=u&pass=***",
+            ),
+            // In a message: the URL ends at whitespace.
+            (
+                "database unavailable at postgres://db/x?password=s3cret: refused",
+                "database unavailable at postgres://db/x?password=*** refused",
+            ),
+        ];
+        for (text, redacted) in cases {
+            assert_eq!(redact_urls(text), redacted, "{text}");
+        }
+    }
+
+    #[test]
+    fn password_parameters_are_hidden_in_key_value_strings() {
+        let cases = [
+            (
+                "host=db user=app password=s3cret dbname=x",
+                "host=db user=app password=*** dbname=x",
+            ),
+            ("PASSWORD=s3cret", "PASSWORD=***"),
+            (
+                "host=db password = s3cret sslmode=require",
+                "host=db password = *** sslmode=require",
+            ),
+            (
+                r"host=db password='s3 cr\'et' dbname=x",
+                "host=db password=*** dbname=x",
+            ),
+            (r"password=s3\ cret host=db", "password=*** host=db"),
+            // An unterminated quote hides the rest.
+            ("password='s3 cret host=db", "password=***"),
+            // Not passwords.
+            (
+                "host=db bypass=1 passwords_seen=2 user=app",
+                "host=db bypass=1 passwords_seen=2 user=app",
+            ),
+        ];
+        for (text, redacted) in cases {
+            assert_eq!(redact_urls(text), redacted, "{text}");
+        }
+        assert!(!redact_urls("password=s3cret").contains("s3cret"));
     }
 
     #[test]

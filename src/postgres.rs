@@ -15,7 +15,8 @@ pub use tls::{Connector, SslMode, UrlTls, check as check_tls, connector, split_u
 use crate::env::{ConfigError, optional, var};
 
 /// Postgres connection settings shared by every component with a database.
-#[derive(Debug, Clone)]
+/// `Debug` hides the URL's password.
+#[derive(Clone)]
 pub struct PostgresConfig {
     /// `ORDERLY_DATABASE_URL`: libpq-style URL of the orderly database.
     pub database_url: String,
@@ -40,6 +41,20 @@ impl Default for PostgresConfig {
             statement_timeout_ms: 5_000,
             database_ca_file: None,
         }
+    }
+}
+
+impl fmt::Debug for PostgresConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresConfig")
+            .field(
+                "database_url",
+                &crate::config::redact_urls(&self.database_url),
+            )
+            .field("database_pool_size", &self.database_pool_size)
+            .field("statement_timeout_ms", &self.statement_timeout_ms)
+            .field("database_ca_file", &self.database_ca_file)
+            .finish()
     }
 }
 
@@ -369,5 +384,24 @@ mod tests {
             error.to_string(),
             "database unavailable: connection pool: Pool has been closed"
         );
+    }
+
+    #[test]
+    fn debug_hides_the_password() {
+        for url in [
+            "postgres://app:s3cret@db/x",
+            "postgres://app@db/x?password=s3cret",
+            "host=db user=app password=s3cret",
+        ] {
+            let config = PostgresConfig {
+                database_url: url.to_owned(),
+                ..PostgresConfig::default()
+            };
+            let shown = format!("{config:?}");
+            assert!(
+                !shown.contains("s3cret") && shown.contains("***"),
+                "{shown}"
+            );
+        }
     }
 }

@@ -12,8 +12,8 @@ use deadpool_redis::{
     },
 };
 
-/// Redis settings.
-#[derive(Debug, Clone)]
+/// Redis settings. `Debug` hides the URL's password.
+#[derive(Clone)]
 pub struct RedisConfig {
     /// `ORDERLY_REDIS_URL`: the Redis server.
     pub redis_url: String,
@@ -48,26 +48,25 @@ impl Default for RedisConfig {
     }
 }
 
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("redis_url", &crate::config::redact_urls(&self.redis_url))
+            .field("redis_pool_size", &self.redis_pool_size)
+            .field("redis_key_prefix", &self.redis_key_prefix)
+            .field("redis_response_timeout_ms", &self.redis_response_timeout_ms)
+            .field("redis_ca_file", &self.redis_ca_file)
+            .field("redis_client_cert", &self.redis_client_cert)
+            .finish()
+    }
+}
+
 impl RedisConfig {
     /// Reads the settings, defaulting each unset variable.
     pub fn from_env() -> Result<Self, ConfigError> {
         let d = Self::default();
-        let redis_client_cert = match (optional("REDIS_CERT_FILE")?, optional("REDIS_KEY_FILE")?) {
-            (Some(cert), Some(key)) => Some((cert, key)),
-            (None, None) => None,
-            (Some(_), None) => {
-                return Err(ConfigError::invalid(
-                    "REDIS_KEY_FILE",
-                    "must be set with ORDERLY_REDIS_CERT_FILE",
-                ));
-            }
-            (None, Some(_)) => {
-                return Err(ConfigError::invalid(
-                    "REDIS_CERT_FILE",
-                    "must be set with ORDERLY_REDIS_KEY_FILE",
-                ));
-            }
-        };
+        let redis_client_cert =
+            client_cert(optional("REDIS_CERT_FILE")?, optional("REDIS_KEY_FILE")?)?;
         let config = Self {
             redis_url: var("REDIS_URL", d.redis_url)?,
             redis_pool_size: var("REDIS_POOL_SIZE", d.redis_pool_size)?,
@@ -129,14 +128,37 @@ impl RedisConfig {
             },
         )
         .map_err(|e| {
-            let variable = if self.redis_ca_file.is_some() {
-                "REDIS_CA_FILE"
-            } else {
+            // The redis crate says which PEM it could not parse.
+            let message = e.to_string();
+            let variable = if message.contains("private key") {
+                "REDIS_KEY_FILE"
+            } else if message.contains("client certificate") || self.redis_ca_file.is_none() {
                 "REDIS_CERT_FILE"
+            } else {
+                "REDIS_CA_FILE"
             };
-            ConfigError::invalid(variable, e)
+            ConfigError::invalid(variable, message)
         })?;
         Ok(client.get_connection_info().clone())
+    }
+}
+
+/// `ORDERLY_REDIS_CERT_FILE` and `ORDERLY_REDIS_KEY_FILE`: both or neither.
+fn client_cert(
+    cert: Option<String>,
+    key: Option<String>,
+) -> Result<Option<(String, String)>, ConfigError> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some((cert, key))),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(ConfigError::invalid(
+            "REDIS_KEY_FILE",
+            "must be set with ORDERLY_REDIS_CERT_FILE",
+        )),
+        (None, Some(_)) => Err(ConfigError::invalid(
+            "REDIS_CERT_FILE",
+            "must be set with ORDERLY_REDIS_KEY_FILE",
+        )),
     }
 }
 
@@ -157,3 +179,6 @@ pub fn pool(config: &RedisConfig) -> Result<Pool, ConfigError> {
         .build()
         .map_err(|e| ConfigError::invalid("REDIS_URL", e))
 }
+
+#[cfg(test)]
+mod tests;

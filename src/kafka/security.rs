@@ -17,10 +17,13 @@ use crate::config::{ConfigError, ENV_PREFIX};
 /// Prefix of the pass-through variables (after `ORDERLY_`).
 pub const PROPERTY_PREFIX: &str = "KAFKA_PROPERTY_";
 
+/// librdkafka's switch for its unsecured-JWT OAUTHBEARER token.
+const UNSECURE_JWT: &str = "enable.sasl.oauthbearer.unsecure.jwt";
+
 /// `ORDERLY_KAFKA_SECURITY_PROTOCOL` values librdkafka accepts.
 const PROTOCOLS: [&str; 4] = ["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"];
 /// `ORDERLY_KAFKA_SASL_MECHANISM` values this build supports (GSSAPI
-/// would need Cyrus SASL).
+/// would need Cyrus SASL; OAUTHBEARER only as an unsecured JWT).
 const MECHANISMS: [&str; 4] = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"];
 
 /// Security settings of every Kafka client. `Debug` hides the password and
@@ -127,10 +130,39 @@ impl KafkaSecurity {
             key_file: file("KAFKA_KEY_FILE")?,
             properties,
         };
-        if security.cert_file.is_some() != security.key_file.is_some() {
+        // Both or neither; the error names the one missing.
+        match (&security.cert_file, &security.key_file) {
+            (Some(_), None) => {
+                return Err(ConfigError::invalid(
+                    "KAFKA_KEY_FILE",
+                    "must be set together with ORDERLY_KAFKA_CERT_FILE",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::invalid(
+                    "KAFKA_CERT_FILE",
+                    "must be set together with ORDERLY_KAFKA_KEY_FILE",
+                ));
+            }
+            _ => {}
+        }
+        // This build has no libcurl (so no OIDC) and orderly sets no token
+        // callback: librdkafka's unsecured JWT is the only token source, and
+        // without it every client would wait for a token for ever.
+        if security.sasl_mechanism.as_deref() == Some("OAUTHBEARER")
+            && security
+                .properties
+                .get(UNSECURE_JWT)
+                .is_none_or(|v| !v.eq_ignore_ascii_case("true"))
+        {
             return Err(ConfigError::invalid(
-                "KAFKA_KEY_FILE",
-                "must be set together with ORDERLY_KAFKA_CERT_FILE",
+                "KAFKA_SASL_MECHANISM",
+                format!(
+                    "OAUTHBEARER works in this build only with librdkafka's unsecured JWT \
+                     (for testing): set {ENV_PREFIX}{PROPERTY_PREFIX}{}=true and the \
+                     token's claims in {ENV_PREFIX}{PROPERTY_PREFIX}SASL_OAUTHBEARER_CONFIG",
+                    variable_suffix(UNSECURE_JWT)
+                ),
             ));
         }
         security.check()?;
@@ -253,15 +285,20 @@ pub fn variable_suffix(property: &str) -> String {
     property.replace('_', "__").replace('.', "_").to_uppercase()
 }
 
-/// Whether a property's value must not be shown.
+/// Whether a property's value must not be shown: passwords, secrets,
+/// tokens, private keys given inline, and `sasl.oauthbearer.config` (the
+/// unsecured JWT's claims, or whatever an OAUTHBEARER setup puts there).
 fn is_secret(property: &str) -> bool {
     [
         "password",
+        "passphrase",
         "secret",
         "jaas",
         "token",
         "key.pem",
+        "private.key",
         "credentials",
+        "oauthbearer.config",
     ]
     .iter()
     .any(|word| property.contains(word))

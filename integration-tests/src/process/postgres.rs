@@ -36,10 +36,17 @@ impl PostgresInstance {
     /// (`ssl = on` with the PEM certificate chain and key given, and only
     /// `hostssl` lines in pg_hba.conf), as managed databases are set up.
     pub async fn start_tls_only(cert: Vec<u8>, key: Vec<u8>) -> Self {
-        blocking(move || Self::start_blocking(Some((cert, key)))).await
+        blocking(move || Self::start_blocking(Some((cert, key, false)))).await
     }
 
-    fn start_blocking(tls: Option<(Vec<u8>, Vec<u8>)>) -> Self {
+    /// Like [`Self::start_tls_only`], but plain TCP connections are taken
+    /// too, so a test can see in `pg_stat_ssl` which sessions chose TLS.
+    pub async fn start_tls_and_plain(cert: Vec<u8>, key: Vec<u8>) -> Self {
+        blocking(move || Self::start_blocking(Some((cert, key, true)))).await
+    }
+
+    /// `tls`: the certificate, its key, and whether plain TCP is taken too.
+    fn start_blocking(tls: Option<(Vec<u8>, Vec<u8>, bool)>) -> Self {
         let bin = postgres_bin_dir();
         let dir = ScratchDir::new("postgres");
         if running_as_root() {
@@ -66,8 +73,8 @@ impl PostgresInstance {
         let conf = data.join("postgresql.conf");
         let mut text = std::fs::read_to_string(&conf).expect("read postgresql.conf");
         text.push_str(&settings);
-        if let Some((cert, key)) = tls {
-            text.push_str(&enable_tls_only(&data, &cert, &key));
+        if let Some((cert, key, plain_too)) = tls {
+            text.push_str(&enable_tls(&data, &cert, &key, plain_too));
         }
         std::fs::write(&conf, text).expect("write postgresql.conf");
         let instance = Self {
@@ -214,9 +221,9 @@ fn postgres_bin_dir() -> PathBuf {
 }
 
 /// Writes the certificate and key (the key readable by the server's owner
-/// only, as Postgres demands) and a pg_hba.conf refusing TCP without TLS;
-/// returns the settings to append to postgresql.conf.
-fn enable_tls_only(data: &Path, cert: &[u8], key: &[u8]) -> String {
+/// only, as Postgres demands) and a pg_hba.conf refusing TCP without TLS
+/// (unless `plain_too`); returns the settings to append to postgresql.conf.
+fn enable_tls(data: &Path, cert: &[u8], key: &[u8], plain_too: bool) -> String {
     use std::os::unix::fs::PermissionsExt;
     let cert_path = data.join("server.crt");
     let key_path = data.join("server.key");
@@ -224,9 +231,10 @@ fn enable_tls_only(data: &Path, cert: &[u8], key: &[u8]) -> String {
     std::fs::write(&key_path, key).expect("write server.key");
     std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600))
         .expect("chmod server.key");
+    let tcp = if plain_too { "host" } else { "hostssl" };
     std::fs::write(
         data.join("pg_hba.conf"),
-        "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+        format!("local all all trust\n{tcp} all all 127.0.0.1/32 trust\n"),
     )
     .expect("write pg_hba.conf");
     if running_as_root() {

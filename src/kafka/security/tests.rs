@@ -96,7 +96,7 @@ fn property_names_map_both_ways() {
 
 #[test]
 fn refusals_name_their_variable() {
-    let cases: [(&[(&str, &str)], &str); 6] = [
+    let cases: [(&[(&str, &str)], &str); 8] = [
         (
             &[("KAFKA_SECURITY_PROTOCOL", "tls")],
             "ORDERLY_KAFKA_SECURITY_PROTOCOL",
@@ -124,6 +124,16 @@ fn refusals_name_their_variable() {
             &[("KAFKA_PROPERTY_NO_SUCH_THING", "1")],
             "ORDERLY_KAFKA_PROPERTY_NO_SUCH_THING",
         ),
+        // OAUTHBEARER's OIDC method needs libcurl, which this build leaves
+        // out: refused at startup, not at the first connection.
+        (
+            &[("KAFKA_PROPERTY_SASL_OAUTHBEARER_METHOD", "oidc")],
+            "ORDERLY_KAFKA_PROPERTY_SASL_OAUTHBEARER_METHOD",
+        ),
+        (
+            &[("KAFKA_PROPERTY_SASL_OAUTHBEARER_CLIENT_SECRET", "s")],
+            "ORDERLY_KAFKA_PROPERTY_SASL_OAUTHBEARER_CLIENT_SECRET",
+        ),
     ];
     for (vars, variable) in cases {
         let error = security(vars).expect_err(variable).to_string();
@@ -133,7 +143,103 @@ fn refusals_name_their_variable() {
 
 #[test]
 fn secret_properties_are_hidden() {
-    let security = security(&[("KAFKA_PROPERTY_SSL_KEY_PASSWORD", "hunter2")]).expect("valid");
-    assert_eq!(property(&security, "ssl.key.password"), Some("hunter2"));
-    assert!(!format!("{security:?}").contains("hunter2"));
+    let secrets = [
+        ("KAFKA_SASL_PASSWORD", "sasl.password"),
+        ("KAFKA_PROPERTY_SSL_KEY_PASSWORD", "ssl.key.password"),
+        (
+            "KAFKA_PROPERTY_SSL_KEYSTORE_PASSWORD",
+            "ssl.keystore.password",
+        ),
+        ("KAFKA_PROPERTY_SSL_KEY_PEM", "ssl.key.pem"),
+        (
+            "KAFKA_PROPERTY_SASL_OAUTHBEARER_CONFIG",
+            "sasl.oauthbearer.config",
+        ),
+    ];
+    for (variable, name) in secrets {
+        let value = format!("hunter2-{name}");
+        let security = security(&[(variable, &value)]).expect(variable);
+        assert_eq!(property(&security, name), Some(value.as_str()));
+        assert!(!format!("{security:?}").contains("hunter2"), "{variable}");
+        let described = security.describe();
+        assert!(
+            described.contains(&(variable.to_owned(), "***".to_owned())),
+            "{variable}: {described:?}"
+        );
+    }
+    // Not secrets: shown.
+    let security = security(&[("KAFKA_PROPERTY_CLIENT_ID", "orderly-a")]).expect("valid");
+    assert!(format!("{security:?}").contains("orderly-a"));
+}
+
+#[test]
+fn a_client_certificate_maps_onto_librdkafka_properties() {
+    let dir = std::env::temp_dir().join(format!("orderly-kafka-mtls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let cert = dir.join("client.pem");
+    let key = dir.join("client.key");
+    std::fs::write(&cert, "-----BEGIN CERTIFICATE-----\n").expect("write");
+    std::fs::write(&key, "-----BEGIN PRIVATE KEY-----\n").expect("write");
+    let (cert, key) = (cert.to_str().expect("utf-8"), key.to_str().expect("utf-8"));
+    let both = security(&[
+        ("KAFKA_SECURITY_PROTOCOL", "ssl"),
+        ("KAFKA_CERT_FILE", cert),
+        ("KAFKA_KEY_FILE", key),
+    ]);
+    let cert_only = security(&[("KAFKA_CERT_FILE", cert)]);
+    let key_only = security(&[("KAFKA_KEY_FILE", key)]);
+    std::fs::remove_dir_all(&dir).expect("clean up");
+    let both = both.expect("valid");
+    assert_eq!(property(&both, "ssl.certificate.location"), Some(cert));
+    assert_eq!(property(&both, "ssl.key.location"), Some(key));
+    let mut config = ClientConfig::new();
+    both.apply(&mut config);
+    assert_eq!(config.get("ssl.certificate.location"), Some(cert));
+    assert_eq!(config.get("ssl.key.location"), Some(key));
+    // Paths, not secrets: shown as they are.
+    let described = both.describe();
+    assert!(described.contains(&("KAFKA_CERT_FILE".to_owned(), cert.to_owned())));
+    assert!(described.contains(&("KAFKA_KEY_FILE".to_owned(), key.to_owned())));
+    // Both or neither; the error names the one missing.
+    let error = cert_only
+        .expect_err("a certificate without its key")
+        .to_string();
+    assert!(error.contains("ORDERLY_KAFKA_KEY_FILE:"), "{error}");
+    let error = key_only
+        .expect_err("a key without its certificate")
+        .to_string();
+    assert!(error.contains("ORDERLY_KAFKA_CERT_FILE:"), "{error}");
+}
+
+#[test]
+fn oauthbearer_needs_the_unsecured_jwt() {
+    let error = security(&[
+        ("KAFKA_SECURITY_PROTOCOL", "sasl_ssl"),
+        ("KAFKA_SASL_MECHANISM", "OAUTHBEARER"),
+    ])
+    .expect_err("no token source")
+    .to_string();
+    assert!(error.contains("ORDERLY_KAFKA_SASL_MECHANISM:"), "{error}");
+    assert!(
+        error.contains("ORDERLY_KAFKA_PROPERTY_ENABLE_SASL_OAUTHBEARER_UNSECURE_JWT"),
+        "{error}"
+    );
+    let security = security(&[
+        ("KAFKA_SECURITY_PROTOCOL", "sasl_ssl"),
+        ("KAFKA_SASL_MECHANISM", "OAUTHBEARER"),
+        (
+            "KAFKA_PROPERTY_ENABLE_SASL_OAUTHBEARER_UNSECURE_JWT",
+            "true",
+        ),
+        (
+            "KAFKA_PROPERTY_SASL_OAUTHBEARER_CONFIG",
+            "principal=orderly scope=s",
+        ),
+    ])
+    .expect("the unsecured JWT");
+    assert_eq!(
+        property(&security, "enable.sasl.oauthbearer.unsecure.jwt"),
+        Some("true")
+    );
+    assert!(!format!("{security:?}").contains("principal=orderly"));
 }

@@ -12,6 +12,11 @@ use orderly_integration_tests::{Component, eventually, process::ProcessPlatform}
 
 use super::support::{Pki, REDIS_PASSWORD, REDIS_USER, TlsBroker, TlsPostgres, TlsRedis};
 
+/// Passwords the stores never ask for (Postgres trusts, Kafka has no
+/// SASL here), given only to be hidden by `orderly config`.
+const PG_PASSWORD: &str = "pg-url-s3cret";
+const KAFKA_PASSWORD: &str = "kafka-sasl-s3cret";
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_binary_confirms_an_order_with_every_store_over_tls_from_its_environment() {
     let pki = Pki::new();
@@ -26,7 +31,7 @@ async fn the_binary_confirms_an_order_with_every_store_over_tls_from_its_environ
         .env(
             "DATABASE_URL",
             format!(
-                "postgres://postgres@localhost:{}/orderly?sslmode=verify-full",
+                "postgres://postgres@localhost:{}/orderly?sslmode=verify-full&password={PG_PASSWORD}",
                 postgres.server.port()
             ),
         )
@@ -43,6 +48,9 @@ async fn the_binary_confirms_an_order_with_every_store_over_tls_from_its_environ
         .env("KAFKA_SECURITY_PROTOCOL", "ssl")
         .env("KAFKA_CA_FILE", ca)
         .env("KAFKA_PROPERTY_SOCKET_KEEPALIVE_ENABLE", "true")
+        // Unused over `ssl` (and by a server that trusts), but shown by
+        // `orderly config`: must be hidden there.
+        .env("KAFKA_SASL_PASSWORD", KAFKA_PASSWORD)
         .start()
         .await;
     let mut inventory = InventoryServiceClient::new(platform.channel(Component::Inventory));
@@ -82,12 +90,38 @@ async fn the_binary_confirms_an_order_with_every_store_over_tls_from_its_environ
         }
     })
     .await;
-    postgres.assert_only_tls_sessions().await;
+    // The server refuses plain connections: a session that tried one is
+    // missing.
+    postgres.assert_every_session_encrypted().await;
+
+    // `orderly verify`: the order service reconciles Postgres and Redis,
+    // both over TLS (the view may still be settling: try again).
+    eventually(
+        "orderly verify to pass",
+        Duration::from_secs(60),
+        || async {
+            let verify = platform
+                .orderly(&["verify", "--pending-bound-secs", "0"])
+                .await;
+            let stdout = String::from_utf8_lossy(&verify.stdout).into_owned();
+            (verify.status.success() && stdout.contains("CONFIRMED")).then_some(())
+        },
+    )
+    .await;
 
     let config = platform.orderly(&["config"]).await;
     let stdout = String::from_utf8_lossy(&config.stdout);
     assert!(config.status.success(), "{stdout}");
-    assert!(!stdout.contains(REDIS_PASSWORD), "{stdout}");
+    for password in [REDIS_PASSWORD, PG_PASSWORD, KAFKA_PASSWORD] {
+        assert!(!stdout.contains(password), "{password}: {stdout}");
+    }
+    assert!(stdout.contains("&password=***"), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l == "ORDERLY_KAFKA_SASL_PASSWORD=***"),
+        "{stdout}"
+    );
     assert!(
         stdout
             .lines()

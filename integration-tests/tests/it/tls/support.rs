@@ -1,10 +1,12 @@
 //! The test's CA and its TLS-only servers.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use tokio::time::Instant;
 
 use orderly::{config::PostgresConfig, kafka::KafkaConfig, redis::RedisConfig};
 use orderly_integration_tests::{
-    BrokerProcess, TestKafka, free_port,
+    BrokerProcess, TestKafka, eventually, free_port,
     process::{PostgresInstance, RedisInstance, Stunnel},
     test_tls, unique_id,
 };
@@ -57,6 +59,15 @@ impl TlsPostgres {
         }
     }
 
+    /// A server that takes plain TCP connections too: whether a session
+    /// chose TLS then shows only in `pg_stat_ssl`, which
+    /// [`Self::assert_every_session_encrypted`] reads.
+    pub async fn start_accepting_plain(pki: &Pki) -> Self {
+        Self {
+            server: PostgresInstance::start_tls_and_plain(pki.cert.clone(), pki.key.clone()).await,
+        }
+    }
+
     /// Settings for `database` with `sslmode`, trusting `pki`'s CA.
     pub fn config(&self, pki: &Pki, database: &str, sslmode: &str) -> PostgresConfig {
         PostgresConfig {
@@ -70,8 +81,13 @@ impl TlsPostgres {
         }
     }
 
-    /// Every client session the server has is encrypted.
-    pub async fn assert_only_tls_sessions(&self) {
+    /// Every session the components keep on the `orderly` database is
+    /// there and encrypted: the relay's (one per source), the query
+    /// service's LISTEN session, and the pools' connections (no
+    /// application name; the relay's leases run on one of them). On a
+    /// TLS-only server a session that tried plain is missing; on one
+    /// accepting plain too, it shows unencrypted.
+    pub async fn assert_every_session_encrypted(&self) {
         let config = PostgresConfig {
             database_url: format!(
                 "postgres://postgres@localhost:{}/postgres?sslmode=require",
@@ -81,22 +97,49 @@ impl TlsPostgres {
         };
         let pool = orderly::postgres::pool(&config).expect("pool");
         let client = pool.get().await.expect("connect with sslmode=require");
-        let row = client
-            .query_one(
-                "SELECT count(*) FILTER (WHERE s.ssl), count(*) FILTER (WHERE NOT s.ssl) \
-                 FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
-                 WHERE a.backend_type = 'client backend'",
-                &[],
-            )
-            .await
-            .expect("sessions");
-        let (encrypted, plain): (i64, i64) = (row.get(0), row.get(1));
+        let complete = |sessions: &[(String, bool)]| {
+            let encrypted = |name: &str| sessions.iter().any(|(n, ssl)| n == name && *ssl);
+            EXPECTED_SESSIONS.iter().all(|name| encrypted(name))
+                && sessions.iter().all(|(_, ssl)| *ssl)
+        };
+        // Sessions reconnect after a failure: wait for all of them, then
+        // show what was there if they never were.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let sessions = eventually("the components' sessions", Duration::from_secs(40), || {
+            let client = &client;
+            async move {
+                let sessions: Vec<(String, bool)> = client
+                    .query(
+                        "SELECT a.application_name, s.ssl \
+                             FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
+                             WHERE a.backend_type = 'client backend' AND a.datname = 'orderly' \
+                             ORDER BY 1",
+                        &[],
+                    )
+                    .await
+                    .ok()?
+                    .iter()
+                    .map(|row| (row.get(0), row.get(1)))
+                    .collect();
+                (complete(&sessions) || Instant::now() >= deadline).then_some(sessions)
+            }
+        })
+        .await;
         assert!(
-            encrypted > 1 && plain == 0,
-            "{encrypted} TLS, {plain} plain sessions"
+            complete(&sessions),
+            "expected {EXPECTED_SESSIONS:?}, all encrypted; (application_name, ssl): {sessions:?}"
         );
     }
 }
+
+/// The application names of the sessions every component keeps open on
+/// the `orderly` database ("": the pools' connections).
+const EXPECTED_SESSIONS: [&str; 4] = [
+    "",
+    "orderly-query:wake-ups",
+    "orderly-relay:orders",
+    "orderly-relay:payments",
+];
 
 /// A Redis of the test's own listening only for TLS, with an ACL user.
 pub struct TlsRedis {
