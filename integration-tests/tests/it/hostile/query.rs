@@ -10,7 +10,9 @@ use tonic::{Code, Request};
 use super::{
     contract::{self, Objections},
     known_order,
-    strategies::{hostile_string, i64_extreme, or_hostile, order_id, u32_extreme, u64_extreme},
+    strategies::{
+        hostile_string, i64_extreme, id_or_hostile, or_hostile, order_id, u32_extreme, u64_extreme,
+    },
     support::{assert_serving, check, judge, shared, verdict},
 };
 
@@ -42,7 +44,7 @@ fn timestamp() -> impl Strategy<Value = Option<prost_types::Timestamp>> {
 
 fn list_request() -> impl Strategy<Value = pb::ListOrdersRequest> {
     (
-        or_hostile("[A-Za-z0-9._:-]{1,64}"),
+        id_or_hostile("[A-Za-z0-9._:-]{1,64}"),
         prop_oneof![0..6i32, any::<i32>()],
         u32_extreme(),
         prop_oneof![
