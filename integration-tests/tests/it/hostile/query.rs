@@ -111,18 +111,28 @@ pub fn run() {
         let mut client = client.clone();
         async move {
             let mut invalid = Objections::new();
+            contract::token(
+                "customer_id",
+                &request.customer_id,
+                64,
+                |c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'),
+                &mut invalid,
+            );
             contract::within("page_size", request.page_size, 0..=100, &mut invalid);
             // Known statuses: UNSPECIFIED (all) to CANCELLED.
             contract::within("status", request.status, 0..=5, &mut invalid);
             // Tokens are issued by the service and signed; none is issued
-            // here, so any token sent is altered or made up.
-            if !request.page_token.is_empty() {
-                invalid.push(format!(
-                    "page_token {:?} was never issued",
-                    request.page_token
-                ));
-            }
+            // here, so any token sent is altered or made up. A token is
+            // checked against the filter it was issued for, so only once
+            // the filter is valid: it is not among the objections every
+            // violation must name, but it must never be answered OK.
+            let page_token = request.page_token.clone();
             let answer = client.list_orders(request).await;
+            if answer.is_ok() && !page_token.is_empty() {
+                return Err(TestCaseError::fail(format!(
+                    "ListOrders answered OK to a page_token never issued: {page_token:?}"
+                )));
+            }
             verdict(
                 "ListOrders",
                 answer,
