@@ -40,7 +40,10 @@ fi
 echo "buf breaking: against the released contract ($baseline)"
 "$buf" breaking --against "$baseline"
 
-head=$(git rev-parse HEAD)
+if ! head=$(git rev-parse -q --verify HEAD 2>/dev/null); then
+  echo "buf breaking: git baseline skipped, not a git checkout"
+  exit 0
+fi
 # A shallow clone may lack the base: deepen it when a remote can.
 deepen() {
   if [ "$(git rev-parse --is-shallow-repository)" = true ] && [ -n "$(git remote)" ]; then
