@@ -8,6 +8,7 @@
 use std::{collections::HashMap, time::Duration};
 
 use orderly::proto::v1::OrderStatus;
+use tonic::Code;
 
 use super::{
     ChaosReport, ChaosSettings,
@@ -159,8 +160,10 @@ pub fn check_stock(settings: &ChaosSettings, report: &mut ChaosReport) {
 }
 
 /// Every UNKNOWN, INTERNAL or unexplained CANCELLED answer a client got is a
-/// problem, unless it came from an order replica while that replica was
-/// being killed (the kill breaks the calls it was answering).
+/// problem, unless it is a transport failure (UNKNOWN, CANCELLED or
+/// UNAVAILABLE) from an order replica while that replica was being killed:
+/// the kill breaks the calls it was answering. A kill never makes a server
+/// answer INTERNAL, so INTERNAL is never excused.
 pub fn check_unexpected_answers(report: &mut ChaosReport) {
     let mut explained = 0;
     let mut problems = Vec::new();
@@ -171,11 +174,20 @@ pub fn check_unexpected_answers(report: &mut ChaosReport) {
             }) && answer.at >= fault.began
                 && answer.at <= fault.began + fault.took
         });
-        if killed_then {
+        let a_kill_can_cause_it = matches!(
+            answer.code,
+            Code::Unknown | Code::Cancelled | Code::Unavailable
+        );
+        if killed_then && a_kill_can_cause_it {
             explained += 1;
         } else {
+            let why = if killed_then {
+                "a kill of it was under way, but a kill never causes this code"
+            } else {
+                "no kill of it under way"
+            };
             problems.push(format!(
-                "{} answered {:?} by order #{} (no kill of it under way): {}",
+                "{} answered {:?} by order #{} ({why}): {}",
                 answer.what, answer.code, answer.replica, answer.message
             ));
         }

@@ -70,9 +70,20 @@ impl OrderService for OrderApi {
     ) -> Result<Response<pb::CancelOrderResponse>, Status> {
         let trace = TraceContext::current();
         let request = request.into_inner();
-        let id = parse_order_id("order_id", &request.order_id).map_err(Error::from)?;
+        // Both fields are checked before either is refused, so the answer
+        // names every bad field at once.
+        let id = match (
+            parse_order_id("order_id", &request.order_id),
+            validate_cancel_reason(&request.reason),
+        ) {
+            (Ok(id), Ok(())) => id,
+            (id, reason) => {
+                let mut violations = id.err().unwrap_or_default();
+                violations.0.extend(reason.err().unwrap_or_default().0);
+                return Err(Error::from(violations).into());
+            }
+        };
         tracing::Span::current().record("order_id", id.to_string());
-        validate_cancel_reason(&request.reason).map_err(Error::from)?;
         let order = self.orders.cancel(id, &request.reason, &trace).await?;
         Ok(Response::new(pb::CancelOrderResponse {
             order: Some(convert::order(&order)),

@@ -90,21 +90,28 @@ impl QueryService for QueryApi {
         };
         let created_after = time("created_after", request.created_after);
         let created_before = time("created_before", request.created_before);
-        v.into_result(()).map_err(Error::from)?;
         let status = match pb::OrderStatus::try_from(request.status) {
             Ok(pb::OrderStatus::Unspecified) => Ok(None),
             Ok(status) => Ok(Some(status_from_proto(status))),
             Err(_) => Err(request.status),
         };
-        let (filter, page_size) = ListRequest {
+        let listed = ListRequest {
             customer_id: request.customer_id,
             status,
             page_size: request.page_size,
             created_after,
             created_before,
         }
-        .validate()
-        .map_err(Error::from)?;
+        .validate();
+        // The timestamps' violations and the rest are reported together.
+        let (filter, page_size) = match (v.into_result(()), listed) {
+            (Ok(()), Ok(listed)) => listed,
+            (times, listed) => {
+                let mut violations = times.err().unwrap_or_default();
+                violations.0.extend(listed.err().unwrap_or_default().0);
+                return Err(Error::from(violations).into());
+            }
+        };
         let (views, next_page_token) = self
             .views
             .list(&filter, page_size, &request.page_token)

@@ -132,23 +132,35 @@ fn an_unknown_answer_fails_unless_its_replica_was_being_killed() {
         }),
         orders_in_flight: None,
     });
-    let answer = |replica, at| UnexpectedAnswer {
+    let answer = |replica, at, code| UnexpectedAnswer {
         at,
         replica,
         what: "CreateOrder".into(),
-        code: Code::Unknown,
+        code,
         message: "broken".into(),
     };
+    let in_window = began + Duration::from_secs(1);
     report.load.unexpected = vec![
-        answer(1, began + Duration::from_secs(1)),
-        answer(0, began + Duration::from_secs(1)),
-        answer(1, began + Duration::from_secs(3)),
+        // Transport failures from the replica being killed: excused.
+        answer(1, in_window, Code::Unknown),
+        answer(1, in_window, Code::Cancelled),
+        answer(1, in_window, Code::Unavailable),
+        // Another replica, or after the kill: not excused.
+        answer(0, in_window, Code::Unknown),
+        answer(1, began + Duration::from_secs(3), Code::Unknown),
+        // A server's own INTERNAL (a panic) is never what a kill causes.
+        answer(1, in_window, Code::Internal),
     ];
     check_unexpected_answers(&mut report);
-    assert_eq!(report.unexpected_explained, 1);
+    assert_eq!(report.unexpected_explained, 3);
     assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
     assert!(
-        report.problems[0].starts_with("2 answers no client should get"),
+        report.problems[0].starts_with("3 answers no client should get"),
+        "{:?}",
+        report.problems
+    );
+    assert!(
+        report.problems[0].contains("answered Internal by order #1 (a kill of it was under way"),
         "{:?}",
         report.problems
     );

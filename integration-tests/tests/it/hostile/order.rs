@@ -8,7 +8,9 @@ use tonic::Code;
 use super::{
     contract::{self, Objections},
     known_order,
-    strategies::{currency, i64_extreme, list, or_hostile, order_id, sku, u32_extreme},
+    strategies::{
+        currency, i64_extreme, id_or_hostile, list, or_hostile, order_id, sku, u32_extreme,
+    },
     support::{assert_serving, check, shared, verdict},
 };
 
@@ -32,7 +34,7 @@ fn item() -> BoxedStrategy<pb::OrderItem> {
 
 fn create_request() -> impl Strategy<Value = CreateOrderRequest> {
     (
-        or_hostile("[A-Za-z0-9._:-]{1,64}"),
+        id_or_hostile("[A-Za-z0-9._:-]{1,64}"),
         list(item()),
         currency(),
         or_hostile(Just("pm_ok".to_owned())),

@@ -10,7 +10,9 @@ use tonic::{Code, Request};
 use super::{
     contract::{self, Objections},
     known_order,
-    strategies::{hostile_string, i64_extreme, or_hostile, order_id, u32_extreme, u64_extreme},
+    strategies::{
+        hostile_string, i64_extreme, id_or_hostile, or_hostile, order_id, u32_extreme, u64_extreme,
+    },
     support::{assert_serving, check, judge, shared, verdict},
 };
 
@@ -42,7 +44,7 @@ fn timestamp() -> impl Strategy<Value = Option<prost_types::Timestamp>> {
 
 fn list_request() -> impl Strategy<Value = pb::ListOrdersRequest> {
     (
-        or_hostile("[A-Za-z0-9._:-]{1,64}"),
+        id_or_hostile("[A-Za-z0-9._:-]{1,64}"),
         prop_oneof![0..6i32, any::<i32>()],
         u32_extreme(),
         prop_oneof![
@@ -109,18 +111,28 @@ pub fn run() {
         let mut client = client.clone();
         async move {
             let mut invalid = Objections::new();
+            contract::token(
+                "customer_id",
+                &request.customer_id,
+                64,
+                |c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'),
+                &mut invalid,
+            );
             contract::within("page_size", request.page_size, 0..=100, &mut invalid);
             // Known statuses: UNSPECIFIED (all) to CANCELLED.
             contract::within("status", request.status, 0..=5, &mut invalid);
             // Tokens are issued by the service and signed; none is issued
-            // here, so any token sent is altered or made up.
-            if !request.page_token.is_empty() {
-                invalid.push(format!(
-                    "page_token {:?} was never issued",
-                    request.page_token
-                ));
-            }
+            // here, so any token sent is altered or made up. A token is
+            // checked against the filter it was issued for, so only once
+            // the filter is valid: it is not among the objections every
+            // violation must name, but it must never be answered OK.
+            let page_token = request.page_token.clone();
             let answer = client.list_orders(request).await;
+            if answer.is_ok() && !page_token.is_empty() {
+                return Err(TestCaseError::fail(format!(
+                    "ListOrders answered OK to a page_token never issued: {page_token:?}"
+                )));
+            }
             verdict(
                 "ListOrders",
                 answer,

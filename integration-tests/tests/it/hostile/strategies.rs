@@ -45,6 +45,13 @@ pub fn or_hostile(valid: impl Strategy<Value = String> + 'static) -> BoxedStrate
     prop_oneof![valid, hostile_string()].boxed()
 }
 
+/// An id field (a customer id, say): valid in about one case of four,
+/// hostile otherwise, so most cases try the field's checks rather than
+/// walking past them to the next field.
+pub fn id_or_hostile(valid: impl Strategy<Value = String> + 'static) -> BoxedStrategy<String> {
+    prop_oneof![1 => valid, 3 => hostile_string()].boxed()
+}
+
 /// A well-formed SKU.
 pub fn valid_sku() -> BoxedStrategy<String> {
     "[A-Za-z0-9._-]{1,64}".boxed()

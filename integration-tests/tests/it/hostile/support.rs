@@ -92,9 +92,10 @@ where
 
 /// Judges one answer of `rpc`: OK, or a code from `documented`, never
 /// UNKNOWN or INTERNAL; an INVALID_ARGUMENT names, in `BadRequest` field
-/// violations, only fields of the request (`fields`, by top-level name);
-/// and never OK to a request the contract calls invalid (`invalid`: its
-/// objections, from [`super::contract`]). Returns the message when OK.
+/// violations, only fields of the request (`fields`, by top-level name),
+/// and every field the contract objects to (`invalid`: its objections,
+/// from [`super::contract`]); and never OK to a request the contract calls
+/// invalid. Returns the message when OK.
 pub fn verdict<T>(
     rpc: &str,
     answer: Result<tonic::Response<T>, Status>,
@@ -112,6 +113,22 @@ pub fn verdict<T>(
         Err(status) => status,
     };
     judge(rpc, &status, documented, fields)?;
+    if status.code() == Code::InvalidArgument {
+        // Every violation is reported at once (docs/errors.md), so each
+        // field the contract objects to is among them: a check the server
+        // lost would otherwise hide behind another field's violation.
+        let violated = violated_fields(&status);
+        let violated: Vec<&str> = violated.iter().map(|field| top_level(field)).collect();
+        for objection in invalid {
+            let field = top_level(objection.split(' ').next().unwrap_or_default());
+            if !violated.contains(&field) {
+                return Err(TestCaseError::fail(format!(
+                    "{rpc}: the contract objects to {objection}, but the violations name \
+                     only {violated:?}"
+                )));
+            }
+        }
+    }
     Ok(None)
 }
 
