@@ -1,8 +1,9 @@
--- The oldest unpublished rows of the buckets $3 this relay owns, in
--- commit-independent id order. No id watermark: a transaction that took a
--- lower id but committed later is still picked up, because its row is
--- unpublished whenever it appears. $2 holds rows in flight (being produced,
--- or delivered and still being marked).
+-- The oldest unpublished rows of the whole outbox (this relay owns every
+-- bucket), in commit-independent id order. No id watermark: a transaction
+-- that took a lower id but committed later is still picked up, because its
+-- row is unpublished whenever it appears. $2 holds rows in flight (being
+-- produced, or delivered and still being marked); NOT IN over a subquery
+-- is tested with a hash, also in the generic plan this session uses.
 -- Set-aside rows are left out, and so is every later row of their key: an
 -- order's events never pass one of its own that was set aside. (The probe
 -- uses the small partial index outbox_set_aside.)
@@ -10,8 +11,7 @@ SELECT id, bucket, topic, partition_key, payload, headers
 FROM {outbox} AS o
 WHERE published_at IS NULL
   AND set_aside_at IS NULL
-  AND bucket = ANY($3::integer[])
-  AND id <> ALL($2::bigint[])
+  AND id NOT IN (SELECT unnest($2::bigint[]))
   AND NOT EXISTS (
       SELECT 1
       FROM {outbox} AS aside
