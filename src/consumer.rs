@@ -119,15 +119,6 @@ pub trait Handler: Send + Sync + 'static {
     /// What `prepare` learned for `apply` (e.g. a remote command's answer).
     type Effect: Send + 'static;
 
-    /// Whether everything `apply` writes is derived from the topics alone
-    /// (a read model: no outbox row, no record of a remote effect). Then a
-    /// commit lost in a database crash is harmless: the partition position
-    /// saved in the same transaction is lost with it, so the record is
-    /// consumed and applied again. Such transactions commit without waiting
-    /// for the WAL flush (`synchronous_commit = off`), which is most of a
-    /// small transaction's latency on a disk that syncs.
-    const REPLAYABLE: bool = false;
-
     /// Whether `prepare` neither calls nor reads anything (all the work is
     /// `apply`'s). Then one batch may hold several events of one aggregate,
     /// applied in version order in its transaction: a consumer that fell

@@ -195,9 +195,11 @@ impl<H: Handler> Pipeline<H> {
     }
 
     /// Writes the acknowledgements waiting in `deferred` in a transaction
-    /// of their own, under the fence. It commits without waiting for the
-    /// WAL flush: a lost commit only means those records are handled
-    /// again, and they have nothing to commit.
+    /// of their own, under the fence. Durably, like every consumer commit:
+    /// a running worker reads on from where it is, not from the saved
+    /// position, so a commit lost in a database crash would leave its
+    /// aggregates' versions behind for good (their next events held as a
+    /// gap).
     pub(crate) async fn flush(
         &self,
         fence: &Fence,
@@ -208,8 +210,6 @@ impl<H: Handler> Pipeline<H> {
         };
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        tx.batch_execute("SET LOCAL synchronous_commit = off")
-            .await?;
         self.ack(&tx, fence, position, &deferred.rows()).await?;
         tx.commit().await?;
         deferred.clear();
@@ -368,12 +368,6 @@ impl<H: Handler> Pipeline<H> {
         }
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        if H::REPLAYABLE {
-            // See `Handler::REPLAYABLE`: a lost commit is re-applied from
-            // the topic, so it need not wait for the disk.
-            tx.batch_execute("SET LOCAL synchronous_commit = off")
-                .await?;
-        }
         match mode {
             Mode::Live(fence) => {
                 // Inbox row, version and the partition's position (with

@@ -121,10 +121,6 @@ impl Projector {
 impl Handler for Projector {
     type Effect = ();
 
-    // The views, their timelines and the projector's bookkeeping are all
-    // derived from the topics: a commit lost in a crash is projected again.
-    const REPLAYABLE: bool = true;
-
     // Nothing remote or read before the transaction: a lagging projector
     // applies an order's several events in one batch.
     const LOCAL_ONLY: bool = true;

@@ -256,11 +256,6 @@ impl<H: Handler> Pipeline<H> {
         let rows = deferred.rows_with(moves);
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        if H::REPLAYABLE {
-            // See `Handler::REPLAYABLE`.
-            tx.batch_execute("SET LOCAL synchronous_commit = off")
-                .await?;
-        }
         let last = &members[members.len() - 1];
         let last_record = &records[records.len() - 1];
         let position = (

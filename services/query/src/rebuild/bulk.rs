@@ -160,10 +160,6 @@ impl Load<'_> {
     async fn write(&self, batch: &Batch) -> Result<u64, Error> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        // Derived from the topics alone: a commit lost in a crash is a
-        // rebuild that fails and is started again.
-        tx.batch_execute("SET LOCAL synchronous_commit = off")
-            .await?;
         self.store.write(&tx, self.name, batch).await?;
         tx.commit().await?;
         Ok(batch.events() as u64)
