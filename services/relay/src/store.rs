@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{GenericClient, Pool};
 use orderly::ownership::Grant;
-use tokio_postgres::{Client, Statement, types::Type};
+use tokio_postgres::{Client, Statement};
 use uuid::Uuid;
 
 use crate::error::Error;
@@ -278,8 +278,7 @@ pub struct Session {
     /// How many buckets the outbox has.
     buckets: usize,
     fetch_all: Statement,
-    /// `fetch_buckets.sql`, its buckets still to be written in.
-    fetch_buckets: String,
+    fetch_buckets: Statement,
     mark: Statement,
     prune: Statement,
     record_failures: Statement,
@@ -296,7 +295,7 @@ impl Session {
         Ok(Self {
             buckets,
             fetch_all: client.prepare(&queries.fetch_all).await?,
-            fetch_buckets: queries.fetch_buckets.clone(),
+            fetch_buckets: client.prepare(&queries.fetch_buckets).await?,
             mark: client.prepare(&queries.mark).await?,
             prune: client.prepare(&queries.prune).await?,
             record_failures: client.prepare(&queries.record_failures).await?,
@@ -351,12 +350,8 @@ impl Session {
                 .query(&self.fetch_all, &[&limit, &excluded])
                 .await?
         } else {
-            // Planned for these buckets (see fetch_buckets.sql), in one
-            // round trip; integers only, so nothing else enters the text.
-            let listed: Vec<String> = buckets.iter().map(i32::to_string).collect();
-            let sql = self.fetch_buckets.replace("{buckets}", &listed.join(","));
             self.client
-                .query_typed(&sql, &[(&limit, Type::INT8), (&excluded, Type::INT8_ARRAY)])
+                .query(&self.fetch_buckets, &[&limit, &excluded, &buckets])
                 .await?
         };
         rows.iter()

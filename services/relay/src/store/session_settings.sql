@@ -28,6 +28,4 @@ SET enable_seqscan = off;
 -- left out with NOT IN over a subquery, which a generic plan tests with a
 -- hash (`id <> ALL($2)` compared each row with every id in flight, which
 -- made more batches in flight slower: 16 batches of 500, 3 600 rows/s).
--- The one read whose plan depends on its values, of some buckets only,
--- has them written into its text (fetch_buckets.sql).
 SET plan_cache_mode = force_generic_plan;
