@@ -13,7 +13,8 @@ use uuid::Uuid;
 
 use crate::error::Error;
 
-const FETCH: &str = include_str!("store/fetch_unpublished.sql");
+const FETCH_ALL: &str = include_str!("store/fetch_all.sql");
+const FETCH_BUCKETS: &str = include_str!("store/fetch_buckets.sql");
 const MARK: &str = include_str!("store/mark_published.sql");
 const BACKLOG: &str = include_str!("store/backlog.sql");
 const PRUNE: &str = include_str!("store/prune_published.sql");
@@ -142,7 +143,8 @@ pub struct SetAside {
 /// The SQL of one source, with its table spliced in.
 #[derive(Debug, Clone)]
 pub struct Queries {
-    fetch: String,
+    fetch_all: String,
+    fetch_buckets: String,
     mark: String,
     backlog: String,
     prune: String,
@@ -159,7 +161,8 @@ impl Queries {
         let table = format!("{source}.outbox");
         let splice = |sql: &str| sql.replace("{outbox}", &table).replace("{schema}", source);
         Self {
-            fetch: splice(FETCH),
+            fetch_all: splice(FETCH_ALL),
+            fetch_buckets: splice(FETCH_BUCKETS),
             mark: splice(MARK),
             backlog: splice(BACKLOG),
             prune: splice(PRUNE),
@@ -272,7 +275,10 @@ pub async fn retry_set_aside<C: GenericClient>(
 /// Marks and refusals are fenced by the buckets' leases.
 pub struct Session {
     client: Client,
-    fetch: Statement,
+    /// How many buckets the outbox has.
+    buckets: usize,
+    fetch_all: Statement,
+    fetch_buckets: Statement,
     mark: Statement,
     prune: Statement,
     record_failures: Statement,
@@ -284,8 +290,12 @@ impl Session {
     /// which is what a statement cache would do for a single connection).
     pub async fn prepare(client: Client, queries: &Queries) -> Result<Self, Error> {
         client.batch_execute(SESSION_SETTINGS).await?;
+        let buckets: i32 = client.query_one(BUCKETS, &[]).await?.try_get(0)?;
+        let buckets = usize::try_from(buckets).unwrap_or(0);
         Ok(Self {
-            fetch: client.prepare(&queries.fetch).await?,
+            buckets,
+            fetch_all: client.prepare(&queries.fetch_all).await?,
+            fetch_buckets: client.prepare(&queries.fetch_buckets).await?,
             mark: client.prepare(&queries.mark).await?,
             prune: client.prepare(&queries.prune).await?,
             record_failures: client.prepare(&queries.record_failures).await?,
@@ -331,11 +341,19 @@ impl Session {
         excluded: &[i64],
         buckets: &[i32],
     ) -> Result<Vec<OutboxRow>, Error> {
+        if buckets.is_empty() {
+            return Ok(Vec::new());
+        }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = self
-            .client
-            .query(&self.fetch, &[&limit, &excluded, &buckets])
-            .await?;
+        let rows = if buckets.len() >= self.buckets {
+            self.client
+                .query(&self.fetch_all, &[&limit, &excluded])
+                .await?
+        } else {
+            self.client
+                .query(&self.fetch_buckets, &[&limit, &excluded, &buckets])
+                .await?
+        };
         rows.iter()
             .map(|row| {
                 let headers: serde_json::Value = row.try_get("headers")?;
@@ -446,7 +464,8 @@ mod tests {
     fn the_source_table_is_spliced_into_every_query() {
         let queries = Queries::new("payments");
         for sql in [
-            &queries.fetch,
+            &queries.fetch_all,
+            &queries.fetch_buckets,
             &queries.mark,
             &queries.backlog,
             &queries.prune,

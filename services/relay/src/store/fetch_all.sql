@@ -1,21 +1,16 @@
--- The oldest unpublished rows of the buckets $3 this relay owns, in
--- commit-independent id order. No id watermark: a transaction that took a
--- lower id but committed later is still picked up, because its row is
--- unpublished whenever it appears. $2 holds rows in flight (being
+-- The oldest unpublished rows of the whole outbox (this relay owns every
+-- bucket), in commit-independent id order. No id watermark: a transaction
+-- that took a lower id but committed later is still picked up, because its
+-- row is unpublished whenever it appears. $2 holds rows in flight (being
 -- produced, or delivered and still being marked); NOT IN over a subquery
 -- is tested with a hash, also in the generic plan this session uses.
 -- Set-aside rows are left out, and so is every later row of their key: an
 -- order's events never pass one of its own that was set aside. (The probe
 -- uses the small partial index outbox_set_aside.)
--- With other relays owning some buckets, the rows of theirs that come
--- first are walked and left out: an index on (bucket, id) would avoid
--- that, but the planner then chose it for the marks' updates by id too,
--- and a 100 000-row backlog drained eight times slower.
 SELECT id, bucket, topic, partition_key, payload, headers
 FROM {outbox} AS o
 WHERE published_at IS NULL
   AND set_aside_at IS NULL
-  AND bucket = ANY($3::integer[])
   AND id NOT IN (SELECT unnest($2::bigint[]))
   AND NOT EXISTS (
       SELECT 1
