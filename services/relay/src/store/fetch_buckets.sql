@@ -1,5 +1,8 @@
 -- Like fetch_all.sql, but only of the buckets $3 this relay owns, when
--- other relays own the others. (It walks, in id order, the rows of the
+-- other relays own the others. Two statements rather than one with the
+-- bucket filter always on: with it, a relay owning every bucket drained a
+-- 100 000-row backlog at 23 000 events/s against 31 000-32 500 without
+-- (two runs each, alternated). (It walks, in id order, the rows of the
 -- buckets owned elsewhere that come first; an index on (bucket, id) would
 -- avoid that, but the planner then chose it for the marks' updates by id
 -- too, and a 100 000-row backlog drained eight times slower.)
