@@ -105,6 +105,14 @@ pub enum HandleError {
     /// owned by another replica now, so nothing of it was committed here.
     #[error("fenced: the partition is owned by another replica")]
     Fenced,
+    /// Raised by the runtime, never by a handler: the partition's saved
+    /// position is behind the one this worker saved last, so commits of
+    /// its were lost by the database (a crash before they reached the
+    /// disk, a failover to a replica that had not received them). Nothing
+    /// of this record was committed; the partition is read again from the
+    /// saved position.
+    #[error("the database lost commits of this partition: its saved position went back")]
+    PositionLost,
 }
 
 /// What a consumer does with each event. Both steps may run more than once

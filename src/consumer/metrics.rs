@@ -60,6 +60,8 @@ pub(crate) struct ConsumerMetrics {
     unhandled: AtomicU64,
     /// Commits refused because another replica owned the partition.
     fenced: AtomicU64,
+    /// Commits refused because the saved position went back (lost).
+    positions_lost: AtomicU64,
     /// Partitions lost to another replica (this one's lease lapsed).
     leases_lost: AtomicU64,
     /// Records read again below the saved position (the rewind margin).
@@ -129,6 +131,10 @@ impl ConsumerMetrics {
 
     pub(crate) fn fenced(&self) {
         self.fenced.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn position_lost(&self) {
+        self.positions_lost.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn fenced_count(&self) -> u64 {
@@ -298,6 +304,12 @@ impl Collector for ConsumersCollector {
             "orderly_consumer_fenced_commits",
             "Commits refused because another replica owned the partition by then (nothing committed).",
             |m| &m.fenced,
+        )?;
+        self.counter(
+            e,
+            "orderly_consumer_positions_lost",
+            "Commits refused because the partition's saved position had gone back: the database lost commits (a crash before they reached the disk, a failover); the partition is read again from the saved position.",
+            |m| &m.positions_lost,
         )?;
         self.counter(
             e,

@@ -22,7 +22,7 @@ use super::{
     metrics::ConsumerMetrics,
     outcome::Outcome,
     record::{Decoded, Record},
-    store::{AckRows, Fenced, LetterEvent, SavedPosition, Store},
+    store::{AckRows, Acked, Fenced, LetterEvent, SavedPosition, Store},
 };
 use crate::{backoff::Backoff, ownership::Fence, postgres::Failure, trace::TraceContext};
 
@@ -129,6 +129,10 @@ impl<H: Handler> Pipeline<H> {
                     self.fenced(record);
                     return None;
                 }
+                Err(HandleError::PositionLost) => {
+                    self.position_lost(record);
+                    return None;
+                }
                 Err(HandleError::Transient(error) | HandleError::Permanent(error)) => error,
             };
             failures += 1;
@@ -148,6 +152,19 @@ impl<H: Handler> Pipeline<H> {
                 () = tokio::time::sleep(pause) => {}
             }
         }
+    }
+
+    /// A commit refused because the partition's saved position went back:
+    /// the database lost commits of it. The worker stops; the runtime
+    /// starts the partition's work again at its next round, from the saved
+    /// position, so the lost records are handled again.
+    pub(crate) fn position_lost(&self, record: &Record) {
+        self.metrics.position_lost();
+        tracing::error!(
+            consumer = self.name, topic = %record.topic, partition = record.partition,
+            offset = record.offset,
+            "the partition's saved position went back: the database lost commits; reading the partition again from its saved position"
+        );
     }
 
     /// A commit refused by the fence: another replica owns the partition
@@ -208,11 +225,12 @@ impl<H: Handler> Pipeline<H> {
         let Some(position) = deferred.position() else {
             return Ok(());
         };
+        let next = position.1;
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         self.ack(&tx, fence, position, &deferred.rows()).await?;
         tx.commit().await?;
-        deferred.clear();
+        deferred.committed(next);
         Ok(())
     }
 
@@ -245,9 +263,10 @@ impl<H: Handler> Pipeline<H> {
         rows: &AckRows,
     ) -> Result<(), HandleError> {
         match self.store.ack(tx, self.name, fence, position, rows).await? {
-            None => Err(HandleError::Fenced),
-            Some(moved) if !rows.strict || moved == rows.versions() => Ok(()),
-            Some(moved) => Err(HandleError::Transient(format!(
+            Acked::PositionLost => Err(HandleError::PositionLost),
+            Acked::Fenced => Err(HandleError::Fenced),
+            Acked::Moved(moved) if !rows.strict || moved == rows.versions() => Ok(()),
+            Acked::Moved(moved) => Err(HandleError::Transient(format!(
                 "{} of {} aggregate versions moved concurrently",
                 rows.versions() - moved,
                 rows.versions()
@@ -318,12 +337,24 @@ impl<H: Handler> Pipeline<H> {
                 .store
                 .last_version(&client, self.name, aggregate_id)
                 .await?;
-            drop(client);
             let last = deferred.last_version(aggregate_id, stored);
             if version <= last {
                 return Ok(Outcome::Duplicate);
             }
             if version > last + 1 {
+                // The missing version may be one whose commit the database
+                // lost: then only reading the partition again brings it.
+                let saved = self
+                    .store
+                    .next_offset(&client, self.name, &record.topic, record.partition)
+                    .await?
+                    .map(|saved| saved.next_offset);
+                if deferred
+                    .saved()
+                    .is_some_and(|mine| saved.unwrap_or(-1) < mine)
+                {
+                    return Err(HandleError::PositionLost);
+                }
                 return Err(self.gap(aggregate_id, last, version, record));
             }
         }
@@ -410,7 +441,7 @@ impl<H: Handler> Pipeline<H> {
         tx.commit().await?;
         self.handler.committed(&event);
         if let Mode::Live(_) = mode {
-            deferred.clear();
+            deferred.committed(record.offset + 1);
         }
         Ok(Outcome::Applied)
     }
@@ -506,7 +537,7 @@ impl<H: Handler> Pipeline<H> {
                 .await?;
         }
         tx.commit().await?;
-        deferred.clear();
+        deferred.committed(record.offset + 1);
         tracing::error!(
             consumer = self.name, topic = %record.topic, partition = record.partition,
             offset = record.offset, key = %record.key_text(), %error,

@@ -57,6 +57,20 @@ pub(crate) struct AckRows {
     /// Each only from its expected version (records applied in this
     /// transaction), or else only forwards from whatever is there.
     pub strict: bool,
+    /// The position the worker saved last: a saved position behind it
+    /// refuses the statement (the database lost commits).
+    pub saved: Option<i64>,
+}
+
+/// What an acknowledgement statement did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Acked {
+    /// Written; this many aggregate versions moved.
+    Moved(usize),
+    /// Nothing written: another replica owns the partition.
+    Fenced,
+    /// Nothing written: the saved position is behind the worker's last.
+    PositionLost,
 }
 
 impl AckRows {
@@ -395,8 +409,8 @@ impl Store {
     }
 
     /// Writes `rows` and the partition's position `(topic, next offset,
-    /// event id before it)` under `fence`, in one statement; `Ok(None)`
-    /// when fenced (nothing written), else how many versions moved.
+    /// event id before it)` under `fence`, in one statement, unless fenced
+    /// or the saved position went back (nothing written then).
     pub(crate) async fn ack(
         &self,
         tx: &impl GenericClient,
@@ -404,7 +418,7 @@ impl Store {
         fence: &Fence,
         (topic, next_offset, event_id): (&str, i64, Option<Uuid>),
         rows: &AckRows,
-    ) -> Result<Option<usize>, Error> {
+    ) -> Result<Acked, Error> {
         let statement = tx.prepare_cached(&self.ack).await?;
         let row = tx
             .query_one(
@@ -423,12 +437,20 @@ impl Store {
                     &rows.next,
                     &event_id,
                     &rows.strict,
+                    &rows.saved,
                 ],
             )
             .await?;
         let held: bool = row.get(0);
         let moved: i64 = row.get(1);
-        Ok(held.then(|| usize::try_from(moved).unwrap_or_default()))
+        let intact: bool = row.get(2);
+        Ok(if !intact {
+            Acked::PositionLost
+        } else if held {
+            Acked::Moved(usize::try_from(moved).unwrap_or_default())
+        } else {
+            Acked::Fenced
+        })
     }
 }
 

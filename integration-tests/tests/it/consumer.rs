@@ -14,6 +14,7 @@ mod compat;
 mod deferred;
 mod failures;
 mod log_reset;
+mod lost_commit;
 mod ownership;
 mod platform;
 mod relay_batch;

@@ -81,6 +81,10 @@ impl<H: Handler> Pipeline<H> {
                     self.fenced(&records[0]);
                     return None;
                 }
+                Err(HandleError::PositionLost) => {
+                    self.position_lost(&records[0]);
+                    return None;
+                }
                 Err(error) => {
                     tracing::debug!(consumer = self.name, %error, records = failed_at, "batch rolled back; handling its records one by one");
                     for member in members {
@@ -281,7 +285,7 @@ impl<H: Handler> Pipeline<H> {
         for event in applied {
             self.handler.committed(event);
         }
-        deferred.clear();
+        deferred.committed(last_record.offset + 1);
         Ok(outcomes)
     }
 

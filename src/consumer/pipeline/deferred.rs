@@ -43,6 +43,10 @@ pub(crate) struct Deferred {
     count: usize,
     /// When the first of them was.
     since: Option<Instant>,
+    /// The position this worker saved last (or found saved when it
+    /// started); `None` before it knows one. A saved position behind it
+    /// means the database lost commits.
+    saved: Option<i64>,
 }
 
 impl Deferred {
@@ -98,6 +102,7 @@ impl Deferred {
         let mut rows = AckRows {
             events,
             strict: true,
+            saved: self.saved,
             ..AckRows::default()
         };
         for (aggregate, (stored, newest)) in versions {
@@ -138,6 +143,29 @@ impl Deferred {
     /// Forgets what waited: written by a committed transaction (or to be
     /// read again, after a log reset).
     pub(crate) fn clear(&mut self) {
-        *self = Self::default();
+        *self = Self {
+            saved: self.saved,
+            ..Self::default()
+        };
+    }
+
+    /// A transaction saved the position `next`: what waited here went
+    /// with it.
+    pub(crate) fn committed(&mut self, next: i64) {
+        *self = Self {
+            saved: Some(next),
+            ..Self::default()
+        };
+    }
+
+    /// The position this worker saved last, if it knows one.
+    pub(crate) fn saved(&self) -> Option<i64> {
+        self.saved
+    }
+
+    /// The worker starts (again) from the position saved in the database.
+    pub(crate) fn start_from(&mut self, saved: Option<i64>) {
+        self.clear();
+        self.saved = saved;
     }
 }

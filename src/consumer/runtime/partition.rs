@@ -273,6 +273,7 @@ impl<H: Handler> Worker<H> {
         let mut backoff = Backoff::new(self.pipeline.backoff_max);
         // Acknowledgements waiting for the partition's next transaction.
         let mut deferred = Deferred::default();
+        deferred.start_from(pending.expected);
         loop {
             if pending.records.is_empty() {
                 let below_saved = pending.behind_log();
@@ -321,6 +322,7 @@ impl<H: Handler> Worker<H> {
                 if self.log_behind(&mut pending).await.is_none() {
                     return;
                 }
+                deferred.start_from(pending.expected);
             }
             if let Some(jump) = pending.jump.take() {
                 self.record_held(
@@ -398,6 +400,15 @@ impl<H: Handler> Worker<H> {
                 tracing::warn!(
                     consumer = self.pipeline.name, topic = %self.topic, partition = self.partition,
                     "the partition is owned by another replica now; its acknowledgements were refused"
+                );
+                self.stop.cancel();
+                false
+            }
+            Err(HandleError::PositionLost) => {
+                self.pipeline.metrics.position_lost();
+                tracing::error!(
+                    consumer = self.pipeline.name, topic = %self.topic, partition = self.partition,
+                    "the partition's saved position went back: the database lost commits; reading the partition again from its saved position"
                 );
                 self.stop.cancel();
                 false

@@ -6,12 +6,23 @@
 -- the partition's position ($4, with $12 the event id of the record at
 -- $4 - 1). Fenced like reset_offset.sql: nothing is written unless member
 -- $6 owns the slot at epoch $7, and FOR SHARE holds off a claim until the
--- transaction ends. Returns whether the fence held and how many versions
--- moved; fewer than asked means another writer moved one (the caller
--- rolls back).
-WITH fence AS (
+-- transaction ends. Nothing is written either when the saved position is
+-- behind $14, the position this worker saved last (NULL: none yet): the
+-- database lost commits of the partition. Returns whether the fence held,
+-- how many versions moved (fewer than asked means another writer moved
+-- one: the caller rolls back) and whether the position was intact.
+WITH saved AS (
+    SELECT next_offset FROM {schema}.consumer_offsets
+    WHERE consumer = $1 AND topic = $2 AND "partition" = $3
+),
+intact AS (
+    SELECT $14::bigint IS NULL
+        OR coalesce((SELECT next_offset FROM saved), -1) >= $14::bigint AS ok
+),
+fence AS (
     SELECT 1 FROM {schema}.leases
     WHERE lease_group = $5 AND slot = $3 AND owner = $6 AND epoch = $7
+      AND (SELECT ok FROM intact)
     FOR SHARE
 ),
 inbox AS (
@@ -51,4 +62,5 @@ position AS (
     RETURNING 1
 )
 SELECT EXISTS (SELECT FROM position),
-       (SELECT count(*) FROM moved) + (SELECT count(*) FROM created)
+       (SELECT count(*) FROM moved) + (SELECT count(*) FROM created),
+       (SELECT ok FROM intact)
