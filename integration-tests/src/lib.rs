@@ -31,8 +31,10 @@ pub use tls::test_tls;
 /// The command that starts every service the tests need.
 pub const FIX_COMMAND: &str = "scripts/dev-stack.sh up";
 
-/// A port of 127.0.0.1 that is free now (it could be taken before the
-/// caller binds it; callers that start a server on it retry or fail loudly).
+/// A port of 127.0.0.1 that is free now and that no other test process
+/// on this machine was handed in the last half hour: test processes run
+/// side by side, and a port checked free by one and listened on by its
+/// child seconds later could meanwhile be checked free by another.
 pub fn free_port() -> u16 {
     // Below Linux's ephemeral range (32768-60999 by default): a port handed
     // out by `bind(0)` is soon handed to some outgoing connection's local
@@ -41,7 +43,7 @@ pub fn free_port() -> u16 {
     const HIGH: u16 = 32_000;
     for _ in 0..1_000 {
         let port = rand::random_range(LOW..HIGH);
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() && reserve(port) {
             return port;
         }
     }
@@ -49,6 +51,39 @@ pub fn free_port() -> u16 {
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
         .expect("find a free port")
+}
+
+/// Claims `port` for this process, machine-wide, with a file created
+/// exclusively in a shared directory; a claim older than half an hour (its
+/// test long over) is taken over. True when claimed, or when claims cannot
+/// be written at all (the bind check alone then decides).
+fn reserve(port: u16) -> bool {
+    const HELD_FOR: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+    let dir = std::env::temp_dir().join("orderly-test-ports");
+    if std::fs::create_dir_all(&dir).is_err() {
+        return true;
+    }
+    let path = dir.join(port.to_string());
+    let claim = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+    };
+    match claim() {
+        Ok(_) => true,
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            let stale = std::fs::metadata(&path)
+                .and_then(|meta| meta.modified())
+                .ok()
+                .and_then(|at| at.elapsed().ok())
+                .is_some_and(|age| age > HELD_FOR);
+            // Of two processes taking over one stale claim, only the one
+            // that creates the file anew gets it.
+            stale && std::fs::remove_file(&path).is_ok() && claim().is_ok()
+        }
+        Err(_) => true,
+    }
 }
 
 /// A short random id for naming a test's database, prefixes and groups.
