@@ -53,14 +53,20 @@ pub fn free_port() -> u16 {
         .expect("find a free port")
 }
 
+/// How long a port claimed by a test process stays claimed.
+const PORT_HELD_FOR: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
 /// Claims `port` for this process, machine-wide, with a file created
 /// exclusively in a shared directory; a claim older than half an hour (its
 /// test long over) is taken over. True when claimed, or when claims cannot
 /// be written at all (the bind check alone then decides).
 fn reserve(port: u16) -> bool {
-    const HELD_FOR: std::time::Duration = std::time::Duration::from_secs(30 * 60);
-    let dir = std::env::temp_dir().join("orderly-test-ports");
-    if std::fs::create_dir_all(&dir).is_err() {
+    reserve_in(&std::env::temp_dir().join("orderly-test-ports"), port)
+}
+
+/// [`reserve`] with its claims in `dir`.
+fn reserve_in(dir: &std::path::Path, port: u16) -> bool {
+    if std::fs::create_dir_all(dir).is_err() {
         return true;
     }
     let path = dir.join(port.to_string());
@@ -77,7 +83,7 @@ fn reserve(port: u16) -> bool {
                 .and_then(|meta| meta.modified())
                 .ok()
                 .and_then(|at| at.elapsed().ok())
-                .is_some_and(|age| age > HELD_FOR);
+                .is_some_and(|age| age > PORT_HELD_FOR);
             // Of two processes taking over one stale claim, only the one
             // that creates the file anew gets it.
             stale && std::fs::remove_file(&path).is_ok() && claim().is_ok()
@@ -132,4 +138,30 @@ pub async fn channel(addr: std::net::SocketAddr) -> tonic::transport::Channel {
         .connect()
         .await
         .unwrap_or_else(|e| panic!("connect to {addr}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_claimed_port_is_not_handed_out_again_until_its_claim_is_stale() {
+        let dir = std::env::temp_dir().join(format!("orderly-test-ports-{}", unique_id()));
+        assert!(reserve_in(&dir, 20_001), "a first claim succeeds");
+        assert!(
+            !reserve_in(&dir, 20_001),
+            "a second claim of the same port fails"
+        );
+        assert!(reserve_in(&dir, 20_002), "another port is free to claim");
+        let stale =
+            std::time::SystemTime::now() - PORT_HELD_FOR - std::time::Duration::from_secs(1);
+        std::fs::File::options()
+            .write(true)
+            .open(dir.join("20001"))
+            .and_then(|file| file.set_modified(stale))
+            .expect("age the claim");
+        assert!(reserve_in(&dir, 20_001), "a stale claim is taken over");
+        assert!(!reserve_in(&dir, 20_001), "and is fresh again");
+        std::fs::remove_dir_all(&dir).expect("remove the claims");
+    }
 }
