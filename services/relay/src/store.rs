@@ -214,7 +214,7 @@ pub async fn bucket_backlog(pool: &Pool, queries: &Queries) -> Result<Vec<Bucket
 }
 
 /// How many buckets the outboxes have (fixed when they were created).
-pub async fn bucket_count(client: &impl GenericClient) -> Result<i32, Error> {
+pub async fn bucket_count(client: &Client) -> Result<i32, Error> {
     let row = client.query_one(BUCKETS, &[]).await?;
     Ok(row.try_get(0)?)
 }
@@ -290,8 +290,7 @@ impl Session {
     /// which is what a statement cache would do for a single connection).
     pub async fn prepare(client: Client, queries: &Queries) -> Result<Self, Error> {
         client.batch_execute(SESSION_SETTINGS).await?;
-        let buckets: i32 = client.query_one(BUCKETS, &[]).await?.try_get(0)?;
-        let buckets = usize::try_from(buckets).unwrap_or(0);
+        let buckets = usize::try_from(bucket_count(&client).await?).unwrap_or(0);
         Ok(Self {
             buckets,
             fetch_all: client.prepare(&queries.fetch_all).await?,
