@@ -146,25 +146,6 @@ impl KafkaSecurity {
             }
             _ => {}
         }
-        // This build has no libcurl (so no OIDC) and orderly sets no token
-        // callback: librdkafka's unsecured JWT is the only token source, and
-        // without it every client would wait for a token for ever.
-        if security.sasl_mechanism.as_deref() == Some("OAUTHBEARER")
-            && security
-                .properties
-                .get(UNSECURE_JWT)
-                .is_none_or(|v| !v.eq_ignore_ascii_case("true"))
-        {
-            return Err(ConfigError::invalid(
-                "KAFKA_SASL_MECHANISM",
-                format!(
-                    "OAUTHBEARER works in this build only with librdkafka's unsecured JWT \
-                     (for testing): set {ENV_PREFIX}{PROPERTY_PREFIX}{}=true and the \
-                     token's claims in {ENV_PREFIX}{PROPERTY_PREFIX}SASL_OAUTHBEARER_CONFIG",
-                    variable_suffix(UNSECURE_JWT)
-                ),
-            ));
-        }
         security.check()?;
         Ok(security)
     }
@@ -238,16 +219,41 @@ impl KafkaSecurity {
     fn check(&self) -> Result<(), ConfigError> {
         let mut config = ClientConfig::new();
         self.apply(&mut config);
-        match config.create_native_config() {
-            Ok(_) => Ok(()),
+        let native = match config.create_native_config() {
+            Ok(native) => native,
             Err(KafkaError::ClientConfig(_, description, property, _)) => {
-                Err(ConfigError::invalid(
+                return Err(ConfigError::invalid(
                     &self.variable_of(&property),
                     format!("librdkafka refuses {property}: {description}"),
-                ))
+                ));
             }
-            Err(other) => Err(ConfigError::invalid("KAFKA_PROPERTY_*", other)),
+            Err(other) => return Err(ConfigError::invalid("KAFKA_PROPERTY_*", other)),
+        };
+        // This build has no libcurl (so no OIDC) and orderly sets no token
+        // callback: librdkafka's unsecured JWT is the only token source, and
+        // without it every client would wait for a token for ever. Judged on
+        // the values librdkafka will use (a pass-through property wins over a
+        // named setting, and librdkafka reads `1` as true).
+        let effective = |property: &str| native.get(property).unwrap_or_default();
+        if effective("sasl.mechanisms").eq_ignore_ascii_case("OAUTHBEARER")
+            && effective(UNSECURE_JWT) != "true"
+        {
+            let set_by = if self.properties.contains_key("sasl.mechanism") {
+                "sasl.mechanism"
+            } else {
+                "sasl.mechanisms"
+            };
+            return Err(ConfigError::invalid(
+                &self.variable_of(set_by),
+                format!(
+                    "OAUTHBEARER works in this build only with librdkafka's unsecured JWT \
+                     (for testing): set {ENV_PREFIX}{PROPERTY_PREFIX}{}=true and the \
+                     token's claims in {ENV_PREFIX}{PROPERTY_PREFIX}SASL_OAUTHBEARER_CONFIG",
+                    variable_suffix(UNSECURE_JWT)
+                ),
+            ));
         }
+        Ok(())
     }
 
     /// The variable (without `ORDERLY_`) that set `property`.

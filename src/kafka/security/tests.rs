@@ -224,7 +224,7 @@ fn oauthbearer_needs_the_unsecured_jwt() {
         error.contains("ORDERLY_KAFKA_PROPERTY_ENABLE_SASL_OAUTHBEARER_UNSECURE_JWT"),
         "{error}"
     );
-    let security = security(&[
+    let accepted = security(&[
         ("KAFKA_SECURITY_PROTOCOL", "sasl_ssl"),
         ("KAFKA_SASL_MECHANISM", "OAUTHBEARER"),
         (
@@ -238,8 +238,26 @@ fn oauthbearer_needs_the_unsecured_jwt() {
     ])
     .expect("the unsecured JWT");
     assert_eq!(
-        property(&security, "enable.sasl.oauthbearer.unsecure.jwt"),
+        property(&accepted, "enable.sasl.oauthbearer.unsecure.jwt"),
         Some("true")
     );
-    assert!(!format!("{security:?}").contains("principal=orderly"));
+    assert!(!format!("{accepted:?}").contains("principal=orderly"));
+    // The mechanism set through a pass-through property is judged too.
+    let error = security(&[
+        ("KAFKA_SECURITY_PROTOCOL", "sasl_ssl"),
+        ("KAFKA_PROPERTY_SASL_MECHANISM", "OAUTHBEARER"),
+    ])
+    .expect_err("no token source")
+    .to_string();
+    assert!(
+        error.contains("ORDERLY_KAFKA_PROPERTY_SASL_MECHANISM:"),
+        "{error}"
+    );
+    // librdkafka reads `1` as true.
+    security(&[
+        ("KAFKA_SECURITY_PROTOCOL", "sasl_ssl"),
+        ("KAFKA_SASL_MECHANISM", "OAUTHBEARER"),
+        ("KAFKA_PROPERTY_ENABLE_SASL_OAUTHBEARER_UNSECURE_JWT", "1"),
+    ])
+    .expect("1 is true");
 }
