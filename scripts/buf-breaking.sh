@@ -3,10 +3,9 @@
 # the wire or in JSON (buf's WIRE_JSON rules, buf.yaml), compared with:
 #  1. the contract as last released, checked in as a buf image
 #     (proto/baseline/orderly-v1.json): always, with or without git history;
-#  2. the git baseline when there is one: the newest v* tag in HEAD's
-#     history; without one, the merge base with main (on a branch) or the
-#     previous commit of main (on main itself). A clone without history
-#     skips only this part.
+#  2. the git baseline when there is one: the merge base with main (on a
+#     branch) or the previous commit of main (on main itself), so a change
+#     breaks nothing since. A clone without history skips only this part.
 # Usage: scripts/buf-breaking.sh [path/to/buf]
 #        scripts/buf-breaking.sh --release [path/to/buf]
 #   --release rewrites the baseline image from proto/ as it is now: run it
@@ -25,10 +24,9 @@ buf=${1:-buf}
 if $release; then
   # Without source info (comments, positions) the image holds only what
   # the wire and JSON see; spread over lines, a diff of it is readable.
-  "$buf" build --exclude-source-info -o '-#format=json' >"$baseline.new"
-  python3 -m json.tool --indent 1 "$baseline.new" >"$baseline.tmp"
-  mv "$baseline.tmp" "$baseline.new"
-  mv "$baseline.new" "$baseline"
+  "$buf" build --exclude-source-info -o '-#format=json' |
+    python3 -m json.tool --indent 1 >"$baseline.tmp" || { rm -f "$baseline.tmp"; exit 1; }
+  mv "$baseline.tmp" "$baseline"
   echo "buf breaking: $baseline rewritten from proto/; commit it with the release"
   exit 0
 fi
@@ -47,15 +45,11 @@ fi
 # A shallow clone may lack the base: deepen it when a remote can.
 deepen() {
   if [ "$(git rev-parse --is-shallow-repository)" = true ] && [ -n "$(git remote)" ]; then
-    git fetch -q --tags --deepen=200 2>/dev/null || true
+    git fetch -q --deepen=200 2>/dev/null || true
   fi
 }
 against_ref() {
-  local tag main base
-  if tag=$(git describe --tags --abbrev=0 --match 'v*' HEAD 2>/dev/null); then
-    echo "$tag"
-    return
-  fi
+  local main base
   for main in origin/main main; do
     if base=$(git merge-base HEAD "$main" 2>/dev/null); then
       if [ "$base" != "$head" ]; then
@@ -74,7 +68,7 @@ if [ -z "$ref" ]; then
   ref=$(against_ref)
 fi
 if [ -z "$ref" ]; then
-  echo "buf breaking: git baseline skipped, this clone has no history (no tag, no parent commit)"
+  echo "buf breaking: git baseline skipped, this clone has no history (no parent commit)"
   exit 0
 fi
 if ! git cat-file -e "$ref:proto" 2>/dev/null || ! git cat-file -e "$ref:buf.yaml" 2>/dev/null; then
