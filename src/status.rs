@@ -40,6 +40,19 @@ impl Violations {
         }
     }
 
+    /// Both values, or the violations of either or both together, so one
+    /// answer names every bad field.
+    pub fn both<A, B>(a: Result<A, Self>, b: Result<B, Self>) -> Result<(A, B), Self> {
+        match (a, b) {
+            (Ok(a), Ok(b)) => Ok((a, b)),
+            (a, b) => {
+                let mut violations = a.err().unwrap_or_default();
+                violations.0.extend(b.err().unwrap_or_default().0);
+                Err(violations)
+            }
+        }
+    }
+
     /// Whether `field` has a violation (tests use it).
     pub fn names(&self, field: &str) -> bool {
         self.0.iter().any(|v| v.field == field)

@@ -1,7 +1,7 @@
 //! `orderly.v1.OrderService`: protobuf in, use case, protobuf out.
 
 use orderly::proto::v1::{self as pb, order_service_server::OrderService};
-use orderly::trace::TraceContext;
+use orderly::{status::Violations, trace::TraceContext};
 use tonic::{Request, Response, Status};
 
 use crate::{
@@ -70,20 +70,14 @@ impl OrderService for OrderApi {
     ) -> Result<Response<pb::CancelOrderResponse>, Status> {
         let trace = TraceContext::current();
         let request = request.into_inner();
+        let id = parse_order_id("order_id", &request.order_id);
+        if let Ok(id) = &id {
+            tracing::Span::current().record("order_id", id.to_string());
+        }
         // Both fields are checked before either is refused, so the answer
         // names every bad field at once.
-        let id = match (
-            parse_order_id("order_id", &request.order_id),
-            validate_cancel_reason(&request.reason),
-        ) {
-            (Ok(id), Ok(())) => id,
-            (id, reason) => {
-                let mut violations = id.err().unwrap_or_default();
-                violations.0.extend(reason.err().unwrap_or_default().0);
-                return Err(Error::from(violations).into());
-            }
-        };
-        tracing::Span::current().record("order_id", id.to_string());
+        let (id, ()) =
+            Violations::both(id, validate_cancel_reason(&request.reason)).map_err(Error::from)?;
         let order = self.orders.cancel(id, &request.reason, &trace).await?;
         Ok(Response::new(pb::CancelOrderResponse {
             order: Some(convert::order(&order)),

@@ -104,14 +104,8 @@ impl QueryService for QueryApi {
         }
         .validate();
         // The timestamps' violations and the rest are reported together.
-        let (filter, page_size) = match (v.into_result(()), listed) {
-            (Ok(()), Ok(listed)) => listed,
-            (times, listed) => {
-                let mut violations = times.err().unwrap_or_default();
-                violations.0.extend(listed.err().unwrap_or_default().0);
-                return Err(Error::from(violations).into());
-            }
-        };
+        let ((), (filter, page_size)) =
+            Violations::both(v.into_result(()), listed).map_err(Error::from)?;
         let (views, next_page_token) = self
             .views
             .list(&filter, page_size, &request.page_token)
