@@ -22,6 +22,29 @@ impl ConfigError {
 }
 
 /// Reads `ORDERLY_<name>`, or returns `default` when it is unset or empty.
+/// A client certificate and its key, from the variables `cert_name` and
+/// `key_name` (without `ORDERLY_`): both or neither; the error names the
+/// one missing.
+pub fn cert_and_key<T>(
+    cert_name: &str,
+    cert: Option<T>,
+    key_name: &str,
+    key: Option<T>,
+) -> Result<Option<(T, T)>, ConfigError> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some((cert, key))),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(ConfigError::invalid(
+            key_name,
+            format!("must be set with {ENV_PREFIX}{cert_name}"),
+        )),
+        (None, Some(_)) => Err(ConfigError::invalid(
+            cert_name,
+            format!("must be set with {ENV_PREFIX}{key_name}"),
+        )),
+    }
+}
+
 pub fn var<T>(name: &str, default: T) -> Result<T, ConfigError>
 where
     T: FromStr,

@@ -148,18 +148,7 @@ fn client_cert(
     cert: Option<String>,
     key: Option<String>,
 ) -> Result<Option<(String, String)>, ConfigError> {
-    match (cert, key) {
-        (Some(cert), Some(key)) => Ok(Some((cert, key))),
-        (None, None) => Ok(None),
-        (Some(_), None) => Err(ConfigError::invalid(
-            "REDIS_KEY_FILE",
-            "must be set with ORDERLY_REDIS_CERT_FILE",
-        )),
-        (None, Some(_)) => Err(ConfigError::invalid(
-            "REDIS_CERT_FILE",
-            "must be set with ORDERLY_REDIS_KEY_FILE",
-        )),
-    }
+    crate::env::cert_and_key("REDIS_CERT_FILE", cert, "REDIS_KEY_FILE", key)
 }
 
 /// Builds a Redis pool; connections open lazily.

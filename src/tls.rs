@@ -62,22 +62,12 @@ impl TlsConfig {
                 })
                 .transpose()
         };
-        let identity = match (read("TLS_CERT_FILE")?, read("TLS_KEY_FILE")?) {
-            (Some(cert), Some(key)) => Some((cert, key)),
-            (None, None) => None,
-            (Some(_), None) => {
-                return Err(ConfigError::invalid(
-                    "TLS_KEY_FILE",
-                    "must be set with ORDERLY_TLS_CERT_FILE",
-                ));
-            }
-            (None, Some(_)) => {
-                return Err(ConfigError::invalid(
-                    "TLS_CERT_FILE",
-                    "must be set with ORDERLY_TLS_KEY_FILE",
-                ));
-            }
-        };
+        let identity = crate::env::cert_and_key(
+            "TLS_CERT_FILE",
+            read("TLS_CERT_FILE")?,
+            "TLS_KEY_FILE",
+            read("TLS_KEY_FILE")?,
+        )?;
         let config = Self {
             identity,
             ca: read("TLS_CA_FILE")?,

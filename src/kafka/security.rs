@@ -130,22 +130,12 @@ impl KafkaSecurity {
             key_file: file("KAFKA_KEY_FILE")?,
             properties,
         };
-        // Both or neither; the error names the one missing.
-        match (&security.cert_file, &security.key_file) {
-            (Some(_), None) => {
-                return Err(ConfigError::invalid(
-                    "KAFKA_KEY_FILE",
-                    "must be set together with ORDERLY_KAFKA_CERT_FILE",
-                ));
-            }
-            (None, Some(_)) => {
-                return Err(ConfigError::invalid(
-                    "KAFKA_CERT_FILE",
-                    "must be set together with ORDERLY_KAFKA_KEY_FILE",
-                ));
-            }
-            _ => {}
-        }
+        crate::env::cert_and_key(
+            "KAFKA_CERT_FILE",
+            security.cert_file.as_ref(),
+            "KAFKA_KEY_FILE",
+            security.key_file.as_ref(),
+        )?;
         security.check()?;
         Ok(security)
     }
