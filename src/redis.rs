@@ -2,6 +2,7 @@
 //! An ACL user and password go in the URL: `rediss://user:password@host`.
 
 use crate::config::{ConfigError, optional, var};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use std::time::Duration;
 
 use deadpool_redis::{
@@ -91,14 +92,34 @@ impl RedisConfig {
             std::fs::read(file)
                 .map_err(|e| ConfigError::invalid(variable, format!("cannot read {file}: {e}")))
         };
+        // Each file is parsed here, so a bad one is named by its own
+        // variable (the redis crate's errors do not say which file).
+        let certificates = |variable: &str, file: &str| {
+            let pem = read(variable, file)?;
+            let parsed: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(&pem).collect();
+            match parsed {
+                Ok(found) if !found.is_empty() => Ok(pem),
+                Ok(_) => Err(ConfigError::invalid(
+                    variable,
+                    format!("{file} holds no PEM certificate"),
+                )),
+                Err(e) => Err(ConfigError::invalid(variable, format!("{file}: {e}"))),
+            }
+        };
         let root_cert = match &self.redis_ca_file {
-            Some(file) => Some(read("REDIS_CA_FILE", file)?),
+            Some(file) => Some(certificates("REDIS_CA_FILE", file)?),
             None => None,
         };
         let client_tls = match &self.redis_client_cert {
             Some((cert, key)) => Some(ClientTlsConfig {
-                client_cert: read("REDIS_CERT_FILE", cert)?,
-                client_key: read("REDIS_KEY_FILE", key)?,
+                client_cert: certificates("REDIS_CERT_FILE", cert)?,
+                client_key: {
+                    let pem = read("REDIS_KEY_FILE", key)?;
+                    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
+                        ConfigError::invalid("REDIS_KEY_FILE", format!("{key}: {e}"))
+                    })?;
+                    pem
+                },
             }),
             None => None,
         };

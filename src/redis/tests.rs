@@ -80,6 +80,7 @@ fn client_certificate_refusals_name_their_variable() {
     let dir = Dir::new("refusals");
     let (cert, key) = (dir.file("client.pem", CERT), dir.file("client.key", KEY));
     let not_a_key = dir.file("not-a-key.pem", CERT);
+    let not_a_cert = dir.file("not-a-cert.pem", "no certificate here");
     let missing = dir.0.join("missing.pem").display().to_string();
     let cases = [
         // TLS settings on a plain URL.
@@ -101,6 +102,22 @@ fn client_certificate_refusals_name_their_variable() {
                 ..config("rediss://cache", Some((&cert, &not_a_key)))
             },
             "ORDERLY_REDIS_KEY_FILE",
+        ),
+        // A bad certificate or CA with the other files set: the message
+        // must still name the right one.
+        (
+            RedisConfig {
+                redis_ca_file: Some(cert.clone()),
+                ..config("rediss://cache", Some((&not_a_cert, &key)))
+            },
+            "ORDERLY_REDIS_CERT_FILE",
+        ),
+        (
+            RedisConfig {
+                redis_ca_file: Some(not_a_cert.clone()),
+                ..config("rediss://cache", Some((&cert, &key)))
+            },
+            "ORDERLY_REDIS_CA_FILE",
         ),
     ];
     for (config, variable) in cases {
