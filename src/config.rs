@@ -22,7 +22,7 @@ pub use crate::{
 ///   libpq's `sslpassword`, anything ending in `password`) or Redis's
 ///   `pass`, in a URL's query (`?password=…&…`) or in a libpq key/value
 ///   string (`password=…`, `password = '…'`).
-pub fn redact_urls(text: &str) -> String {
+pub fn redact_secrets(text: &str) -> String {
     redact_parameters(&redact_userinfo(text))
 }
 
@@ -64,7 +64,7 @@ fn is_password_key(key: &str) -> bool {
     key.ends_with("password") || key == "pass"
 }
 
-/// Every `password=value` (see [`redact_urls`]) with its value hidden.
+/// Every `password=value` (see [`redact_secrets`]) with its value hidden.
 fn redact_parameters(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     // text[..copied] is in `out`.
@@ -217,10 +217,10 @@ mod tests {
     fn passwords_in_urls_are_hidden() {
         let text = r#"url: "postgres://app:s3cret@db:5432/orderly", redis: "redis://cache:6379""#;
         assert_eq!(
-            redact_urls(text),
+            redact_secrets(text),
             r#"url: "postgres://app:***@db:5432/orderly", redis: "redis://cache:6379""#
         );
-        assert_eq!(redact_urls("postgres://app@db/x"), "postgres://app@db/x");
+        assert_eq!(redact_secrets("postgres://app@db/x"), "postgres://app@db/x");
         let cases = [
             // Redis: an ACL user, the default user, TLS.
             (
@@ -243,7 +243,7 @@ mod tests {
             ),
         ];
         for (text, redacted) in cases {
-            assert_eq!(redact_urls(text), redacted, "{text}");
+            assert_eq!(redact_secrets(text), redacted, "{text}");
         }
     }
 
@@ -274,7 +274,7 @@ mod tests {
             ),
         ];
         for (text, redacted) in cases {
-            assert_eq!(redact_urls(text), redacted, "{text}");
+            assert_eq!(redact_secrets(text), redacted, "{text}");
         }
     }
 
@@ -304,9 +304,9 @@ mod tests {
             ),
         ];
         for (text, redacted) in cases {
-            assert_eq!(redact_urls(text), redacted, "{text}");
+            assert_eq!(redact_secrets(text), redacted, "{text}");
         }
-        assert!(!redact_urls("password=s3cret").contains("s3cret"));
+        assert!(!redact_secrets("password=s3cret").contains("s3cret"));
     }
 
     #[test]

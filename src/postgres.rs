@@ -49,7 +49,7 @@ impl fmt::Debug for PostgresConfig {
         f.debug_struct("PostgresConfig")
             .field(
                 "database_url",
-                &crate::config::redact_urls(&self.database_url),
+                &crate::config::redact_secrets(&self.database_url),
             )
             .field("database_pool_size", &self.database_pool_size)
             .field("statement_timeout_ms", &self.statement_timeout_ms)

@@ -52,7 +52,7 @@ impl Default for RedisConfig {
 impl std::fmt::Debug for RedisConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisConfig")
-            .field("redis_url", &crate::config::redact_urls(&self.redis_url))
+            .field("redis_url", &crate::config::redact_secrets(&self.redis_url))
             .field("redis_pool_size", &self.redis_pool_size)
             .field("redis_key_prefix", &self.redis_key_prefix)
             .field("redis_response_timeout_ms", &self.redis_response_timeout_ms)
@@ -124,7 +124,7 @@ impl RedisConfig {
             None => None,
         };
         let info = url.into_connection_info().map_err(|e| {
-            ConfigError::invalid("REDIS_URL", crate::config::redact_urls(&e.to_string()))
+            ConfigError::invalid("REDIS_URL", crate::config::redact_secrets(&e.to_string()))
         })?;
         if root_cert.is_none() && client_tls.is_none() {
             return Ok(info);

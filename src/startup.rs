@@ -8,7 +8,7 @@ use deadpool_postgres::Pool;
 use tokio::net::TcpListener;
 
 use crate::{
-    config::{ConfigError, PostgresConfig, redact_urls},
+    config::{ConfigError, PostgresConfig, redact_secrets},
     consumer::ConsumerError,
     grpc::ServeError,
     metrics::BindError,
@@ -96,7 +96,7 @@ pub async fn migrated_pool(config: &PostgresConfig) -> Result<Pool, StartupError
     let client = pool.get().await.map_err(|error| {
         StartupError::Database(format!(
             "database unavailable at {}: {}",
-            redact_urls(&config.database_url),
+            redact_secrets(&config.database_url),
             Failure::of_pool(&error)
         ))
     })?;

@@ -5,7 +5,7 @@
 
 use std::{collections::BTreeSet, fmt::Display};
 
-use orderly::config::{ENV_PREFIX, GrpcLimits, PostgresConfig, redact_urls};
+use orderly::config::{ENV_PREFIX, GrpcLimits, PostgresConfig, redact_secrets};
 
 /// Collects `NAME=value` lines under section comments.
 #[derive(Default)]
@@ -23,7 +23,7 @@ impl EnvFile {
     }
 
     fn set(&mut self, name: &str, value: impl Display) {
-        let value = redact_urls(&value.to_string());
+        let value = redact_secrets(&value.to_string());
         self.lines.push(format!("{ENV_PREFIX}{name}={value}"));
         self.names.insert(format!("{ENV_PREFIX}{name}"));
     }
@@ -163,7 +163,7 @@ pub fn print() -> anyhow::Result<()> {
         let value = if name.contains("HEADERS") {
             "***".to_owned()
         } else {
-            redact_urls(&value)
+            redact_secrets(&value)
         };
         println!("{name}={value}");
     }

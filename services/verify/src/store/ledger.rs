@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 
 use deadpool_redis::{Connection, Pool};
-use orderly::{config::redact_urls, redis::RedisConfig};
+use orderly::{config::redact_secrets, redis::RedisConfig};
 use orderly_inventory::{
     domain::OrderId,
     store::{Keys, record},
@@ -62,7 +62,7 @@ impl Ledger {
             pool: orderly::redis::pool(config)?,
             keys,
             prefix: config.redis_key_prefix.clone(),
-            url: redact_urls(&config.redis_url),
+            url: redact_secrets(&config.redis_url),
         })
     }
 
