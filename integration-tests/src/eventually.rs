@@ -25,6 +25,37 @@ where
     }
 }
 
+/// Polls `probe` like [`eventually`] until what it returns satisfies
+/// `done`, or `timeout` passes, and returns the last value it returned
+/// either way (`None` if it never returned one), so the caller asserts on
+/// it and shows what it saw.
+pub async fn last_seen<T, F, Fut>(
+    timeout: Duration,
+    mut probe: F,
+    done: impl Fn(&T) -> bool,
+) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(5);
+    let mut last = None;
+    loop {
+        if let Some(value) = probe().await {
+            if done(&value) {
+                return Some(value);
+            }
+            last = Some(value);
+        }
+        if Instant::now() >= deadline {
+            return last;
+        }
+        sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(200));
+    }
+}
+
 /// Waits until the process `child` just started accepts connections on
 /// `addr` (true) or exits first (false), for up to 20 s. Whoever answers
 /// on `addr` must be `child`, so it is checked to be running still.

@@ -19,7 +19,7 @@ mod redis;
 mod tls;
 
 pub use database::TestDatabase;
-pub use eventually::eventually;
+pub use eventually::{eventually, last_seen};
 pub use gateway::{CountingGateway, GatewayCalls};
 pub use kafka::{BrokerProcess, TestKafka, TopicRecord};
 pub use metrics::{scrape_metrics, try_scrape_metrics};

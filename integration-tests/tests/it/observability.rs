@@ -12,8 +12,9 @@ use std::{
 };
 
 use orderly::proto::v1::{OrderStatus, SetStockRequest};
-use orderly_integration_tests::{Component, TestPlatform, eventually, orders, scrape_metrics};
-use tokio::time::Instant;
+use orderly_integration_tests::{
+    Component, TestPlatform, eventually, last_seen, orders, scrape_metrics,
+};
 
 mod startup;
 
@@ -173,18 +174,20 @@ async fn every_metric_the_dashboards_and_alerts_use_is_exported() {
 
     // Consumers report a partition's lag once they have read its high
     // watermark, which may come a moment after they applied the events.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let missing = loop {
-        let sampled = scrape_all(&platform).await;
-        let missing: Vec<&String> = wanted
-            .iter()
-            .filter(|name| !exported(name, &sampled))
-            .collect();
-        if missing.is_empty() || Instant::now() >= deadline {
-            break missing;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let missing = last_seen(
+        Duration::from_secs(30),
+        || async {
+            let sampled = scrape_all(&platform).await;
+            let missing: Vec<&String> = wanted
+                .iter()
+                .filter(|name| !exported(name, &sampled))
+                .collect();
+            Some(missing)
+        },
+        Vec::is_empty,
+    )
+    .await
+    .unwrap_or_default();
     assert!(
         missing.is_empty(),
         "used by helm/orderly dashboards or alerts but exported by no component: {missing:?}"

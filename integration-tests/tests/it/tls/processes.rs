@@ -8,7 +8,7 @@ use orderly::proto::v1::{
     CreateOrderRequest, GetOrderRequest, OrderItem, OrderStatus, SetStockRequest,
     inventory_service_client::InventoryServiceClient, order_service_client::OrderServiceClient,
 };
-use orderly_integration_tests::{Component, eventually, process::ProcessPlatform};
+use orderly_integration_tests::{Component, eventually, last_seen, process::ProcessPlatform};
 
 use super::support::{Pki, REDIS_PASSWORD, REDIS_USER, TlsBroker, TlsPostgres, TlsRedis};
 
@@ -96,18 +96,29 @@ async fn the_binary_confirms_an_order_with_every_store_over_tls_from_its_environ
 
     // `orderly verify`: the order service reconciles Postgres and Redis,
     // both over TLS (the view may still be settling: try again).
-    eventually(
-        "orderly verify to pass",
+    let passed = |verify: &(bool, String, String)| verify.0 && verify.1.contains("CONFIRMED");
+    let verify = last_seen(
         Duration::from_secs(60),
         || async {
             let verify = platform
                 .orderly(&["verify", "--pending-bound-secs", "0"])
                 .await;
-            let stdout = String::from_utf8_lossy(&verify.stdout).into_owned();
-            (verify.status.success() && stdout.contains("CONFIRMED")).then_some(())
+            Some((
+                verify.status.success(),
+                String::from_utf8_lossy(&verify.stdout).into_owned(),
+                String::from_utf8_lossy(&verify.stderr).into_owned(),
+            ))
         },
+        passed,
     )
-    .await;
+    .await
+    .unwrap_or_default();
+    assert!(
+        passed(&verify),
+        "orderly verify: {}\n{}",
+        verify.1,
+        verify.2
+    );
 
     let config = platform.orderly(&["config"]).await;
     let stdout = String::from_utf8_lossy(&config.stdout);

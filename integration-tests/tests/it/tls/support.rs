@@ -2,11 +2,9 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use tokio::time::Instant;
-
 use orderly::{config::PostgresConfig, kafka::KafkaConfig, redis::RedisConfig};
 use orderly_integration_tests::{
-    BrokerProcess, TestKafka, eventually, free_port,
+    BrokerProcess, TestKafka, free_port, last_seen,
     process::{PostgresInstance, RedisInstance, Stunnel},
     test_tls, unique_id,
 };
@@ -104,27 +102,31 @@ impl TlsPostgres {
         };
         // Sessions reconnect after a failure: wait for all of them, then
         // show what was there if they never were.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let sessions = eventually("the components' sessions", Duration::from_secs(40), || {
-            let client = &client;
-            async move {
-                let sessions: Vec<(String, bool)> = client
-                    .query(
-                        "SELECT a.application_name, s.ssl \
+        let sessions = last_seen(
+            Duration::from_secs(30),
+            || {
+                let client = &client;
+                async move {
+                    let sessions: Vec<(String, bool)> = client
+                        .query(
+                            "SELECT a.application_name, s.ssl \
                              FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
                              WHERE a.backend_type = 'client backend' AND a.datname = 'orderly' \
                              ORDER BY 1",
-                        &[],
-                    )
-                    .await
-                    .ok()?
-                    .iter()
-                    .map(|row| (row.get(0), row.get(1)))
-                    .collect();
-                (complete(&sessions) || Instant::now() >= deadline).then_some(sessions)
-            }
-        })
-        .await;
+                            &[],
+                        )
+                        .await
+                        .ok()?
+                        .iter()
+                        .map(|row| (row.get(0), row.get(1)))
+                        .collect();
+                    Some(sessions)
+                }
+            },
+            |sessions| complete(sessions),
+        )
+        .await
+        .unwrap_or_default();
         assert!(
             complete(&sessions),
             "expected {EXPECTED_SESSIONS:?}, all encrypted; (application_name, ssl): {sessions:?}"
