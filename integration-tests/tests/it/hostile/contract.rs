@@ -22,6 +22,17 @@ pub fn sku(field: &str, raw: &str, out: &mut Objections) {
     }
 }
 
+/// A customer id: 1-64 of letters, digits and `._:-`.
+pub fn customer_id(raw: &str, out: &mut Objections) {
+    token(
+        "customer_id",
+        raw,
+        64,
+        |c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'),
+        out,
+    );
+}
+
 /// Units of one line: 1-1000.
 pub fn quantity(field: &str, quantity: u32, out: &mut Objections) {
     if !(1..=1_000).contains(&quantity) {

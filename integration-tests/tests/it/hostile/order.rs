@@ -9,7 +9,7 @@ use super::{
     contract::{self, Objections},
     known_order,
     strategies::{
-        currency, i64_extreme, id_or_hostile, list, or_hostile, order_id, sku, u32_extreme,
+        currency, customer_id, i64_extreme, list, or_hostile, order_id, sku, u32_extreme,
     },
     support::{assert_serving, check, shared, verdict},
 };
@@ -34,7 +34,7 @@ fn item() -> BoxedStrategy<pb::OrderItem> {
 
 fn create_request() -> impl Strategy<Value = CreateOrderRequest> {
     (
-        id_or_hostile("[A-Za-z0-9._:-]{1,64}"),
+        customer_id(),
         list(item()),
         currency(),
         or_hostile(Just("pm_ok".to_owned())),
@@ -54,13 +54,7 @@ fn create_request() -> impl Strategy<Value = CreateOrderRequest> {
 /// The contract's objections to a CreateOrder.
 fn create_objections(request: &CreateOrderRequest) -> Objections {
     let mut out = Objections::new();
-    contract::token(
-        "customer_id",
-        &request.customer_id,
-        64,
-        |c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'),
-        &mut out,
-    );
+    contract::customer_id(&request.customer_id, &mut out);
     contract::token(
         "payment_method",
         &request.payment_method,

@@ -11,7 +11,7 @@ use super::{
     contract::{self, Objections},
     known_order,
     strategies::{
-        hostile_string, i64_extreme, id_or_hostile, or_hostile, order_id, u32_extreme, u64_extreme,
+        customer_id, hostile_string, i64_extreme, or_hostile, order_id, u32_extreme, u64_extreme,
     },
     support::{assert_serving, check, judge, shared, verdict},
 };
@@ -44,7 +44,7 @@ fn timestamp() -> impl Strategy<Value = Option<prost_types::Timestamp>> {
 
 fn list_request() -> impl Strategy<Value = pb::ListOrdersRequest> {
     (
-        id_or_hostile("[A-Za-z0-9._:-]{1,64}"),
+        customer_id(),
         prop_oneof![0..6i32, any::<i32>()],
         u32_extreme(),
         prop_oneof![
@@ -111,13 +111,7 @@ pub fn run() {
         let mut client = client.clone();
         async move {
             let mut invalid = Objections::new();
-            contract::token(
-                "customer_id",
-                &request.customer_id,
-                64,
-                |c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'),
-                &mut invalid,
-            );
+            contract::customer_id(&request.customer_id, &mut invalid);
             contract::within("page_size", request.page_size, 0..=100, &mut invalid);
             // Known statuses: UNSPECIFIED (all) to CANCELLED.
             contract::within("status", request.status, 0..=5, &mut invalid);

@@ -52,6 +52,11 @@ pub fn id_or_hostile(valid: impl Strategy<Value = String> + 'static) -> BoxedStr
     prop_oneof![1 => valid, 3 => hostile_string()].boxed()
 }
 
+/// A customer id, hostile in about three cases of four.
+pub fn customer_id() -> BoxedStrategy<String> {
+    id_or_hostile("[A-Za-z0-9._:-]{1,64}")
+}
+
 /// A well-formed SKU.
 pub fn valid_sku() -> BoxedStrategy<String> {
     "[A-Za-z0-9._-]{1,64}".boxed()
