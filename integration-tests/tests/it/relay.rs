@@ -5,6 +5,7 @@
 
 mod buckets;
 mod faults;
+mod marks;
 mod set_aside;
 mod support;
 mod wake;

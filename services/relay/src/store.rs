@@ -37,6 +37,28 @@ pub const CHANNEL: &str = "orderly_outbox";
 /// The suffix of a notification payload that announces retried rows.
 pub const RETRY_SUFFIX: &str = ":retry";
 
+/// A row the broker refused for a reason of its own.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    /// The outbox row.
+    pub id: i64,
+    /// Its bucket, as read.
+    pub bucket: i32,
+    /// The broker's reason.
+    pub error: String,
+}
+
+/// A delivered row to mark published.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery {
+    /// The outbox row.
+    pub id: i64,
+    /// Its bucket, as read.
+    pub bucket: i32,
+    /// How long ago the broker acknowledged it, in microseconds.
+    pub age_us: i64,
+}
+
 /// One unpublished outbox row, ready to produce.
 #[derive(Debug, Clone)]
 pub struct OutboxRow {
@@ -369,34 +391,48 @@ impl Session {
     }
 
     /// Marks delivered rows published, in one statement, in the buckets
-    /// `fence` still holds. Returns those buckets (the ones whose leases
-    /// were still this relay's).
-    pub async fn mark_published(&self, ids: &[i64], fence: &Fence) -> Result<Vec<i32>, Error> {
+    /// `fence` still holds, each as of its delivery (`age_us` microseconds
+    /// ago, so the database's clock stamps it). Returns those buckets (the
+    /// ones whose leases were still this relay's).
+    pub async fn mark_published(
+        &self,
+        rows: &[Delivery],
+        fence: &Fence,
+    ) -> Result<Vec<i32>, Error> {
+        let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
+        let ages: Vec<i64> = rows.iter().map(|row| row.age_us).collect();
+        let row_buckets: Vec<i32> = rows.iter().map(|row| row.bucket).collect();
         let (buckets, epochs) = fence.buckets();
         let row = self
             .client
             .query_one(
                 &self.mark,
-                &[&ids, &buckets, &epochs, &fence.group, &fence.member],
+                &[
+                    &ids,
+                    &buckets,
+                    &epochs,
+                    &fence.group,
+                    &fence.member,
+                    &ages,
+                    &row_buckets,
+                ],
             )
             .await?;
         Ok(row.try_get("fenced_in")?)
     }
 
-    /// Counts one refused attempt against each of `failures` (row id, the
-    /// broker's reason) and sets aside the rows that reached `max_attempts`.
+    /// Counts one refused attempt against each of `failures` and sets aside the rows that reached `max_attempts`.
     /// Returns the rows counted; a row is reported `set_aside` only by the
     /// call that set it aside. Only rows of buckets `fence` still holds.
     pub async fn record_failures(
         &self,
-        failures: &[(i64, String)],
+        failures: &[Refusal],
         max_attempts: u32,
         fence: &Fence,
     ) -> Result<Vec<Counted>, Error> {
-        let (ids, errors): (Vec<i64>, Vec<&str>) = failures
-            .iter()
-            .map(|(id, error)| (*id, error.as_str()))
-            .unzip();
+        let ids: Vec<i64> = failures.iter().map(|f| f.id).collect();
+        let errors: Vec<&str> = failures.iter().map(|f| f.error.as_str()).collect();
+        let row_buckets: Vec<i32> = failures.iter().map(|f| f.bucket).collect();
         let max_attempts = i32::try_from(max_attempts).unwrap_or(i32::MAX);
         let (buckets, epochs) = fence.buckets();
         let rows = self
@@ -411,6 +447,7 @@ impl Session {
                     &epochs,
                     &fence.group,
                     &fence.member,
+                    &row_buckets,
                 ],
             )
             .await?;

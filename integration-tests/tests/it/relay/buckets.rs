@@ -195,7 +195,7 @@ async fn a_relay_whose_buckets_were_taken_while_its_mark_waited_marks_nothing() 
             .query_one(
                 "SELECT count(*) FROM pg_stat_activity \
                  WHERE datname = current_database() AND application_name = 'orderly-relay:orders' \
-                   AND wait_event_type = 'Lock' AND query LIKE '%fenced_in%'",
+                   AND wait_event_type = 'Lock' AND query LIKE '-- Marks delivered rows%'",
                 &[],
             )
             .await

@@ -123,6 +123,7 @@ pub fn print() -> anyhow::Result<()> {
     env.set("RELAY_SOURCES", relay.sources.join(","));
     env.set("RELAY_BATCH_SIZE", relay.batch_size);
     env.set("RELAY_MAX_IN_FLIGHT", relay.max_in_flight);
+    env.set("RELAY_MARK_INTERVAL_MS", relay.mark_interval_ms);
     env.set("RELAY_POLL_INTERVAL_MS", relay.poll_interval_ms);
     env.set("RELAY_RETENTION_HOURS", relay.retention.as_secs() / 3600);
     env.set("RELAY_PRUNE_INTERVAL_MS", relay.prune_interval_ms);

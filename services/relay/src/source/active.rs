@@ -7,8 +7,11 @@
 //! out of the next batches: each key's records reach Kafka in id order, one
 //! at a time, whatever fails and is retried. An order's next event thus
 //! waits only for its own previous one, not for a whole batch before it.
-//! Marks are written as batches complete, overlapping the production of
-//! the others (one session; tokio-postgres pipelines them).
+//! Marks are gathered: delivered rows are marked together
+//! `ORDERLY_RELAY_MARK_INTERVAL_MS` after the first of them came back (at
+//! once when a batch's worth waits), overlapping the production of the
+//! others. A delivered row frees its key at once, so the wait costs no
+//! event any latency, and it records the delivery time, not the mark's.
 //!
 //! Only rows of the buckets this relay owns are read, and marks are fenced
 //! by the buckets' lease epochs: a relay that lost a bucket marks none of
@@ -43,7 +46,7 @@ const LINGER_POLL: std::time::Duration = std::time::Duration::from_millis(5);
 use crate::{
     error::Error,
     publisher::{Failure, Fault, Outcome, Publisher},
-    store::{Fence, OutboxRow, Session},
+    store::{Delivery, Fence, OutboxRow, Refusal, Session},
 };
 
 /// One session's relaying of a source's owned buckets.
@@ -137,7 +140,8 @@ impl Relay<'_> {
                     continue;
                 }
             }
-            if !flight.marking.is_empty() {
+            let mark_at = flight.mark_due(settings.mark_interval, settings.batch_size);
+            if mark_at.is_some_and(|at| at <= Instant::now()) {
                 mark(state, session, &mut *self.buckets, &mut flight).await?;
                 continue;
             }
@@ -201,6 +205,7 @@ impl Relay<'_> {
                 () = tokio::time::sleep_until(resume_at), if waiting_out => found = true,
                 () = tokio::time::sleep(poll), if !waiting_out => found = true,
                 () = tokio::time::sleep_until(next_prune) => {}
+                () = sleep_until_some(mark_at) => {}
             }
         }
         // Unmarked rows in flight are simply published again by whoever is
@@ -327,10 +332,18 @@ async fn count_refusals(
     rows: &[OutboxRow],
     failed: &[Failure],
 ) -> Result<(), Error> {
-    let refused: Vec<(i64, String)> = failed
+    let buckets: std::collections::HashMap<i64, i32> =
+        rows.iter().map(|row| (row.id, row.bucket)).collect();
+    let refused: Vec<Refusal> = failed
         .iter()
         .filter(|f| f.fault == Fault::Record)
-        .map(|f| (f.id, f.error.to_string()))
+        .filter_map(|f| {
+            Some(Refusal {
+                id: f.id,
+                bucket: *buckets.get(&f.id)?,
+                error: f.error.to_string(),
+            })
+        })
         .collect();
     if refused.is_empty() {
         return Ok(());
@@ -345,8 +358,8 @@ async fn count_refusals(
         state.set_aside.fetch_add(1, Ordering::Relaxed);
         let error = refused
             .iter()
-            .find(|(id, _)| *id == row.id)
-            .map_or("", |(_, error)| error.as_str());
+            .find(|refusal| refusal.id == row.id)
+            .map_or("", |refusal| refusal.error.as_str());
         let bytes = rows
             .iter()
             .find(|r| r.id == row.id)
@@ -382,9 +395,19 @@ async fn mark(
     if flight.marking.is_empty() {
         return Ok(());
     }
-    let ids: Vec<i64> = flight.marking.iter().map(|(id, _)| *id).collect();
+    let now = Instant::now();
+    let rows: Vec<Delivery> = flight
+        .marking
+        .iter()
+        .map(|row| Delivery {
+            id: row.id,
+            bucket: row.bucket,
+            age_us: i64::try_from(now.saturating_duration_since(row.at).as_micros())
+                .unwrap_or(i64::MAX),
+        })
+        .collect();
     let fence = buckets.fence();
-    let fenced_in = session.mark_published(&ids, &fence).await?;
+    let fenced_in = session.mark_published(&rows, &fence).await?;
     let lost: Vec<i32> = fence
         .grants
         .iter()
@@ -398,7 +421,7 @@ async fn mark(
     let fenced = flight
         .marking
         .iter()
-        .filter(|(_, bucket)| !fenced_in.contains(bucket))
+        .filter(|row| !fenced_in.contains(&row.bucket))
         .count();
     if fenced > 0 {
         state
@@ -409,9 +432,17 @@ async fn mark(
             "delivered rows not marked: their buckets passed to another relay, which publishes them again"
         );
     }
-    state.record_published(ids.len() - fenced);
+    state.record_published(rows.len() - fenced);
     flight.marked();
     Ok(())
+}
+
+/// Waits until `at`; for ever when there is nothing to wait for.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Deletes published rows past retention, a small batch at a time.

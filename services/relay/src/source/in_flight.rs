@@ -4,7 +4,10 @@ use std::{
     collections::{HashMap, HashSet},
     future::Future,
     pin::Pin,
+    time::Duration,
 };
+
+use tokio::time::Instant;
 
 use futures::{StreamExt, stream::FuturesUnordered};
 
@@ -25,9 +28,20 @@ pub(super) struct InFlight {
     pub keys: HashSet<String>,
     /// Rows of each bucket being produced or waiting for their mark.
     per_bucket: HashMap<i32, usize>,
-    /// Delivered rows whose mark has not been written yet, with their
-    /// buckets.
-    pub marking: Vec<(i64, i32)>,
+    /// Delivered rows whose mark has not been written yet.
+    pub marking: Vec<Delivered>,
+}
+
+/// A row the broker acknowledged, waiting for its mark.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Delivered {
+    /// The outbox row.
+    pub id: i64,
+    /// Its bucket.
+    pub bucket: i32,
+    /// When its acknowledgement came back: the mark records the delivery
+    /// time, not the mark's.
+    pub at: Instant,
 }
 
 impl InFlight {
@@ -59,11 +73,16 @@ impl InFlight {
     /// ones wait for their mark.
     pub fn finish(&mut self, rows: &[OutboxRow], outcome: &Outcome) {
         let delivered: HashSet<i64> = outcome.delivered.iter().copied().collect();
+        let at = Instant::now();
         for row in rows {
             self.ids.remove(&row.id);
             self.keys.remove(&row.partition_key);
             if delivered.contains(&row.id) {
-                self.marking.push((row.id, row.bucket));
+                self.marking.push(Delivered {
+                    id: row.id,
+                    bucket: row.bucket,
+                    at,
+                });
             } else {
                 self.done(row.bucket);
             }
@@ -72,9 +91,21 @@ impl InFlight {
 
     /// The rows in `marking` were marked (or refused by the fence).
     pub fn marked(&mut self) {
-        for (_, bucket) in std::mem::take(&mut self.marking) {
-            self.done(bucket);
+        for delivered in std::mem::take(&mut self.marking) {
+            self.done(delivered.bucket);
         }
+    }
+
+    /// When the delivered rows are due to be marked: `interval` after the
+    /// first of them came back, or at once when `enough` are waiting (a
+    /// batch's worth: while draining, marks keep pace with the batches).
+    /// `None` when none waits.
+    pub fn mark_due(&self, interval: Duration, enough: usize) -> Option<Instant> {
+        let first = self.marking.first()?;
+        if self.marking.len() >= enough {
+            return Some(first.at);
+        }
+        Some(first.at + interval)
     }
 
     fn done(&mut self, bucket: i32) {
@@ -96,7 +127,7 @@ impl InFlight {
         self.ids
             .iter()
             .copied()
-            .chain(self.marking.iter().map(|(id, _)| *id))
+            .chain(self.marking.iter().map(|delivered| delivered.id))
             .collect()
     }
 
