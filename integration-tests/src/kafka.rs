@@ -1,21 +1,28 @@
-//! Kafka for tests: a topic prefix on the shared broker, or a broker process
-//! of the test's own when the test needs to pause or kill it.
+//! Kafka for tests: a topic prefix on the shared broker (its topics deleted
+//! when the test is done with them), or a broker process of the test's own
+//! when the test needs to pause or kill it.
+
+mod cleanup;
 
 use std::{
     net::{SocketAddr, TcpStream},
     path::PathBuf,
     process::{Child, Command, Stdio},
+    sync::Arc,
     time::Duration,
 };
 
 use orderly::kafka::KafkaConfig;
 use rdkafka::{
     Message, Offset, TopicPartitionList,
+    admin::AdminClient,
+    client::DefaultClientContext,
     consumer::{BaseConsumer, Consumer},
     message::{Header, Headers, OwnedHeaders},
     producer::{FutureProducer, FutureRecord},
 };
 
+use self::cleanup::TopicCleanup;
 use crate::{FIX_COMMAND, TcpProxy, free_port, unique_id};
 
 /// Settings that point a component at a test broker under a topic prefix of
@@ -26,6 +33,10 @@ pub struct TestKafka {
     pub config: KafkaConfig,
     /// The broker process, when the test has its own.
     pub broker: Option<BrokerProcess>,
+    /// On the shared broker: deletes every topic under the prefix once the
+    /// last handle ([`Self::share`]) is dropped (when the test's thread
+    /// ends, if that is later: see `kafka/cleanup.rs`).
+    cleanup: Option<Arc<TopicCleanup>>,
 }
 
 impl TestKafka {
@@ -81,10 +92,67 @@ impl TestKafka {
             kafka_replication_factor: 1,
             ..KafkaConfig::default()
         };
+        // Armed before the topics are created, so a failure halfway leaves
+        // none. A broker of the test's own takes its topics with it.
+        let cleanup = broker
+            .is_none()
+            .then(|| Arc::new(TopicCleanup(config.clone())));
         orderly::kafka::ensure_topics(&config)
             .await
             .expect("create test topics");
-        Self { config, broker }
+        Self {
+            config,
+            broker,
+            cleanup,
+        }
+    }
+
+    /// Settings for topics on a broker the test runs itself (they go with
+    /// it): nothing is deleted when these are dropped.
+    pub fn of(config: KafkaConfig, broker: Option<BrokerProcess>) -> Self {
+        Self {
+            config,
+            broker,
+            cleanup: None,
+        }
+    }
+
+    /// Another handle on the same topics, for a second platform over them;
+    /// the broker process, if any, stays with this one. The topics are
+    /// deleted once the last handle is dropped.
+    pub fn share(&self) -> Self {
+        Self {
+            config: self.config.clone(),
+            broker: None,
+            cleanup: self.cleanup.clone(),
+        }
+    }
+
+    /// Whether dropping this handle deletes the topics at once: it is the
+    /// last one on the shared broker, and the thread is not a test's (see
+    /// [`cleanup::deferred`]).
+    pub(crate) fn deletes_when_dropped(&self) -> bool {
+        let last = self
+            .cleanup
+            .as_ref()
+            .is_some_and(|cleanup| Arc::strong_count(cleanup) == 1);
+        last && !cleanup::deferred()
+    }
+
+    /// The names of the broker's topics under this test's prefix: those
+    /// created for it and those its components created.
+    pub async fn topics(&self) -> Vec<String> {
+        let config = self.config.clone();
+        tokio::task::spawn_blocking(move || {
+            let admin: AdminClient<DefaultClientContext> = config
+                .client_config()
+                .create()
+                .expect("create admin client");
+            cleanup::topics_with_prefix(admin.inner(), &config.kafka_topic_prefix)
+                .expect("list topics")
+        })
+        .await
+        .expect("topics")
     }
 
     /// A consumer group name unique to this test.

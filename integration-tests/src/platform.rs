@@ -18,7 +18,7 @@ use orderly::{
     },
 };
 use tokio::{task::JoinHandle, time::Instant};
-use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
 use self::builder::Plan;
@@ -84,7 +84,41 @@ pub struct TestPlatform {
     running: HashMap<Instance, Running>,
     plan: Plan,
     stop: CancellationToken,
-    _stop: DropGuard,
+}
+
+/// How long a dropped platform waits for its components to stop before its
+/// topics go at once.
+const STOP_GRACE: Duration = Duration::from_secs(15);
+
+impl Drop for TestPlatform {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        // The topics may go with the fields, and a consumer fetching a
+        // deleted topic crashes the process: then the components must be
+        // gone first. They run on another thread then (a bench's services
+        // runtime); on a test's thread the topics wait for its end.
+        if self
+            .kafka
+            .as_ref()
+            .is_some_and(TestKafka::deletes_when_dropped)
+        {
+            let tasks = self.running.drain().map(|(_, running)| running.task);
+            wait_stopped(tasks.collect());
+        }
+    }
+}
+
+/// Waits up to [`STOP_GRACE`] for `tasks` to end, on a thread of its own
+/// (they run on another runtime).
+fn wait_stopped(tasks: Vec<JoinHandle<()>>) {
+    let (done, stopped) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        futures::executor::block_on(futures::future::join_all(tasks));
+        let _ = done.send(());
+    });
+    if stopped.recv_timeout(STOP_GRACE).is_err() {
+        eprintln!("components still running {STOP_GRACE:?} after the platform was dropped");
+    }
 }
 
 impl std::fmt::Debug for TestPlatform {

@@ -24,18 +24,10 @@ pub async fn run(
     report: &mut Report,
 ) -> anyhow::Result<()> {
     let events = settings.events as i64;
-    let kafka = topics.config.clone();
-    let platform = in_services(async move {
-        TestPlatform::builder()
-            .kafka(TestKafka {
-                config: kafka,
-                broker: None,
-            })
-            .query()
-            .start()
-            .await
-    })
-    .await;
+    let kafka = topics.share();
+    let platform =
+        in_services(async move { TestPlatform::builder().kafka(kafka).query().start().await })
+            .await;
     let admin = platform.db.client().await;
     let mut query = platform.query_client().await;
     let deadline = Instant::now() + settings.phase_limit;

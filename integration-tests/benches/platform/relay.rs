@@ -163,18 +163,15 @@ fn relay_defaults(c: &mut orderly_relay::Config) {
 /// unpublished.
 async fn drain(
     db: &TestDatabase,
-    kafka: &KafkaConfig,
+    kafka: &TestKafka,
     settings: &Settings,
     relays: usize,
 ) -> anyhow::Result<()> {
-    let (database, kafka_config) = (db.clone(), kafka.clone());
+    let (database, kafka) = (db.clone(), kafka.share());
     let platform = in_services(async move {
         let mut platform = TestPlatform::builder()
             .database(database)
-            .kafka(TestKafka {
-                config: kafka_config,
-                broker: None,
-            })
+            .kafka(kafka)
             .relay_with(relay_defaults)
             .start()
             .await;
@@ -238,7 +235,7 @@ pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<Tes
 
     let cpu = process_cpu(me);
     let started = Instant::now();
-    drain(&db, &relay_kafka.config, settings, 1).await?;
+    drain(&db, &relay_kafka, settings, 1).await?;
     let relay_wall = started.elapsed();
     let relay_cpu = process_cpu(me).saturating_sub(cpu);
     crate::drop_database(&db).await;
@@ -249,7 +246,7 @@ pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<Tes
     let pair_kafka = TestKafka::shared().await;
     fill(&pair_db, &records).await?;
     let started = Instant::now();
-    drain(&pair_db, &pair_kafka.config, settings, 2).await?;
+    drain(&pair_db, &pair_kafka, settings, 2).await?;
     let pair_wall = started.elapsed();
     crate::drop_database(&pair_db).await;
 

@@ -199,8 +199,7 @@ impl TestPlatformBuilder {
             kafka,
             running: HashMap::new(),
             plan: self.plan,
-            stop: stop.clone(),
-            _stop: stop.drop_guard(),
+            stop,
         };
         for component in [
             Component::Inventory,

@@ -22,5 +22,6 @@ mod relay;
 mod saga;
 mod security;
 mod tls;
+mod topics;
 mod tracing;
 mod verify;

@@ -146,10 +146,7 @@ async fn a_relay_batch_larger_than_the_reread_margin_restarted_in_the_middle_ski
     // The relay reads every row in one batch and produces them together.
     let _relay = TestPlatform::builder()
         .database(setup.db.clone())
-        .kafka(TestKafka {
-            config,
-            broker: None,
-        })
+        .kafka(TestKafka::of(config, None))
         .relay_with(|c| c.batch_size = 2 * ROWS)
         .start()
         .await;

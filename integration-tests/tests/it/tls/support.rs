@@ -214,10 +214,7 @@ impl TlsBroker {
         orderly::kafka::ensure_topics(&config)
             .await
             .expect("create topics over TLS");
-        let kafka = TestKafka {
-            config,
-            broker: self.broker.take(),
-        };
+        let kafka = TestKafka::of(config, self.broker.take());
         (kafka, self.stunnel)
     }
 }
