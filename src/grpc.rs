@@ -4,9 +4,12 @@
 use std::{net::SocketAddr, time::Duration};
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
-use tonic::{body::Body, service::Routes, transport::Server};
+use tonic::{
+    body::Body,
+    service::Routes,
+    transport::{Server, server::TcpIncoming},
+};
 use tonic_health::ServingStatus;
 use tower::ServiceBuilder;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
@@ -138,6 +141,12 @@ pub async fn serve(
     // limit, so a client past that limit hears RESOURCE_EXHAUSTED rather
     // than having its requests queued by its HTTP/2 stack.
     let max_streams = limits.grpc_max_streams_per_connection.saturating_mul(2);
+    // A reply often goes out in two writes (headers and message, then the
+    // trailers): with Nagle's algorithm the second waited for the client's
+    // delayed acknowledgement of the first, about 40 ms on Linux, and
+    // QueryService reads took 47 ms at p50. (Tonic sets TCP_NODELAY only
+    // on listeners it binds itself.)
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     secured_server(service_names, limits)?
         .max_concurrent_streams(u32::try_from(max_streams).unwrap_or(u32::MAX))
         .http2_keepalive_interval(keepalive)
@@ -146,7 +155,7 @@ pub async fn serve(
         )))
         .layer(stack)
         .add_routes(routes)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), on_shutdown)
+        .serve_with_incoming_shutdown(incoming, on_shutdown)
         .await?;
     Ok(())
 }

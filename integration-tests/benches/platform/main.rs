@@ -12,7 +12,8 @@
 //!   rate, on a Postgres of its own), `inventory`, `relay` (with projection), `growth`,
 //!   `processes` (CPU and peak RSS per component, which needs the release
 //!   `orderly` binary), `replicas` (one vs two replicas of each consumer,
-//!   and takeover after kill -9; the release binary too).
+//!   and takeover after kill -9; the release binary too), `reads`
+//!   (QueryService GetOrder and ListOrders next to their SQL).
 //! - `ORDERLY_BENCH_CONCURRENCY`: concurrent clients (default 16).
 //! - `ORDERLY_BENCH_RELAY_MAX_IN_FLIGHT`: the relay's batches in flight per
 //!   source in the saga and relay sections (default: the relay's default),
@@ -30,6 +31,7 @@ mod inventory;
 mod measure;
 mod processes;
 mod projection;
+mod reads;
 mod relay;
 mod replay;
 mod replicas;
@@ -257,6 +259,14 @@ async fn run(settings: Settings) -> Report {
         let result = bounded(limit, replicas::run(s, &mut report)).await;
         if let Err(error) = result {
             report.failed("8 replicas", &format!("{error:#}"));
+        }
+    }
+    if s.runs("reads") {
+        eprintln!("9 reads");
+        load_average(&mut report, "9 reads");
+        let result = bounded(limit, reads::run(s, &mut report)).await;
+        if let Err(error) = result {
+            report.failed("9 reads", &format!("{error:#}"));
         }
     }
     report
