@@ -322,52 +322,16 @@ impl<H: Handler> Pipeline<H> {
         }
     }
 
-    /// One try at `record`. A consumer whose `prepare` reads and calls
-    /// nothing ([`Handler::LOCAL_ONLY`]) first assumes the record is its
-    /// aggregate's next version and lets the acknowledgement's strict
-    /// version move check it, sparing a read per record; when the versions
-    /// do not line up (a duplicate, a gap) that transaction is rolled back
-    /// before anything is applied and the record is decided on the versions
-    /// read, as every other consumer's always is.
     async fn attempt(
         &self,
         record: &Record,
         mode: Mode<'_>,
         deferred: &mut Deferred,
     ) -> Result<Outcome, HandleError> {
-        if H::LOCAL_ONLY
-            && let Mode::Live(_) = mode
-            && let Some(outcome) = self.attempt_with(record, mode, deferred, true).await?
-        {
-            return Ok(outcome);
-        }
-        self.attempt_with(record, mode, deferred, false)
-            .await?
-            .ok_or_else(|| HandleError::Transient("aggregate versions moved concurrently".into()))
-    }
-
-    /// One try at `record`; `None` when `assume_next` was wrong (nothing
-    /// was written).
-    async fn attempt_with(
-        &self,
-        record: &Record,
-        mode: Mode<'_>,
-        deferred: &mut Deferred,
-        assume_next: bool,
-    ) -> Result<Option<Outcome>, HandleError> {
         let decoded = record.classify()?;
         let (aggregate_id, version) = decoded.aggregate();
         Span::current().record("aggregate_id", aggregate_id);
-        if assume_next {
-            // Only what waits in `deferred` is known without a read.
-            let last = deferred.last_version(aggregate_id, version.saturating_sub(1));
-            if version <= last {
-                return Ok(Some(Outcome::Duplicate));
-            }
-            if version > last + 1 || !matches!(decoded, Decoded::Event(_)) {
-                return Ok(None);
-            }
-        } else if let Mode::Live(_) = mode {
+        if let Mode::Live(_) = mode {
             let client = self.pool.get().await?;
             let stored = self
                 .store
@@ -375,7 +339,7 @@ impl<H: Handler> Pipeline<H> {
                 .await?;
             let last = deferred.last_version(aggregate_id, stored);
             if version <= last {
-                return Ok(Some(Outcome::Duplicate));
+                return Ok(Outcome::Duplicate);
             }
             if version > last + 1 {
                 // The missing version may be one whose commit the database
@@ -414,7 +378,7 @@ impl<H: Handler> Pipeline<H> {
                     offset = record.offset, event_type = %header.event_type,
                     "event type not known to this build; acknowledged without effect"
                 );
-                return Ok(Some(Outcome::Unhandled));
+                return Ok(Outcome::Unhandled);
             }
         };
         // What the handler writes or calls continues from this record's
@@ -427,15 +391,11 @@ impl<H: Handler> Pipeline<H> {
         if let Mode::Live(_) = mode
             && !self.handler.writes(&effect)
         {
-            if assume_next {
-                // Deferred without a transaction: nothing would check it.
-                return Ok(None);
-            }
             deferred.add(
                 record,
                 Some((event.event_id, &event.aggregate_id, event.version)),
             );
-            return Ok(Some(Outcome::Applied));
+            return Ok(Outcome::Applied);
         }
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
@@ -454,16 +414,10 @@ impl<H: Handler> Pipeline<H> {
                     record.offset + 1,
                     Some(event.event_id),
                 );
-                match self.ack(&tx, fence, position, &rows).await {
-                    Ok(()) => {}
-                    // The assumed version was not the stored one: rolled
-                    // back, to be decided on the versions read.
-                    Err(HandleError::Transient(_)) if assume_next => return Ok(None),
-                    Err(error) => {
-                        drop(tx);
-                        drop(client);
-                        return Err(self.after_conflict(error, fence, deferred).await);
-                    }
+                if let Err(error) = self.ack(&tx, fence, position, &rows).await {
+                    drop(tx);
+                    drop(client);
+                    return Err(self.after_conflict(error, fence, deferred).await);
                 }
             }
             Mode::Requeue(id) => {
@@ -472,7 +426,7 @@ impl<H: Handler> Pipeline<H> {
                     .insert_inbox(&tx, self.name, event.event_id)
                     .await?
                 {
-                    return Ok(Some(Outcome::Duplicate));
+                    return Ok(Outcome::Duplicate);
                 }
                 self.store.mark_requeued(&tx, id).await?;
                 // A letter set aside without moving its aggregate's version
@@ -489,7 +443,7 @@ impl<H: Handler> Pipeline<H> {
         if let Mode::Live(_) = mode {
             deferred.committed(record.offset + 1);
         }
-        Ok(Some(Outcome::Applied))
+        Ok(Outcome::Applied)
     }
 
     /// A version gap: an earlier event of the aggregate has not been applied.

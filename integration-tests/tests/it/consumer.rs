@@ -38,40 +38,6 @@ async fn effects_apply_once_in_version_order_and_a_gap_is_held() {
     let setup = setup().await;
     let shutdown = CancellationToken::new();
     let consumer = setup.spawn(&shutdown);
-    duplicates_are_absorbed_and_a_gap_is_held(&setup, &consumer, shutdown).await;
-}
-
-/// A local-only handler's records skip the version read (the
-/// acknowledgement checks the version they assume): duplicates and gaps are
-/// still found, one record at a time and in batches.
-#[tokio::test]
-async fn a_local_only_handler_absorbs_duplicates_and_holds_a_gap_too() {
-    let setup = setup().await;
-    let shutdown = CancellationToken::new();
-    let consumer = setup.spawn_local_only(&shutdown);
-    // Applied first, so each copy below meets a stored version.
-    let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
-    setup
-        .produce(&[("agg-c", 1, first), ("agg-c", 2, second)])
-        .await;
-    setup.until_applied("agg-c", &[1, 2]).await;
-    for event in [("agg-c", 1, first), ("agg-c", 2, second)] {
-        setup.produce(&[event]).await;
-    }
-    setup.produce(&[("agg-c", 3, Uuid::now_v7())]).await;
-    setup.until_applied("agg-c", &[1, 2, 3]).await;
-    duplicates_are_absorbed_and_a_gap_is_held(&setup, &consumer, shutdown).await;
-    assert!(
-        consumer.duplicates() >= 3,
-        "the copies of agg-c were duplicates"
-    );
-}
-
-async fn duplicates_are_absorbed_and_a_gap_is_held(
-    setup: &Setup,
-    consumer: &orderly::consumer::Consumer,
-    shutdown: CancellationToken,
-) {
     let first = Uuid::now_v7();
     setup
         .produce(&[

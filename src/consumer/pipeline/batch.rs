@@ -153,28 +153,13 @@ impl<H: Handler> Pipeline<H> {
         if events.len() < 2 {
             return Vec::new();
         }
-        let stored = if H::LOCAL_ONLY {
-            // Assumed: each aggregate's first event here is its next one.
-            // The acknowledgement's strict version move checks it; if it
-            // was wrong the batch rolls back before anything is applied
-            // and its records take the one-record path, which reads.
-            let mut assumed = std::collections::HashMap::new();
-            for event in &events {
-                assumed
-                    .entry(event.aggregate_id.clone())
-                    .or_insert(event.version.saturating_sub(1));
-            }
-            assumed
-        } else {
-            let ids: Vec<&str> = events.iter().map(|e| e.aggregate_id.as_str()).collect();
-            let last = async {
-                let client = self.pool.get().await?;
-                Ok::<_, HandleError>(self.store.last_versions(&client, self.name, &ids).await?)
-            };
-            let Ok(stored) = last.await else {
-                return Vec::new();
-            };
-            stored
+        let ids: Vec<&str> = events.iter().map(|e| e.aggregate_id.as_str()).collect();
+        let last = async {
+            let client = self.pool.get().await?;
+            Ok::<_, HandleError>(self.store.last_versions(&client, self.name, &ids).await?)
+        };
+        let Ok(stored) = last.await else {
+            return Vec::new();
         };
         // Versions acknowledged but not written yet count as applied; an
         // aggregate's earlier event in the batch (LOCAL_ONLY) too.
