@@ -53,7 +53,7 @@ async fn effects_apply_once_in_version_order_and_a_gap_is_held() {
     setup.until_applied("agg-a", &[1, 2, 3]).await;
     setup.until_applied("agg-b", &[1]).await;
     eventually("the gap to be reported", WAIT, || async {
-        (counter(&metrics(consumer), "orderly_consumer_version_gaps_total") >= 1.0).then_some(())
+        (counter(&metrics(&consumer), "orderly_consumer_version_gaps_total") >= 1.0).then_some(())
     })
     .await;
     assert_eq!(
