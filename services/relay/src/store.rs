@@ -48,15 +48,16 @@ pub struct Refusal {
     pub error: String,
 }
 
-/// A delivered row to mark published.
+/// A row the broker acknowledged, waiting for its mark.
 #[derive(Debug, Clone, Copy)]
 pub struct Delivery {
     /// The outbox row.
     pub id: i64,
     /// Its bucket, as read.
     pub bucket: i32,
-    /// How long ago the broker acknowledged it, in microseconds.
-    pub age_us: i64,
+    /// When the acknowledgement came back: the mark records the delivery
+    /// time, not the mark's.
+    pub at: tokio::time::Instant,
 }
 
 /// One unpublished outbox row, ready to produce.
@@ -391,16 +392,23 @@ impl Session {
     }
 
     /// Marks delivered rows published, in one statement, in the buckets
-    /// `fence` still holds, each as of its delivery (`age_us` microseconds
-    /// ago, so the database's clock stamps it). Returns those buckets (the
-    /// ones whose leases were still this relay's).
+    /// `fence` still holds, each as of its delivery (sent as how long ago,
+    /// so the database's clock stamps it). Returns those buckets (the ones
+    /// whose leases were still this relay's).
     pub async fn mark_published(
         &self,
         rows: &[Delivery],
         fence: &Fence,
     ) -> Result<Vec<i32>, Error> {
+        let now = tokio::time::Instant::now();
         let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
-        let ages: Vec<i64> = rows.iter().map(|row| row.age_us).collect();
+        let ages: Vec<i64> = rows
+            .iter()
+            .map(|row| {
+                let age = now.saturating_duration_since(row.at).as_micros();
+                i64::try_from(age).unwrap_or(i64::MAX)
+            })
+            .collect();
         let row_buckets: Vec<i32> = rows.iter().map(|row| row.bucket).collect();
         let (buckets, epochs) = fence.buckets();
         let row = self
@@ -421,9 +429,10 @@ impl Session {
         Ok(row.try_get("fenced_in")?)
     }
 
-    /// Counts one refused attempt against each of `failures` and sets aside the rows that reached `max_attempts`.
-    /// Returns the rows counted; a row is reported `set_aside` only by the
-    /// call that set it aside. Only rows of buckets `fence` still holds.
+    /// Counts one refused attempt against each of `failures` and sets
+    /// aside the rows that reached `max_attempts`. Returns the rows
+    /// counted; a row is reported `set_aside` only by the call that set it
+    /// aside. Only rows of buckets `fence` still holds.
     pub async fn record_failures(
         &self,
         failures: &[Refusal],

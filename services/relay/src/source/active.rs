@@ -46,7 +46,7 @@ const LINGER_POLL: std::time::Duration = std::time::Duration::from_millis(5);
 use crate::{
     error::Error,
     publisher::{Failure, Fault, Outcome, Publisher},
-    store::{Delivery, Fence, OutboxRow, Refusal, Session},
+    store::{Fence, OutboxRow, Refusal, Session},
 };
 
 /// One session's relaying of a source's owned buckets.
@@ -395,19 +395,8 @@ async fn mark(
     if flight.marking.is_empty() {
         return Ok(());
     }
-    let now = Instant::now();
-    let rows: Vec<Delivery> = flight
-        .marking
-        .iter()
-        .map(|row| Delivery {
-            id: row.id,
-            bucket: row.bucket,
-            age_us: i64::try_from(now.saturating_duration_since(row.at).as_micros())
-                .unwrap_or(i64::MAX),
-        })
-        .collect();
     let fence = buckets.fence();
-    let fenced_in = session.mark_published(&rows, &fence).await?;
+    let fenced_in = session.mark_published(&flight.marking, &fence).await?;
     let lost: Vec<i32> = fence
         .grants
         .iter()
@@ -432,7 +421,7 @@ async fn mark(
             "delivered rows not marked: their buckets passed to another relay, which publishes them again"
         );
     }
-    state.record_published(rows.len() - fenced);
+    state.record_published(flight.marking.len() - fenced);
     flight.marked();
     Ok(())
 }

@@ -13,7 +13,7 @@ use futures::{StreamExt, stream::FuturesUnordered};
 
 use crate::{
     publisher::{Outcome, Publisher},
-    store::OutboxRow,
+    store::{Delivery, OutboxRow},
 };
 
 type Publishing = Pin<Box<dyn Future<Output = (Vec<OutboxRow>, Outcome)> + Send>>;
@@ -29,19 +29,7 @@ pub(super) struct InFlight {
     /// Rows of each bucket being produced or waiting for their mark.
     per_bucket: HashMap<i32, usize>,
     /// Delivered rows whose mark has not been written yet.
-    pub marking: Vec<Delivered>,
-}
-
-/// A row the broker acknowledged, waiting for its mark.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Delivered {
-    /// The outbox row.
-    pub id: i64,
-    /// Its bucket.
-    pub bucket: i32,
-    /// When its acknowledgement came back: the mark records the delivery
-    /// time, not the mark's.
-    pub at: Instant,
+    pub marking: Vec<Delivery>,
 }
 
 impl InFlight {
@@ -78,7 +66,7 @@ impl InFlight {
             self.ids.remove(&row.id);
             self.keys.remove(&row.partition_key);
             if delivered.contains(&row.id) {
-                self.marking.push(Delivered {
+                self.marking.push(Delivery {
                     id: row.id,
                     bucket: row.bucket,
                     at,
