@@ -275,6 +275,26 @@ impl TopicRecord {
         }
     }
 
+    /// The record the relay publishes for `event` of the aggregate keyed
+    /// `key`: the envelope, with the headers the services write to the
+    /// outbox (`event_type`, `event_id`, `aggregate_version`).
+    pub fn of_event(key: &str, event: &orderly::proto::v1::EventEnvelope) -> Self {
+        use prost::Message as _;
+        Self {
+            key: Some(key.as_bytes().to_vec()),
+            payload: event.encode_to_vec(),
+            headers: vec![
+                ("event_type".into(), event.event_type.clone().into_bytes()),
+                ("event_id".into(), event.event_id.clone().into_bytes()),
+                (
+                    "aggregate_version".into(),
+                    event.aggregate_version.to_string().into_bytes(),
+                ),
+            ],
+            ..Self::default()
+        }
+    }
+
     /// The value of header `name`, as text.
     pub fn header(&self, name: &str) -> Option<String> {
         self.headers

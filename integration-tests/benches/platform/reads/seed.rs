@@ -10,7 +10,6 @@ use orderly::{
     proto::v1::{self as pb, EventEnvelope, Money, event_envelope::Payload},
 };
 use orderly_integration_tests::{TestPlatform, TopicRecord, eventually};
-use prost::Message;
 use uuid::Uuid;
 
 /// Orders per customer: more than a page, as a returning customer has.
@@ -47,23 +46,6 @@ fn envelope(
         correlation_id: aggregate.1.to_string(),
         causation_id: String::new(),
         payload: Some(payload),
-    }
-}
-
-/// The record the relay would publish for `event` of order `order_id`.
-fn record(order_id: Uuid, event: &EventEnvelope) -> TopicRecord {
-    TopicRecord {
-        key: Some(order_id.to_string().into_bytes()),
-        payload: event.encode_to_vec(),
-        headers: vec![
-            ("event_type".into(), event.event_type.clone().into_bytes()),
-            ("event_id".into(), event.event_id.clone().into_bytes()),
-            (
-                "aggregate_version".into(),
-                event.aggregate_version.to_string().into_bytes(),
-            ),
-        ],
-        ..TopicRecord::default()
     }
 }
 
@@ -107,19 +89,19 @@ fn events(n: usize, customers: usize, at: SystemTime) -> (Uuid, Vec<TopicRecord>
             payment_id: payment_id.to_string(),
         }),
     ];
+    let key = id.to_string();
+    let record = |event: &EventEnvelope| TopicRecord::of_event(&key, event);
     let order_records = order
         .into_iter()
         .zip([(1, 0), (2, 1), (3, 3)])
-        .map(|(payload, (version, k))| {
-            record(id, &envelope(("order", id), version, step(k), payload))
-        })
+        .map(|(payload, (version, k))| record(&envelope(("order", id), version, step(k), payload)))
         .collect();
     let paid = Payload::PaymentSucceeded(pb::PaymentSucceeded {
         payment_id: payment_id.to_string(),
         order_id: id.to_string(),
         amount: money,
     });
-    let payment = record(id, &envelope(("payment", payment_id), 1, step(2), paid));
+    let payment = record(&envelope(("payment", payment_id), 1, step(2), paid));
     (id, order_records, payment)
 }
 

@@ -12,7 +12,6 @@ pub use orderly_integration_tests::orders::{
     SAGA_WAIT, cancel, create, get as write_model, payment, stock, until_status,
 };
 use orderly_integration_tests::{TestPlatform, TopicRecord, eventually};
-use prost::Message;
 use uuid::Uuid;
 
 /// QueryService.GetOrder with a consistency token and a client deadline.
@@ -124,21 +123,10 @@ pub fn order_events(
 /// order id) and with the headers the relay sets.
 pub async fn produce(platform: &TestPlatform, base: &str, key: Uuid, events: &[EventEnvelope]) {
     let kafka = platform.kafka.as_ref().expect("the platform's Kafka");
+    let key = key.to_string();
     let records: Vec<TopicRecord> = events
         .iter()
-        .map(|event| TopicRecord {
-            key: Some(key.to_string().into_bytes()),
-            payload: event.encode_to_vec(),
-            headers: vec![
-                ("event_type".into(), event.event_type.clone().into_bytes()),
-                ("event_id".into(), event.event_id.clone().into_bytes()),
-                (
-                    "aggregate_version".into(),
-                    event.aggregate_version.to_string().into_bytes(),
-                ),
-            ],
-            ..TopicRecord::default()
-        })
+        .map(|event| TopicRecord::of_event(&key, event))
         .collect();
     kafka.produce(&kafka.config.topic(base), &records).await;
 }

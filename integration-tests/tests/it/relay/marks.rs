@@ -5,7 +5,7 @@ use orderly::kafka::ORDER_TOPIC;
 use orderly_integration_tests::{Component, TestKafka, TestPlatform, eventually};
 use uuid::Uuid;
 
-use super::support::{Relay, WAIT, until_active, write_event};
+use super::support::{Relay, WAIT, kafka, until_active, write_event};
 
 /// Long enough that the second row is delivered before the first row's mark
 /// is due, however slow the machine.
@@ -20,12 +20,7 @@ async fn until_in_log(kafka: &TestKafka, event_id: Uuid) {
             .read_all(&topic)
             .await
             .iter()
-            .any(|record| {
-                record
-                    .headers
-                    .iter()
-                    .any(|(key, value)| key == "event_id" && value.as_slice() == id.as_bytes())
-            })
+            .any(|record| record.header("event_id").as_deref() == Some(id.as_str()))
             .then_some(())
     })
     .await;
@@ -43,7 +38,7 @@ async fn delivered_rows_are_marked_together_as_of_their_delivery() {
         .await;
     let relay = Relay::of(&platform, Component::Relay);
     until_active(&relay, "orders").await;
-    let kafka = platform.kafka.as_ref().expect("the platform's broker");
+    let kafka = kafka(&platform);
     let db = platform.db.client().await;
 
     let first = write_event(&db, "orders", ORDER_TOPIC, Uuid::now_v7(), 1).await;
