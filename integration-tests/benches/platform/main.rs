@@ -272,16 +272,23 @@ async fn run(settings: Settings) -> Report {
     report
 }
 
-/// Records the machine's load average as a section starts: the machine is
-/// shared, and a figure measured under another build's load says so.
-fn load_average(report: &mut Report, section: &'static str) {
+/// The machine's load average over the last minute, and the whole line
+/// `/proc/loadavg` gave (NaN and empty where there is none).
+pub fn load_now() -> (f64, String) {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let one: f64 = load
+    let one = load
         .split_whitespace()
         .next()
         .and_then(|v| v.parse().ok())
         .unwrap_or(f64::NAN);
-    eprintln!("  {section}: load average {}", load.trim());
+    (one, load.trim().to_owned())
+}
+
+/// Records the machine's load average as a section starts: the machine is
+/// shared, and a figure measured under another build's load says so.
+fn load_average(report: &mut Report, section: &'static str) {
+    let (one, load) = load_now();
+    eprintln!("  {section}: load average {load}");
     report.value(
         section,
         "load average (1 min) as the section starts",

@@ -293,11 +293,6 @@ fn record(report: &mut Report, read: Read, s: &Settings, sql: &mut Side, grpc: &
 /// The machine's load as the measurements end (main records it as they
 /// start): the machine is shared, and a busy end says so.
 fn load_average_at_end(report: &mut Report) {
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let one = load
-        .split_whitespace()
-        .next()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(f64::NAN);
+    let (one, _) = crate::load_now();
     report.value(SECTION, "load average (1 min) as the section ends", one, "");
 }
