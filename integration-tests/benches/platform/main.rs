@@ -312,15 +312,14 @@ fn machine() -> String {
         .next()
         .unwrap_or_default()
         .to_owned();
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let (_, load) = load_now();
     format!(
-        "machine: {cores} cores, {model}, {}, load average {}",
+        "machine: {cores} cores, {model}, {}, load average {load}",
         memory
             .split_whitespace()
             .skip(1)
             .collect::<Vec<_>>()
             .join(" "),
-        load.trim()
     )
 }
 
