@@ -143,11 +143,18 @@ async fn a_relay_batch_larger_than_the_reread_margin_restarted_in_the_middle_ski
     setup.recorder.held.store(true, Ordering::SeqCst);
     fill_outbox(&setup).await;
     proxy.delay_replies(SLOW_REPLIES);
-    // The relay reads every row in one batch and produces them together.
+    // The relay reads every row in one batch and produces them together,
+    // with the default message timeout: the harness's shorter one expires
+    // behind the slow replies on a busy machine, and the rows published
+    // again by a new producer would put duplicates in the log that this
+    // test does not count on.
     let _relay = TestPlatform::builder()
         .database(setup.db.clone())
         .kafka(TestKafka::of(config, None))
-        .relay_with(|c| c.batch_size = 2 * ROWS)
+        .relay_with(|c| {
+            c.batch_size = 2 * ROWS;
+            c.message_timeout_ms = orderly_relay::Config::default().message_timeout_ms;
+        })
         .start()
         .await;
     let all = i64::try_from(ROWS).expect("small");
