@@ -293,6 +293,7 @@ impl Consumer {
             backoff_max: settings.backoff_max,
             on_log_reset: settings.runtime.on_log_reset,
             dead_letter_attempts: settings.runtime.dead_letter_attempts,
+            retention: settings.runtime.dedupe_retention(),
         });
         let prepared = runtime::prepare(&settings)?;
         let stopped = CancellationToken::new();

@@ -53,6 +53,8 @@ pub(crate) struct ConsumerMetrics {
     dead_lettered: AtomicU64,
     retries: AtomicU64,
     gaps: AtomicU64,
+    /// Aggregates whose pruned version was taken as applied.
+    versions_restored: AtomicU64,
     /// Transactions that committed several records at once (group commit).
     batches: AtomicU64,
     /// Records those transactions committed.
@@ -108,6 +110,10 @@ impl ConsumerMetrics {
 
     pub(crate) fn gap(&self) {
         self.gaps.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn version_restored(&self) {
+        self.versions_restored.fetch_add(1, Ordering::Relaxed);
     }
 
     /// This replica's member id in the consumer's lease group.
@@ -292,6 +298,12 @@ impl Collector for ConsumersCollector {
             "orderly_consumer_version_gaps",
             "Records held because an earlier version of their aggregate was missing.",
             |m| &m.gaps,
+        )?;
+        self.counter(
+            e,
+            "orderly_consumer_versions_restored",
+            "Aggregates whose version row was pruned, taken to be at the version before their next event.",
+            |m| &m.versions_restored,
         )?;
         self.counter(
             e,

@@ -46,6 +46,8 @@ pub(crate) struct Pipeline<H> {
     pub backoff_max: Duration,
     pub on_log_reset: LogReset,
     pub dead_letter_attempts: u32,
+    /// The dedupe retention: versions of aggregates idle longer are pruned.
+    pub retention: Duration,
 }
 
 impl<H: Handler> Pipeline<H> {
@@ -333,11 +335,9 @@ impl<H: Handler> Pipeline<H> {
         Span::current().record("aggregate_id", aggregate_id);
         if let Mode::Live(_) = mode {
             let client = self.pool.get().await?;
-            let stored = self
-                .store
-                .last_version(&client, self.name, aggregate_id)
+            let last = self
+                .last_applied(&client, aggregate_id, version, record, deferred)
                 .await?;
-            let last = deferred.last_version(aggregate_id, stored);
             if version <= last {
                 return Ok(Outcome::Duplicate);
             }
@@ -446,6 +446,53 @@ impl<H: Handler> Pipeline<H> {
         Ok(Outcome::Applied)
     }
 
+    /// The newest version of `aggregate_id` applied (0: none), with what
+    /// `deferred` holds. An aggregate with no row whose id is older than the
+    /// retention may have had its row pruned; its earlier events are older
+    /// than the retention too and cannot arrive any more, so an event `version`
+    /// ahead of nothing is taken as its next one (its predecessor's row is
+    /// written back) rather than held as a gap for good.
+    async fn last_applied(
+        &self,
+        client: &impl GenericClient,
+        aggregate_id: &str,
+        version: u64,
+        record: &Record,
+        deferred: &Deferred,
+    ) -> Result<u64, HandleError> {
+        let stored = self
+            .store
+            .last_version(client, self.name, aggregate_id)
+            .await?;
+        let last = deferred.last_version(aggregate_id, stored);
+        let horizon = std::time::SystemTime::now()
+            .checked_sub(self.retention)
+            .unwrap_or(std::time::SystemTime::UNIX_EPOCH);
+        if last > 0 || version <= 1 || !super::prune::created_before(aggregate_id, horizon) {
+            return Ok(last);
+        }
+        let before = version - 1;
+        if !self
+            .store
+            .restore_version(client, self.name, aggregate_id, before)
+            .await?
+        {
+            // A row appeared meanwhile: decide on it.
+            let stored = self
+                .store
+                .last_version(client, self.name, aggregate_id)
+                .await?;
+            return Ok(stored);
+        }
+        self.metrics.version_restored();
+        tracing::warn!(
+            consumer = self.name, aggregate_id, version, topic = %record.topic,
+            partition = record.partition, offset = record.offset,
+            "aggregate older than the retention has no version row (pruned); taking this event as its next"
+        );
+        Ok(before)
+    }
+
     /// A version gap: an earlier event of the aggregate has not been applied.
     /// The record is held (retried), never skipped.
     fn gap(&self, aggregate_id: &str, last: u64, version: u64, record: &Record) -> HandleError {
@@ -478,11 +525,9 @@ impl<H: Handler> Pipeline<H> {
         let aggregate = record.aggregate();
         if let Some((aggregate_id, version)) = &aggregate {
             let client = self.pool.get().await?;
-            let stored = self
-                .store
-                .last_version(&client, self.name, aggregate_id)
+            let last = self
+                .last_applied(&client, aggregate_id, *version, record, deferred)
                 .await?;
-            let last = deferred.last_version(aggregate_id, stored);
             if *version > last + 1 {
                 return Err(self.gap(aggregate_id, last, *version, record));
             }

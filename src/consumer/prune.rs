@@ -10,10 +10,11 @@
 //! long. Deleting is idempotent: two replicas pruning at once (one just
 //! lost slot 0) delete nothing twice.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use chrono::Utc;
 use deadpool_postgres::Pool;
+use uuid::Uuid;
 
 use super::store::Store;
 
@@ -116,5 +117,58 @@ struct Running(std::sync::Arc<std::sync::atomic::AtomicBool>);
 impl Drop for Running {
     fn drop(&mut self) {
         self.0.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Whether `aggregate_id` is a UUIDv7 (as order and payment ids are) made
+/// before `horizon`: only such an aggregate's version can have been pruned,
+/// since a prune walks the ids older than its cutoff.
+pub(crate) fn created_before(aggregate_id: &str, horizon: SystemTime) -> bool {
+    let Ok(id) = Uuid::parse_str(aggregate_id) else {
+        return false;
+    };
+    if id.get_version_num() != 7 {
+        return false;
+    }
+    id.get_timestamp().is_some_and(|at| {
+        let (seconds, nanos) = at.to_unix();
+        SystemTime::UNIX_EPOCH + Duration::new(seconds, nanos) < horizon
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use uuid::{NoContext, Timestamp, Uuid};
+
+    use super::created_before;
+
+    fn v7_at(at: SystemTime) -> String {
+        let since = at.duration_since(UNIX_EPOCH).expect("after 1970");
+        Uuid::new_v7(Timestamp::from_unix(
+            NoContext,
+            since.as_secs(),
+            since.subsec_nanos(),
+        ))
+        .to_string()
+    }
+
+    #[test]
+    fn only_uuid_v7_ids_older_than_the_horizon_count() {
+        let now = SystemTime::now();
+        let horizon = now - Duration::from_secs(3600);
+        assert!(created_before(
+            &v7_at(horizon - Duration::from_secs(1)),
+            horizon
+        ));
+        assert!(!created_before(
+            &v7_at(horizon + Duration::from_secs(1)),
+            horizon
+        ));
+        assert!(!created_before(&v7_at(now), horizon));
+        assert!(!created_before(&Uuid::new_v4().to_string(), now));
+        assert!(!created_before("order-1", now));
+        assert!(!created_before("", now));
     }
 }

@@ -27,6 +27,7 @@ pub(crate) enum Fenced {
 pub(crate) struct Store {
     last_version: String,
     last_versions: String,
+    restore_version: String,
     insert_inbox: String,
     first_version: String,
     next_version: String,
@@ -131,6 +132,7 @@ impl Store {
         Self {
             last_version: sql(include_str!("store/last_version.sql")),
             last_versions: sql(include_str!("store/last_versions.sql")),
+            restore_version: sql(include_str!("store/restore_version.sql")),
             insert_inbox: sql(include_str!("store/insert_inbox.sql")),
             first_version: sql(include_str!("store/first_version.sql")),
             next_version: sql(include_str!("store/next_version.sql")),
@@ -159,6 +161,23 @@ impl Store {
             .query_opt(&statement, &[&consumer, &aggregate_id])
             .await?;
         Ok(row.map_or(0, |row| row.get::<_, i64>(0).unsigned_abs()))
+    }
+
+    /// Writes `version` as the newest the consumer applied of an aggregate
+    /// that has no row (its row was pruned); false when a row is there.
+    pub(crate) async fn restore_version(
+        &self,
+        client: &impl GenericClient,
+        consumer: &str,
+        aggregate_id: &str,
+        version: u64,
+    ) -> Result<bool, Error> {
+        let statement = client.prepare_cached(&self.restore_version).await?;
+        let version = i64::try_from(version).unwrap_or(i64::MAX);
+        let written = client
+            .execute(&statement, &[&consumer, &aggregate_id, &version])
+            .await?;
+        Ok(written == 1)
     }
 
     /// The newest version the consumer applied of each of `aggregate_ids`;

@@ -9,7 +9,7 @@ use orderly_integration_tests::eventually;
 use tokio_util::sync::CancellationToken;
 use uuid::{NoContext, Timestamp, Uuid};
 
-use super::{WAIT, dead_letter_rows, setup};
+use super::{WAIT, counter_of, dead_letter_rows, setup};
 
 /// A UUIDv7 of `days` ago, as the platform's ids of then would be.
 fn uuid_days_ago(days: u64) -> Uuid {
@@ -102,6 +102,66 @@ async fn dedupe_rows_older_than_the_retention_are_pruned_and_younger_ones_still_
     })
     .await;
     assert_eq!(setup.applied(&young).await, vec![1, 2], "applied once");
+    assert_eq!(dead_letter_rows(&setup).await, 0);
+    shutdown.cancel();
+    consumer.stopped().await;
+}
+
+#[tokio::test]
+async fn an_aggregate_whose_version_was_pruned_takes_its_next_event_and_a_young_one_still_holds_a_gap()
+ {
+    let setup = setup().await;
+    let shutdown = CancellationToken::new();
+    let consumer = setup.spawn(&shutdown);
+    // Created ten days ago; its first event applied, then idle past the
+    // retention (as a consumer lagging more than the retention sees it).
+    let old = uuid_days_ago(10).to_string();
+    setup.produce(&[(&old, 1, Uuid::now_v7())]).await;
+    setup.until_applied(&old, &[1]).await;
+    let db = setup.db.client().await;
+    db.execute(
+        "UPDATE orders.aggregate_versions SET updated_at = now() - interval '10 days' \
+         WHERE consumer = 'recorder' AND aggregate_id = $1",
+        &[&old],
+    )
+    .await
+    .expect("age the old aggregate");
+    assert_eq!(consumer.prune().await.expect("prune").versions, 1);
+
+    // Its next event is applied, not held as a gap.
+    setup.produce(&[(&old, 2, Uuid::now_v7())]).await;
+    setup.until_applied(&old, &[1, 2]).await;
+    let version: i64 = db
+        .query_one(
+            "SELECT version FROM orders.aggregate_versions \
+             WHERE consumer = 'recorder' AND aggregate_id = $1",
+            &[&old],
+        )
+        .await
+        .expect("the old aggregate's version")
+        .get(0);
+    assert_eq!(version, 2);
+    assert_eq!(
+        counter_of(&consumer, "orderly_consumer_versions_restored_total"),
+        1.0
+    );
+    assert_eq!(
+        counter_of(&consumer, "orderly_consumer_version_gaps_total"),
+        0.0
+    );
+
+    // An aggregate of today missing its first event is still a gap.
+    let young = Uuid::now_v7().to_string();
+    setup.produce(&[(&young, 2, Uuid::now_v7())]).await;
+    eventually("the young aggregate's gap to be held", WAIT, || async {
+        (counter_of(&consumer, "orderly_consumer_version_gaps_total") >= 1.0).then_some(())
+    })
+    .await;
+    assert!(setup.applied(&young).await.is_empty(), "held, not applied");
+    assert_eq!(
+        counter_of(&consumer, "orderly_consumer_versions_restored_total"),
+        1.0
+    );
     assert_eq!(dead_letter_rows(&setup).await, 0);
     shutdown.cancel();
     consumer.stopped().await;
