@@ -296,10 +296,10 @@ async fn project(
     tokio::try_join!(
         biased;
         client.batch_execute("BEGIN"),
-        client.query_one(&worker.view_order, &created_params),
-        client.query_one(&worker.view_order, &reserved_params),
-        client.query_one(&worker.view_payment, &payment_params),
-        client.query_one(&worker.view_order, &confirmed_params),
+        client.execute(&worker.view_order, &created_params),
+        client.execute(&worker.view_order, &reserved_params),
+        client.execute(&worker.view_payment, &payment_params),
+        client.execute(&worker.view_order, &confirmed_params),
         timeline,
         client.batch_execute("COMMIT")
     )
