@@ -23,7 +23,8 @@ fn assert_too_large(rpc: &str, status: Status) {
 
 /// Every service refuses a message over the size limit and keeps serving.
 pub async fn oversized_messages() {
-    let platform = &shared().platform;
+    let shared = shared();
+    let platform = &shared.platform;
     let status = platform
         .order_client()
         .await
@@ -106,7 +107,8 @@ fn assert_names(rpc: &str, status: &Status, field: &str) {
 
 /// A list one past its bound is INVALID_ARGUMENT naming the list.
 pub async fn lists_over_their_bound() {
-    let platform = &shared().platform;
+    let shared = shared();
+    let platform = &shared.platform;
     let mut request = order_request("long-list");
     request.items = vec![request.items[0].clone(); 101];
     let status = platform
@@ -171,7 +173,8 @@ fn assert_prompt(what: &str, elapsed: Duration, deadline: Duration) {
 /// Waiting query calls end at a short client deadline, and at the
 /// server's cap without one.
 pub async fn waits_end_at_the_deadline() {
-    let platform = &shared().platform;
+    let shared = shared();
+    let platform = &shared.platform;
     let mut query = platform.query_client().await;
     let unknown = uuid::Uuid::now_v7().to_string();
     // Long enough that the server's answer, sent a little before it,
@@ -265,7 +268,8 @@ pub async fn a_blocked_call_ends_at_the_client_deadline() {
 /// refused more with RESOURCE_EXHAUSTED, while another connection is served
 /// at once; the slots come back when the streams end.
 pub async fn one_connection_cannot_starve_another() {
-    let platform = &shared().platform;
+    let shared = shared();
+    let platform = &shared.platform;
     let addr = platform.grpc_addr(Component::Query);
     let mut abuser = pb::query_service_client::QueryServiceClient::new(channel(addr).await);
     let unknown = uuid::Uuid::now_v7().to_string();

@@ -1,7 +1,11 @@
 //! The platform every hostile test shares, the property runner and the
 //! per-response verdict.
 
-use std::{future::Future, sync::OnceLock, time::Duration};
+use std::{
+    future::Future,
+    sync::{Arc, Mutex, PoisonError, Weak},
+    time::Duration,
+};
 
 use orderly::status::violated_fields;
 use orderly_integration_tests::{Component, TestPlatform, channel};
@@ -27,11 +31,13 @@ pub const QUERY_REQUEST_TIMEOUT: Duration = Duration::from_millis(2_000);
 /// (the other components keep the default).
 pub const QUERY_STREAMS_PER_CONNECTION: usize = 8;
 
-/// The whole platform and the runtime it runs on, shared by every test of
-/// the binary that runs in this process.
+/// The whole platform and the runtime it runs on, shared by the tests of
+/// the binary that run at the same time in this process. The platform is
+/// dropped before its runtime (field order): its components stop on the
+/// runtime still running, then its topics are deleted.
 pub struct Shared {
-    pub runtime: Runtime,
     pub platform: TestPlatform,
+    pub runtime: Runtime,
 }
 
 impl Shared {
@@ -41,27 +47,33 @@ impl Shared {
     }
 }
 
-/// The shared platform, started by the first test that asks for it.
-pub fn shared() -> &'static Shared {
-    static SHARED: OnceLock<Shared> = OnceLock::new();
-    SHARED.get_or_init(|| {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let platform = runtime.block_on(
-            TestPlatform::builder()
-                .all()
-                .query_with(|config| {
-                    config.grpc.grpc_request_timeout_ms =
-                        u64::try_from(QUERY_REQUEST_TIMEOUT.as_millis()).unwrap_or(u64::MAX);
-                    config.grpc.grpc_max_streams_per_connection = QUERY_STREAMS_PER_CONNECTION;
-                })
-                .start(),
-        );
-        Shared { runtime, platform }
-    })
+/// The shared platform: the one a running test holds, else a new one. It
+/// goes (with its topics) when the last test holding it drops it; under
+/// nextest, where every test is a process, at each test's end.
+pub fn shared() -> Arc<Shared> {
+    static SHARED: Mutex<Weak<Shared>> = Mutex::new(Weak::new());
+    let mut slot = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(shared) = slot.upgrade() {
+        return shared;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let platform = runtime.block_on(
+        TestPlatform::builder()
+            .all()
+            .query_with(|config| {
+                config.grpc.grpc_request_timeout_ms =
+                    u64::try_from(QUERY_REQUEST_TIMEOUT.as_millis()).unwrap_or(u64::MAX);
+                config.grpc.grpc_max_streams_per_connection = QUERY_STREAMS_PER_CONNECTION;
+            })
+            .start(),
+    );
+    let shared = Arc::new(Shared { platform, runtime });
+    *slot = Arc::downgrade(&shared);
+    shared
 }
 
 /// Runs `case` on values of `strategy` against the shared platform and
