@@ -102,7 +102,13 @@ impl Drop for TestPlatform {
             .as_ref()
             .is_some_and(TestKafka::deletes_when_dropped)
         {
-            let tasks = self.running.drain().map(|(_, running)| running.task);
+            // A stopped or killed component's task was awaited already (and
+            // must not be polled again).
+            let tasks = self
+                .running
+                .drain()
+                .map(|(_, running)| running.task)
+                .filter(|task| !task.is_finished());
             wait_stopped(tasks.collect());
         }
     }
