@@ -18,6 +18,8 @@
 //! - `ORDERLY_BENCH_RELAY_MAX_IN_FLIGHT`: the relay's batches in flight per
 //!   source in the saga and relay sections (default: the relay's default),
 //!   to compare.
+//! - `ORDERLY_KAFKA_FETCH_WAIT_MS`: the consumers' fetch wait (default: the
+//!   platform's), to compare.
 //!
 //! Components run in-process on a runtime of their own whose threads are
 //! named `orderly-svc`; the load generator runs on `bench-load` threads, so
