@@ -103,6 +103,13 @@ impl Views {
         min_version: u64,
         wait: Duration,
     ) -> Result<(OrderView, bool), Error> {
+        if min_version == 0 {
+            // Nothing to wait for: one read, no subscription.
+            return match self.load(order_id).await?.filter(OrderView::exists) {
+                Some(view) => Ok((view, true)),
+                None => Err(Error::NotFound(format!("no view of order {order_id}"))),
+            };
+        }
         let deadline = Instant::now() + wait;
         let mut subscription = self.wakeups.subscribe(order_id);
         loop {

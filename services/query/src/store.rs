@@ -146,9 +146,21 @@ impl Store {
         let Some(row) = client.query_opt(&statement, &[&order_id]).await? else {
             return Ok(None);
         };
-        let mut views = vec![view_from_row(&row)];
-        self.add_timelines(client, &mut views).await?;
-        Ok(views.pop())
+        let mut view = view_from_row(&row);
+        let types: Vec<String> = row.get(13);
+        let versions: Vec<i64> = row.get(14);
+        let times: Vec<DateTime<Utc>> = row.get(15);
+        view.timeline = types
+            .into_iter()
+            .zip(versions)
+            .zip(times)
+            .map(|((event_type, version), occurred_at)| TimelineEntry {
+                event_type,
+                version: version.unsigned_abs(),
+                occurred_at,
+            })
+            .collect();
+        Ok(Some(view))
     }
 
     /// Up to `limit` orders of `filter`, newest first, after `after`.
