@@ -22,6 +22,17 @@ fn uuid_days_ago(days: u64) -> Uuid {
     ))
 }
 
+/// Makes `aggregate`'s version look untouched for ten days.
+async fn age_version(db: &tokio_postgres::Client, aggregate: &str) {
+    db.execute(
+        "UPDATE orders.aggregate_versions SET updated_at = now() - interval '10 days' \
+         WHERE consumer = 'recorder' AND aggregate_id = $1",
+        &[&aggregate],
+    )
+    .await
+    .expect("age the aggregate's version");
+}
+
 #[tokio::test]
 async fn dedupe_rows_older_than_the_retention_are_pruned_and_younger_ones_still_absorb_duplicates()
 {
@@ -49,13 +60,7 @@ async fn dedupe_rows_older_than_the_retention_are_pruned_and_younger_ones_still_
     setup.until_applied(&long_lived, &[1]).await;
     setup.until_applied(&young, &[1, 2]).await;
     let db = setup.db.client().await;
-    db.execute(
-        "UPDATE orders.aggregate_versions SET updated_at = now() - interval '10 days' \
-         WHERE consumer = 'recorder' AND aggregate_id = $1",
-        &[&old],
-    )
-    .await
-    .expect("age the old aggregate");
+    age_version(&db, &old).await;
 
     let pruned = consumer.prune().await.expect("prune");
     assert_eq!(
@@ -119,13 +124,7 @@ async fn an_aggregate_whose_version_was_pruned_takes_its_next_event_and_a_young_
     setup.produce(&[(&old, 1, Uuid::now_v7())]).await;
     setup.until_applied(&old, &[1]).await;
     let db = setup.db.client().await;
-    db.execute(
-        "UPDATE orders.aggregate_versions SET updated_at = now() - interval '10 days' \
-         WHERE consumer = 'recorder' AND aggregate_id = $1",
-        &[&old],
-    )
-    .await
-    .expect("age the old aggregate");
+    age_version(&db, &old).await;
     assert_eq!(consumer.prune().await.expect("prune").versions, 1);
 
     // Its next event is applied, not held as a gap.
