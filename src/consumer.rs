@@ -294,6 +294,7 @@ impl Consumer {
             on_log_reset: settings.runtime.on_log_reset,
             dead_letter_attempts: settings.runtime.dead_letter_attempts,
             retention: settings.runtime.dedupe_retention(),
+            gather: settings.runtime.gather(),
         });
         let prepared = runtime::prepare(&settings)?;
         let stopped = CancellationToken::new();

@@ -511,9 +511,16 @@ impl TestPlatform {
 /// so a replica's partitions move within seconds, yet long enough that
 /// a round delayed on a busy 2-core machine does not lose them.
 pub fn consumer_runtime() -> orderly::consumer::RuntimeConfig {
+    let defaults = orderly::consumer::RuntimeConfig::default();
     orderly::consumer::RuntimeConfig {
         lease_ttl_ms: 5_000,
-        ..orderly::consumer::RuntimeConfig::default()
+        // `ORDERLY_CONSUMER_GATHER_MS` when set (a benchmark comparing
+        // windows), else the default.
+        gather_ms: std::env::var("ORDERLY_CONSUMER_GATHER_MS")
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+            .unwrap_or(defaults.gather_ms),
+        ..defaults
     }
 }
 

@@ -48,6 +48,8 @@ pub(crate) struct Pipeline<H> {
     pub dead_letter_attempts: u32,
     /// The dedupe retention: versions of aggregates idle longer are pruned.
     pub retention: Duration,
+    /// How long a busy partition waits for more records to join a batch.
+    pub gather: Duration,
 }
 
 impl<H: Handler> Pipeline<H> {

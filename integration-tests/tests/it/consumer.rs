@@ -13,6 +13,7 @@
 mod compat;
 mod deferred;
 mod failures;
+mod gather;
 mod log_reset;
 mod lost_commit;
 mod ownership;
