@@ -142,6 +142,7 @@ ORDERLY_CONSUMER_LEASE_TTL_MS: {{ $v.consumer.leaseTtlMs | int | quote }}
 ORDERLY_CONSUMER_ON_LOG_RESET: {{ $v.consumer.onLogReset | quote }}
 ORDERLY_CONSUMER_DEAD_LETTER_ATTEMPTS: {{ $v.consumer.deadLetterAttempts | int | quote }}
 ORDERLY_CONSUMER_DEDUPE_RETENTION_HOURS: {{ $v.consumer.dedupeRetentionHours | int | quote }}
+ORDERLY_CONSUMER_GATHER_MS: {{ $v.consumer.gatherMs | int | quote }}
 ORDERLY_GRPC_REQUEST_TIMEOUT_MS: {{ $v.grpc.requestTimeoutMs | int | quote }}
 ORDERLY_GRPC_CONCURRENCY_LIMIT: {{ $v.grpc.concurrencyLimit | int | quote }}
 ORDERLY_GRPC_MAX_MESSAGE_BYTES: {{ $v.grpc.maxMessageBytes | int | quote }}
