@@ -13,6 +13,7 @@ use rdkafka::{Message, Offset, TopicPartitionList, consumer::Consumer as _, mess
 use tokio::{sync::watch, time::Instant};
 use tokio_util::sync::CancellationToken;
 
+use self::gather::Busy;
 use super::KafkaConsumer;
 use crate::{
     backoff::Backoff,
@@ -27,6 +28,8 @@ use crate::{
     ownership::{Fence, Membership},
 };
 
+mod gather;
+
 /// How far before its saved position a partition is re-read; see the
 /// constant it is tied to.
 const REWIND_MARGIN: i64 = MAX_RECORDS_PER_PRODUCER_BATCH as i64;
@@ -34,16 +37,6 @@ const REWIND_MARGIN: i64 = MAX_RECORDS_PER_PRODUCER_BATCH as i64;
 /// How long a partition still below its saved position may receive
 /// nothing before the log's end is asked for.
 const LOG_END_CHECK: Duration = Duration::from_millis(500);
-
-/// A partition that handled [`BUSY_RECORDS`] records within this span (or
-/// twice the gathering window, if longer) is busy: it gathers records for
-/// its next batch (see `Worker::gather`). At a trickle a partition sees
-/// fewer (one order's own events are three on the orders topic), and its
-/// records go at once.
-const BUSY_SPAN: Duration = Duration::from_millis(200);
-
-/// See [`BUSY_SPAN`].
-const BUSY_RECORDS: usize = 5;
 
 /// One lock per partition: a worker holds it for as long as it has the
 /// partition assigned and its queue open, so the next worker of the same
@@ -284,9 +277,8 @@ impl<H: Handler> Worker<H> {
         // Acknowledgements waiting for the partition's next transaction.
         let mut deferred = Deferred::default();
         deferred.start_from(pending.expected);
-        // When the last records were handled: a partition that handled
-        // many lately is busy, and gathers (see `gather`).
-        let mut recent: VecDeque<Instant> = VecDeque::with_capacity(BUSY_RECORDS);
+        // A partition that handled many records lately gathers.
+        let mut busy = Busy::default();
         loop {
             if pending.records.is_empty() {
                 let below_saved = pending.behind_log();
@@ -328,9 +320,7 @@ impl<H: Handler> Worker<H> {
                     _ => break,
                 }
             }
-            let span = BUSY_SPAN.max(self.pipeline.gather * 2);
-            if recent.len() == BUSY_RECORDS && recent.front().is_some_and(|at| at.elapsed() < span)
-            {
+            if busy.is_busy(self.pipeline.gather, Instant::now()) {
                 self.gather(queue, &mut pending).await;
             }
             // Records of the old log in hand are handled first; what they
@@ -397,50 +387,9 @@ impl<H: Handler> Worker<H> {
                 return;
             };
             backoff = Backoff::new(self.pipeline.backoff_max);
-            let now = Instant::now();
-            for _ in 0..handled.min(BUSY_RECORDS) {
-                if recent.len() == BUSY_RECORDS {
-                    recent.pop_front();
-                }
-                recent.push_back(now);
-            }
+            busy.handled(handled, Instant::now());
             pending.records.drain(..handled);
             if deferred.full() && !self.flush(&mut deferred).await {
-                return;
-            }
-        }
-    }
-
-    /// On a busy partition, waits up to the consumer's gathering window
-    /// (`ORDERLY_CONSUMER_GATHER_MS`) for more records to join a short
-    /// batch: one transaction then commits more of them. Nothing waits on
-    /// an idle partition, a full batch, or records of an old log or a gap.
-    async fn gather(
-        &self,
-        queue: &rdkafka::consumer::stream_consumer::StreamPartitionQueue<
-            rdkafka::consumer::DefaultConsumerContext,
-        >,
-        pending: &mut Pending,
-    ) {
-        let window = self.pipeline.gather;
-        if window.is_zero() || pending.replaced || pending.jump.is_some() {
-            return;
-        }
-        let until = Instant::now() + window;
-        while !pending.records.is_empty() && pending.records.len() < MAX_BATCH {
-            tokio::select! {
-                biased;
-                () = self.stop.cancelled() => return,
-                received = queue.recv() => match received {
-                    Ok(message) => self.admit(pending, &message),
-                    Err(error) => {
-                        tracing::warn!(consumer = self.pipeline.name, topic = %self.topic, partition = self.partition, %error, "Kafka consumer error");
-                        return;
-                    }
-                },
-                () = tokio::time::sleep_until(until) => return,
-            }
-            if pending.replaced || pending.jump.is_some() {
                 return;
             }
         }
