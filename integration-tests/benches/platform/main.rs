@@ -20,6 +20,9 @@
 //!   to compare.
 //! - `ORDERLY_KAFKA_FETCH_WAIT_MS`: the consumers' fetch wait (default: the
 //!   platform's), to compare.
+//! - `ORDERLY_BENCH_LATENCY_DUMP`: a directory; section 3 writes each
+//!   order's send time and latencies there (one CSV per load), to see how
+//!   a tail spreads over the phase.
 //!
 //! Components run in-process on a runtime of their own whose threads are
 //! named `orderly-svc`; the load generator runs on `bench-load` threads, so

@@ -378,6 +378,7 @@ async fn latency(
             series.extend(value);
         }
     }
+    dump_over_time(&sent, &stages, load);
     let section = "3 latency";
     let (at, at_half) = match load {
         Load::Share(share) => (format!("{}%", (share * 100.0).round()), share <= 0.5),
@@ -456,4 +457,50 @@ pub async fn run(
     drop(platform);
     crate::drop_database(&stack.db).await;
     Ok(())
+}
+
+/// With `ORDERLY_BENCH_LATENCY_DUMP` set to a directory, writes each order's
+/// send time (ms into the phase) and its create → visible and create →
+/// CONFIRMED-visible times, one CSV per load, to see whether a tail is
+/// spread over the phase or bunched (a stall, a transient at its start).
+fn dump_over_time(
+    sent: &HashMap<String, DateTime<Utc>>,
+    stages: &HashMap<String, Stages>,
+    load: Load,
+) {
+    let Some(dir) = std::env::var_os("ORDERLY_BENCH_LATENCY_DUMP") else {
+        return;
+    };
+    let Some(first) = sent.values().min().copied() else {
+        return;
+    };
+    let name = match load {
+        Load::Share(share) => format!("latency-{:.0}.csv", share * 100.0),
+        Load::Trickle(_) => "latency-trickle.csv".to_owned(),
+    };
+    let ms = |from: DateTime<Utc>, to: Option<DateTime<Utc>>| {
+        to.map_or_else(String::new, |to| (to - from).num_milliseconds().to_string())
+    };
+    let mut rows: Vec<(i64, String)> = sent
+        .iter()
+        .map(|(id, at)| {
+            let stage = stages.get(id);
+            let row = format!(
+                "{},{},{}",
+                (*at - first).num_milliseconds(),
+                ms(*at, stage.and_then(|s| s.visible)),
+                ms(*at, stage.and_then(|s| s.confirmed_visible)),
+            );
+            ((*at - first).num_milliseconds(), row)
+        })
+        .collect();
+    rows.sort_unstable();
+    let text: String = std::iter::once("sent_ms,visible_ms,confirmed_visible_ms".to_owned())
+        .chain(rows.into_iter().map(|(_, row)| row))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let path = std::path::Path::new(&dir).join(name);
+    if let Err(error) = std::fs::write(&path, text) {
+        eprintln!("cannot write {}: {error}", path.display());
+    }
 }
