@@ -117,9 +117,6 @@ impl Views {
             let view = self.load(order_id).await?.filter(OrderView::exists);
             match view {
                 Some(view) if view.version >= min_version => return Ok((view, true)),
-                None if min_version == 0 => {
-                    return Err(Error::NotFound(format!("no view of order {order_id}")));
-                }
                 _ => {}
             }
             let woken = tokio::select! {
