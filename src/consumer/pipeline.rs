@@ -467,10 +467,13 @@ impl<H: Handler> Pipeline<H> {
             .last_version(client, self.name, aggregate_id)
             .await?;
         let last = deferred.last_version(aggregate_id, stored);
+        if last > 0 || version <= 1 {
+            return Ok(last);
+        }
         let horizon = std::time::SystemTime::now()
             .checked_sub(self.retention)
             .unwrap_or(std::time::SystemTime::UNIX_EPOCH);
-        if last > 0 || version <= 1 || !super::prune::created_before(aggregate_id, horizon) {
+        if !super::prune::created_before(aggregate_id, horizon) {
             return Ok(last);
         }
         let before = version - 1;
