@@ -300,7 +300,7 @@ impl<H: Handler> Worker<H> {
                 match received {
                     Some(Some(Ok(message))) => self.admit(&mut pending, &message),
                     Some(Some(Err(error))) => {
-                        tracing::warn!(consumer = self.pipeline.name, topic = %self.topic, partition = self.partition, %error, "Kafka consumer error");
+                        self.consumer_error(&error);
                         continue;
                     }
                     // Everything received and still below: another log.
@@ -393,6 +393,11 @@ impl<H: Handler> Worker<H> {
                 return;
             }
         }
+    }
+
+    /// Logs an error the partition's queue delivered instead of a record.
+    fn consumer_error(&self, error: &rdkafka::error::KafkaError) {
+        tracing::warn!(consumer = self.pipeline.name, topic = %self.topic, partition = self.partition, %error, "Kafka consumer error");
     }
 
     /// Writes the acknowledgements waiting in `deferred`; false when the

@@ -71,7 +71,7 @@ impl<H: Handler> Worker<H> {
                 received = queue.recv() => match received {
                     Ok(message) => self.admit(pending, &message),
                     Err(error) => {
-                        tracing::warn!(consumer = self.pipeline.name, topic = %self.topic, partition = self.partition, %error, "Kafka consumer error");
+                        self.consumer_error(&error);
                         return;
                     }
                 },
