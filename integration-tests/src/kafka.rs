@@ -90,7 +90,9 @@ impl TestKafka {
             kafka_topic_prefix: format!("t{}.", unique_id()),
             kafka_topic_partitions: partitions,
             kafka_replication_factor: 1,
-            kafka_fetch_wait_ms: fetch_wait_ms(),
+            // A benchmark comparing waits sets it.
+            kafka_fetch_wait_ms: crate::env_number("ORDERLY_KAFKA_FETCH_WAIT_MS")
+                .unwrap_or(KafkaConfig::default().kafka_fetch_wait_ms),
             ..KafkaConfig::default()
         };
         // Armed before the topics are created, so a failure halfway leaves
@@ -563,13 +565,4 @@ fn tansu_binary() -> PathBuf {
     on_path
         .or(cached.filter(|p| p.is_file()))
         .unwrap_or_else(|| panic!("no tansu broker binary found\n  build it with: {FIX_COMMAND}"))
-}
-
-/// The consumers' fetch wait: `ORDERLY_KAFKA_FETCH_WAIT_MS` when set (a
-/// benchmark comparing waits), else the platform's default.
-fn fetch_wait_ms() -> u64 {
-    std::env::var("ORDERLY_KAFKA_FETCH_WAIT_MS")
-        .ok()
-        .and_then(|wait| wait.parse().ok())
-        .unwrap_or(KafkaConfig::default().kafka_fetch_wait_ms)
 }

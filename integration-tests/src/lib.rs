@@ -92,6 +92,14 @@ fn reserve_in(dir: &std::path::Path, port: u16) -> bool {
     }
 }
 
+/// The number in environment variable `name`, when it is set and parses
+/// (knobs a benchmark turns to compare settings).
+pub fn env_number<T: std::str::FromStr>(name: &str) -> Option<T> {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+}
+
 /// A short random id for naming a test's database, prefixes and groups.
 pub fn unique_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()

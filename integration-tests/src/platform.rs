@@ -516,10 +516,7 @@ pub fn consumer_runtime() -> orderly::consumer::RuntimeConfig {
         lease_ttl_ms: 5_000,
         // `ORDERLY_CONSUMER_GATHER_MS` when set (a benchmark comparing
         // windows), else the default.
-        gather_ms: std::env::var("ORDERLY_CONSUMER_GATHER_MS")
-            .ok()
-            .and_then(|ms| ms.parse().ok())
-            .unwrap_or(defaults.gather_ms),
+        gather_ms: crate::env_number("ORDERLY_CONSUMER_GATHER_MS").unwrap_or(defaults.gather_ms),
         ..defaults
     }
 }

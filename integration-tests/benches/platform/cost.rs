@@ -22,10 +22,7 @@ use crate::{
 
 /// The offered rate: `ORDERLY_BENCH_COST_RATE` orders/s (default 100).
 fn rate() -> f64 {
-    std::env::var("ORDERLY_BENCH_COST_RATE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100.0)
+    orderly_integration_tests::env_number("ORDERLY_BENCH_COST_RATE").unwrap_or(100.0)
 }
 
 /// The section: orders offered at a fixed rate for the latency phase's

@@ -77,9 +77,7 @@ pub struct Settings {
 impl Settings {
     fn from_env() -> Self {
         let full = std::env::var("ORDERLY_BENCH_SCALE").is_ok_and(|s| s == "full");
-        let concurrency = std::env::var("ORDERLY_BENCH_CONCURRENCY")
-            .ok()
-            .and_then(|v| v.parse().ok())
+        let concurrency = orderly_integration_tests::env_number("ORDERLY_BENCH_CONCURRENCY")
             .unwrap_or(16usize)
             .max(1);
         let only = std::env::var("ORDERLY_BENCH_ONLY")
@@ -121,9 +119,7 @@ impl Settings {
 /// The relays' batches in flight per source, when the run sets it
 /// (`ORDERLY_BENCH_RELAY_MAX_IN_FLIGHT`, an A/B knob).
 pub fn relay_max_in_flight() -> Option<usize> {
-    std::env::var("ORDERLY_BENCH_RELAY_MAX_IN_FLIGHT")
-        .ok()
-        .and_then(|n| n.parse().ok())
+    orderly_integration_tests::env_number("ORDERLY_BENCH_RELAY_MAX_IN_FLIGHT")
 }
 
 /// Figures one section measures and a later one uses.
