@@ -269,22 +269,27 @@ fn record(report: &mut Report, read: Read, s: &Settings, sql: &mut Side, grpc: &
         micros_per(grpc.services, grpc.calls),
         "µs",
     );
-    report.push(
-        SECTION,
-        &format!("{label}: Postgres CPU per call, gRPC vs SQL"),
-        micros_per(grpc.postgres, grpc.calls),
-        "µs",
-        Some(micros_per(sql.postgres, sql.calls)),
-        None,
-    );
-    report.push(
-        SECTION,
-        &format!("{label}: client CPU per call, gRPC client vs SQL loop"),
-        micros_per(grpc.load, grpc.calls),
-        "µs",
-        Some(micros_per(sql.load, sql.calls)),
-        None,
-    );
+    for (figure, grpc_used, sql_used) in [
+        (
+            "Postgres CPU per call, gRPC vs SQL",
+            grpc.postgres,
+            sql.postgres,
+        ),
+        (
+            "client CPU per call, gRPC client vs SQL loop",
+            grpc.load,
+            sql.load,
+        ),
+    ] {
+        report.push(
+            SECTION,
+            &format!("{label}: {figure}"),
+            micros_per(grpc_used, grpc.calls),
+            "µs",
+            Some(micros_per(sql_used, sql.calls)),
+            None,
+        );
+    }
 }
 
 /// The machine's load as the measurements end (main records it as they
