@@ -36,6 +36,7 @@ mod pipeline;
 mod prune;
 mod record;
 mod runtime;
+mod statistics;
 mod store;
 
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
@@ -293,7 +294,7 @@ impl Consumer {
             backoff_max: settings.backoff_max,
             on_log_reset: settings.runtime.on_log_reset,
             dead_letter_attempts: settings.runtime.dead_letter_attempts,
-            retention: settings.runtime.dedupe_retention(),
+            retention: settings.runtime.dedupe_retention,
             gather: settings.runtime.gather(),
         });
         let prepared = runtime::prepare(&settings)?;
@@ -307,7 +308,7 @@ impl Consumer {
             metrics,
             requeue: pipeline.clone(),
             stopped: stopped.clone(),
-            retention: settings.runtime.dedupe_retention(),
+            retention: settings.runtime.dedupe_retention,
         });
         tokio::spawn(async move {
             runtime::run(pipeline, prepared, settings, shutdown).await;

@@ -5,6 +5,8 @@ use std::{fmt, str::FromStr, time::Duration};
 
 use crate::config::{ConfigError, var};
 
+const HOUR: u64 = 3600;
+
 /// What a consumer does when the saved position of a partition is beyond
 /// the partition's log (the broker lost its log, or the topic was
 /// recreated): either way it is reported loudly.
@@ -60,7 +62,9 @@ pub struct RuntimeConfig {
     /// default log retention, which the platform's topics keep: a record
     /// older than the topics' retention can no longer be redelivered. Set
     /// it to at least the topics' `retention.ms` where that is longer.
-    pub dedupe_retention_hours: u64,
+    /// Whole hours from the environment; any length from code (a
+    /// benchmark showing the tables stay flat over a run longer than it).
+    pub dedupe_retention: Duration,
     /// `ORDERLY_CONSUMER_GATHER_MS`: how long a busy partition (one that
     /// handled 5 records in the last 200 ms, or twice this if longer) waits
     /// for more records before it commits a short batch, 0..=5000 (0:
@@ -75,7 +79,7 @@ impl Default for RuntimeConfig {
             lease_ttl_ms: 6_000,
             on_log_reset: LogReset::Rewind,
             dead_letter_attempts: 5,
-            dedupe_retention_hours: 168,
+            dedupe_retention: Duration::from_secs(168 * HOUR),
             gather_ms: 20,
         }
     }
@@ -85,14 +89,21 @@ impl RuntimeConfig {
     /// Reads the settings, defaulting each unset variable, and validates them.
     pub fn from_env() -> Result<Self, ConfigError> {
         let d = Self::default();
+        let retention_hours: u64 = var(
+            "CONSUMER_DEDUPE_RETENTION_HOURS",
+            d.dedupe_retention.as_secs() / HOUR,
+        )?;
+        if !(1..=87_600).contains(&retention_hours) {
+            return Err(ConfigError::invalid(
+                "CONSUMER_DEDUPE_RETENTION_HOURS",
+                format!("must be 1..=87600, got {retention_hours}"),
+            ));
+        }
         let config = Self {
             lease_ttl_ms: var("CONSUMER_LEASE_TTL_MS", d.lease_ttl_ms)?,
             on_log_reset: var("CONSUMER_ON_LOG_RESET", d.on_log_reset)?,
             dead_letter_attempts: var("CONSUMER_DEAD_LETTER_ATTEMPTS", d.dead_letter_attempts)?,
-            dedupe_retention_hours: var(
-                "CONSUMER_DEDUPE_RETENTION_HOURS",
-                d.dedupe_retention_hours,
-            )?,
+            dedupe_retention: Duration::from_secs(retention_hours * HOUR),
             gather_ms: var("CONSUMER_GATHER_MS", d.gather_ms)?,
         };
         config.validate()?;
@@ -113,10 +124,10 @@ impl RuntimeConfig {
                 "must be at least 1",
             ));
         }
-        if !(1..=87_600).contains(&self.dedupe_retention_hours) {
+        if self.dedupe_retention < Duration::from_secs(1) {
             return Err(ConfigError::invalid(
                 "CONSUMER_DEDUPE_RETENTION_HOURS",
-                format!("must be 1..=87600, got {}", self.dedupe_retention_hours),
+                format!("must be at least 1 s, got {:?}", self.dedupe_retention),
             ));
         }
         if self.gather_ms > 5_000 {
@@ -133,9 +144,11 @@ impl RuntimeConfig {
         Duration::from_millis(self.gather_ms)
     }
 
-    /// How long dedupe rows are kept.
-    pub fn dedupe_retention(&self) -> Duration {
-        Duration::from_secs(self.dedupe_retention_hours * 3600)
+    /// How often the owner of slot 0 prunes: every minute, or four times
+    /// per retention when that is shorter, so rows outlive the retention by
+    /// a fraction of it at most.
+    pub fn prune_interval(&self) -> Duration {
+        super::prune::PRUNE_INTERVAL.min(self.dedupe_retention / 4)
     }
 
     /// The lease TTL.
@@ -154,7 +167,7 @@ impl RuntimeConfig {
             ),
             (
                 "CONSUMER_DEDUPE_RETENTION_HOURS",
-                self.dedupe_retention_hours.to_string(),
+                (self.dedupe_retention.as_secs() / HOUR).to_string(),
             ),
             ("CONSUMER_GATHER_MS", self.gather_ms.to_string()),
         ]
@@ -177,10 +190,17 @@ mod tests {
         };
         assert!(config.validate().is_err());
         config = RuntimeConfig {
-            dedupe_retention_hours: 0,
+            dedupe_retention: Duration::from_millis(999),
             ..RuntimeConfig::default()
         };
         assert!(config.validate().is_err());
+        config.dedupe_retention = Duration::from_secs(20);
+        assert!(config.validate().is_ok());
+        assert_eq!(config.prune_interval(), Duration::from_secs(5));
+        assert_eq!(
+            RuntimeConfig::default().prune_interval(),
+            Duration::from_secs(60)
+        );
         config = RuntimeConfig {
             gather_ms: 5_001,
             ..RuntimeConfig::default()

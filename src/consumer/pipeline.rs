@@ -231,7 +231,7 @@ impl<H: Handler> Pipeline<H> {
         };
         let next = position.1;
         let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
+        let tx = crate::consumer::store::begin(&mut client).await?;
         self.ack(&tx, fence, position, &deferred.rows()).await?;
         tx.commit().await?;
         deferred.committed(next);
@@ -400,7 +400,7 @@ impl<H: Handler> Pipeline<H> {
             return Ok(Outcome::Applied);
         }
         let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
+        let tx = crate::consumer::store::begin(&mut client).await?;
         match mode {
             Mode::Live(fence) => {
                 // Inbox row, version and the partition's position (with
@@ -570,7 +570,7 @@ impl<H: Handler> Pipeline<H> {
             },
         );
         let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
+        let tx = crate::consumer::store::begin(&mut client).await?;
         self.store
             .insert_dead_letter(&tx, self.name, record, &letter, &error)
             .await?;

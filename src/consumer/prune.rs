@@ -4,7 +4,8 @@
 //! deleted, since a record that old can no longer be redelivered. Positions
 //! and dead letters are one row per partition or per letter and are kept.
 //!
-//! The replica owning slot 0 prunes every [`PRUNE_INTERVAL`], in short
+//! The replica owning slot 0 prunes every [`PRUNE_INTERVAL`] (or four
+//! times per retention when that is shorter), in short
 //! deletes of at most [`BATCH`] rows each, at most [`MAX_BATCHES`] of them
 //! per table and round, so a round never holds locks or a transaction for
 //! long. Deleting is idempotent: two replicas pruning at once (one just
@@ -18,7 +19,7 @@ use uuid::Uuid;
 
 use super::store::Store;
 
-/// How often the owner of slot 0 prunes.
+/// How often the owner of slot 0 prunes at most.
 pub(crate) const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Rows one delete removes at most.
@@ -86,11 +87,9 @@ pub(crate) fn spawn_round(
     retention: Duration,
     running: &std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) {
-    use std::sync::atomic::Ordering;
-    if running.swap(true, Ordering::SeqCst) {
+    let Some(running) = Running::start(running) else {
         return;
-    }
-    let running = Running(running.clone());
+    };
     tokio::spawn(async move {
         let _running = running;
         match prune(&pool, &store, consumer, retention).await {
@@ -112,7 +111,14 @@ pub(crate) fn spawn_round(
 
 /// Marks the round over when dropped: at its end, and also if it panics or
 /// is cancelled, so a failed round never stops the later ones.
-struct Running(std::sync::Arc<std::sync::atomic::AtomicBool>);
+pub(crate) struct Running(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Running {
+    /// Marks a round as running; `None` when one already is.
+    pub(crate) fn start(flag: &std::sync::Arc<std::sync::atomic::AtomicBool>) -> Option<Self> {
+        (!flag.swap(true, std::sync::atomic::Ordering::SeqCst)).then(|| Self(flag.clone()))
+    }
+}
 
 impl Drop for Running {
     fn drop(&mut self) {

@@ -128,11 +128,12 @@ pub(crate) async fn run<H: Handler>(
     let mut rounds = tokio::time::interval(membership.round_interval());
     rounds.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut watermarks = tokio::time::interval(WATERMARK_INTERVAL);
-    let mut prunes = tokio::time::interval_at(
-        Instant::now() + super::prune::PRUNE_INTERVAL,
-        super::prune::PRUNE_INTERVAL,
-    );
+    let prune_interval = settings.runtime.prune_interval();
+    let mut prunes = tokio::time::interval_at(Instant::now() + prune_interval, prune_interval);
     let pruning = Arc::default();
+    let mut statistics = tokio::time::interval(super::statistics::CHECK_INTERVAL);
+    statistics.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let refreshing = Arc::default();
     let mut failures: u32 = 0;
     // Until when the grants of the last successful round may be used.
     let mut valid_until = Instant::now();
@@ -150,8 +151,20 @@ pub(crate) async fn run<H: Handler>(
                         pipeline.pool.clone(),
                         pipeline.store.clone(),
                         pipeline.name,
-                        settings.runtime.dedupe_retention(),
+                        settings.runtime.dedupe_retention,
                         &pruning,
+                    );
+                }
+                continue;
+            }
+            // The same replica keeps the planner's statistics up with the
+            // bookkeeping tables' growth.
+            _ = statistics.tick() => {
+                if owned.contains_key(&0) {
+                    super::statistics::spawn_round(
+                        pipeline.pool.clone(),
+                        settings.schema,
+                        &refreshing,
                     );
                 }
                 continue;

@@ -22,6 +22,18 @@ pub(crate) enum Fenced {
     Yes,
 }
 
+const INDEX_PLANS: &str = include_str!("store/index_plans.sql");
+
+/// Begins one of a consumer's transactions, whose statements are planned
+/// as index lookups (see `store/index_plans.sql`).
+pub(crate) async fn begin(
+    client: &mut deadpool_postgres::Client,
+) -> Result<deadpool_postgres::Transaction<'_>, Error> {
+    let tx = client.transaction().await?;
+    tx.batch_execute(INDEX_PLANS).await?;
+    Ok(tx)
+}
+
 /// One consumer's statements on its schema.
 #[derive(Debug, Clone)]
 pub(crate) struct Store {

@@ -6,7 +6,8 @@
 //! commit acknowledged with the next transaction (`deferred`), panics, a refusing
 //! dead-letter topic and failing dependencies (`failures`), the relay's
 //! producer batches against the re-read margin (`relay_batch`), pruning
-//! of dedupe rows past their retention (`retention`), and the
+//! of dedupe rows past their retention (`retention`), plans that stay index
+//! lookups as the bookkeeping tables grow (`plans`), and the
 //! whole platform under a failing dependency and a broker that lost its log
 //! (`platform`, run with the whole-platform tests).
 
@@ -17,6 +18,7 @@ mod gather;
 mod log_reset;
 mod lost_commit;
 mod ownership;
+mod plans;
 mod platform;
 mod relay_batch;
 mod retention;

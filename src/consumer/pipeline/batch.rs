@@ -259,7 +259,7 @@ impl<H: Handler> Pipeline<H> {
         }
         let rows = deferred.rows_with(moves);
         let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
+        let tx = crate::consumer::store::begin(&mut client).await?;
         let last = &members[members.len() - 1];
         let last_record = &records[records.len() - 1];
         let position = (

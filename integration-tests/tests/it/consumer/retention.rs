@@ -37,7 +37,11 @@ async fn age_version(db: &tokio_postgres::Client, aggregate: &str) {
 async fn dedupe_rows_older_than_the_retention_are_pruned_and_younger_ones_still_absorb_duplicates()
 {
     let setup = setup().await;
-    assert_eq!(setup.runtime.dedupe_retention_hours, 168, "the default");
+    assert_eq!(
+        setup.runtime.dedupe_retention,
+        Duration::from_secs(168 * 3600),
+        "the default"
+    );
     let shutdown = CancellationToken::new();
     let consumer = setup.spawn(&shutdown);
     // Finished ten days ago: its event and its version are past retention.
