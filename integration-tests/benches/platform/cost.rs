@@ -28,7 +28,12 @@ fn rate() -> f64 {
 /// The section: orders offered at a fixed rate for the latency phase's
 /// length, then until every one is visible as CONFIRMED.
 pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<()> {
-    let server = PostgresInstance::start().await;
+    let statements = crate::statements::wanted();
+    let server = if statements.is_some() {
+        PostgresInstance::start_with_statement_stats().await
+    } else {
+        PostgresInstance::start().await
+    };
     let db = database(&server).await;
     let platform = {
         let db = db.clone();
@@ -79,6 +84,9 @@ pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<()>
     );
 
     let rate = rate();
+    if statements.is_some() {
+        crate::statements::reset(&admin).await?;
+    }
     let before = Counts::read(&admin).await;
     let probe = CpuProbe::start(&admin, &db.name).await;
     let channels = stack.order_channels().await;
@@ -114,6 +122,9 @@ pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<()>
     }
     let drained = started.elapsed();
     let used = probe.used(&admin).await;
+    if let Some(path) = &statements {
+        crate::statements::write(&admin, orders, path).await?;
+    }
     // Let the last positions settle (deferred acknowledgements included)
     // and the backends report their statistics.
     tokio::time::sleep(Duration::from_secs(11)).await;

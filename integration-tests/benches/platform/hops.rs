@@ -19,11 +19,13 @@ const HOPS: [(&str, &str, &str, &str); 4] = [
     ("OrderConfirmed", "orders", "query", "query"),
 ];
 
-/// Adds p50 and p99 of each hop's relay and consumer stage for `orders`.
+/// Adds p50 and p99 of each hop's relay and consumer stage for `orders`
+/// to `section`.
 pub async fn report_hops(
     admin: &Client,
     orders: &[String],
     label: &str,
+    section: &'static str,
     report: &mut Report,
 ) -> anyhow::Result<()> {
     for (event, outbox, inbox, consumer) in HOPS {
@@ -51,7 +53,7 @@ pub async fn report_hops(
             for (name, p) in [("p50", 0.5), ("p99", 0.99)] {
                 let ms = percentile(values, p).as_secs_f64() * 1e3;
                 report.push(
-                    "3 latency",
+                    section,
                     &format!("hop {stage} {name} at {label}"),
                     ms,
                     "ms",

@@ -13,13 +13,17 @@
 //!   `processes` (CPU and peak RSS per component, which needs the release
 //!   `orderly` binary), `replicas` (one vs two replicas of each consumer,
 //!   and takeover after kill -9; the release binary too), `reads`
-//!   (QueryService GetOrder and ListOrders next to their SQL).
+//!   (QueryService GetOrder and ListOrders next to their SQL), `storage`
+//!   (what an order keeps on disk, and the pruned tables staying flat over
+//!   a run four times their retention).
 //! - `ORDERLY_BENCH_CONCURRENCY`: concurrent clients (default 16).
 //! - `ORDERLY_BENCH_RELAY_MAX_IN_FLIGHT`: the relay's batches in flight per
 //!   source in the saga and relay sections (default: the relay's default),
 //!   to compare.
 //! - `ORDERLY_KAFKA_FETCH_WAIT_MS`: the consumers' fetch wait (default: the
 //!   platform's), to compare.
+//! - `ORDERLY_BENCH_STATEMENTS`: a file; section `cost` writes there what
+//!   each Postgres statement costs per order (`pg_stat_statements`).
 //! - `ORDERLY_BENCH_LATENCY_DUMP`: a directory; section 3 writes each
 //!   order's send time and latencies there (one CSV per load), to see how
 //!   a tail spreads over the phase.
@@ -42,6 +46,8 @@ mod replay;
 mod replicas;
 mod report;
 mod saga;
+mod statements;
+mod storage;
 
 use std::{future::Future, panic::AssertUnwindSafe, sync::OnceLock, time::Duration};
 
@@ -268,6 +274,14 @@ async fn run(settings: Settings) -> Report {
         let result = bounded(limit, reads::run(s, &mut report)).await;
         if let Err(error) = result {
             report.failed("9 reads", &format!("{error:#}"));
+        }
+    }
+    if s.runs("storage") {
+        eprintln!("10 storage");
+        load_average(&mut report, "10 storage");
+        let result = bounded(limit, storage::run(s, &mut report)).await;
+        if let Err(error) = result {
+            report.failed("10 storage", &format!("{error:#}"));
         }
     }
     report

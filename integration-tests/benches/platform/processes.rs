@@ -2,8 +2,9 @@
 //! Postgres, Redis and broker of its own, from the harness's
 //! `ProcessPlatform`), so CPU and peak memory can be read per component
 //! from `/proc`: the saga load once more, with each process's CPU per order
-//! and its peak RSS. With servers of its own, their CPU is the platform's
-//! alone (unlike the shared servers of the in-process sections).
+//! and its peak RSS, then section 3's latency phases at 50% of that saga
+//! rate and at a trickle. With servers of its own, their CPU is the
+//! platform's alone (unlike the shared servers of the in-process sections).
 
 use orderly::config::PostgresConfig;
 use orderly_integration_tests::{
@@ -15,7 +16,7 @@ use crate::{
     Settings, Shared,
     measure::micros_per,
     report::Report,
-    saga::{self, Stack},
+    saga::{self, Load, Stack},
 };
 
 const SECTION: &str = "7 per component";
@@ -43,7 +44,8 @@ fn processes(platform: &ProcessPlatform) -> Vec<(String, Option<ProcessStats>)> 
     all
 }
 
-/// Section 7 (per component): the saga load on separate processes.
+/// Section 7 (per component): the saga load and its latencies on separate
+/// processes.
 pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<()> {
     let platform = ProcessPlatform::builder()
         // The order service serves `concurrency` clients; six components
@@ -99,6 +101,15 @@ pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<()>
                 stats.peak_rss_bytes as f64 / MIB,
                 "MiB",
             );
+        }
+    }
+    // Section 3's latencies again, on processes with their defaults and
+    // servers of their own: the same figures measured outside the
+    // in-process platform (its shared runtime, the tests' settings and
+    // the shared servers), so a difference between the two is visible.
+    if let Some(rate) = measured.saga_rate {
+        for load in [Load::Share(0.5), Load::Trickle(2.0)] {
+            saga::latency(&stack, settings, load, rate, SECTION, report).await?;
         }
     }
     Ok(())

@@ -272,24 +272,26 @@ struct Stages {
     confirmed_visible: Option<DateTime<Utc>>,
 }
 
-/// How hard section 3 offers orders.
+/// How hard a latency phase offers orders.
 #[derive(Debug, Clone, Copy)]
-enum Load {
+pub enum Load {
     /// A share of the saga's measured maximum.
     Share(f64),
     /// A fixed trickle, orders per second.
     Trickle(f64),
 }
 
-/// Section 3: orders offered at `load` for the latency phase, open loop;
-/// then each stage's latency from the databases' own timestamps (the
-/// outbox row of each transition, the query inbox row of each projected
-/// event), so nothing polls while orders flow.
-async fn latency(
+/// A latency phase (section 3, and section 7 on processes): orders offered
+/// at `load` open loop; then each stage's latency from the databases' own
+/// timestamps (the outbox row of each transition, the query inbox row of
+/// each projected event), so nothing polls while orders flow. Reported
+/// under `section`.
+pub async fn latency(
     stack: &Stack,
     settings: &Settings,
     load: Load,
     saga_rate: f64,
+    section: &'static str,
     report: &mut Report,
 ) -> anyhow::Result<()> {
     let rate = match load {
@@ -378,8 +380,7 @@ async fn latency(
             series.extend(value);
         }
     }
-    dump_over_time(&sent, &stages, load);
-    let section = "3 latency";
+    dump_over_time(&sent, &stages, load, section);
     let (at, at_half) = match load {
         Load::Share(share) => (format!("{}%", (share * 100.0).round()), share <= 0.5),
         Load::Trickle(_) => ("a trickle".to_owned(), false),
@@ -415,7 +416,7 @@ async fn latency(
     }
     if at_half {
         let label = format!("{at} ({rate:.0}/s)");
-        crate::hops::report_hops(&admin, &ids, &label, report).await?;
+        crate::hops::report_hops(&admin, &ids, &label, section, report).await?;
     }
     Ok(())
 }
@@ -432,7 +433,7 @@ pub async fn run(
     throughput(&stack, settings, shared, report).await?;
     let saga_rate = shared.saga_rate.unwrap_or_default();
     for load in [Load::Share(0.5), Load::Share(0.8), Load::Trickle(2.0)] {
-        latency(&stack, settings, load, saga_rate, report).await?;
+        latency(&stack, settings, load, saga_rate, "3 latency", report).await?;
     }
     // The baseline: the same durable work done directly, with the
     // components stopped so they take none of the machine meanwhile.
@@ -461,12 +462,13 @@ pub async fn run(
 
 /// With `ORDERLY_BENCH_LATENCY_DUMP` set to a directory, writes each order's
 /// send time (ms into the phase) and its create → visible and create →
-/// CONFIRMED-visible times, one CSV per load, to see whether a tail is
+/// CONFIRMED-visible times, one CSV per section and load, to see whether a tail is
 /// spread over the phase or bunched (a stall, a transient at its start).
 fn dump_over_time(
     sent: &HashMap<String, DateTime<Utc>>,
     stages: &HashMap<String, Stages>,
     load: Load,
+    section: &str,
 ) {
     let Some(dir) = std::env::var_os("ORDERLY_BENCH_LATENCY_DUMP") else {
         return;
@@ -474,9 +476,11 @@ fn dump_over_time(
     let Some(first) = sent.values().min().copied() else {
         return;
     };
+    // Sections are named by number first ("3 latency").
+    let number = section.split_whitespace().next().unwrap_or(section);
     let name = match load {
-        Load::Share(share) => format!("latency-{:.0}.csv", share * 100.0),
-        Load::Trickle(_) => "latency-trickle.csv".to_owned(),
+        Load::Share(share) => format!("latency-{number}-{:.0}.csv", share * 100.0),
+        Load::Trickle(_) => format!("latency-{number}-trickle.csv"),
     };
     let ms = |from: DateTime<Utc>, to: Option<DateTime<Utc>>| {
         to.map_or_else(String::new, |to| (to - from).num_milliseconds().to_string())

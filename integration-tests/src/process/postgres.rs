@@ -29,24 +29,39 @@ impl PostgresInstance {
     /// Creates a cluster with `initdb` (as the `postgres` OS user when run
     /// as root, since Postgres refuses root) and starts it on a free port.
     pub async fn start() -> Self {
-        blocking(|| Self::start_blocking(None)).await
+        blocking(|| Self::start_blocking(None, "")).await
+    }
+
+    /// Like [`Self::start`], with `pg_stat_statements` loaded and tracking
+    /// every statement (nested ones included), for a benchmark that reports
+    /// what each statement costs.
+    pub async fn start_with_statement_stats() -> Self {
+        blocking(|| {
+            Self::start_blocking(
+                None,
+                "shared_preload_libraries = 'pg_stat_statements'\n\
+                 pg_stat_statements.track = all\n",
+            )
+        })
+        .await
     }
 
     /// Like [`Self::start`], but the server speaks only TLS over TCP
     /// (`ssl = on` with the PEM certificate chain and key given, and only
     /// `hostssl` lines in pg_hba.conf), as managed databases are set up.
     pub async fn start_tls_only(cert: Vec<u8>, key: Vec<u8>) -> Self {
-        blocking(move || Self::start_blocking(Some((cert, key, false)))).await
+        blocking(move || Self::start_blocking(Some((cert, key, false)), "")).await
     }
 
     /// Like [`Self::start_tls_only`], but plain TCP connections are taken
     /// too, so a test can see in `pg_stat_ssl` which sessions chose TLS.
     pub async fn start_tls_and_plain(cert: Vec<u8>, key: Vec<u8>) -> Self {
-        blocking(move || Self::start_blocking(Some((cert, key, true)))).await
+        blocking(move || Self::start_blocking(Some((cert, key, true)), "")).await
     }
 
-    /// `tls`: the certificate, its key, and whether plain TCP is taken too.
-    fn start_blocking(tls: Option<(Vec<u8>, Vec<u8>, bool)>) -> Self {
+    /// `tls`: the certificate, its key, and whether plain TCP is taken too;
+    /// `extra`: more lines for postgresql.conf.
+    fn start_blocking(tls: Option<(Vec<u8>, Vec<u8>, bool)>, extra: &str) -> Self {
         let bin = postgres_bin_dir();
         let dir = ScratchDir::new("postgres");
         if running_as_root() {
@@ -73,6 +88,7 @@ impl PostgresInstance {
         let conf = data.join("postgresql.conf");
         let mut text = std::fs::read_to_string(&conf).expect("read postgresql.conf");
         text.push_str(&settings);
+        text.push_str(extra);
         if let Some((cert, key, plain_too)) = tls {
             text.push_str(&enable_tls(&data, &cert, &key, plain_too));
         }
