@@ -148,7 +148,10 @@ impl RuntimeConfig {
     /// per retention when that is shorter, so rows outlive the retention by
     /// a fraction of it at most.
     pub fn prune_interval(&self) -> Duration {
-        super::prune::PRUNE_INTERVAL.min(self.dedupe_retention / 4)
+        // Never zero (a timer of period zero panics), whatever code set.
+        super::prune::PRUNE_INTERVAL
+            .min(self.dedupe_retention / 4)
+            .max(Duration::from_millis(100))
     }
 
     /// The lease TTL.
@@ -201,6 +204,8 @@ mod tests {
             RuntimeConfig::default().prune_interval(),
             Duration::from_secs(60)
         );
+        config.dedupe_retention = Duration::ZERO;
+        assert_eq!(config.prune_interval(), Duration::from_millis(100));
         config = RuntimeConfig {
             gather_ms: 5_001,
             ..RuntimeConfig::default()
