@@ -35,6 +35,7 @@ mod outcome;
 mod pipeline;
 mod prune;
 mod record;
+mod round;
 mod runtime;
 mod statistics;
 mod store;

@@ -17,7 +17,7 @@ use chrono::Utc;
 use deadpool_postgres::Pool;
 use uuid::Uuid;
 
-use super::store::Store;
+use super::{round::Rounds, store::Store};
 
 /// How often the owner of slot 0 prunes at most.
 pub(crate) const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
@@ -78,20 +78,16 @@ pub(crate) async fn prune(
     Ok(pruned)
 }
 
-/// A round in the background, logged; `running` keeps rounds from
+/// A round in the background, logged; `rounds` keeps rounds from
 /// overlapping.
 pub(crate) fn spawn_round(
     pool: Pool,
     store: Store,
     consumer: &'static str,
     retention: Duration,
-    running: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+    rounds: &Rounds,
 ) {
-    let Some(running) = Running::start(running) else {
-        return;
-    };
-    tokio::spawn(async move {
-        let _running = running;
+    rounds.spawn(async move {
         match prune(&pool, &store, consumer, retention).await {
             Ok(pruned) if pruned != Pruned::default() => {
                 tracing::info!(
@@ -107,23 +103,6 @@ pub(crate) fn spawn_round(
             }
         }
     });
-}
-
-/// Marks the round over when dropped: at its end, and also if it panics or
-/// is cancelled, so a failed round never stops the later ones.
-pub(crate) struct Running(std::sync::Arc<std::sync::atomic::AtomicBool>);
-
-impl Running {
-    /// Marks a round as running; `None` when one already is.
-    pub(crate) fn start(flag: &std::sync::Arc<std::sync::atomic::AtomicBool>) -> Option<Self> {
-        (!flag.swap(true, std::sync::atomic::Ordering::SeqCst)).then(|| Self(flag.clone()))
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.0.store(false, std::sync::atomic::Ordering::SeqCst);
-    }
 }
 
 /// Whether `aggregate_id` is a UUIDv7 (as order and payment ids are) made

@@ -130,10 +130,10 @@ pub(crate) async fn run<H: Handler>(
     let mut watermarks = tokio::time::interval(WATERMARK_INTERVAL);
     let prune_interval = settings.runtime.prune_interval();
     let mut prunes = tokio::time::interval_at(Instant::now() + prune_interval, prune_interval);
-    let pruning = Arc::default();
+    let pruning = super::round::Rounds::default();
     let mut statistics = tokio::time::interval(super::statistics::CHECK_INTERVAL);
     statistics.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let refreshing = Arc::default();
+    let refreshing = super::round::Rounds::default();
     let mut failures: u32 = 0;
     // Until when the grants of the last successful round may be used.
     let mut valid_until = Instant::now();

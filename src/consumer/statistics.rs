@@ -17,14 +17,11 @@
 //! growth (none once it is large), and each one makes every session plan
 //! the statements on it again with the current size.
 
-use std::{
-    sync::{Arc, atomic::AtomicBool},
-    time::Duration,
-};
+use std::time::Duration;
 
 use deadpool_postgres::Pool;
 
-use super::prune::Running;
+use super::round::Rounds;
 
 /// How often the owner of slot 0 looks.
 pub(crate) const CHECK_INTERVAL: Duration = Duration::from_secs(2);
@@ -58,13 +55,9 @@ async fn refresh(pool: &Pool, schema: &str) -> Result<Vec<&'static str>, String>
     Ok(analyzed)
 }
 
-/// A check in the background; `running` keeps checks from overlapping.
-pub(crate) fn spawn_round(pool: Pool, schema: &'static str, running: &Arc<AtomicBool>) {
-    let Some(running) = Running::start(running) else {
-        return;
-    };
-    tokio::spawn(async move {
-        let _running = running;
+/// A check in the background; `rounds` keeps checks from overlapping.
+pub(crate) fn spawn_round(pool: Pool, schema: &'static str, rounds: &Rounds) {
+    rounds.spawn(async move {
         match refresh(&pool, schema).await {
             Ok(analyzed) if !analyzed.is_empty() => {
                 tracing::debug!(
