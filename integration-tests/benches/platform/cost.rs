@@ -9,11 +9,10 @@
 use std::time::{Duration, Instant};
 
 use orderly_integration_tests::{TestDatabase, process::PostgresInstance};
-use tokio::time::MissedTickBehavior;
 
 use crate::{
     Settings,
-    create_order::request,
+    create_order::offer,
     in_services,
     measure::{CpuProbe, micros_per},
     report::Report,
@@ -90,24 +89,8 @@ pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<()>
     let before = Counts::read(&admin).await;
     let probe = CpuProbe::start(&admin, &db.name).await;
     let channels = stack.order_channels().await;
-    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
-    let mut tasks = tokio::task::JoinSet::new();
     let started = Instant::now();
-    let mut n = 2_000_000;
-    while started.elapsed() < settings.latency_secs {
-        ticker.tick().await;
-        let mut client = orderly::proto::v1::order_service_client::OrderServiceClient::new(
-            channels[n % channels.len()].clone(),
-        );
-        let order = request(n);
-        n += 1;
-        tasks.spawn(async move { client.create_order(order).await.is_ok() });
-    }
-    let mut orders = 0usize;
-    while let Some(ok) = tasks.join_next().await {
-        orders += usize::from(ok.unwrap_or(false));
-    }
+    let orders = offer(&channels, rate, settings.latency_secs, 2_000_000).await;
     let target = before.confirmed + orders as i64;
     loop {
         let now = Counts::read(&admin).await;

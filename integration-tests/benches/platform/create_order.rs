@@ -46,6 +46,29 @@ pub fn request(n: usize) -> pb::CreateOrderRequest {
     }
 }
 
+/// CreateOrder offered open loop at `rate` per second for `length` (a late
+/// tick sends at once, so the rate holds), orders numbered from `first`,
+/// spread over `channels`; returns how many were accepted once all answered.
+pub async fn offer(channels: &[Channel], rate: f64, length: Duration, first: usize) -> usize {
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut calls = tokio::task::JoinSet::new();
+    let started = tokio::time::Instant::now();
+    let mut n = first;
+    while started.elapsed() < length {
+        ticker.tick().await;
+        let mut client = OrderServiceClient::new(channels[n % channels.len()].clone());
+        let order = request(n);
+        n += 1;
+        calls.spawn(async move { client.create_order(order).await.is_ok() });
+    }
+    let mut accepted = 0;
+    while let Some(ok) = calls.join_next().await {
+        accepted += usize::from(ok.unwrap_or(false));
+    }
+    accepted
+}
+
 /// The SKU of the `n`th order.
 pub fn sku(n: usize) -> String {
     format!("SKU-BENCH-{}", n % SKUS)

@@ -8,10 +8,9 @@
 use std::time::{Duration, Instant};
 
 use orderly_integration_tests::{TestDatabase, TestPlatform};
-use tokio::time::MissedTickBehavior;
 use tokio_postgres::Client;
 
-use crate::{Settings, create_order::request, in_services, report::Report, saga::Stack};
+use crate::{Settings, create_order::offer, in_services, report::Report, saga::Stack};
 
 const SECTION: &str = "10 storage";
 
@@ -66,33 +65,29 @@ pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<()>
     let start = Sizes::read(&admin).await?;
 
     let length = retention * 4;
-    let channels = stack.order_channels().await;
-    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / RATE));
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
-    let mut samples = tokio::time::interval_at(tokio::time::Instant::now() + retention, retention);
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut bookkeeping: Vec<(Duration, i64)> = Vec::new();
+    // Counted every retention while orders flow, on a session of its own.
+    let sampler = {
+        let db = db.clone();
+        tokio::spawn(async move {
+            let admin = db.client().await;
+            let started = Instant::now();
+            let mut ticks =
+                tokio::time::interval_at(tokio::time::Instant::now() + retention, retention);
+            let mut samples = Vec::new();
+            for _ in 1..4 {
+                ticks.tick().await;
+                samples.push((
+                    started.elapsed(),
+                    Sizes::read(&admin).await?.bookkeeping_rows,
+                ));
+            }
+            anyhow::Ok(samples)
+        })
+    };
     let started = Instant::now();
-    let mut n = 3_000_000;
-    while started.elapsed() < length {
-        tokio::select! {
-            _ = ticker.tick() => {
-                let mut client = orderly::proto::v1::order_service_client::OrderServiceClient::new(
-                    channels[n % channels.len()].clone(),
-                );
-                let order = request(n);
-                n += 1;
-                tasks.spawn(async move { client.create_order(order).await.is_ok() });
-            }
-            _ = samples.tick() => {
-                bookkeeping.push((started.elapsed(), Sizes::read(&admin).await?.bookkeeping_rows));
-            }
-        }
-    }
-    let mut orders = 0i64;
-    while let Some(ok) = tasks.join_next().await {
-        orders += i64::from(ok.unwrap_or(false));
-    }
+    let channels = stack.order_channels().await;
+    let orders = i64::try_from(offer(&channels, RATE, length, 3_000_000).await)?;
+    let mut bookkeeping: Vec<(Duration, i64)> = sampler.await??;
     let end = Sizes::read(&admin).await?;
     bookkeeping.push((started.elapsed(), end.bookkeeping_rows));
 
