@@ -123,8 +123,14 @@ async fn a_locked_table_fails_fast_with_unavailable_and_writes_nothing() {
 async fn a_create_cut_by_its_deadline_leaves_no_transaction_behind() {
     // One connection, so the next request would inherit whatever the cut
     // one left open on it.
+    // The server's cap on a request is what cuts it: a client deadline of
+    // the same length also runs out in the client (tonic enforces the
+    // `grpc-timeout` it sends), which could answer CANCELLED first.
     let platform = TestPlatform::builder()
-        .order_with(|config| config.postgres.database_pool_size = 1)
+        .order_with(|config| {
+            config.postgres.database_pool_size = 1;
+            config.grpc.grpc_request_timeout_ms = 500;
+        })
         .start()
         .await;
     let mut client = platform.order_client().await;
@@ -135,9 +141,10 @@ async fn a_create_cut_by_its_deadline_leaves_no_transaction_behind() {
 
     let lock = lock_orders_table(&platform).await;
     // The order row waits for the lock inside CreateOrder's transaction
-    // until the client's deadline ends the request.
+    // until the request's deadline (the smaller of the client's and the
+    // server's cap) ends it.
     let mut request = tonic::Request::new(order_request("cust-cut"));
-    request.set_timeout(Duration::from_millis(500));
+    request.set_timeout(Duration::from_secs(5));
     let status = client
         .create_order(request)
         .await
