@@ -36,7 +36,7 @@ use crate::{
     consume::{Projector, SCHEMA, TOPICS},
     error::Error,
     service::Views,
-    store::{self, BulkStore, Shadow, Store, Tables},
+    store::{self, BulkStore, Shadow, Store, Tables, Versions},
     wake::Wakeups,
 };
 
@@ -269,7 +269,7 @@ impl Inner {
         let result = match loaded {
             Ok(loaded) => {
                 tracing::info!(
-                    rebuild_id = %id, events = loaded, seconds = started.elapsed().as_secs_f64(),
+                    rebuild_id = %id, events = loaded.events, seconds = started.elapsed().as_secs_f64(),
                     "rebuild bulk-loaded the topics up to the watermarks"
                 );
                 // Usually the load has everything the live view has by now:
@@ -282,7 +282,16 @@ impl Inner {
                     Ok(None) => {}
                     Err(error) => return self.forget(id, name, Err(error)).await,
                 }
-                match self.spawn(name, shadow.tables(), loaded) {
+                // The projector goes on from the load's positions, and
+                // tells duplicates and gaps by the versions it left.
+                if let Err(error) = self.write_versions(&load, &loaded.versions).await {
+                    return self.forget(id, name, Err(error)).await;
+                }
+                tracing::info!(
+                    rebuild_id = %id, aggregates = loaded.versions.len(),
+                    "rebuild goes on with a projector from where the load ended"
+                );
+                match self.spawn(name, shadow.tables(), loaded.events) {
                     Ok(running) => {
                         let result = self.follow_and_swap(&running, shadow, &marks).await;
                         running.stop.cancel();
@@ -296,6 +305,23 @@ impl Inner {
             Err(error) => Err(error),
         };
         self.forget(id, name, result).await
+    }
+
+    /// Writes the versions a bulk load kept, in one transaction.
+    async fn write_versions(
+        &self,
+        load: &bulk::Load<'_>,
+        versions: &Versions,
+    ) -> Result<(), Error> {
+        if versions.is_empty() {
+            return Ok(());
+        }
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        store::allow_long_statements(&tx).await?;
+        load.store.write_versions(&tx, load.name, versions).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Deletes the rebuild's bookkeeping rows (best effort: they only take

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tokio_postgres::{Error, Row};
 use uuid::Uuid;
 
-pub use self::bulk::{Batch, BulkStore};
+pub use self::bulk::{Batch, BulkStore, Versions};
 use crate::domain::{
     Change, ChangeKind, Cursor, Item, ListFilter, OrderStatus, OrderView, PaymentStatus,
     TimelineEntry,

@@ -4,18 +4,21 @@
 
 use std::{
     sync::atomic::{AtomicBool, Ordering},
-    time::Duration,
+    time::{Duration, SystemTime},
 };
 
 use orderly::{
-    proto::v1::{OrderStatus, RebuildRequest, RebuildState},
+    kafka::ORDER_TOPIC,
+    proto::v1::{self as pb, OrderStatus, RebuildRequest, RebuildState, event_envelope::Payload},
     status::violated_fields,
 };
-use orderly_integration_tests::{TestPlatform, eventually};
+use orderly_integration_tests::{TestDatabase, TestPlatform, TopicRecord, eventually};
 use tonic::Code;
+use uuid::Uuid;
 
 use super::support::{
-    SAGA_WAIT, create, projection_status, query_view, stock, until_caught_up, until_status,
+    SAGA_WAIT, create, order_events, projection_status, query_view, stock, until_caught_up,
+    until_status,
 };
 
 async fn rebuild(platform: &TestPlatform, projection: &str) -> Result<String, tonic::Status> {
@@ -107,4 +110,169 @@ async fn a_rebuild_swaps_in_an_identical_view_while_the_live_one_serves() {
         .await
         .expect_err("one at a time");
     assert_eq!(error.code(), Code::FailedPrecondition, "{error:?}");
+}
+
+/// Orders created before the rebuild in the test below.
+const ORDERS: usize = 200;
+
+#[tokio::test]
+async fn a_rebuild_that_lacks_an_event_of_the_live_view_goes_on_with_a_projector() {
+    let platform = TestPlatform::builder().query().start().await;
+    let kafka = platform.kafka.as_ref().expect("the platform's Kafka");
+    let topic = kafka.config.topic(ORDER_TOPIC);
+    let at = SystemTime::now();
+    let orders: Vec<Uuid> = (0..ORDERS).map(|_| Uuid::now_v7()).collect();
+    let events: Vec<Vec<pb::EventEnvelope>> = orders
+        .iter()
+        .map(|order| order_events(*order, "c-follow", 1, at, &[reserved(*order)]))
+        .collect();
+    let records = |step: usize| -> Vec<TopicRecord> {
+        orders
+            .iter()
+            .zip(&events)
+            .map(|(order, events)| TopicRecord::of_event(&order.to_string(), &events[step]))
+            .collect()
+    };
+    kafka.produce_together(&topic, &records(0)).await;
+    until_caught_up(&platform).await;
+    // The live view has one event the log does not have yet (as if the
+    // live projector had applied a record the rebuild's load has not
+    // read): the load cannot cover the live view, so the rebuild goes on
+    // with its projector from the load's positions.
+    let (first, reserved_first) = (orders[0], &events[0][1]);
+    let client = platform.db.client().await;
+    client
+        .execute(
+            "INSERT INTO query.order_timeline (order_id, event_id, event_type, version, occurred_at)
+             VALUES ($1, $2::text::uuid, 'OrderReserved', 2, now())",
+            &[&first, &reserved_first.event_id],
+        )
+        .await
+        .expect("a live timeline row ahead of the log");
+
+    let id = rebuild(&platform, "orders").await.expect("Rebuild");
+    // Only now, with the projector to follow, are the versions the load
+    // saw written (one per order).
+    eventually("the load's versions to be written", SAGA_WAIT, || async {
+        let written: i64 = client
+            .query_one(
+                "SELECT count(*) FROM query.aggregate_versions WHERE consumer = $1",
+                &[&format!("query-rebuild-{id}")],
+            )
+            .await
+            .expect("count")
+            .get(0);
+        (written == ORDERS as i64).then_some(())
+    })
+    .await;
+    // Every order's version 2: the rebuild's projector applies them as the
+    // next version of what the load saw (without the versions, as gaps it
+    // would hold for good, and the rebuild could never swap).
+    kafka.produce_together(&topic, &records(1)).await;
+    let swapped = eventually("the rebuild to swap in", SAGA_WAIT, || async {
+        let rebuild = projection_status(&platform)
+            .await
+            .rebuild
+            .expect("reported");
+        assert_eq!(rebuild.rebuild_id, id);
+        assert_ne!(rebuild.state(), RebuildState::Failed, "{rebuild:?}");
+        (rebuild.state() == RebuildState::Swapped).then_some(rebuild)
+    })
+    .await;
+    assert_eq!(swapped.events_applied, 2 * ORDERS as u64, "{swapped:?}");
+    until_caught_up(&platform).await;
+    let reserved: i64 = client
+        .query_one(
+            "SELECT count(*) FROM query.order_views WHERE status = 'RESERVED' AND version = 2",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(
+        reserved, ORDERS as i64,
+        "every order's second event, in the rebuilt view"
+    );
+}
+
+fn reserved(order_id: Uuid) -> Payload {
+    Payload::OrderReserved(pb::OrderReserved {
+        order_id: order_id.to_string(),
+        amount: Some(pb::Money {
+            currency: "EUR".into(),
+            amount_minor: 250,
+        }),
+        payment_method: "pm_ok".into(),
+    })
+}
+
+/// The checksum a swap compares, over the tables its `{views}` and
+/// `{timeline}` name.
+const CHECKSUM: &str = include_str!("../../../../services/query/src/store/checksum.sql");
+
+async fn checksum(client: &tokio_postgres::Client, views: &str, timeline: &str) -> String {
+    let sql = CHECKSUM
+        .replace("{views}", views)
+        .replace("{timeline}", timeline);
+    client.query_one(&sql, &[]).await.expect("checksum").get(0)
+}
+
+#[tokio::test]
+async fn the_swap_checksum_matches_a_copy_and_tells_any_changed_or_missing_row() {
+    let db = TestDatabase::create().await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "INSERT INTO query.order_views (order_id, customer_id, status, items, currency,
+                 total_minor, payment_method, version, created_at, updated_at)
+             SELECT gen_random_uuid(), 'c-' || i, 'PENDING',
+                 '[{\"sku\": \"SKU-A\", \"quantity\": 1}]', 'EUR', i, 'pm_ok', 1, now(), now()
+             FROM generate_series(1, 50) AS i;
+             INSERT INTO query.order_timeline (order_id, event_id, event_type, version, occurred_at)
+             SELECT order_id, gen_random_uuid(), 'OrderCreated', 1, created_at
+             FROM query.order_views;
+             CREATE TABLE query.copy_views (LIKE query.order_views INCLUDING ALL);
+             CREATE TABLE query.copy_timeline (LIKE query.order_timeline INCLUDING ALL);
+             INSERT INTO query.copy_views SELECT * FROM query.order_views;
+             INSERT INTO query.copy_timeline SELECT * FROM query.order_timeline;",
+        )
+        .await
+        .expect("seed");
+    let live = checksum(&client, "query.order_views", "query.order_timeline").await;
+    assert_eq!(live.len(), 32, "an md5: {live}");
+    let copy = checksum(&client, "query.copy_views", "query.copy_timeline").await;
+    assert_eq!(
+        copy, live,
+        "a copy of the same rows, as a table of another name"
+    );
+    let empty = checksum(
+        &client,
+        "(SELECT * FROM query.order_views WHERE false)",
+        "(SELECT * FROM query.order_timeline WHERE false)",
+    )
+    .await;
+    assert_ne!(empty, live);
+
+    let one = "(SELECT order_id FROM query.copy_views ORDER BY order_id LIMIT 1)";
+    for change in [
+        format!("UPDATE query.copy_views SET total_minor = total_minor + 1 WHERE order_id = {one}"),
+        format!("UPDATE query.copy_views SET items = '[]' WHERE order_id = {one}"),
+        format!("UPDATE query.copy_views SET payment_status = 'SUCCEEDED' WHERE order_id = {one}"),
+        format!(
+            "UPDATE query.copy_timeline SET occurred_at = occurred_at + interval '1 microsecond' WHERE order_id = {one}"
+        ),
+        format!("DELETE FROM query.copy_timeline WHERE order_id = {one}"),
+        format!("DELETE FROM query.copy_views WHERE order_id = {one}"),
+    ] {
+        client.batch_execute("BEGIN").await.expect("begin");
+        client.batch_execute(&change).await.expect("change");
+        let changed = checksum(&client, "query.copy_views", "query.copy_timeline").await;
+        client.batch_execute("ROLLBACK").await.expect("rollback");
+        assert_ne!(changed, live, "{change}");
+    }
+    assert_eq!(
+        checksum(&client, "query.copy_views", "query.copy_timeline").await,
+        live,
+        "rolled back"
+    );
 }

@@ -1,17 +1,19 @@
 //! A rebuild's first part, the bulk load: both topics read from their start
 //! up to the high watermarks taken when the rebuild began, in large
 //! batches, each written with set-based statements ([`BulkStore`]) in one
-//! transaction. No inbox row and no version row per event: the bulk load
-//! is the only writer of its shadow tables and replays whole topics, so
-//! its positions say where it is, and a record read twice changes nothing
-//! (views move only forward, timeline rows are keyed by event id). Each
-//! batch also writes the newest version of each of its aggregates and the
-//! positions, from which the rebuild's projector then goes on, on the
-//! consumer runtime, until the swap.
+//! transaction while the next is read. No inbox row and no version row per
+//! event: the bulk load is the only writer of its shadow tables and
+//! replays whole topics, so its positions say where it is, and a record
+//! read twice changes nothing (views move only forward, timeline rows are
+//! keyed by event id). The newest version of each aggregate is kept in
+//! memory and written only if the rebuild's projector has to go on from
+//! the load's positions, on the consumer runtime, until the swap (usually
+//! the load already has everything and the rebuild swaps at once: the
+//! versions, a row per order, are then never written).
 
 use std::{collections::HashMap, time::Duration};
 
-use tokio::time::Instant;
+use tokio::{task::JoinHandle, time::Instant};
 
 use deadpool_postgres::Pool;
 use orderly::{consumer::Event, kafka::KafkaConfig, proto::v1::EventEnvelope, trace::TraceContext};
@@ -26,7 +28,7 @@ use uuid::Uuid;
 use crate::{
     consume::change_of,
     error::Error,
-    store::{Batch, BulkStore},
+    store::{Batch, BulkStore, Versions},
 };
 
 /// Records per batch (one transaction) at most: large enough that a
@@ -39,6 +41,10 @@ const IDLE: Duration = Duration::from_millis(50);
 
 /// How long the load goes on past the watermarks with what keeps arriving.
 const DRAIN: Duration = Duration::from_secs(2);
+
+/// Aggregates whose newest version the load keeps in memory (about 100
+/// bytes each) before it writes them with the next batch.
+const VERSIONS_HELD: usize = 1_000_000;
 
 /// Where a bulk load reads and writes.
 pub(super) struct Load<'a> {
@@ -55,7 +61,7 @@ pub(super) struct Load<'a> {
 impl Load<'_> {
     /// Loads every record below the watermarks; reports the events applied
     /// so far to `progress` after each batch and returns their number.
-    pub(super) async fn run(&self, progress: impl Fn(u64)) -> Result<u64, Error> {
+    pub(super) async fn run(&self, progress: impl Fn(u64)) -> Result<Loaded, Error> {
         let mut left: HashMap<(String, i32), i64> = self
             .marks
             .iter()
@@ -63,7 +69,10 @@ impl Load<'_> {
             .map(|(topic, partition, _, high)| ((topic.clone(), *partition), *high))
             .collect();
         if left.is_empty() {
-            return Ok(0);
+            return Ok(Loaded {
+                events: 0,
+                versions: Versions::default(),
+            });
         }
         let consumer: StreamConsumer = self
             .kafka
@@ -98,10 +107,14 @@ impl Load<'_> {
         consumer: &StreamConsumer,
         left: &mut HashMap<(String, i32), i64>,
         progress: impl Fn(u64),
-    ) -> Result<u64, Error> {
+    ) -> Result<Loaded, Error> {
         let mut batch = Batch::default();
+        let mut versions = Versions::default();
         let mut records = 0;
         let mut loaded = 0u64;
+        // The batch being written while the next one is read: one at a
+        // time, so batches commit in the order they were read.
+        let mut writing: Option<Writing> = None;
         // Past the watermarks, what already arrives is loaded too (brokers
         // that report the start of the last batch as the watermark leave
         // that batch after it), until nothing comes or for `DRAIN` at most.
@@ -118,7 +131,7 @@ impl Load<'_> {
             };
             let idle = match received {
                 Ok(Ok(message)) => {
-                    add(&mut batch, &message);
+                    add(&mut batch, &mut versions, &message);
                     records += 1;
                     let key = (message.topic().to_owned(), message.partition());
                     if left
@@ -140,9 +153,15 @@ impl Load<'_> {
                 Err(_) => true,
             };
             if records > 0 {
-                loaded += self.write(&batch).await?;
-                progress(loaded);
-                batch = Batch::default();
+                if let Some(previous) = writing.take() {
+                    loaded += previous.finish().await?;
+                    progress(loaded);
+                }
+                // Versions are kept for the projector that may follow the
+                // load; past a bound they are written with the batch.
+                let flush =
+                    (versions.len() >= VERSIONS_HELD).then(|| std::mem::take(&mut versions));
+                writing = Some(self.write(std::mem::take(&mut batch), flush));
                 records = 0;
             }
             if idle && past {
@@ -150,26 +169,73 @@ impl Load<'_> {
             }
         }
         if records > 0 {
-            loaded += self.write(&batch).await?;
+            if let Some(previous) = writing.take() {
+                loaded += previous.finish().await?;
+                progress(loaded);
+            }
+            writing = Some(self.write(batch, None));
+        }
+        if let Some(last) = writing {
+            loaded += last.finish().await?;
             progress(loaded);
         }
-        Ok(loaded)
+        Ok(Loaded {
+            events: loaded,
+            versions,
+        })
     }
 
-    /// Writes one batch in one transaction; the events it applied.
-    async fn write(&self, batch: &Batch) -> Result<u64, Error> {
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        self.store.write(&tx, self.name, batch).await?;
-        tx.commit().await?;
-        Ok(batch.events() as u64)
+    /// Starts writing one batch (and `versions`, when given) in one
+    /// transaction, on a task of its own.
+    fn write(&self, batch: Batch, versions: Option<Versions>) -> Writing {
+        let (pool, store, name) = (self.pool.clone(), self.store.clone(), self.name.to_owned());
+        Writing(tokio::spawn(async move {
+            let mut client = pool.get().await?;
+            let tx = client.transaction().await?;
+            store.write(&tx, &name, &batch).await?;
+            if let Some(versions) = versions {
+                store.write_versions(&tx, &name, &versions).await?;
+            }
+            tx.commit().await?;
+            Ok(batch.events() as u64)
+        }))
+    }
+}
+
+/// What a bulk load did: the events it applied, and the newest version of
+/// each aggregate it read that it has not written yet.
+pub(super) struct Loaded {
+    pub events: u64,
+    pub versions: Versions,
+}
+
+/// A batch being written; aborted if dropped before it finished (the load
+/// failed or stopped).
+struct Writing(JoinHandle<Result<u64, Error>>);
+
+impl Writing {
+    /// The events the batch applied, once committed.
+    async fn finish(mut self) -> Result<u64, Error> {
+        match (&mut self.0).await {
+            Ok(written) => written,
+            Err(error) => Err(Error::FailedPrecondition(format!(
+                "a bulk write of the rebuild stopped: {error}"
+            ))),
+        }
+    }
+}
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
 /// Adds a record to `batch`: its position always, its aggregate's version
-/// when the envelope names it, and its change when it has one (a record the
-/// live projector would dead-letter changes nothing here either).
-fn add(batch: &mut Batch, message: &impl Message) {
+/// (to `versions`) when the envelope names it, and its change when it has
+/// one (a record the live projector would dead-letter changes nothing here
+/// either).
+fn add(batch: &mut Batch, versions: &mut Versions, message: &impl Message) {
     let (topic, partition, offset) = (message.topic(), message.partition(), message.offset());
     batch.position(topic, partition, offset + 1);
     let Ok(envelope) = EventEnvelope::decode(message.payload().unwrap_or_default()) else {
@@ -182,7 +248,7 @@ fn add(batch: &mut Batch, message: &impl Message) {
         return;
     };
     if !envelope.aggregate_id.is_empty() && envelope.aggregate_version > 0 {
-        batch.version(&envelope.aggregate_id, envelope.aggregate_version);
+        versions.record(&envelope.aggregate_id, envelope.aggregate_version);
     }
     let (Some(payload), Ok(event_id)) = (
         envelope.payload.clone(),

@@ -41,9 +41,8 @@ impl BulkStore {
         }
     }
 
-    /// Writes `batch` in `tx`: its views, timelines, the newest version of
-    /// each aggregate and the positions, as `consumer`. The statements go
-    /// out together (one round trip).
+    /// Writes `batch` in `tx`: its views, timelines and the positions, as
+    /// `consumer`. The statements go out together (one round trip).
     pub async fn write(
         &self,
         tx: &impl GenericClient,
@@ -95,15 +94,6 @@ impl BulkStore {
             tx.execute(&self.payments, &[&ids, &payment_ids, &statuses, &versions])
                 .await
         };
-        let versions = async {
-            let (ids, versions): (Vec<&str>, Vec<i64>) = batch
-                .versions
-                .iter()
-                .map(|(id, v)| (id.as_str(), to_db(*v)))
-                .unzip();
-            tx.execute(&self.versions, &[&consumer, &ids, &versions])
-                .await
-        };
         let positions = async {
             let mut topics = Vec::new();
             let mut partitions = Vec::new();
@@ -116,8 +106,59 @@ impl BulkStore {
             tx.execute(&self.positions, &[&consumer, &topics, &partitions, &next])
                 .await
         };
-        tokio::try_join!(timeline, orders, payments, versions, positions)?;
+        tokio::try_join!(timeline, orders, payments, positions)?;
         Ok(())
+    }
+
+    /// Writes the newest version of each aggregate in `versions`, as
+    /// `consumer`, in chunks (each one statement).
+    pub async fn write_versions(
+        &self,
+        tx: &impl GenericClient,
+        consumer: &str,
+        versions: &Versions,
+    ) -> Result<(), Error> {
+        let all: Vec<(&str, i64)> = versions
+            .0
+            .iter()
+            .map(|(id, v)| (id.as_str(), to_db(*v)))
+            .collect();
+        for chunk in all.chunks(VERSIONS_CHUNK) {
+            let (ids, versions): (Vec<&str>, Vec<i64>) = chunk.iter().copied().unzip();
+            tx.execute(&self.versions, &[&consumer, &ids, &versions])
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Version rows per statement.
+const VERSIONS_CHUNK: usize = 10_000;
+
+/// The newest version of each aggregate seen.
+#[derive(Debug, Default)]
+pub struct Versions(HashMap<String, u64>);
+
+impl Versions {
+    /// Records that `aggregate` reached `version` (an event with no change
+    /// for the view moves it too).
+    pub fn record(&mut self, aggregate: &str, version: u64) {
+        match self.0.get_mut(aggregate) {
+            Some(newest) => *newest = (*newest).max(version),
+            None => {
+                self.0.insert(aggregate.to_owned(), version);
+            }
+        }
+    }
+
+    /// Aggregates recorded.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether none was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
@@ -128,8 +169,6 @@ pub struct Batch {
     orders: HashMap<Uuid, OrderFold>,
     /// Per order: payment id, status, version (the newest).
     payments: HashMap<Uuid, (Uuid, &'static str, u64)>,
-    /// Per aggregate: its newest version.
-    versions: HashMap<String, u64>,
     /// Per partition: the offset after the newest record.
     positions: HashMap<(String, i32), i64>,
     events: usize,
@@ -229,13 +268,6 @@ impl Batch {
                 }
             }
         }
-    }
-
-    /// Records that `aggregate` reached `version` (an event with no change
-    /// for the view moves it too).
-    pub fn version(&mut self, aggregate: &str, version: u64) {
-        let newest = self.versions.entry(aggregate.to_owned()).or_default();
-        *newest = (*newest).max(version);
     }
 
     /// Records that the partition's records before `next` are in the batch.
