@@ -274,7 +274,9 @@ impl Inner {
                 );
                 // Usually the load has everything the live view has by now:
                 // then it swaps in without a projector to start and stop.
-                match self.swap_if_covered(shadow).await {
+                // So the check is made once, under the swap's locks (when
+                // it misses, projector writes waited for one check).
+                match self.try_swap(shadow).await {
                     Ok(Some(checksums)) => {
                         self.wakeups.wake_all();
                         return self.forget(id, name, Ok(checksums)).await;
@@ -420,15 +422,6 @@ impl Inner {
         shadow.swap(&tx).await?;
         tx.commit().await?;
         Ok(Some((rebuilt, live)))
-    }
-
-    /// Swaps in at once if the shadow has everything the live view has.
-    async fn swap_if_covered(&self, shadow: &Shadow) -> Result<Option<(String, String)>, Error> {
-        if self.shadow_covers_live(shadow).await? {
-            self.try_swap(shadow).await
-        } else {
-            Ok(None)
-        }
     }
 
     /// The swap's check, without holding anything.
