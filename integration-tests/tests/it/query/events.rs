@@ -18,19 +18,8 @@ use tonic::Code;
 use uuid::Uuid;
 
 use super::support::{
-    envelope, order_events, produce, projection_status, query_view, until_caught_up,
+    envelope, order_events, produce, projection_status, query_view, reserved, until_caught_up,
 };
-
-fn reserved(order_id: Uuid, quantity: u32) -> Payload {
-    Payload::OrderReserved(pb::OrderReserved {
-        order_id: order_id.to_string(),
-        amount: Some(Money {
-            currency: "EUR".into(),
-            amount_minor: 250 * i64::from(quantity),
-        }),
-        payment_method: "pm_ok".into(),
-    })
-}
 
 fn confirmed(order_id: Uuid, payment_id: Uuid) -> Payload {
     Payload::OrderConfirmed(pb::OrderConfirmed {

@@ -9,7 +9,7 @@ use std::{
 
 use orderly::{
     kafka::ORDER_TOPIC,
-    proto::v1::{self as pb, OrderStatus, RebuildRequest, RebuildState, event_envelope::Payload},
+    proto::v1::{self as pb, OrderStatus, RebuildRequest, RebuildState},
     status::violated_fields,
 };
 use orderly_integration_tests::{TestDatabase, TestPlatform, TopicRecord, eventually};
@@ -17,8 +17,8 @@ use tonic::Code;
 use uuid::Uuid;
 
 use super::support::{
-    SAGA_WAIT, create, order_events, projection_status, query_view, stock, until_caught_up,
-    until_status,
+    SAGA_WAIT, create, order_events, projection_status, query_view, reserved, stock,
+    until_caught_up, until_status,
 };
 
 async fn rebuild(platform: &TestPlatform, projection: &str) -> Result<String, tonic::Status> {
@@ -124,7 +124,7 @@ async fn a_rebuild_that_lacks_an_event_of_the_live_view_goes_on_with_a_projector
     let orders: Vec<Uuid> = (0..ORDERS).map(|_| Uuid::now_v7()).collect();
     let events: Vec<Vec<pb::EventEnvelope>> = orders
         .iter()
-        .map(|order| order_events(*order, "c-follow", 1, at, &[reserved(*order)]))
+        .map(|order| order_events(*order, "c-follow", 1, at, &[reserved(*order, 1)]))
         .collect();
     let records = |step: usize| -> Vec<TopicRecord> {
         orders
@@ -193,17 +193,6 @@ async fn a_rebuild_that_lacks_an_event_of_the_live_view_goes_on_with_a_projector
         reserved, ORDERS as i64,
         "every order's second event, in the rebuilt view"
     );
-}
-
-fn reserved(order_id: Uuid) -> Payload {
-    Payload::OrderReserved(pb::OrderReserved {
-        order_id: order_id.to_string(),
-        amount: Some(pb::Money {
-            currency: "EUR".into(),
-            amount_minor: 250,
-        }),
-        payment_method: "pm_ok".into(),
-    })
 }
 
 /// The checksum a swap compares, over the tables its `{views}` and

@@ -119,6 +119,19 @@ pub fn order_events(
         .collect()
 }
 
+/// What OrderReserved says of an order of `quantity` × 2.50 (as
+/// [`order_events`] creates it).
+pub fn reserved(order_id: Uuid, quantity: u32) -> Payload {
+    Payload::OrderReserved(pb::OrderReserved {
+        order_id: order_id.to_string(),
+        amount: Some(pb::Money {
+            currency: "EUR".into(),
+            amount_minor: 250 * i64::from(quantity),
+        }),
+        payment_method: "pm_ok".into(),
+    })
+}
+
 /// Produces `events` to the platform's `base` topic, keyed by `key` (the
 /// order id) and with the headers the relay sets.
 pub async fn produce(platform: &TestPlatform, base: &str, key: Uuid, events: &[EventEnvelope]) {
