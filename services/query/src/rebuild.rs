@@ -36,7 +36,7 @@ use crate::{
     consume::{Projector, SCHEMA, TOPICS},
     error::Error,
     service::Views,
-    store::{self, BulkStore, Shadow, Store, Tables, Versions},
+    store::{self, BulkStore, Shadow, Store, Tables},
     wake::Wakeups,
 };
 
@@ -286,7 +286,7 @@ impl Inner {
                 }
                 // The projector goes on from the load's positions, and
                 // tells duplicates and gaps by the versions it left.
-                if let Err(error) = self.write_versions(&load, &loaded.versions).await {
+                if let Err(error) = load.write_versions(&loaded.versions).await {
                     return self.forget(id, name, Err(error)).await;
                 }
                 tracing::info!(
@@ -307,23 +307,6 @@ impl Inner {
             Err(error) => Err(error),
         };
         self.forget(id, name, result).await
-    }
-
-    /// Writes the versions a bulk load kept, in one transaction.
-    async fn write_versions(
-        &self,
-        load: &bulk::Load<'_>,
-        versions: &Versions,
-    ) -> Result<(), Error> {
-        if versions.is_empty() {
-            return Ok(());
-        }
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        store::allow_long_statements(&tx).await?;
-        load.store.write_versions(&tx, load.name, versions).await?;
-        tx.commit().await?;
-        Ok(())
     }
 
     /// Deletes the rebuild's bookkeeping rows (best effort: they only take

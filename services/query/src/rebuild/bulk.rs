@@ -28,7 +28,7 @@ use uuid::Uuid;
 use crate::{
     consume::change_of,
     error::Error,
-    store::{Batch, BulkStore, Versions},
+    store::{self, Batch, BulkStore, Versions},
 };
 
 /// Records per batch (one transaction) at most: large enough that a
@@ -112,8 +112,7 @@ impl Load<'_> {
         let mut versions = Versions::default();
         let mut records = 0;
         let mut loaded = 0u64;
-        // The batch being written while the next one is read: one at a
-        // time, so batches commit in the order they were read.
+        // The batch being written while the next one is read.
         let mut writing: Option<Writing> = None;
         // Past the watermarks, what already arrives is loaded too (brokers
         // that report the start of the last batch as the watermark leave
@@ -153,15 +152,13 @@ impl Load<'_> {
                 Err(_) => true,
             };
             if records > 0 {
-                if let Some(previous) = writing.take() {
-                    loaded += previous.finish().await?;
-                    progress(loaded);
-                }
                 // Versions are kept for the projector that may follow the
                 // load; past a bound they are written with the batch.
                 let flush =
                     (versions.len() >= VERSIONS_HELD).then(|| std::mem::take(&mut versions));
-                writing = Some(self.write(std::mem::take(&mut batch), flush));
+                let next = (std::mem::take(&mut batch), flush);
+                loaded += self.write_next(&mut writing, Some(next)).await?;
+                progress(loaded);
                 records = 0;
             }
             if idle && past {
@@ -169,20 +166,44 @@ impl Load<'_> {
             }
         }
         if records > 0 {
-            if let Some(previous) = writing.take() {
-                loaded += previous.finish().await?;
-                progress(loaded);
-            }
-            writing = Some(self.write(batch, None));
+            loaded += self.write_next(&mut writing, Some((batch, None))).await?;
         }
-        if let Some(last) = writing {
-            loaded += last.finish().await?;
-            progress(loaded);
-        }
+        loaded += self.write_next(&mut writing, None).await?;
+        progress(loaded);
         Ok(Loaded {
             events: loaded,
             versions,
         })
+    }
+
+    /// Waits until the batch being written (if any) committed, then starts
+    /// writing `next`: one write at a time, so batches commit in the order
+    /// they were read. Returns the events the finished batch applied.
+    async fn write_next(
+        &self,
+        writing: &mut Option<Writing>,
+        next: Option<(Batch, Option<Versions>)>,
+    ) -> Result<u64, Error> {
+        let done = match writing.take() {
+            Some(previous) => previous.finish().await?,
+            None => 0,
+        };
+        *writing = next.map(|(batch, versions)| self.write(batch, versions));
+        Ok(done)
+    }
+
+    /// Writes the versions the load kept (see [`Loaded`]), in one
+    /// transaction.
+    pub(super) async fn write_versions(&self, versions: &Versions) -> Result<(), Error> {
+        if versions.is_empty() {
+            return Ok(());
+        }
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        store::allow_long_statements(&tx).await?;
+        self.store.write_versions(&tx, self.name, versions).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Starts writing one batch (and `versions`, when given) in one
