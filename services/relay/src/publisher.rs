@@ -219,7 +219,7 @@ pub struct Failure {
 }
 
 impl Failure {
-    fn new(id: i64, error: KafkaError) -> Self {
+    pub(crate) fn new(id: i64, error: KafkaError) -> Self {
         let fault = Fault::of(&error);
         Self { id, error, fault }
     }

@@ -22,7 +22,7 @@ use futures::{StreamExt, stream};
 use orderly::proto::v1::RelayRole;
 use tokio::sync::mpsc;
 use tokio_postgres::AsyncMessage;
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::AbortOnDropHandle};
 
 use crate::{
     config::Config,
@@ -284,6 +284,16 @@ async fn session(
     orderly::postgres::apply_session_settings(&mut pg_config, &settings.postgres);
     pg_config.connect_timeout(CONNECT_TIMEOUT);
     let (client, connection) = orderly::postgres::connect(&pg_config, &settings.postgres).await?;
+    // Marks go on a connection of their own, so a mark being written never
+    // holds up the next read.
+    let (marker, marker_connection) =
+        orderly::postgres::connect(&pg_config, &settings.postgres).await?;
+    let marker_source = state.name.clone();
+    let marker_connection = AbortOnDropHandle::new(tokio::spawn(async move {
+        if let Err(error) = marker_connection.await {
+            tracing::warn!(source = %marker_source, %error, "relay marker connection failed");
+        }
+    }));
     let (wake, mut woken) = mpsc::channel(1);
     // The connection must be polled for notifications to arrive; it stops
     // when the client is dropped, which ends the session.
@@ -295,6 +305,7 @@ async fn session(
         state.owned.clone(),
     ));
     let session = Session::prepare(client, &state.queries).await?;
+    let marker = Session::prepare(marker, &state.queries).await?;
     // Listen before the first read, so no insert can slip between the two.
     session.listen().await?;
     backoff.reset();
@@ -303,13 +314,16 @@ async fn session(
         state,
         settings,
         session: &session,
+        marker: &marker,
         membership,
         buckets,
         woken: &mut woken,
         publisher,
         backoff,
     };
-    relay.run(shutdown).await
+    let result = relay.run(shutdown).await;
+    drop(marker_connection);
+    result
 }
 
 /// Polls the connection, forwarding this source's notifications for the

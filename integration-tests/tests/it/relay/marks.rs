@@ -1,11 +1,14 @@
 //! Delivered rows are marked published together, `ORDERLY_RELAY_MARK_INTERVAL_MS`
-//! after the first of them came back, each as of its own delivery.
+//! after the first of them came back, each as of its own delivery, on a
+//! connection of their own: a mark being written holds up no read.
 
 use orderly::kafka::ORDER_TOPIC;
 use orderly_integration_tests::{Component, TestKafka, TestPlatform, eventually};
 use uuid::Uuid;
 
-use super::support::{Relay, WAIT, kafka, until_active, write_event};
+use super::support::{
+    Relay, WAIT, consume, count, kafka, until_active, until_drained, write_event,
+};
 
 /// Long enough that the second row is delivered before the first row's mark
 /// is due, however slow the machine.
@@ -78,4 +81,81 @@ async fn delivered_rows_are_marked_together_as_of_their_delivery() {
         published[0] < published[1],
         "published_at {published:?} does not follow the deliveries' order"
     );
+}
+
+#[tokio::test]
+async fn rows_keep_flowing_while_a_mark_waits_for_a_lock() {
+    let platform = TestPlatform::builder()
+        .relay_with(|config| {
+            config.sources = vec!["orders".into()];
+            // Long leases and statements: the grants must outlast the mark
+            // that waits, and the mark must not give up before the test's
+            // deadline (a relay whose reads waited for it would then catch
+            // up after a reconnection).
+            config.lease_ttl_ms = 60_000;
+            config.postgres.statement_timeout_ms = 60_000;
+        })
+        .start()
+        .await;
+    let relay = Relay::of(&platform, Component::Relay);
+    until_active(&relay, "orders").await;
+    let db = platform.db.client().await;
+    let first = write_event(&db, "orders", ORDER_TOPIC, Uuid::now_v7(), 1).await;
+    until_drained(&relay, "orders", WAIT).await;
+
+    // Hold the leases: a mark (which takes them FOR SHARE) waits.
+    let mut holder = platform.db.client().await;
+    let lock = holder.transaction().await.expect("begin");
+    lock.execute(
+        "SELECT 1 FROM orders.leases WHERE lease_group = 'orderly-relay' FOR UPDATE",
+        &[],
+    )
+    .await
+    .expect("lock the leases");
+    let mut written = vec![first.event_id];
+    for _ in 0..10 {
+        written.push(
+            write_event(&db, "orders", ORDER_TOPIC, Uuid::now_v7(), 1)
+                .await
+                .event_id,
+        );
+    }
+    eventually("a mark to wait for the leases", WAIT, || async {
+        let waiting: i64 = db
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock' \
+                   AND query LIKE '-- Marks delivered rows%'",
+                &[],
+            )
+            .await
+            .expect("pg_stat_activity")
+            .get(0);
+        (waiting > 0).then_some(())
+    })
+    .await;
+    // Rows written while the mark waits are read and published all the
+    // same.
+    for _ in 0..10 {
+        written.push(
+            write_event(&db, "orders", ORDER_TOPIC, Uuid::now_v7(), 1)
+                .await
+                .event_id,
+        );
+    }
+    let received = consume(
+        &kafka(&platform).config,
+        &kafka(&platform).group("marks-wait"),
+        ORDER_TOPIC,
+        written.len(),
+        WAIT,
+    )
+    .await;
+    let ids: std::collections::HashSet<Uuid> = received.iter().map(|r| r.event_id()).collect();
+    assert_eq!(ids, written.iter().copied().collect());
+
+    // The lock goes: every row is marked.
+    lock.rollback().await.expect("release the leases");
+    until_drained(&relay, "orders", WAIT).await;
+    assert_eq!(count(&db, "orders", "published_at IS NULL").await, 0);
 }

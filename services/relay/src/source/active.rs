@@ -9,9 +9,11 @@
 //! waits only for its own previous one, not for a whole batch before it.
 //! Marks are gathered: delivered rows are marked together
 //! `ORDERLY_RELAY_MARK_INTERVAL_MS` after the first of them came back (at
-//! once when a batch's worth waits), overlapping the production of the
-//! others. A delivered row frees its key at once, so the wait costs no
-//! event any latency, and it records the delivery time, not the mark's.
+//! once when a batch's worth waits), one mark at a time on a connection of
+//! its own, so reads go on meanwhile; rows delivered while a mark is being
+//! written wait for the next. A delivered row frees its key at once, so the
+//! wait costs no event any latency, and it records the delivery time, not
+//! the mark's. Each batch is produced on a task of its own.
 //!
 //! Only rows of the buckets this relay owns are read, and marks are fenced
 //! by the buckets' lease epochs: a relay that lost a bucket marks none of
@@ -27,7 +29,7 @@
 //! batches wait out a back-off and the rows are retried, however long the
 //! outage.
 
-use std::{collections::HashSet, sync::atomic::Ordering};
+use std::{collections::HashSet, future::Future, pin::Pin, sync::atomic::Ordering};
 
 use orderly::ownership::Membership;
 use tokio::{sync::mpsc, time::Instant};
@@ -46,14 +48,27 @@ const LINGER_POLL: std::time::Duration = std::time::Duration::from_millis(5);
 use crate::{
     error::Error,
     publisher::{Failure, Fault, Outcome, Publisher},
-    store::{Fence, OutboxRow, Refusal, Session},
+    store::{Delivery, Fence, OutboxRow, Refusal, Session},
 };
+
+/// A mark being written: its rows, the fence it was written under and the
+/// buckets that passed it.
+type Marking<'a> = Pin<Box<dyn Future<Output = Result<Marked, Error>> + Send + 'a>>;
+
+/// A mark written.
+struct Marked {
+    rows: Vec<Delivery>,
+    fence: Fence,
+    fenced_in: Vec<i32>,
+}
 
 /// One session's relaying of a source's owned buckets.
 pub(super) struct Relay<'a> {
     pub state: &'a SourceState,
     pub settings: &'a Settings,
     pub session: &'a Session,
+    /// The connection marks are written on, beside the session's reads.
+    pub marker: &'a Session,
     pub membership: &'a Membership,
     pub buckets: &'a mut Buckets,
     pub woken: &'a mut mpsc::Receiver<()>,
@@ -61,11 +76,12 @@ pub(super) struct Relay<'a> {
     pub backoff: &'a mut Backoff,
 }
 
-impl Relay<'_> {
+impl<'a> Relay<'a> {
     /// Relays until shutdown, or returns the database error that ended the
     /// session.
     pub async fn run(&mut self, shutdown: &CancellationToken) -> Result<(), Error> {
         let (state, settings, session) = (self.state, self.settings, self.session);
+        let mut marking: Option<Marking<'a>> = None;
         let mut topics_ready = false;
         let mut next_prune = Instant::now();
         let mut flight = InFlight::default();
@@ -140,9 +156,12 @@ impl Relay<'_> {
                     continue;
                 }
             }
-            let mark_at = flight.mark_due(settings.mark_interval, settings.batch_size);
+            let mark_at = match marking {
+                Some(_) => None,
+                None => flight.mark_due(settings.mark_interval, settings.batch_size),
+            };
             if mark_at.is_some_and(|at| at <= Instant::now()) {
-                mark(state, session, &mut *self.buckets, &mut flight).await?;
+                marking = Some(self.mark(&mut flight));
                 continue;
             }
             let idle: Vec<i32> = self
@@ -206,12 +225,39 @@ impl Relay<'_> {
                 () = tokio::time::sleep(poll), if !waiting_out => found = true,
                 () = tokio::time::sleep_until(next_prune) => {}
                 () = sleep_until_some(mark_at) => {}
+                marked = async { marking.as_mut().expect("a mark").await }, if marking.is_some() => {
+                    marking = None;
+                    account_mark(state, &mut *self.buckets, &mut flight, &marked?);
+                }
             }
         }
         // Unmarked rows in flight are simply published again by whoever is
         // next; spare it the delivered ones.
         flight.abandon();
-        mark(state, session, &mut *self.buckets, &mut flight).await
+        if let Some(marking) = marking.take() {
+            account_mark(state, &mut *self.buckets, &mut flight, &marking.await?);
+        }
+        if !flight.marking.is_empty() {
+            let marking = self.mark(&mut flight);
+            account_mark(state, &mut *self.buckets, &mut flight, &marking.await?);
+        }
+        Ok(())
+    }
+
+    /// Starts marking the delivered rows waiting, in one statement on the
+    /// marker's connection, fenced by the buckets as owned now.
+    fn mark(&self, flight: &mut InFlight) -> Marking<'a> {
+        let rows = flight.take_marking();
+        let fence = self.buckets.fence();
+        let marker = self.marker;
+        Box::pin(async move {
+            let fenced_in = marker.mark_published(&rows, &fence).await?;
+            Ok(Marked {
+                rows,
+                fence,
+                fenced_in,
+            })
+        })
     }
 
     /// Releases the buckets over this relay's share once none of their rows
@@ -383,20 +429,19 @@ async fn pause_or_shutdown(pause: std::time::Duration, shutdown: &CancellationTo
     }
 }
 
-/// Marks the delivered rows in flight published, in one statement, in the
-/// buckets still owned; rows of a bucket lost meanwhile stay unpublished
-/// for its new owner, and the bucket is read no more.
-async fn mark(
+/// Accounts for a mark written: rows of a bucket lost meanwhile stay
+/// unpublished for its new owner, and the bucket is read no more.
+fn account_mark(
     state: &SourceState,
-    session: &Session,
     buckets: &mut Buckets,
     flight: &mut InFlight,
-) -> Result<(), Error> {
-    if flight.marking.is_empty() {
-        return Ok(());
-    }
-    let fence = buckets.fence();
-    let fenced_in = session.mark_published(&flight.marking, &fence).await?;
+    marked: &Marked,
+) {
+    let Marked {
+        rows,
+        fence,
+        fenced_in,
+    } = marked;
     let lost: Vec<i32> = fence
         .grants
         .iter()
@@ -407,8 +452,7 @@ async fn mark(
         tracing::warn!(source = %state.name, buckets = ?lost, "relay buckets taken by another relay");
         buckets.give_up(&lost);
     }
-    let fenced = flight
-        .marking
+    let fenced = rows
         .iter()
         .filter(|row| !fenced_in.contains(&row.bucket))
         .count();
@@ -421,9 +465,8 @@ async fn mark(
             "delivered rows not marked: their buckets passed to another relay, which publishes them again"
         );
     }
-    state.record_published(flight.marking.len() - fenced);
+    state.record_published(rows.len() - fenced);
     flight.marked();
-    Ok(())
 }
 
 /// Waits until `at`; for ever when there is nothing to wait for.

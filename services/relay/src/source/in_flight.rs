@@ -4,19 +4,25 @@ use std::{
     collections::{HashMap, HashSet},
     future::Future,
     pin::Pin,
+    sync::Arc,
     time::Duration,
 };
 
+use rdkafka::error::KafkaError;
 use tokio::time::Instant;
+use tokio_util::task::AbortOnDropHandle;
 
 use futures::{StreamExt, stream::FuturesUnordered};
 
 use crate::{
-    publisher::{Outcome, Publisher},
+    publisher::{Failure, Outcome, Publisher},
     store::{Delivery, OutboxRow},
 };
 
-type Publishing = Pin<Box<dyn Future<Output = (Vec<OutboxRow>, Outcome)> + Send>>;
+/// A batch's rows, shared by the task producing them and the loop.
+pub(super) type Batch = Arc<[OutboxRow]>;
+
+type Publishing = Pin<Box<dyn Future<Output = (Batch, Outcome)> + Send>>;
 
 /// Rows of the source being produced or marked, and their keys.
 #[derive(Default)]
@@ -28,8 +34,10 @@ pub(super) struct InFlight {
     pub keys: HashSet<String>,
     /// Rows of each bucket being produced or waiting for their mark.
     per_bucket: HashMap<i32, usize>,
-    /// Delivered rows whose mark has not been written yet.
+    /// Delivered rows waiting for their mark.
     pub marking: Vec<Delivery>,
+    /// Delivered rows whose mark is being written.
+    being_marked: Vec<Delivery>,
 }
 
 impl InFlight {
@@ -38,22 +46,37 @@ impl InFlight {
         self.batches.len()
     }
 
-    /// Starts producing `rows`.
+    /// Starts producing `rows` on a task of its own: enqueueing a batch's
+    /// records (spans, headers, the producer's copy) then takes another
+    /// core than the loop's reads and marks. Dropping the batch (see
+    /// [`Self::abandon`]) stops the task.
     pub fn start(&mut self, publisher: &Publisher, rows: Vec<OutboxRow>) {
         for row in &rows {
             self.ids.insert(row.id);
             self.keys.insert(row.partition_key.clone());
             *self.per_bucket.entry(row.bucket).or_default() += 1;
         }
-        let publisher = publisher.clone();
+        let rows: Batch = rows.into();
+        let task = AbortOnDropHandle::new(tokio::spawn({
+            let (publisher, rows) = (publisher.clone(), rows.clone());
+            async move { publisher.publish(&rows).await }
+        }));
         self.batches.push(Box::pin(async move {
-            let outcome = publisher.publish(&rows).await;
+            // A task that panicked delivered nothing known: every row is
+            // retried, like after a broker failure.
+            let outcome = task.await.unwrap_or_else(|_| Outcome {
+                delivered: Vec::new(),
+                failed: rows
+                    .iter()
+                    .map(|row| Failure::new(row.id, KafkaError::Canceled))
+                    .collect(),
+            });
             (rows, outcome)
         }));
     }
 
     /// The next batch to come back; `None` when none is in flight.
-    pub async fn next(&mut self) -> Option<(Vec<OutboxRow>, Outcome)> {
+    pub async fn next(&mut self) -> Option<(Batch, Outcome)> {
         self.batches.next().await
     }
 
@@ -77,9 +100,18 @@ impl InFlight {
         }
     }
 
-    /// The rows in `marking` were marked (or refused by the fence).
+    /// Hands the delivered rows waiting over to a mark; they stay left out
+    /// of reads until [`Self::marked`].
+    pub fn take_marking(&mut self) -> Vec<Delivery> {
+        let rows = std::mem::take(&mut self.marking);
+        self.being_marked.clone_from(&rows);
+        rows
+    }
+
+    /// The rows handed to the last mark were marked (or refused by the
+    /// fence).
     pub fn marked(&mut self) {
-        for delivered in std::mem::take(&mut self.marking) {
+        for delivered in std::mem::take(&mut self.being_marked) {
             self.done(delivered.bucket);
         }
     }
@@ -115,7 +147,12 @@ impl InFlight {
         self.ids
             .iter()
             .copied()
-            .chain(self.marking.iter().map(|delivered| delivered.id))
+            .chain(
+                self.marking
+                    .iter()
+                    .chain(&self.being_marked)
+                    .map(|delivered| delivered.id),
+            )
             .collect()
     }
 
