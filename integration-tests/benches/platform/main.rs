@@ -19,7 +19,8 @@
 //! - `ORDERLY_BENCH_CONCURRENCY`: concurrent clients (default 16).
 //! - `ORDERLY_BENCH_RELAY_MAX_IN_FLIGHT`: the relay's batches in flight per
 //!   source in the saga and relay sections (default: the relay's default),
-//!   to compare.
+//!   to compare; `ORDERLY_BENCH_RELAY_BATCH_SIZE` likewise for the rows
+//!   per batch, in the relay section.
 //! - `ORDERLY_KAFKA_FETCH_WAIT_MS`: the consumers' fetch wait (default: the
 //!   platform's), to compare.
 //! - `ORDERLY_BENCH_STATEMENTS`: a file; section `cost` writes there what
@@ -126,6 +127,12 @@ impl Settings {
 /// (`ORDERLY_BENCH_RELAY_MAX_IN_FLIGHT`, an A/B knob).
 pub fn relay_max_in_flight() -> Option<usize> {
     orderly_integration_tests::env_number("ORDERLY_BENCH_RELAY_MAX_IN_FLIGHT")
+}
+
+/// The relays' rows per batch, when the run sets it
+/// (`ORDERLY_BENCH_RELAY_BATCH_SIZE`, an A/B knob).
+pub fn relay_batch_size() -> Option<usize> {
+    orderly_integration_tests::env_number("ORDERLY_BENCH_RELAY_BATCH_SIZE")
 }
 
 /// Figures one section measures and a later one uses.

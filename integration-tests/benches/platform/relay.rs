@@ -157,6 +157,9 @@ fn relay_defaults(c: &mut orderly_relay::Config) {
     if let Some(n) = crate::relay_max_in_flight() {
         c.max_in_flight = n;
     }
+    if let Some(n) = crate::relay_batch_size() {
+        c.batch_size = n;
+    }
 }
 
 /// Starts `relays` relays on `db`'s outbox and waits until nothing is
