@@ -25,6 +25,10 @@ fn takeover_bound() -> Duration {
     consumer_runtime().lease_ttl() * 2 + Duration::from_secs(5)
 }
 
+/// How long killing a replica waits for its tasks (and their Kafka
+/// clients) to be dropped.
+const KILL_WAIT: Duration = Duration::from_secs(10);
+
 /// A replica running on a runtime of its own, so that it can be killed
 /// outright (every task dropped, no clean stop), as SIGKILL would.
 struct Replica {
@@ -74,7 +78,14 @@ impl Replica {
     /// Every task of the replica dropped at once: nothing is released.
     fn kill(&mut self) {
         if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
+            // Every task is dropped at once, as SIGKILL would. Waiting until
+            // they are gone (on a thread of its own: this one may run a
+            // runtime) means no consumer of this replica still fetches when
+            // the test's topics are deleted, which takes the whole process
+            // down (see orderly_integration_tests' topic cleanup).
+            std::thread::spawn(move || runtime.shutdown_timeout(KILL_WAIT))
+                .join()
+                .expect("the replica's runtime stops");
         }
     }
 }
