@@ -137,16 +137,23 @@ async fn a_relay_killed_mid_batch_loses_nothing() {
     init_logging();
     // The rows are all written before the first relay starts.
     let db = TestDatabase::create().await;
-    let client = db.client().await;
+    let mut client = db.client().await;
     let mut written = HashSet::new();
-    for _ in 0..1_000 {
+    let fill = client.transaction().await.expect("begin");
+    for _ in 0..3_000 {
         written.insert(
-            write_event(&client, "orders", ORDER_TOPIC, Uuid::now_v7(), 1)
+            write_event(&fill, "orders", ORDER_TOPIC, Uuid::now_v7(), 1)
                 .await
                 .event_id,
         );
     }
-    let small_batches = |config: &mut orderly_relay::Config| config.batch_size = 20;
+    fill.commit().await.expect("commit the rows");
+    // Small batches, one at a time: the drain takes hundreds of broker
+    // round trips, so the kill lands in the middle of it.
+    let small_batches = |config: &mut orderly_relay::Config| {
+        config.batch_size = 5;
+        config.max_in_flight = 1;
+    };
     let mut platform = TestPlatform::builder()
         .database(db)
         .relay_with(small_batches)
@@ -171,7 +178,7 @@ async fn a_relay_killed_mid_batch_loses_nothing() {
         &kafka.config,
         &kafka.group("crash"),
         ORDER_TOPIC,
-        1_000,
+        written.len(),
         WAIT,
     )
     .await;
