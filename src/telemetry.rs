@@ -17,7 +17,14 @@
 //! requests to events and on to the next call, but nothing leaves the
 //! process.
 
-use std::{io::IsTerminal, sync::OnceLock, time::Duration};
+use std::{
+    io::IsTerminal,
+    sync::{
+        OnceLock,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{SpanExporter, WithExportConfig};
@@ -38,6 +45,15 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The provider [`init`] installed, for [`shutdown`].
 static INSTALLED: OnceLock<SdkTracerProvider> = OnceLock::new();
+
+/// Whether the provider [`init`] installed exports spans; see [`exporting`].
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process exports spans to a collector (set once, by the
+/// first [`init`]). Work done per record may skip spans nobody will see.
+pub fn exporting() -> bool {
+    EXPORTING.load(Ordering::Relaxed)
+}
 
 /// Where traces go, read from the standard `OTEL_*` variables.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -189,6 +205,7 @@ pub fn init_with(config: &TracingConfig) -> Telemetry {
     );
     opentelemetry::global::set_tracer_provider(provider.clone());
     let _ = INSTALLED.set(provider.clone());
+    EXPORTING.store(exporting, Ordering::Relaxed);
     Telemetry {
         provider: Some(provider),
         exporting,

@@ -68,7 +68,9 @@ async fn events_arrive_keyed_with_headers_and_in_version_order() {
             record.headers["aggregate_version"],
             sent.version.to_string()
         );
-        assert!(record.headers["traceparent"].starts_with("00-"));
+        // No span exporter in this process: the relay builds no span of
+        // its own, and the record carries the writer's context as stored.
+        assert_eq!(record.headers["traceparent"], sent.traceparent);
         let envelope = EventEnvelope::decode(record.payload.as_slice()).expect("an envelope");
         assert_eq!(envelope.aggregate_version, sent.version);
         versions

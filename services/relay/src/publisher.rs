@@ -1,7 +1,10 @@
 //! Produces outbox rows to Kafka with an idempotent producer, waits for
-//! every delivery and tells which rows failed and whose fault it was. Each
-//! record is a producer span in the trace its row carries, and the record's
-//! `traceparent` names that span, so consumers continue from it.
+//! every delivery and tells which rows failed and whose fault it was. When
+//! the process exports spans, each record is a producer span in the trace
+//! its row carries, and the record's `traceparent` names that span, so
+//! consumers continue from it; otherwise the row's own trace context goes
+//! out as stored (consumers continue from the writer's span), and no span
+//! is built for a record nobody would see.
 
 use std::time::Duration;
 
@@ -100,10 +103,12 @@ impl Publisher {
     pub async fn publish(&self, rows: &[OutboxRow]) -> Outcome {
         let mut outcome = Outcome::default();
         let mut pending = Vec::with_capacity(rows.len());
+        let traced = orderly::telemetry::exporting();
         for row in rows {
             let topic = self.kafka.topic(&row.topic);
-            let span = publish_span(&topic, row);
-            let headers = record_headers(row, &TraceContext::of(&span));
+            let span = traced.then(|| publish_span(&topic, row));
+            let trace = span.as_ref().map(TraceContext::of).unwrap_or_default();
+            let headers = record_headers(row, &trace);
             let mut record = FutureRecord::to(&topic)
                 .key(row.partition_key.as_bytes())
                 .payload(&row.payload)
@@ -124,7 +129,7 @@ impl Publisher {
                     // ...): this row fails; a batch holds one row per key,
                     // so skipping it reorders nothing.
                     Err((error, _)) => {
-                        span.record("outcome", "failed");
+                        record_outcome(span.as_ref(), false);
                         outcome.failed.push(Failure::new(row.id, error));
                         break;
                     }
@@ -133,10 +138,9 @@ impl Publisher {
         }
         // Wait for all of them, even after a failure, so that a retry never
         // races records of the failed attempt still queued locally.
-        let (rows, deliveries): (Vec<(i64, Span)>, Vec<_>) = pending.into_iter().unzip();
+        let (rows, deliveries): (Vec<(i64, Option<Span>)>, Vec<_>) = pending.into_iter().unzip();
         for ((id, span), delivery) in rows.into_iter().zip(join_all(deliveries).await) {
-            let delivered = matches!(delivery, Ok(Ok(_)));
-            span.record("outcome", if delivered { "delivered" } else { "failed" });
+            record_outcome(span.as_ref(), matches!(delivery, Ok(Ok(_))));
             match delivery {
                 Ok(Ok(_)) => outcome.delivered.push(id),
                 Ok(Err((error, _))) => outcome.failed.push(Failure::new(id, error)),
@@ -145,6 +149,13 @@ impl Publisher {
         }
         outcome.failed.sort_by_key(|failure| failure.id);
         outcome
+    }
+}
+
+/// Notes on a record's span, if it has one, whether it was delivered.
+fn record_outcome(span: Option<&Span>, delivered: bool) {
+    if let Some(span) = span {
+        span.record("outcome", if delivered { "delivered" } else { "failed" });
     }
 }
 

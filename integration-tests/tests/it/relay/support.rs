@@ -102,6 +102,8 @@ pub struct Written {
     pub order_id: Uuid,
     pub version: u64,
     pub payload: Vec<u8>,
+    /// The trace context stored with the row.
+    pub traceparent: String,
 }
 
 /// Writes an order event into `<source>.outbox` as a service would inside
@@ -132,11 +134,16 @@ pub async fn write_event<C: GenericClient>(
     };
     envelope.occurred_at.get_or_insert_default().seconds = 1_790_000_000;
     let payload = envelope.encode_to_vec();
+    let traceparent = format!(
+        "00-{}-{}-01",
+        Uuid::new_v4().simple(),
+        &Uuid::new_v4().simple().to_string()[..16]
+    );
     let headers = serde_json::json!({
         "event_type": "OrderCreated",
         "event_id": event_id.to_string(),
         "aggregate_version": version.to_string(),
-        "traceparent": format!("00-{}-{}-01", Uuid::new_v4().simple(), &Uuid::new_v4().simple().to_string()[..16]),
+        "traceparent": traceparent,
     });
     db.execute(
         &format!(
@@ -152,6 +159,7 @@ pub async fn write_event<C: GenericClient>(
         order_id,
         version,
         payload,
+        traceparent,
     }
 }
 
