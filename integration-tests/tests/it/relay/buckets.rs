@@ -13,7 +13,8 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::support::{
-    Relay, WAIT, Written, consume, consume_until, count, kafka, metric, until_drained, write_event,
+    Relay, WAIT, Written, consume, consume_until, count, kafka, metric, until_a_mark_waits,
+    until_drained, write_event,
 };
 
 /// The test platform's relay lease (`lease_ttl_ms`).
@@ -197,20 +198,7 @@ async fn a_relay_whose_buckets_were_taken_while_its_mark_waited_marks_nothing() 
         let event = write_event(&writer, "orders", ORDER_TOPIC, Uuid::now_v7(), 1).await;
         late.insert(event.event_id);
     }
-    eventually("the relay's mark to wait for the leases", WAIT, || async {
-        let waiting: i64 = writer
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity \
-                 WHERE datname = current_database() AND application_name = 'orderly-relay:orders' \
-                   AND wait_event_type = 'Lock' AND query LIKE '-- Marks delivered rows%'",
-                &[],
-            )
-            .await
-            .expect("pg_stat_activity")
-            .get(0);
-        (waiting > 0).then_some(())
-    })
-    .await;
+    until_a_mark_waits(&writer).await;
     // Another member, live for an hour, takes every bucket under a new
     // epoch meanwhile.
     takeover

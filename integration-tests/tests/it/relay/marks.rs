@@ -7,7 +7,8 @@ use orderly_integration_tests::{Component, TestKafka, TestPlatform, eventually};
 use uuid::Uuid;
 
 use super::support::{
-    Relay, WAIT, consume, count, kafka, until_active, until_drained, write_event,
+    Relay, WAIT, consume, count, kafka, until_a_mark_waits, until_active, until_drained,
+    write_event,
 };
 
 /// Long enough that the second row is delivered before the first row's mark
@@ -120,20 +121,7 @@ async fn rows_keep_flowing_while_a_mark_waits_for_a_lock() {
                 .event_id,
         );
     }
-    eventually("a mark to wait for the leases", WAIT, || async {
-        let waiting: i64 = db
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity \
-                 WHERE datname = current_database() AND wait_event_type = 'Lock' \
-                   AND query LIKE '-- Marks delivered rows%'",
-                &[],
-            )
-            .await
-            .expect("pg_stat_activity")
-            .get(0);
-        (waiting > 0).then_some(())
-    })
-    .await;
+    until_a_mark_waits(&db).await;
     // Rows written while the mark waits are read and published all the
     // same.
     for _ in 0..10 {

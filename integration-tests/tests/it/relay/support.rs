@@ -106,6 +106,25 @@ pub struct Written {
     pub traceparent: String,
 }
 
+/// Waits until one of the test database's relay marks waits for a lock
+/// (the test holds the relay leases).
+pub async fn until_a_mark_waits(db: &tokio_postgres::Client) {
+    eventually("a relay mark to wait for the leases", WAIT, || async {
+        let waiting: i64 = db
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND application_name = 'orderly-relay:orders' \
+                   AND wait_event_type = 'Lock' AND query LIKE '-- Marks delivered rows%'",
+                &[],
+            )
+            .await
+            .expect("pg_stat_activity")
+            .get(0);
+        (waiting > 0).then_some(())
+    })
+    .await;
+}
+
 /// Writes an order event into `<source>.outbox` as a service would inside
 /// its transaction: a real envelope, key = order id, flat string headers.
 pub async fn write_event<C: GenericClient>(
