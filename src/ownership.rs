@@ -72,7 +72,15 @@ pub struct Round {
     pub surplus: Vec<Grant>,
     /// Until when the grants may be used without another round.
     pub valid_until: Instant,
+    /// Whether this member holds fewer than its fair share: the rest are
+    /// still held by others, who release them once their work on them
+    /// stops. A member may then run its next round sooner, to take them as
+    /// soon as they come free.
+    pub wanting: bool,
 }
+
+/// A round's outcome: owned, surplus, and whether under the fair share.
+type Shares = (Vec<Grant>, Vec<Grant>, bool);
 
 /// Who owns one slot, for operators.
 #[derive(Debug, Clone)]
@@ -220,15 +228,16 @@ impl Membership {
                     "waiting for a database connection from the pool"
                 })
             })??;
-        let (owned, surplus) = round;
+        let (owned, surplus, wanting) = round;
         Ok(Round {
             owned,
             surplus,
             valid_until: started + self.ttl,
+            wanting,
         })
     }
 
-    async fn round_inner(&self, slots: i32) -> Result<(Vec<Grant>, Vec<Grant>), OwnershipError> {
+    async fn round_inner(&self, slots: i32) -> Result<Shares, OwnershipError> {
         let mut session = self.session.lock().await;
         let mut client = match session.take() {
             Some(client) => client,
@@ -246,7 +255,7 @@ impl Membership {
         &self,
         client: &mut deadpool_postgres::Object,
         slots: i32,
-    ) -> Result<(Vec<Grant>, Vec<Grant>), OwnershipError> {
+    ) -> Result<Shares, OwnershipError> {
         let ttl_ms = i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX);
         let tx = client.transaction().await?;
         if self.ensured.load(Ordering::Relaxed) != slots {
@@ -293,7 +302,8 @@ impl Membership {
         owned.sort_by_key(|g| g.slot);
         let keep = usize::try_from(quota.max(0)).unwrap_or(usize::MAX);
         let surplus = owned.iter().skip(keep).copied().collect();
-        Ok((owned, surplus))
+        let wanting = owned.len() < keep;
+        Ok((owned, surplus, wanting))
     }
 
     /// Gives `slots` back (their work has stopped); whoever is under its

@@ -441,3 +441,32 @@ fn record(aggregate: &str, version: u64) -> TopicRecord {
         ..Default::default()
     }
 }
+
+#[tokio::test]
+async fn a_member_under_its_share_says_so_until_the_holder_releases_the_rest() {
+    let db = TestDatabase::create().await;
+    let pool = orderly::postgres::pool(&db.config).expect("pool");
+    let ttl = Duration::from_secs(30);
+    let first = Membership::new(pool.clone(), "orders", "wanting-test", ttl);
+    let round = first.round(4).await.expect("the first member's round");
+    assert_eq!(round.owned.len(), 4, "{round:?}");
+    assert!(!round.wanting, "the only member holds its share");
+
+    // A second member joins: every slot is held, so it owns none of its
+    // two and wants them.
+    let second = Membership::new(pool, "orders", "wanting-test", ttl);
+    let round = second.round(4).await.expect("the second member's round");
+    assert!(round.owned.is_empty(), "{round:?}");
+    assert!(round.wanting, "{round:?}");
+
+    // The holder sees its surplus and releases it; the next round of the
+    // second member takes it and wants no more.
+    let round = first.round(4).await.expect("the holder's round");
+    assert_eq!(round.surplus.len(), 2, "{round:?}");
+    assert!(!round.wanting);
+    let surplus: Vec<i32> = round.surplus.iter().map(|g| g.slot).collect();
+    first.release(&surplus).await.expect("release");
+    let round = second.round(4).await.expect("the second member's round");
+    assert_eq!(round.owned.len(), 2, "{round:?}");
+    assert!(!round.wanting, "{round:?}");
+}

@@ -17,6 +17,9 @@ use crate::store::{self, Fence};
 /// The lease group of the relays in each source's schema.
 pub const RELAY_GROUP: &str = "orderly-relay";
 
+/// How many rounds a relay under its fair share makes per usual round.
+const WANTING_ROUNDS: u32 = 10;
+
 /// What the last successful round granted.
 #[derive(Debug, Clone)]
 pub struct Lease {
@@ -52,6 +55,7 @@ pub async fn keep(
     let mut buckets = None;
     let mut failing = false;
     while !stop.is_cancelled() {
+        let mut pause = membership.round_interval();
         let outcome = match buckets {
             Some(count) => membership.round(count).await.map_err(|e| e.to_string()),
             None => match bucket_count(&membership).await {
@@ -64,6 +68,13 @@ pub async fn keep(
         };
         match outcome {
             Ok(round) => {
+                if round.wanting {
+                    // Buckets of this relay's share are still with another,
+                    // which releases them once its rows in flight are marked:
+                    // ask again soon rather than a third of a lease later (a
+                    // joining relay otherwise left them unread meanwhile).
+                    pause = membership.round_interval() / WANTING_ROUNDS;
+                }
                 if failing {
                     tracing::info!(source = %state.name, "relay leases renewed again");
                     failing = false;
@@ -107,7 +118,7 @@ pub async fn keep(
         }
         tokio::select! {
             () = stop.cancelled() => {}
-            () = tokio::time::sleep(membership.round_interval()) => {}
+            () = tokio::time::sleep(pause) => {}
         }
     }
 }
