@@ -15,6 +15,7 @@ use crate::error::Error;
 
 const FETCH_ALL: &str = include_str!("store/fetch_all.sql");
 const FETCH_BUCKETS: &str = include_str!("store/fetch_buckets.sql");
+const NOT_BEHIND_SET_ASIDE: &str = include_str!("store/not_behind_set_aside.sql");
 const MARK: &str = include_str!("store/mark_published.sql");
 const BACKLOG: &str = include_str!("store/backlog.sql");
 const PRUNE: &str = include_str!("store/prune_published.sql");
@@ -182,7 +183,11 @@ impl Queries {
     /// Queries on `<source>.outbox`; `source` must be a validated identifier.
     pub fn new(source: &str) -> Self {
         let table = format!("{source}.outbox");
-        let splice = |sql: &str| sql.replace("{outbox}", &table).replace("{schema}", source);
+        let splice = |sql: &str| {
+            sql.replace("{not_behind_set_aside}", NOT_BEHIND_SET_ASIDE)
+                .replace("{outbox}", &table)
+                .replace("{schema}", source)
+        };
         Self {
             fetch_all: splice(FETCH_ALL),
             fetch_buckets: splice(FETCH_BUCKETS),
@@ -522,6 +527,7 @@ mod tests {
             assert!(sql.contains("payments.outbox"), "{sql}");
             assert!(!sql.contains("{outbox}"), "{sql}");
             assert!(!sql.contains("{schema}"), "{sql}");
+            assert!(!sql.contains("{not_behind_set_aside}"), "{sql}");
         }
     }
 

@@ -12,21 +12,6 @@ WHERE published_at IS NULL
   AND set_aside_at IS NULL
   AND bucket = ANY($3::integer[])
   AND id NOT IN (SELECT unnest($2::bigint[]))
-  AND (
-      -- Evaluated once per read: with no row set aside (the usual case)
-      -- the per-row probe below is skipped.
-      NOT (SELECT EXISTS (
-          SELECT 1 FROM {outbox}
-          WHERE set_aside_at IS NOT NULL AND published_at IS NULL
-      ))
-      OR NOT EXISTS (
-          SELECT 1
-          FROM {outbox} AS aside
-          WHERE aside.set_aside_at IS NOT NULL
-            AND aside.published_at IS NULL
-            AND aside.partition_key = o.partition_key
-            AND aside.id < o.id
-      )
-  )
+  AND {not_behind_set_aside}
 ORDER BY id
 LIMIT $1
