@@ -79,6 +79,10 @@ pub struct Round {
     pub wanting: bool,
 }
 
+/// How many rounds a member under its fair share (see [`Round::wanting`])
+/// makes per usual round.
+pub const WANTING_ROUNDS: u32 = 10;
+
 /// A round's outcome: owned, surplus, and whether under the fair share.
 type Shares = (Vec<Grant>, Vec<Grant>, bool);
 

@@ -17,9 +17,6 @@ use crate::store::{self, Fence};
 /// The lease group of the relays in each source's schema.
 pub const RELAY_GROUP: &str = "orderly-relay";
 
-/// How many rounds a relay under its fair share makes per usual round.
-const WANTING_ROUNDS: u32 = 10;
-
 /// What the last successful round granted.
 #[derive(Debug, Clone)]
 pub struct Lease {
@@ -73,7 +70,7 @@ pub async fn keep(
                     // which releases them once its rows in flight are marked:
                     // ask again soon rather than a third of a lease later (a
                     // joining relay otherwise left them unread meanwhile).
-                    pause = membership.round_interval() / WANTING_ROUNDS;
+                    pause = membership.round_interval() / orderly::ownership::WANTING_ROUNDS;
                 }
                 if failing {
                     tracing::info!(source = %state.name, "relay leases renewed again");
