@@ -81,7 +81,7 @@ pub struct Round {
 
 /// How many rounds a member under its fair share (see [`Round::wanting`])
 /// makes per usual round.
-pub const WANTING_ROUNDS: u32 = 10;
+const WANTING_ROUNDS: u32 = 10;
 
 /// A round's outcome: owned, surplus, and whether under the fair share.
 type Shares = (Vec<Grant>, Vec<Grant>, bool);
@@ -207,6 +207,19 @@ impl Membership {
     /// does not lose it.
     pub fn round_interval(&self) -> Duration {
         self.ttl / 3
+    }
+
+    /// When to run the round after `round`: the usual interval, or a tenth
+    /// of it while the member is under its fair share with the rest still
+    /// held by others, which release them once their work on them stops
+    /// (so the member takes them within a few hundred milliseconds, not up
+    /// to a round later, while their work waits for an owner).
+    pub fn next_round_in(&self, round: &Round) -> Duration {
+        if round.wanting {
+            self.round_interval() / WANTING_ROUNDS
+        } else {
+            self.round_interval()
+        }
     }
 
     /// The fence of a grant of this member.

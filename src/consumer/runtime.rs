@@ -188,14 +188,7 @@ pub(crate) async fn run<H: Handler>(
             Ok(round) => {
                 failures = 0;
                 valid_until = round.valid_until;
-                if round.wanting {
-                    // Partitions of this replica's share are still with
-                    // another, which releases them once its work on them
-                    // stops: ask again soon, not a third of a lease later.
-                    rounds.reset_after(
-                        membership.round_interval() / crate::ownership::WANTING_ROUNDS,
-                    );
-                }
+                rounds.reset_after(membership.next_round_in(&round));
                 let context = Context {
                     pipeline: &pipeline,
                     consumer: &consumer,

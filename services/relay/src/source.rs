@@ -289,7 +289,8 @@ async fn session(
     let (marker, marker_connection) =
         orderly::postgres::connect(&pg_config, &settings.postgres).await?;
     let marker_source = state.name.clone();
-    let marker_connection = AbortOnDropHandle::new(tokio::spawn(async move {
+    // Held until the session ends, which stops the connection's task.
+    let _marker_connection = AbortOnDropHandle::new(tokio::spawn(async move {
         if let Err(error) = marker_connection.await {
             tracing::warn!(source = %marker_source, %error, "relay marker connection failed");
         }
@@ -321,9 +322,7 @@ async fn session(
         publisher,
         backoff,
     };
-    let result = relay.run(shutdown).await;
-    drop(marker_connection);
-    result
+    relay.run(shutdown).await
 }
 
 /// Polls the connection, forwarding this source's notifications for the

@@ -458,6 +458,7 @@ async fn a_member_under_its_share_says_so_until_the_holder_releases_the_rest() {
     let round = second.round(4).await.expect("the second member's round");
     assert!(round.owned.is_empty(), "{round:?}");
     assert!(round.wanting, "{round:?}");
+    assert!(second.next_round_in(&round) < second.round_interval());
 
     // The holder sees its surplus and releases it; the next round of the
     // second member takes it and wants no more.
@@ -469,4 +470,5 @@ async fn a_member_under_its_share_says_so_until_the_holder_releases_the_rest() {
     let round = second.round(4).await.expect("the second member's round");
     assert_eq!(round.owned.len(), 2, "{round:?}");
     assert!(!round.wanting, "{round:?}");
+    assert_eq!(second.next_round_in(&round), second.round_interval());
 }

@@ -65,13 +65,7 @@ pub async fn keep(
         };
         match outcome {
             Ok(round) => {
-                if round.wanting {
-                    // Buckets of this relay's share are still with another,
-                    // which releases them once its rows in flight are marked:
-                    // ask again soon rather than a third of a lease later (a
-                    // joining relay otherwise left them unread meanwhile).
-                    pause = membership.round_interval() / orderly::ownership::WANTING_ROUNDS;
-                }
+                pause = membership.next_round_in(&round);
                 if failing {
                     tracing::info!(source = %state.name, "relay leases renewed again");
                     failing = false;
