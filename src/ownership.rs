@@ -216,10 +216,18 @@ impl Membership {
     /// to a round later, while their work waits for an owner).
     pub fn next_round_in(&self, round: &Round) -> Duration {
         if round.wanting {
-            self.round_interval() / WANTING_ROUNDS
+            self.soonest_round_in()
         } else {
             self.round_interval()
         }
+    }
+
+    /// The shortest pause between two rounds: a member told that the
+    /// shares changed (another joined under its share, or released slots)
+    /// rounds again no sooner than this after its last round, so members
+    /// telling each other cannot make rounds run back to back.
+    pub fn soonest_round_in(&self) -> Duration {
+        self.round_interval() / WANTING_ROUNDS
     }
 
     /// The fence of a grant of this member.

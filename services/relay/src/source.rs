@@ -15,7 +15,7 @@ use std::{
 
 use deadpool_postgres::Pool;
 use orderly::ownership::{Grant, Membership};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, stream};
@@ -28,7 +28,7 @@ use crate::{
     config::Config,
     error::Error,
     publisher::Publisher,
-    store::{CHANNEL, Queries, RETRY_SUFFIX, Session},
+    store::{self, CHANNEL, Queries, RETRY_SUFFIX, SHARES_SUFFIX, Session},
 };
 use lease::{Buckets, Lease, RELAY_GROUP};
 pub use orderly::backoff::Backoff;
@@ -57,6 +57,10 @@ pub struct SourceState {
     /// Set when RetrySetAside put rows back in line; the active loop takes
     /// it. Shared with the task that reads the session's notifications.
     retry_requested: Arc<AtomicBool>,
+    /// Signalled when another relay of the source said the shares of its
+    /// buckets changed; the lease keeper then rounds without waiting out
+    /// its interval. Shared with the task that reads the notifications.
+    shares_changed: Arc<Notify>,
     last_published_at: Mutex<Option<DateTime<Utc>>>,
 }
 
@@ -75,6 +79,7 @@ impl SourceState {
             refused_attempts: AtomicU64::new(0),
             set_aside: AtomicU64::new(0),
             retry_requested: Arc::new(AtomicBool::new(false)),
+            shares_changed: Arc::new(Notify::new()),
             last_published_at: Mutex::new(None),
         }
     }
@@ -257,11 +262,30 @@ pub async fn run(
     };
     tokio::join!(keeper, relaying);
     let slots: Vec<i32> = state.grants().iter().map(|g| g.slot).collect();
-    if let Err(error) = membership.leave(&slots).await {
-        tracing::warn!(source = %state.name, %error, "cannot hand the relay's buckets over; they pass on when the leases expire");
+    match membership.leave(&slots).await {
+        // The others take the buckets at once rather than at their next round.
+        Ok(()) => tell_shares_changed(&state.name, &membership).await,
+        Err(error) => {
+            tracing::warn!(source = %state.name, %error, "cannot hand the relay's buckets over; they pass on when the leases expire");
+        }
     }
     state.set_owned(&[]);
     state.set_role(RelayRole::Unspecified);
+}
+
+/// Tells the source's other relays that the shares changed, on a pooled
+/// connection. Only a hint (each still rounds on its interval), so a
+/// failure is logged at debug level and otherwise ignored.
+pub(crate) async fn tell_shares_changed(source: &str, membership: &Membership) {
+    let told = match membership.pool().get().await {
+        Ok(client) => store::notify_shares(&client, source)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(error) => Err(error.to_string()),
+    };
+    if let Err(error) = told {
+        tracing::debug!(%source, %error, "cannot tell the other relays the shares changed");
+    }
 }
 
 /// One database session: connect, listen, relay the owned buckets.
@@ -302,8 +326,11 @@ async fn session(
         connection,
         state.name.clone(),
         wake,
-        state.retry_requested.clone(),
-        state.owned.clone(),
+        Signals {
+            retry_requested: state.retry_requested.clone(),
+            shares_changed: state.shares_changed.clone(),
+            owned: state.owned.clone(),
+        },
     ));
     let session = Session::prepare(client, &state.queries).await?;
     let marker = Session::prepare(marker, &state.queries).await?;
@@ -325,30 +352,49 @@ async fn session(
     relay.run(shutdown).await
 }
 
-/// Polls the connection, forwarding this source's notifications for the
-/// buckets in `owned` as wake-ups; a retry notification also raises
-/// `retry_requested`.
+/// What the notifications of a session raise besides wake-ups.
+struct Signals {
+    /// Raised by a retry notification.
+    retry_requested: Arc<AtomicBool>,
+    /// Signalled by a notification that the shares changed.
+    shares_changed: Arc<Notify>,
+    /// The buckets whose rows' notifications wake this relay.
+    owned: Arc<AtomicU64>,
+}
+
+/// Polls the connection, forwarding this source's notifications for its
+/// owned buckets as wake-ups; a retry notification also raises
+/// `retry_requested`, and one that the shares changed tells the lease
+/// keeper.
 async fn drive<S, T>(
     connection: tokio_postgres::Connection<S, T>,
     source: String,
     wake: mpsc::Sender<()>,
-    retry_requested: Arc<AtomicBool>,
-    owned: Arc<AtomicU64>,
+    signals: Signals,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let mut connection = connection;
     let retry = format!("{source}{RETRY_SUFFIX}");
+    let shares = format!("{source}{SHARES_SUFFIX}");
     let mut messages = stream::poll_fn(move |cx| connection.poll_message(cx));
     while let Some(message) = messages.next().await {
         match message {
+            // Also this relay's own (it cannot tell them apart): the keeper
+            // spaces its rounds, so that costs at most one early round.
             Ok(AsyncMessage::Notification(n))
-                if n.channel() == CHANNEL && concerns(n.payload(), &source, &retry, &owned) =>
+                if n.channel() == CHANNEL && n.payload() == shares =>
+            {
+                signals.shares_changed.notify_one();
+            }
+            Ok(AsyncMessage::Notification(n))
+                if n.channel() == CHANNEL
+                    && concerns(n.payload(), &source, &retry, &signals.owned) =>
             {
                 if n.payload() == retry {
                     // Before the wake-up, so the woken loop sees it.
-                    retry_requested.store(true, Ordering::Relaxed);
+                    signals.retry_requested.store(true, Ordering::Relaxed);
                 }
                 // A full channel already holds a wake-up; one is enough.
                 let _ = wake.try_send(());

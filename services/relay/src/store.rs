@@ -23,6 +23,7 @@ const RECORD_FAILURES: &str = include_str!("store/record_failures.sql");
 const LIST_SET_ASIDE: &str = include_str!("store/list_set_aside.sql");
 const RETRY_SET_ASIDE: &str = include_str!("store/retry_set_aside.sql");
 const NOTIFY_RETRY: &str = include_str!("store/notify_retry.sql");
+const NOTIFY_SHARES: &str = include_str!("store/notify_shares.sql");
 const BUCKET_BACKLOG: &str = include_str!("store/bucket_backlog.sql");
 const BUCKETS: &str = include_str!("store/buckets.sql");
 const SESSION_SETTINGS: &str = include_str!("store/session_settings.sql");
@@ -37,6 +38,10 @@ pub const CHANNEL: &str = "orderly_outbox";
 
 /// The suffix of a notification payload that announces retried rows.
 pub const RETRY_SUFFIX: &str = ":retry";
+
+/// The suffix of a notification payload that tells a source's relays the
+/// shares of its buckets changed ([`notify_shares`]).
+pub const SHARES_SUFFIX: &str = ":shares";
 
 /// A row the broker refused for a reason of its own.
 #[derive(Debug, Clone)]
@@ -275,6 +280,14 @@ pub async fn list_set_aside(
         .collect()
 }
 
+/// Tells `source`'s relays that the shares of its buckets changed, so each
+/// runs its next lease round now rather than when it is due.
+pub async fn notify_shares<C: GenericClient>(client: &C, source: &str) -> Result<(), Error> {
+    let statement = client.prepare_cached(NOTIFY_SHARES).await?;
+    client.query_one(&statement, &[&source]).await?;
+    Ok(())
+}
+
 /// Puts the set-aside rows `ids` (all of them when empty) back in line and
 /// tells the source's active relay, within the caller's transaction (the
 /// notification goes out when it commits). Returns the ids put back.
@@ -329,6 +342,13 @@ impl Session {
             sleep: client.prepare(&queries.sleep).await?,
             client,
         })
+    }
+
+    /// Tells the source's relays that the shares of its buckets changed
+    /// ([`notify_shares`]).
+    pub async fn notify_shares(&self, source: &str) -> Result<(), Error> {
+        self.client.query_one(NOTIFY_SHARES, &[&source]).await?;
+        Ok(())
     }
 
     /// Subscribes this session to outbox notifications.

@@ -163,6 +163,44 @@ async fn two_relays_split_the_buckets_and_a_killed_ones_are_taken_over_with_noth
 }
 
 #[tokio::test]
+async fn a_joining_relay_gets_its_share_long_before_the_holders_next_round() {
+    // Rounds every 20 s: without being told, the holder would notice the
+    // newcomer only at its next round, seconds after the deadline below.
+    let long_leases = |config: &mut orderly_relay::Config| {
+        orders_only(config);
+        config.lease_ttl_ms = 60_000;
+    };
+    let mut platform = TestPlatform::builder()
+        .relay_with(long_leases)
+        .start()
+        .await;
+    let one = Relay::of(&platform, Component::Relay);
+    eventually("the first relay to own every bucket", WAIT, || async {
+        (owned(&one).await == BUCKETS).then_some(())
+    })
+    .await;
+    let joined_at = Instant::now();
+    let two = platform.add_relay(long_leases).await;
+    let two = Relay::of(&platform, two);
+    // The newcomer says it wants its share; the holder rounds, releases its
+    // surplus and says so; the newcomer claims it (rounds spaced by a
+    // tenth of the interval, 2 s).
+    eventually(
+        "the relays to split the buckets",
+        Duration::from_secs(8),
+        || async {
+            let split = (owned(&one).await, owned(&two).await);
+            (split == (BUCKETS / 2, BUCKETS / 2)).then_some(())
+        },
+    )
+    .await;
+    println!(
+        "split {:?} after the second relay started",
+        joined_at.elapsed()
+    );
+}
+
+#[tokio::test]
 async fn a_relay_whose_buckets_were_taken_while_its_mark_waited_marks_nothing() {
     let platform = TestPlatform::builder()
         .relay_with(|config| {

@@ -261,8 +261,8 @@ impl<'a> Relay<'a> {
     }
 
     /// Releases the buckets over this relay's share once none of their rows
-    /// is in flight; whoever is under its share claims them at its next
-    /// round. A failed release only leaves them until the lease expires.
+    /// is in flight, and says so: whoever is under its share claims them at
+    /// once. A failed release only leaves them until the lease expires.
     async fn hand_over(&mut self, idle: Vec<i32>) {
         if idle.is_empty() {
             return;
@@ -271,6 +271,11 @@ impl<'a> Relay<'a> {
             Ok(()) => {
                 tracing::info!(source = %self.state.name, buckets = ?idle, "relay buckets handed over");
                 self.buckets.give_up(&idle);
+                // Whoever is under its share takes them at once rather than
+                // at its next round. Only a hint: a failure changes nothing.
+                if let Err(error) = self.session.notify_shares(&self.state.name).await {
+                    tracing::debug!(source = %self.state.name, %error, "cannot tell the other relays the shares changed");
+                }
             }
             Err(error) => {
                 tracing::warn!(source = %self.state.name, %error, buckets = ?idle, "cannot release relay buckets; they pass on when their leases expire");

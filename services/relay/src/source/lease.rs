@@ -1,6 +1,7 @@
 //! A source's buckets held under leases (`orderly::ownership`): a keeper
-//! task renews and claims them every third of the lease, and the relay loop
-//! publishes only what the latest grant lets it.
+//! task renews and claims them every third of the lease, and at once when
+//! another relay says the shares changed; the relay loop publishes only
+//! what the latest grant lets it.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -52,6 +53,7 @@ pub async fn keep(
     let mut buckets = None;
     let mut failing = false;
     while !stop.is_cancelled() {
+        let started = Instant::now();
         let mut pause = membership.round_interval();
         let outcome = match buckets {
             Some(count) => membership.round(count).await.map_err(|e| e.to_string()),
@@ -66,6 +68,11 @@ pub async fn keep(
         match outcome {
             Ok(round) => {
                 pause = membership.next_round_in(&round);
+                if round.wanting {
+                    // The holders would notice this relay only at their
+                    // next rounds, up to an interval away.
+                    super::tell_shares_changed(&state.name, &membership).await;
+                }
                 if failing {
                     tracing::info!(source = %state.name, "relay leases renewed again");
                     failing = false;
@@ -110,6 +117,15 @@ pub async fn keep(
         tokio::select! {
             () = stop.cancelled() => {}
             () = tokio::time::sleep(pause) => {}
+            // Another relay joined, released or left: round again now, or
+            // as soon as the spacing between rounds allows.
+            () = state.shares_changed.notified() => {
+                let soonest = started + membership.soonest_round_in();
+                tokio::select! {
+                    () = stop.cancelled() => {}
+                    () = tokio::time::sleep_until(soonest) => {}
+                }
+            }
         }
     }
 }
