@@ -70,8 +70,13 @@ pub async fn keep(
                 pause = membership.next_round_in(&round);
                 if round.wanting {
                     // The holders would notice this relay only at their
-                    // next rounds, up to an interval away.
-                    super::tell_shares_changed(&state.name, &membership).await;
+                    // next rounds, up to an interval away. Told on a task of
+                    // its own: a pooled connection may be slow to come, and
+                    // the rounds must not wait for one.
+                    let (source, membership) = (state.name.clone(), membership.clone());
+                    tokio::spawn(async move {
+                        super::tell_shares_changed(&source, &membership).await;
+                    });
                 }
                 if failing {
                     tracing::info!(source = %state.name, "relay leases renewed again");
