@@ -1,7 +1,10 @@
 //! Postgres settings, connection pool, dedicated sessions, TLS, session
 //! settings and error classification.
 
+mod shared;
 mod tls;
+
+pub use self::shared::SharedConnections;
 
 use std::{fmt, str::FromStr, time::Duration};
 

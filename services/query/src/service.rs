@@ -6,6 +6,7 @@ use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
+use orderly::postgres::SharedConnections;
 use rdkafka::consumer::BaseConsumer;
 use tokio::{sync::mpsc, time::Instant};
 use tokio_util::sync::CancellationToken;
@@ -52,6 +53,8 @@ pub struct ProjectionReport {
 #[derive(Clone)]
 pub struct Views {
     pool: Pool,
+    /// GetOrder's reads, pipelined on a few connections of `pool`.
+    point_reads: Arc<SharedConnections>,
     store: Store,
     wakeups: Wakeups,
     tokens: PageTokens,
@@ -77,7 +80,9 @@ impl Views {
         topics: Vec<String>,
         shutdown: CancellationToken,
     ) -> Self {
+        let shared = SharedConnections::count_for(pool.status().max_size);
         Self {
+            point_reads: Arc::new(SharedConnections::new(pool.clone(), shared)),
             pool,
             store: Store::new(&Tables::live()),
             wakeups,
@@ -88,9 +93,11 @@ impl Views {
         }
     }
 
+    /// One order's view: a one-row read, so on a shared connection
+    /// (see [`SharedConnections`]).
     async fn load(&self, order_id: Uuid) -> Result<Option<OrderView>, Error> {
-        let client = self.pool.get().await?;
-        Ok(self.store.load(&client, order_id).await?)
+        let client = self.point_reads.get().await?;
+        Ok(self.store.load(&*client, order_id).await?)
     }
 
     /// The view of `order_id` once it has reached `min_version`, waiting at

@@ -13,7 +13,7 @@ use orderly::{
     },
     status::violated_fields,
 };
-use orderly_integration_tests::TestPlatform;
+use orderly_integration_tests::{TestPlatform, eventually};
 use tonic::Code;
 use uuid::Uuid;
 
@@ -447,4 +447,49 @@ async fn a_malformed_event_is_dead_lettered_and_the_rest_flows() {
         "{}",
         letters[0].error
     );
+}
+
+#[tokio::test]
+async fn get_order_reads_on_after_its_database_connections_are_cut() {
+    let platform = TestPlatform::builder().query().start().await;
+    let order = Uuid::now_v7();
+    let events = order_events(order, "c-cut", 1, SystemTime::now(), &[]);
+    produce(&platform, ORDER_TOPIC, order, &events).await;
+    let id = order.to_string();
+    query_view(&platform, &id, 1, Duration::from_secs(30))
+        .await
+        .expect("the view");
+    // Many at once: they share (and pipeline on) a few connections.
+    let reads = (0..64).map(|_| query_view(&platform, &id, 0, Duration::from_secs(10)));
+    for read in futures::future::join_all(reads).await {
+        read.expect("a concurrent read");
+    }
+
+    let admin = platform.db.client().await;
+    let cut: i64 = admin
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .expect("cut the service's connections")
+        .get(0);
+    assert!(cut > 0, "the service had no connection to cut");
+    // A read on a connection being cut may fail, as unavailable; then the
+    // cut connections are replaced and every read succeeds again.
+    eventually("twenty reads in a row", Duration::from_secs(15), || async {
+        for _ in 0..20 {
+            match query_view(&platform, &id, 0, Duration::from_secs(5)).await {
+                Ok(response) => assert_eq!(
+                    response.order.expect("view").order.expect("order").version,
+                    1
+                ),
+                Err(status) if status.code() == Code::Unavailable => return None,
+                Err(status) => panic!("a read failed otherwise than unavailable: {status:?}"),
+            }
+        }
+        Some(())
+    })
+    .await;
 }
