@@ -108,6 +108,7 @@ impl App {
         let topics = TOPICS.iter().map(|t| self.config.kafka.topic(t)).collect();
         let views = Views::new(
             self.pool.clone(),
+            self.config.point_read_connections,
             wakeups.clone(),
             PageTokens::new(&self.config.page_token_secret),
             Arc::new(broker),

@@ -27,6 +27,11 @@ pub struct Config {
     /// `ORDERLY_CONSUMER_BACKOFF_MAX_MS`: cap of the back-off between
     /// retries of an event that failed transiently.
     pub consumer_backoff_max_ms: u64,
+    /// `ORDERLY_QUERY_POINT_READ_CONNECTIONS`: how many of the pool's
+    /// connections GetOrder and WatchOrder share for their one-row reads,
+    /// pipelining concurrent callers' statements (at most half the pool;
+    /// the rest serves the projector and ListOrders). 1..=16.
+    pub point_read_connections: usize,
     /// The database holding schema `query`.
     pub postgres: PostgresConfig,
     /// Where order and payment events are consumed from.
@@ -51,6 +56,7 @@ impl std::fmt::Debug for Config {
             .field("metrics_addr", &self.metrics_addr)
             .field("page_token_secret", &secret)
             .field("consumer_backoff_max_ms", &self.consumer_backoff_max_ms)
+            .field("point_read_connections", &self.point_read_connections)
             .field("postgres", &self.postgres)
             .field("kafka", &self.kafka)
             .field("consumer", &self.consumer)
@@ -66,6 +72,7 @@ impl Default for Config {
             metrics_addr: SocketAddr::from(([127, 0, 0, 1], 9154)),
             page_token_secret: DEV_PAGE_TOKEN_SECRET.to_owned(),
             consumer_backoff_max_ms: 10_000,
+            point_read_connections: 2,
             postgres: PostgresConfig::default(),
             kafka: KafkaConfig::default(),
             consumer: RuntimeConfig::default(),
@@ -84,6 +91,7 @@ impl Config {
             metrics_addr: var("QUERY_METRICS_ADDR", d.metrics_addr)?,
             page_token_secret: var("QUERY_PAGE_TOKEN_SECRET", d.page_token_secret)?,
             consumer_backoff_max_ms: var("CONSUMER_BACKOFF_MAX_MS", d.consumer_backoff_max_ms)?,
+            point_read_connections: var("QUERY_POINT_READ_CONNECTIONS", d.point_read_connections)?,
             postgres: PostgresConfig::from_env()?,
             kafka: KafkaConfig::from_env()?,
             consumer: RuntimeConfig::from_env()?,
@@ -99,6 +107,12 @@ impl Config {
             return Err(ConfigError::invalid(
                 "CONSUMER_BACKOFF_MAX_MS",
                 "must be above 0",
+            ));
+        }
+        if !(1..=16).contains(&self.point_read_connections) {
+            return Err(ConfigError::invalid(
+                "QUERY_POINT_READ_CONNECTIONS",
+                format!("must be 1..=16, got {}", self.point_read_connections),
             ));
         }
         if self.page_token_secret.trim().is_empty() {
@@ -128,6 +142,23 @@ mod tests {
     #[test]
     fn the_defaults_are_valid() {
         Config::default().validate().expect("valid defaults");
+    }
+
+    #[test]
+    fn point_read_connections_are_bounded_and_name_their_variable() {
+        for count in [0, 17] {
+            let config = Config {
+                point_read_connections: count,
+                ..Config::default()
+            };
+            let error = config.validate().expect_err("out of bounds");
+            assert!(
+                error
+                    .to_string()
+                    .contains("ORDERLY_QUERY_POINT_READ_CONNECTIONS"),
+                "{error}"
+            );
+        }
     }
 
     #[test]

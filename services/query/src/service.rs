@@ -70,17 +70,20 @@ impl std::fmt::Debug for Views {
 }
 
 impl Views {
-    /// Reads from `pool`, woken by `wakeups`; `broker` answers high
-    /// watermarks of `topics`; waits and streams end at `shutdown`.
+    /// Reads from `pool` (one-row reads on `point_read_connections` of
+    /// it, shared), woken by `wakeups`; `broker` answers high watermarks
+    /// of `topics`; waits and streams end at `shutdown`.
     pub fn new(
         pool: Pool,
+        point_read_connections: usize,
         wakeups: Wakeups,
         tokens: PageTokens,
         broker: Arc<BaseConsumer>,
         topics: Vec<String>,
         shutdown: CancellationToken,
     ) -> Self {
-        let shared = SharedConnections::count_for(pool.status().max_size);
+        // At most half the pool: the projector and ListOrders need the rest.
+        let shared = point_read_connections.min(pool.status().max_size / 2);
         Self {
             point_reads: Arc::new(SharedConnections::new(pool.clone(), shared)),
             pool,
