@@ -29,8 +29,9 @@ pub struct Config {
     pub consumer_backoff_max_ms: u64,
     /// `ORDERLY_QUERY_POINT_READ_CONNECTIONS`: how many of the pool's
     /// connections GetOrder and WatchOrder share for their one-row reads,
-    /// pipelining concurrent callers' statements (at most half the pool;
-    /// the rest serves the projector and ListOrders). 1..=16.
+    /// pipelining concurrent callers' statements (at most half of the pool
+    /// less the connection the lease rounds keep, so none below three; the
+    /// rest serves the projector and ListOrders). 1..=16.
     pub point_read_connections: usize,
     /// The database holding schema `query`.
     pub postgres: PostgresConfig,

@@ -493,3 +493,27 @@ async fn get_order_reads_on_after_its_database_connections_are_cut() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_query_service_with_a_small_pool_still_projects_and_reads() {
+    // Two connections: the lease rounds keep one, none is shared. Three:
+    // one is shared, one is left for the projector.
+    for pool_size in [2, 3] {
+        let platform = TestPlatform::builder()
+            .query_with(move |config| config.postgres.database_pool_size = pool_size)
+            .start()
+            .await;
+        let order = Uuid::now_v7();
+        let events = order_events(order, "c-small", 1, SystemTime::now(), &[]);
+        produce(&platform, ORDER_TOPIC, order, &events).await;
+        let id = order.to_string();
+        let response = query_view(&platform, &id, 1, Duration::from_secs(30))
+            .await
+            .unwrap_or_else(|status| panic!("pool of {pool_size}: {status:?}"));
+        assert!(response.current, "pool of {pool_size}");
+        let reads = (0..16).map(|_| query_view(&platform, &id, 0, Duration::from_secs(10)));
+        for read in futures::future::join_all(reads).await {
+            read.unwrap_or_else(|status| panic!("pool of {pool_size}: {status:?}"));
+        }
+    }
+}
