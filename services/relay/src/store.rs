@@ -282,9 +282,9 @@ pub async fn list_set_aside(
 
 /// Tells `source`'s relays that the shares of its buckets changed, so each
 /// runs its next lease round now rather than when it is due.
-pub async fn notify_shares<C: GenericClient>(client: &C, source: &str) -> Result<(), Error> {
-    let statement = client.prepare_cached(NOTIFY_SHARES).await?;
-    client.query_one(&statement, &[&source]).await?;
+pub async fn notify_shares(client: &Client, source: &str) -> Result<(), Error> {
+    let payload = format!("{source}{SHARES_SUFFIX}");
+    client.query_one(NOTIFY_SHARES, &[&payload]).await?;
     Ok(())
 }
 
@@ -347,8 +347,7 @@ impl Session {
     /// Tells the source's relays that the shares of its buckets changed
     /// ([`notify_shares`]).
     pub async fn notify_shares(&self, source: &str) -> Result<(), Error> {
-        self.client.query_one(NOTIFY_SHARES, &[&source]).await?;
-        Ok(())
+        notify_shares(&self.client, source).await
     }
 
     /// Subscribes this session to outbox notifications.
