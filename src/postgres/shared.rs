@@ -23,7 +23,8 @@ use deadpool_postgres::{Object, Pool, PoolError};
 use tokio::sync::Mutex;
 
 /// Connections taken from a pool and kept, each shared by every caller
-/// that picks it (in turn); a closed one is replaced at its next use.
+/// that picks it (in turn); a closed one is replaced at its next use. With
+/// none to keep, each caller takes a pooled connection of its own.
 #[derive(Debug)]
 pub struct SharedConnections {
     pool: Pool,
@@ -32,12 +33,12 @@ pub struct SharedConnections {
 }
 
 impl SharedConnections {
-    /// Up to `count` (at least one) connections of `pool`, taken at first
-    /// use and kept out of it from then on.
+    /// `count` connections of `pool`, taken at first use and kept out of
+    /// it from then on (none: every caller takes one of the pool's).
     pub fn new(pool: Pool, count: usize) -> Self {
         Self {
             pool,
-            slots: (0..count.max(1)).map(|_| Mutex::new(None)).collect(),
+            slots: (0..count).map(|_| Mutex::new(None)).collect(),
             next: AtomicUsize::new(0),
         }
     }
@@ -45,6 +46,10 @@ impl SharedConnections {
     /// The next connection in turn, opened (or replaced, if it closed)
     /// now if need be.
     pub async fn get(&self) -> Result<Arc<Object>, PoolError> {
+        if self.slots.is_empty() {
+            // Back to the pool once the caller drops it.
+            return Ok(Arc::new(self.pool.get().await?));
+        }
         let slot = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
         let mut held = self.slots[slot].lock().await;
         match held.as_ref() {

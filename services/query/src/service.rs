@@ -53,10 +53,9 @@ pub struct ProjectionReport {
 #[derive(Clone)]
 pub struct Views {
     pool: Pool,
-    /// GetOrder's reads, pipelined on a few connections of `pool`; none
-    /// when the pool is too small to lend one (its reads then take
-    /// connections of their own).
-    point_reads: Option<Arc<SharedConnections>>,
+    /// GetOrder's reads, pipelined on a few connections of `pool` (none
+    /// when the pool is too small to lend one: each read then takes one).
+    point_reads: Arc<SharedConnections>,
     store: Store,
     wakeups: Wakeups,
     tokens: PageTokens,
@@ -89,8 +88,7 @@ impl Views {
         // ListOrders need the rest.
         let shared = point_read_connections.min(pool.status().max_size.saturating_sub(1) / 2);
         Self {
-            point_reads: (shared > 0)
-                .then(|| Arc::new(SharedConnections::new(pool.clone(), shared))),
+            point_reads: Arc::new(SharedConnections::new(pool.clone(), shared)),
             pool,
             store: Store::new(&Tables::live()),
             wakeups,
@@ -104,16 +102,8 @@ impl Views {
     /// One order's view: a one-row read, so on a shared connection
     /// (see [`SharedConnections`]).
     async fn load(&self, order_id: Uuid) -> Result<Option<OrderView>, Error> {
-        match &self.point_reads {
-            Some(shared) => {
-                let client = shared.get().await?;
-                Ok(self.store.load(&*client, order_id).await?)
-            }
-            None => {
-                let client = self.pool.get().await?;
-                Ok(self.store.load(&client, order_id).await?)
-            }
-        }
+        let client = self.point_reads.get().await?;
+        Ok(self.store.load(&*client, order_id).await?)
     }
 
     /// The view of `order_id` once it has reached `min_version`, waiting at
