@@ -135,7 +135,7 @@ async fn raw_produce(kafka: &KafkaConfig, records: &[Record]) -> anyhow::Result<
         loop {
             match producer.send_result(next) {
                 // Awaited at once: the rest are only queued meanwhile.
-                Ok(delivery) if deliveries.is_empty() && first.is_none() => {
+                Ok(delivery) if first.is_none() => {
                     first = Some(tokio::spawn(
                         async move { (delivery.await, Instant::now()) },
                     ));
