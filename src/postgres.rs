@@ -1,10 +1,14 @@
 //! Postgres settings, connection pool, dedicated sessions, TLS, session
 //! settings and error classification.
 
+mod listen;
 mod shared;
 mod tls;
 
-pub use self::shared::SharedConnections;
+pub use self::{
+    listen::{Heard, listen},
+    shared::SharedConnections,
+};
 
 use std::{fmt, str::FromStr, time::Duration};
 

@@ -11,13 +11,10 @@ mod announce;
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, MutexGuard, PoisonError},
-    time::Duration,
 };
 
-use futures::{StreamExt, stream};
-use orderly::{backoff::Backoff, config::PostgresConfig};
+use orderly::{config::PostgresConfig, postgres::Heard};
 use tokio::sync::watch;
-use tokio_postgres::AsyncMessage;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -25,9 +22,6 @@ pub use self::announce::{Announcer, run as announce};
 
 /// The channel the projector notifies.
 pub const CHANNEL: &str = "orderly_query_view";
-
-/// How long connecting the listening session may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Readers waiting per order; clones share them.
 #[derive(Debug, Clone, Default)]
@@ -121,77 +115,32 @@ impl Drop for Subscription {
 /// back-off; on every (re)connect every reader is woken, since commits made
 /// while nobody listened were not announced.
 pub async fn listen(postgres: PostgresConfig, wakeups: Wakeups, shutdown: CancellationToken) {
-    let mut backoff = Backoff::new(Duration::from_secs(5));
-    while !shutdown.is_cancelled() {
-        let session = session(&postgres, &wakeups, &mut backoff);
-        let error = tokio::select! {
-            () = shutdown.cancelled() => return,
-            error = session => error,
-        };
-        let pause = backoff.next_pause();
-        tracing::warn!(%error, retry_in = ?pause, "query wake-up session ended; reconnecting");
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(pause) => {}
-        }
-    }
-}
-
-/// One listening session; returns why it ended.
-async fn session(postgres: &PostgresConfig, wakeups: &Wakeups, backoff: &mut Backoff) -> String {
-    let mut config = match orderly::postgres::session_config(postgres) {
-        Ok(config) => config,
-        Err(error) => return format!("bad ORDERLY_DATABASE_URL: {error}"),
-    };
-    config.application_name("orderly-query:wake-ups");
-    // A partitioned server must end the session, not leave it silently deaf.
-    orderly::postgres::detect_dead_peers(&mut config);
-    config.connect_timeout(CONNECT_TIMEOUT);
-    let (client, mut connection) = match orderly::postgres::connect(&config, postgres).await {
-        Ok(connected) => connected,
-        Err(error) => return orderly::postgres::describe(&error),
-    };
-    let (ended, mut ended_rx) = tokio::sync::oneshot::channel();
-    let woken = wakeups.clone();
-    // The connection must be polled for notifications to arrive.
-    let driver = tokio::spawn(async move {
-        let mut messages = stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(message) = messages.next().await {
-            match message {
-                Ok(AsyncMessage::Notification(n)) if n.channel() == CHANNEL => {
-                    // `id,id,…`; earlier versions sent `id:version`, one each.
-                    for item in n.payload().split(',') {
-                        let order = item.split(':').next().unwrap_or_default();
-                        if let Ok(order_id) = Uuid::parse_str(order) {
-                            woken.wake(order_id);
-                        }
-                    }
-                }
-                Ok(_) => {}
-                Err(error) => {
-                    let _ = ended.send(orderly::postgres::describe(&error));
-                    return;
+    let heard = |heard: Heard<'_>| match heard {
+        Heard::Listening => wakeups.wake_all(),
+        Heard::Payload(payload) => {
+            // `id,id,…`; earlier versions sent `id:version`, one each.
+            for item in payload.split(',') {
+                let order = item.split(':').next().unwrap_or_default();
+                if let Ok(order_id) = Uuid::parse_str(order) {
+                    wakeups.wake(order_id);
                 }
             }
         }
-        let _ = ended.send("connection closed".to_owned());
-    });
-    if let Err(error) = client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
-        driver.abort();
-        return orderly::postgres::describe(&error);
-    }
-    backoff.reset();
-    tracing::debug!("listening for view changes");
-    wakeups.wake_all();
-    let reason = (&mut ended_rx)
-        .await
-        .unwrap_or_else(|_| "connection task ended".to_owned());
-    drop(client);
-    reason
+    };
+    orderly::postgres::listen(
+        &postgres,
+        CHANNEL,
+        "orderly-query:wake-ups",
+        heard,
+        &shutdown,
+    )
+    .await;
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[tokio::test]
