@@ -64,6 +64,7 @@ use crate::{
     kafka::KafkaConfig,
     metrics::Registry,
     ownership::{OwnershipError, SlotOwner},
+    postgres::PostgresConfig,
     proto::v1::{EventEnvelope, event_envelope::Payload},
     trace::TraceContext,
 };
@@ -185,6 +186,11 @@ pub struct ConsumerSettings {
     pub topics: &'static [&'static str],
     /// The broker and topic settings.
     pub kafka: KafkaConfig,
+    /// Where the runtime opens a session listening for its replicas'
+    /// news that the shares changed (one joined, released partitions or
+    /// left), to take or hand over partitions at once rather than at its
+    /// next lease round; `None`: at the next round only.
+    pub listen: Option<PostgresConfig>,
     /// Cap of the retry back-off.
     pub backoff_max: Duration,
     /// Leases, log resets, dead-letter attempts.

@@ -79,6 +79,11 @@ pub struct Round {
     pub wanting: bool,
 }
 
+/// The channel on which members tell the others of their group that the
+/// shares changed (the payload is the group's name); see
+/// [`Membership::tell_shares_changed`].
+pub const SHARES_CHANNEL: &str = "orderly_lease_shares";
+
 /// How many rounds a member under its fair share (see [`Round::wanting`])
 /// makes per usual round.
 const WANTING_ROUNDS: u32 = 10;
@@ -228,6 +233,28 @@ impl Membership {
     /// telling each other cannot make rounds run back to back.
     pub fn soonest_round_in(&self) -> Duration {
         self.round_interval() / WANTING_ROUNDS
+    }
+
+    /// Tells the group's members listening on [`SHARES_CHANNEL`] that the
+    /// shares changed (this member is under its share, released slots or
+    /// left), so they round again soon rather than at their next interval.
+    /// A hint only, on a pooled connection and bounded by
+    /// [`Self::soonest_round_in`] (a late hint is of no use): a failure is
+    /// logged at debug level, and the rounds on the interval still decide.
+    pub async fn tell_shares_changed(&self) {
+        let tell = async {
+            let client = self.pool.get().await.map_err(|e| e.to_string())?;
+            client
+                .execute("SELECT pg_notify($1, $2)", &[&SHARES_CHANNEL, &self.group])
+                .await
+                .map_err(|e| crate::postgres::describe(&e))
+        };
+        let told = tokio::time::timeout(self.soonest_round_in(), tell)
+            .await
+            .unwrap_or_else(|_| Err("timed out".to_owned()));
+        if let Err(error) = told {
+            tracing::debug!(group = %self.group, %error, "cannot tell the other members the shares changed");
+        }
     }
 
     /// The fence of a grant of this member.

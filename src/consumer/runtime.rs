@@ -15,14 +15,19 @@ use rdkafka::{
     consumer::{DefaultConsumerContext, StreamConsumer},
     error::KafkaError,
 };
-use tokio::{sync::watch, task::JoinHandle, time::Instant};
+use tokio::{
+    sync::{Notify, watch},
+    task::JoinHandle,
+    time::Instant,
+};
 use tokio_util::sync::CancellationToken;
 
 use self::partition::{PartitionLocks, SlotTask};
 use super::{ConsumerSettings, Handler, dead_letter, pipeline::Pipeline};
 use crate::{
     backoff::Backoff,
-    ownership::{Grant, Membership, Round},
+    ownership::{Grant, Membership, Round, SHARES_CHANNEL},
+    postgres::{Heard, PostgresConfig, listen},
 };
 
 pub(crate) type KafkaConsumer = StreamConsumer<DefaultConsumerContext>;
@@ -124,8 +129,15 @@ pub(crate) async fn run<H: Handler>(
         pipeline.name,
         shutdown.clone(),
     ));
+    let shares_changed = Arc::new(Notify::new());
+    let listening = settings
+        .listen
+        .clone()
+        .map(|postgres| listen_for_shares(postgres, &membership, &shares_changed, &shutdown));
     let mut owned: HashMap<i32, Owned> = HashMap::new();
     let mut rounds = tokio::time::interval(membership.round_interval());
+    // When the last round started and the next is due.
+    let (mut last_round, mut next_round) = (Instant::now(), Instant::now());
     rounds.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut watermarks = tokio::time::interval(WATERMARK_INTERVAL);
     let prune_interval = settings.runtime.prune_interval();
@@ -169,8 +181,20 @@ pub(crate) async fn run<H: Handler>(
                 }
                 continue;
             }
+            // Another replica joined under its share, released partitions
+            // or left: round again now, or as soon as the spacing between
+            // rounds allows.
+            () = shares_changed.notified() => {
+                let soonest = (last_round + membership.soonest_round_in()).max(Instant::now());
+                if soonest < next_round {
+                    rounds.reset_at(soonest);
+                    next_round = soonest;
+                }
+                continue;
+            }
             _ = rounds.tick() => {}
         }
+        last_round = Instant::now();
         // A slot whose work ended by itself (fenced, or a bug that
         // panicked) is started again if this replica still owns it.
         owned.retain(|slot, work| {
@@ -188,7 +212,13 @@ pub(crate) async fn run<H: Handler>(
             Ok(round) => {
                 failures = 0;
                 valid_until = round.valid_until;
-                rounds.reset_after(membership.next_round_in(&round));
+                let next_in = membership.next_round_in(&round);
+                rounds.reset_after(next_in);
+                next_round = Instant::now() + next_in;
+                if round.wanting {
+                    let membership = membership.clone();
+                    tokio::spawn(async move { membership.tell_shares_changed().await });
+                }
                 let context = Context {
                     pipeline: &pipeline,
                     consumer: &consumer,
@@ -232,14 +262,46 @@ pub(crate) async fn run<H: Handler>(
         let _ = work.task.await;
     }
     pipeline.metrics.set_owned(Vec::new());
-    if let Err(error) = membership.leave(&slots).await {
-        tracing::warn!(consumer = pipeline.name, %error, "could not release the partitions; others take them when the leases lapse");
+    match membership.leave(&slots).await {
+        // The others take the partitions at once rather than at their next
+        // round.
+        Ok(()) => membership.tell_shares_changed().await,
+        Err(error) => {
+            tracing::warn!(consumer = pipeline.name, %error, "could not release the partitions; others take them when the leases lapse");
+        }
+    }
+    if let Some(listening) = listening {
+        listening.abort();
     }
     let _ = main_queue.await;
     let name = settings.name;
     // Closing the consumer blocks while librdkafka talks to the broker.
     let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
     tracing::info!(consumer = name, "consumer stopped");
+}
+
+/// Listens on a session of its own for the group's news that the shares
+/// changed, and passes each on to `shares_changed`; ends with `shutdown`
+/// or when aborted.
+fn listen_for_shares(
+    postgres: PostgresConfig,
+    membership: &Membership,
+    shares_changed: &Arc<Notify>,
+    shutdown: &CancellationToken,
+) -> JoinHandle<()> {
+    let group = membership.group().to_owned();
+    let shares_changed = shares_changed.clone();
+    let shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        let application = format!("{group}:shares");
+        // After a reconnect too: news sent meanwhile was not heard.
+        let heard = |heard: Heard<'_>| {
+            if heard == Heard::Listening || heard == Heard::Payload(&group) {
+                shares_changed.notify_one();
+            }
+        };
+        listen(&postgres, SHARES_CHANNEL, &application, heard, &shutdown).await;
+    })
 }
 
 /// What starting a slot's work needs.
@@ -289,11 +351,14 @@ fn apply<H: Handler>(context: &Context<'_, H>, owned: &mut HashMap<i32, Owned>, 
                 let _ = work.task.await;
             }
             match membership.release(&[slot]).await {
-                Ok(()) => tracing::info!(
-                    consumer = name,
-                    slot,
-                    "handed a partition over to another replica"
-                ),
+                Ok(()) => {
+                    tracing::info!(
+                        consumer = name,
+                        slot,
+                        "handed a partition over to another replica"
+                    );
+                    membership.tell_shares_changed().await;
+                }
                 Err(error) => {
                     tracing::warn!(consumer = name, slot, %error, "could not release a partition; it moves when its lease lapses")
                 }

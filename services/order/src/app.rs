@@ -99,6 +99,7 @@ impl App {
                 kafka: saga.kafka.clone(),
                 backoff_max: saga.backoff_max,
                 runtime: saga.consumer.clone(),
+                listen: Some(self.config.postgres.clone()),
             };
             let consumer = Consumer::spawn(
                 settings,

@@ -85,6 +85,7 @@ impl App {
             kafka: self.config.kafka.clone(),
             backoff_max: self.config.consumer_backoff_max(),
             runtime: self.config.consumer.clone(),
+            listen: Some(self.config.postgres.clone()),
         };
         let handler = PaymentHandler::new(self.pool.clone(), self.gateway.clone());
         let consumer = Consumer::spawn(settings, self.pool.clone(), handler, stop_consumer.clone())

@@ -78,6 +78,7 @@ impl App {
             kafka: self.config.kafka.clone(),
             backoff_max: self.config.consumer_backoff_max(),
             runtime: self.config.consumer.clone(),
+            listen: Some(self.config.postgres.clone()),
         };
         let wakeups = Wakeups::default();
         let announcer = Announcer::new(wakeups.clone());

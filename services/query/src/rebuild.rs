@@ -332,6 +332,7 @@ impl Inner {
             backoff_max: self.backoff_max,
             // One replica runs a rebuild: it owns every partition at once.
             runtime: orderly::consumer::RuntimeConfig::default(),
+            listen: None,
         };
         let consumer = Consumer::spawn(settings, self.pool.clone(), projector, stop.clone())
             .map_err(|e| Error::Kafka(e.to_string()))?;

@@ -472,3 +472,37 @@ async fn a_member_under_its_share_says_so_until_the_holder_releases_the_rest() {
     assert!(!round.wanting, "{round:?}");
     assert_eq!(second.next_round_in(&round), second.round_interval());
 }
+
+/// Replicas tell each other when the shares change (one joined under its
+/// share, released partitions or left), so partitions move long before the
+/// holders' next lease round: here rounds are 20 s apart.
+#[tokio::test]
+async fn partitions_move_to_a_joining_and_from_a_stopping_replica_long_before_the_next_round() {
+    let mut setup = setup_on(TestKafka::shared_with_partitions(6).await).await;
+    setup.runtime.lease_ttl_ms = 60_000;
+    let rounds_apart = setup.runtime.lease_ttl() / 3;
+    let bound = Duration::from_secs(8);
+    let r1 = Replica::start(&setup, "r1");
+    assert_eq!(until_shared(&[&r1], 6).await, vec![6]);
+
+    let joined = Instant::now();
+    let r2 = Replica::start(&setup, "r2");
+    assert_eq!(until_shared(&[&r1, &r2], 6).await, vec![3, 3]);
+    let took = joined.elapsed();
+    assert!(
+        took < bound,
+        "the new replica had its share after {took:?} (rounds {rounds_apart:?} apart)"
+    );
+
+    let stopping = Instant::now();
+    r1.shutdown.cancel();
+    r1.consumer.stopped().await;
+    assert_eq!(until_shared(&[&r2], 6).await, vec![6]);
+    let took = stopping.elapsed();
+    assert!(
+        took < bound,
+        "the stopped replica's partitions moved after {took:?} (rounds {rounds_apart:?} apart)"
+    );
+    let events = produce_spread(&setup, "after-hand-over", 30).await;
+    until_all_applied(&setup, &events).await;
+}

@@ -237,6 +237,7 @@ impl Setup {
             kafka: self.kafka.config.clone(),
             backoff_max: Duration::from_millis(300),
             runtime: self.runtime.clone(),
+            listen: Some(self.db.config.clone()),
         }
     }
 
