@@ -81,7 +81,8 @@ impl TlsPostgres {
 
     /// Every session the components keep on the `orderly` database is
     /// there and encrypted: the relay's (one per source), the query
-    /// service's LISTEN session, and the pools' connections (no
+    /// service's LISTEN session, each consumer's listening for its
+    /// replicas' share changes, and the pools' connections (no
     /// application name; the relay's leases run on one of them). On a
     /// TLS-only server a session that tried plain is missing; on one
     /// accepting plain too, it shows unencrypted.
@@ -97,7 +98,12 @@ impl TlsPostgres {
         let client = pool.get().await.expect("connect with sslmode=require");
         let complete = |sessions: &[(String, bool)]| {
             let encrypted = |name: &str| sessions.iter().any(|(n, ssl)| n == name && *ssl);
+            let encrypted_ending =
+                |suffix: &str| sessions.iter().any(|(n, ssl)| n.ends_with(suffix) && *ssl);
             EXPECTED_SESSIONS.iter().all(|name| encrypted(name))
+                && SHARES_LISTENERS
+                    .iter()
+                    .all(|suffix| encrypted_ending(suffix))
                 && sessions.iter().all(|(_, ssl)| *ssl)
         };
         // Sessions reconnect after a failure: wait for all of them, then
@@ -141,6 +147,14 @@ const EXPECTED_SESSIONS: [&str; 4] = [
     "orderly-query:wake-ups",
     "orderly-relay:orders",
     "orderly-relay:payments",
+];
+
+/// How the application names of the consumers' sessions listening for
+/// their replicas' share changes end (`<topic prefix>orderly-<consumer>:shares`).
+const SHARES_LISTENERS: [&str; 3] = [
+    "orderly-order-saga:shares",
+    "orderly-payment:shares",
+    "orderly-query:shares",
 ];
 
 /// A Redis of the test's own listening only for TLS, with an ACL user.
