@@ -22,8 +22,7 @@ const PRUNE: &str = include_str!("store/prune_published.sql");
 const RECORD_FAILURES: &str = include_str!("store/record_failures.sql");
 const LIST_SET_ASIDE: &str = include_str!("store/list_set_aside.sql");
 const RETRY_SET_ASIDE: &str = include_str!("store/retry_set_aside.sql");
-const NOTIFY_RETRY: &str = include_str!("store/notify_retry.sql");
-const NOTIFY_SHARES: &str = include_str!("store/notify_shares.sql");
+const NOTIFY: &str = include_str!("store/notify.sql");
 const BUCKET_BACKLOG: &str = include_str!("store/bucket_backlog.sql");
 const BUCKETS: &str = include_str!("store/buckets.sql");
 const SESSION_SETTINGS: &str = include_str!("store/session_settings.sql");
@@ -284,7 +283,7 @@ pub async fn list_set_aside(
 /// runs its next lease round now rather than when it is due.
 pub async fn notify_shares(client: &Client, source: &str) -> Result<(), Error> {
     let payload = format!("{source}{SHARES_SUFFIX}");
-    client.query_one(NOTIFY_SHARES, &[&payload]).await?;
+    client.query_one(NOTIFY, &[&payload]).await?;
     Ok(())
 }
 
@@ -305,8 +304,9 @@ pub async fn retry_set_aside<C: GenericClient>(
         .collect::<Result<Vec<i64>, _>>()?;
     retried.sort_unstable();
     if !retried.is_empty() {
-        let notify = tx.prepare_cached(NOTIFY_RETRY).await?;
-        tx.query_one(&notify, &[&source]).await?;
+        let notify = tx.prepare_cached(NOTIFY).await?;
+        let payload = format!("{source}{RETRY_SUFFIX}");
+        tx.query_one(&notify, &[&payload]).await?;
     }
     Ok(retried)
 }
