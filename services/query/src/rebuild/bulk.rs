@@ -1,7 +1,8 @@
 //! A rebuild's first part, the bulk load: both topics read from their start
 //! up to the high watermarks taken when the rebuild began, in large
-//! batches, each written with set-based statements ([`BulkStore`]) in one
-//! transaction while the next is read. No inbox row and no version row per
+//! batches, each written with set-based statements ([`BulkStore`]) while
+//! the next is read, split by order into a few transactions that run at
+//! once (their rows are disjoint). No inbox row and no version row per
 //! event: the bulk load is the only writer of its shadow tables and
 //! replays whole topics, so its positions say where it is, and a record
 //! read twice changes nothing (views move only forward, timeline rows are
@@ -35,6 +36,10 @@ use crate::{
 /// statement's fixed cost is spread thin, small enough that progress is
 /// reported often and a transaction stays short.
 const BATCH: usize = 4_000;
+
+/// Transactions each batch is written in at once, split by order (see
+/// [`Batch::split`]): one backend's statements were the load's pace.
+const LANES: usize = 2;
 
 /// How long nothing may arrive before the records in hand are written.
 const IDLE: Duration = Duration::from_millis(50);
@@ -206,20 +211,25 @@ impl Load<'_> {
         Ok(())
     }
 
-    /// Starts writing one batch (and `versions`, when given) in one
-    /// transaction, on a task of its own.
+    /// Starts writing one batch (and `versions`, when given, with the
+    /// first lane) in [`LANES`] transactions, each on a task of its own.
     fn write(&self, batch: Batch, versions: Option<Versions>) -> Writing {
-        let (pool, store, name) = (self.pool.clone(), self.store.clone(), self.name.to_owned());
-        Writing(tokio::spawn(async move {
-            let mut client = pool.get().await?;
-            let tx = client.transaction().await?;
-            store.write(&tx, &name, &batch).await?;
-            if let Some(versions) = versions {
-                store.write_versions(&tx, &name, &versions).await?;
-            }
-            tx.commit().await?;
-            Ok(batch.events() as u64)
-        }))
+        let mut versions = versions;
+        let lanes = batch.split(LANES).into_iter().map(|lane| {
+            let (pool, store, name) = (self.pool.clone(), self.store.clone(), self.name.to_owned());
+            let versions = versions.take();
+            tokio::spawn(async move {
+                let mut client = pool.get().await?;
+                let tx = client.transaction().await?;
+                store.write(&tx, &name, &lane).await?;
+                if let Some(versions) = versions {
+                    store.write_versions(&tx, &name, &versions).await?;
+                }
+                tx.commit().await?;
+                Ok(lane.events() as u64)
+            })
+        });
+        Writing(lanes.collect())
     }
 }
 
@@ -230,25 +240,33 @@ pub(super) struct Loaded {
     pub versions: Versions,
 }
 
-/// A batch being written; aborted if dropped before it finished (the load
-/// failed or stopped).
-struct Writing(JoinHandle<Result<u64, Error>>);
+/// A batch being written, a transaction per lane; what is still running
+/// is aborted if dropped before it finished (the load failed or stopped).
+struct Writing(Vec<JoinHandle<Result<u64, Error>>>);
 
 impl Writing {
-    /// The events the batch applied, once committed.
+    /// The events the batch applied, once every lane committed.
     async fn finish(mut self) -> Result<u64, Error> {
-        match (&mut self.0).await {
-            Ok(written) => written,
-            Err(error) => Err(Error::FailedPrecondition(format!(
-                "a bulk write of the rebuild stopped: {error}"
-            ))),
+        let mut written = 0;
+        for lane in &mut self.0 {
+            written += match lane.await {
+                Ok(lane) => lane?,
+                Err(error) => {
+                    return Err(Error::FailedPrecondition(format!(
+                        "a bulk write of the rebuild stopped: {error}"
+                    )));
+                }
+            };
         }
+        Ok(written)
     }
 }
 
 impl Drop for Writing {
     fn drop(&mut self) {
-        self.0.abort();
+        for lane in &self.0 {
+            lane.abort();
+        }
     }
 }
 

@@ -283,6 +283,42 @@ impl Batch {
     pub fn events(&self) -> usize {
         self.events
     }
+
+    /// Splits the batch into `lanes` batches by order: every row of one
+    /// order is in one lane, so the lanes' transactions touch disjoint
+    /// rows and can run at once without waiting on, or deadlocking with,
+    /// each other. The positions go with the first lane.
+    pub fn split(self, lanes: usize) -> Vec<Batch> {
+        let lanes = lanes.max(1);
+        let lane = |order_id: &Uuid| (order_id.as_u128() % lanes as u128) as usize;
+        let mut split: Vec<Batch> = (0..lanes).map(|_| Batch::default()).collect();
+        let t = self.timeline;
+        let rows = t
+            .order_ids
+            .into_iter()
+            .zip(t.event_ids)
+            .zip(t.types)
+            .zip(t.versions)
+            .zip(t.times);
+        for ((((order_id, event_id), event_type), version), at) in rows {
+            let into = &mut split[lane(&order_id)];
+            into.events += 1;
+            let t = &mut into.timeline;
+            t.order_ids.push(order_id);
+            t.event_ids.push(event_id);
+            t.types.push(event_type);
+            t.versions.push(version);
+            t.times.push(at);
+        }
+        for (order_id, fold) in self.orders {
+            split[lane(&order_id)].orders.insert(order_id, fold);
+        }
+        for (order_id, payment) in self.payments {
+            split[lane(&order_id)].payments.insert(order_id, payment);
+        }
+        split[0].positions = self.positions;
+        split
+    }
 }
 
 #[cfg(test)]
@@ -338,5 +374,35 @@ mod tests {
         assert_eq!((fold.version, fold.status), (3, "CONFIRMED"));
         assert!(fold.created.is_some(), "OrderCreated's content is kept");
         assert_eq!(batch.payments[&id], (payment, "REFUNDED", 2));
+    }
+
+    #[test]
+    fn a_split_keeps_every_row_of_an_order_in_one_lane_and_the_positions_in_the_first() {
+        let mut batch = Batch::default();
+        let orders: Vec<Uuid> = (0..40).map(|_| Uuid::new_v4()).collect();
+        for id in &orders {
+            batch.add(order(*id, 1, OrderStatus::Pending, true));
+            batch.add(order(*id, 2, OrderStatus::Reserved, false));
+        }
+        batch.position("orders", 0, 80);
+        let lanes = batch.split(2);
+        assert_eq!(lanes.len(), 2);
+        assert_eq!(lanes.iter().map(Batch::events).sum::<usize>(), 80);
+        assert!(
+            lanes.iter().all(|lane| lane.events() > 0),
+            "both lanes used"
+        );
+        for id in &orders {
+            let holding: Vec<&Batch> = lanes
+                .iter()
+                .filter(|lane| lane.orders.contains_key(id))
+                .collect();
+            assert_eq!(holding.len(), 1, "one lane holds order {id}");
+            let rows = |lane: &Batch| lane.timeline.order_ids.iter().filter(|o| *o == id).count();
+            assert_eq!(rows(holding[0]), 2, "its timeline rows with it");
+            assert_eq!(holding[0].orders[id].version, 2);
+        }
+        assert_eq!(lanes[0].positions[&("orders".to_owned(), 0)], 80);
+        assert!(lanes[1].positions.is_empty());
     }
 }
