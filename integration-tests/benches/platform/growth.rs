@@ -28,10 +28,11 @@ async fn fill(client: &tokio_postgres::Client, from: i64, to: i64) -> anyhow::Re
              SELECT md5('order' || n)::uuid, 0, 'SKU-FILL-' || (n % 1000), 1, 1250 \
              FROM generate_series({from}, {to} - 1) AS n; \
              INSERT INTO orders.outbox (event_id, topic, partition_key, event_type, payload, \
-                 headers, published_at) \
+                 headers, published_at, bucket) \
              SELECT md5('event' || n)::uuid, 'orderly.order.v1', md5('order' || n)::uuid::text, \
                  'OrderCreated', decode(repeat(md5(n::text), 5), 'hex'), \
-                 '{{\"event_type\": \"OrderCreated\"}}'::jsonb, now() \
+                 '{{\"event_type\": \"OrderCreated\"}}'::jsonb, now(), \
+                 public.orderly_outbox_bucket(md5('order' || n)::uuid::text) \
              FROM generate_series({from}, {to} - 1) AS n; \
              ANALYZE orders.orders; ANALYZE orders.order_items; ANALYZE orders.outbox;"
         ))

@@ -89,8 +89,8 @@ async fn fill(db: &TestDatabase, records: &[Record]) -> anyhow::Result<()> {
         let headers: Vec<&serde_json::Value> = chunk.iter().map(|r| &r.headers).collect();
         client
             .execute(
-                "INSERT INTO orders.outbox (event_id, topic, partition_key, event_type, payload, headers) \
-                 SELECT e, $5, k, 'OrderCreated', p, h \
+                "INSERT INTO orders.outbox (event_id, topic, partition_key, event_type, payload, headers, bucket) \
+                 SELECT e, $5, k, 'OrderCreated', p, h, public.orderly_outbox_bucket(k) \
                  FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::jsonb[]) AS t(e, k, p, h)",
                 &[&ids, &keys, &payloads, &headers, &ORDER_TOPIC],
             )

@@ -103,7 +103,8 @@ async fn the_outbox_envelope_describes_the_created_order() {
     let db = platform.db.client().await;
     let row = db
         .query_one(
-            "SELECT event_id, topic, partition_key, event_type, payload, headers, published_at
+            "SELECT event_id, topic, partition_key, event_type, payload, headers, published_at,
+                    bucket = public.orderly_outbox_bucket(partition_key)
              FROM orders.outbox",
             &[],
         )
@@ -114,6 +115,7 @@ async fn the_outbox_envelope_describes_the_created_order() {
     assert_eq!(row.get::<_, String>(2), order.order_id);
     assert_eq!(row.get::<_, String>(3), "OrderCreated");
     assert_eq!(row.get::<_, Option<chrono_free::Timestamp>>(6), None);
+    assert!(row.get::<_, bool>(7), "the row is in its partition key's bucket");
 
     let envelope = EventEnvelope::decode(row.get::<_, Vec<u8>>(4).as_slice()).expect("decode");
     assert_eq!(envelope.event_id, event_id.to_string());

@@ -49,8 +49,8 @@ async fn fill_outbox(setup: &Setup) {
         .client()
         .await
         .execute(
-            "INSERT INTO orders.outbox (event_id, topic, partition_key, event_type, payload, headers) \
-             SELECT e, $5, k, 'OrderCancelled', p, h \
+            "INSERT INTO orders.outbox (event_id, topic, partition_key, event_type, payload, headers, bucket) \
+             SELECT e, $5, k, 'OrderCancelled', p, h, public.orderly_outbox_bucket(k) \
              FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::jsonb[]) AS t(e, k, p, h)",
             &[&ids, &keys, &payloads, &headers, &ORDER_TOPIC],
         )

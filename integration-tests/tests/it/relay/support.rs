@@ -166,8 +166,8 @@ pub async fn write_event<C: GenericClient>(
     });
     db.execute(
         &format!(
-            "INSERT INTO {source}.outbox (event_id, topic, partition_key, event_type, payload, headers) \
-             VALUES ($1, $2, $3, 'OrderCreated', $4, $5)"
+            "INSERT INTO {source}.outbox (event_id, topic, partition_key, event_type, payload, headers, bucket) \
+             VALUES ($1, $2, $3, 'OrderCreated', $4, $5, public.orderly_outbox_bucket($3))"
         ),
         &[&event_id, &topic, &order_id.to_string(), &payload, &headers],
     )
