@@ -115,7 +115,10 @@ async fn the_outbox_envelope_describes_the_created_order() {
     assert_eq!(row.get::<_, String>(2), order.order_id);
     assert_eq!(row.get::<_, String>(3), "OrderCreated");
     assert_eq!(row.get::<_, Option<chrono_free::Timestamp>>(6), None);
-    assert!(row.get::<_, bool>(7), "the row is in its partition key's bucket");
+    assert!(
+        row.get::<_, bool>(7),
+        "the row is in its partition key's bucket"
+    );
 
     let envelope = EventEnvelope::decode(row.get::<_, Vec<u8>>(4).as_slice()).expect("decode");
     assert_eq!(envelope.event_id, event_id.to_string());
