@@ -242,10 +242,17 @@ impl Membership {
     /// [`Self::soonest_round_in`] (a late hint is of no use): a failure is
     /// logged at debug level, and the rounds on the interval still decide.
     pub async fn tell_shares_changed(&self) {
+        self.hint(SHARES_CHANNEL, &self.group).await;
+    }
+
+    /// Sends `payload` on `channel` as [`Self::tell_shares_changed`] sends
+    /// its news, for members that listen for it elsewhere (the relays, on
+    /// their outbox channel).
+    pub async fn hint(&self, channel: &str, payload: &str) {
         let tell = async {
             let client = self.pool.get().await.map_err(|e| e.to_string())?;
             client
-                .execute("SELECT pg_notify($1, $2)", &[&SHARES_CHANNEL, &self.group])
+                .execute("SELECT pg_notify($1, $2)", &[&channel, &payload])
                 .await
                 .map_err(|e| crate::postgres::describe(&e))
         };

@@ -274,22 +274,11 @@ pub async fn run(
 }
 
 /// Tells the source's other relays that the shares changed, on a pooled
-/// connection. Only a hint (each still rounds on its interval), so a
-/// failure is logged at debug level and otherwise ignored.
+/// connection ([`Membership::hint`]: bounded, and only a hint).
 pub(crate) async fn tell_shares_changed(source: &str, membership: &Membership) {
-    let tell = async {
-        let client = membership.pool().get().await.map_err(|e| e.to_string())?;
-        store::notify_shares(&client, source)
-            .await
-            .map_err(|e| e.to_string())
-    };
-    // A hint that comes late is of no use; a stop must not wait for it.
-    let told = tokio::time::timeout(membership.soonest_round_in(), tell)
-        .await
-        .unwrap_or_else(|_| Err("timed out".to_owned()));
-    if let Err(error) = told {
-        tracing::debug!(%source, %error, "cannot tell the other relays the shares changed");
-    }
+    membership
+        .hint(CHANNEL, &store::shares_payload(source))
+        .await;
 }
 
 /// One database session: connect, listen, relay the owned buckets.

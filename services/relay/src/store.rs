@@ -39,7 +39,7 @@ pub const CHANNEL: &str = "orderly_outbox";
 pub const RETRY_SUFFIX: &str = ":retry";
 
 /// The suffix of a notification payload that tells a source's relays the
-/// shares of its buckets changed ([`notify_shares`]).
+/// shares of its buckets changed ([`shares_payload`]).
 pub const SHARES_SUFFIX: &str = ":shares";
 
 /// A row the broker refused for a reason of its own.
@@ -279,12 +279,11 @@ pub async fn list_set_aside(
         .collect()
 }
 
-/// Tells `source`'s relays that the shares of its buckets changed, so each
-/// runs its next lease round now rather than when it is due.
-pub async fn notify_shares(client: &Client, source: &str) -> Result<(), Error> {
-    let payload = format!("{source}{SHARES_SUFFIX}");
-    client.query_one(NOTIFY, &[&payload]).await?;
-    Ok(())
+/// The payload that tells `source`'s relays the shares of its buckets
+/// changed, so each runs its next lease round now rather than when it is
+/// due.
+pub fn shares_payload(source: &str) -> String {
+    format!("{source}{SHARES_SUFFIX}")
 }
 
 /// Puts the set-aside rows `ids` (all of them when empty) back in line and
@@ -345,9 +344,12 @@ impl Session {
     }
 
     /// Tells the source's relays that the shares of its buckets changed
-    /// ([`notify_shares`]).
+    /// ([`shares_payload`]).
     pub async fn notify_shares(&self, source: &str) -> Result<(), Error> {
-        notify_shares(&self.client, source).await
+        self.client
+            .query_one(NOTIFY, &[&shares_payload(source)])
+            .await?;
+        Ok(())
     }
 
     /// Subscribes this session to outbox notifications.
