@@ -145,6 +145,12 @@ mod tests {
         Config::default().validate().expect("valid defaults");
     }
 
+    /// `config` is refused, naming `variable`.
+    fn assert_refused_naming(config: Config, variable: &str) {
+        let error = config.validate().expect_err("refused");
+        assert!(error.to_string().contains(variable), "{error}");
+    }
+
     #[test]
     fn point_read_connections_are_bounded_and_name_their_variable() {
         for count in [0, 17] {
@@ -152,13 +158,7 @@ mod tests {
                 point_read_connections: count,
                 ..Config::default()
             };
-            let error = config.validate().expect_err("out of bounds");
-            assert!(
-                error
-                    .to_string()
-                    .contains("ORDERLY_QUERY_POINT_READ_CONNECTIONS"),
-                "{error}"
-            );
+            assert_refused_naming(config, "ORDERLY_QUERY_POINT_READ_CONNECTIONS");
         }
     }
 
@@ -168,13 +168,7 @@ mod tests {
             page_token_secret: " ".into(),
             ..Config::default()
         };
-        let error = config.validate().expect_err("empty");
-        assert!(
-            error
-                .to_string()
-                .contains("ORDERLY_QUERY_PAGE_TOKEN_SECRET"),
-            "{error}"
-        );
+        assert_refused_naming(config, "ORDERLY_QUERY_PAGE_TOKEN_SECRET");
     }
 
     #[test]
