@@ -1,6 +1,7 @@
 //! The projector fed hand-made events straight on its topics (only the
 //! query service runs): payments before orders, old events, a read waiting
-//! for an order not projected yet, listing and its page tokens, the
+//! for an order not projected yet (on the projecting replica or another),
+//! listing and its page tokens, the
 //! projection status and dead letters.
 
 use std::time::{Duration, SystemTime};
@@ -392,6 +393,67 @@ async fn a_read_with_a_token_waits_for_an_order_not_projected_yet() {
         response.order.expect("view").order.expect("order").version,
         2
     );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "answered when projected, not at the deadline"
+    );
+}
+
+#[tokio::test]
+async fn a_reader_on_one_replica_is_woken_by_the_projector_of_another() {
+    let first = TestPlatform::builder().query().start().await;
+    let kafka = first.kafka.as_ref().expect("the platform's Kafka").share();
+    let second = TestPlatform::builder()
+        .query()
+        .database(first.db.clone())
+        .kafka(kafka)
+        .start()
+        .await;
+    let admin = first.db.client().await;
+    eventually(
+        "both replicas holding partitions",
+        Duration::from_secs(30),
+        || async {
+            let owners: i64 = admin
+                .query_one(
+                    "SELECT count(DISTINCT owner) FROM query.leases \
+                     WHERE owner IS NOT NULL AND expires_at > now()",
+                    &[],
+                )
+                .await
+                .expect("lease owners")
+                .get(0);
+            (owners == 2).then_some(())
+        },
+    )
+    .await;
+    // Orders on every partition, each read on the second replica before its
+    // events exist: the first replica's projections reach those readers
+    // only by its announcements.
+    let orders: Vec<Uuid> = (0..24).map(|_| Uuid::now_v7()).collect();
+    let started = tokio::time::Instant::now();
+    let ids: Vec<String> = orders.iter().map(Uuid::to_string).collect();
+    let reads = futures::future::join_all(
+        ids.iter()
+            .map(|id| query_view(&second, id, 2, Duration::from_secs(30))),
+    );
+    let writes = async {
+        for order in &orders {
+            let events = order_events(
+                *order,
+                "c-replicas",
+                1,
+                SystemTime::now(),
+                &[reserved(*order, 1)],
+            );
+            produce(&first, ORDER_TOPIC, *order, &events).await;
+        }
+    };
+    let (responses, ()) = tokio::join!(reads, writes);
+    for (order, response) in orders.iter().zip(responses) {
+        let response = response.expect("GetOrder waits for the view");
+        assert!(response.current, "order {order} answered at its deadline");
+    }
     assert!(
         started.elapsed() < Duration::from_secs(20),
         "answered when projected, not at the deadline"

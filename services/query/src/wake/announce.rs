@@ -7,6 +7,11 @@
 //! replica's readers are woken at once, and the other replicas learn of a
 //! burst of changes from one `NOTIFY` (order ids separated by commas), sent
 //! by [`run`] on a connection of its own, outside any writing transaction.
+//!
+//! Each notification is a transaction that takes a transaction id (the
+//! queue records its sender's), a write in the database's accounts, though
+//! it waits for no WAL flush. Notifications are therefore spaced at least
+//! [`SPACING`] apart, each carrying every change made meanwhile.
 
 use std::{
     collections::HashSet,
@@ -24,6 +29,12 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{CHANNEL, Wakeups};
+
+/// The least time between two notifications: what a reader on another
+/// replica may wait longer than one on the projecting replica (woken at
+/// once). At 100 orders/s it turns about 1.4 notifications per order into
+/// about 0.8.
+const SPACING: Duration = Duration::from_millis(10);
 
 /// Order ids per notification: a payload stays under Postgres' 8000 bytes.
 const IDS_PER_NOTIFICATION: usize = 200;
@@ -93,7 +104,8 @@ impl Announcer {
 }
 
 /// Sends the announcements until `shutdown`: whatever accumulated while the
-/// last notification was sent goes out in the next one.
+/// last notification was sent, or within [`SPACING`] of it, goes out in the
+/// next one.
 pub async fn run(pool: Pool, announcer: Announcer, shutdown: CancellationToken) {
     let mut backoff = Backoff::new(Duration::from_secs(5));
     loop {
@@ -101,6 +113,7 @@ pub async fn run(pool: Pool, announcer: Announcer, shutdown: CancellationToken) 
             () = shutdown.cancelled() => return,
             () = announcer.ready.notified() => {}
         }
+        let spaced = tokio::time::Instant::now() + SPACING;
         let ids = announcer.take();
         if ids.is_empty() {
             continue;
@@ -116,6 +129,10 @@ pub async fn run(pool: Pool, announcer: Announcer, shutdown: CancellationToken) 
             announcer.ready.notify_one();
         } else {
             backoff.reset();
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep_until(spaced) => {}
+            }
         }
     }
 }
