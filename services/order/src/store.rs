@@ -51,18 +51,25 @@ pub async fn find_by_idempotency_key(
 
 /// Loads an order with its lines.
 pub async fn load_order(client: &impl GenericClient, id: Uuid) -> Result<Option<Order>, Error> {
-    let statement = client
-        .prepare_cached(include_str!("store/select_order.sql"))
-        .await?;
-    let Some(row) = client.query_opt(&statement, &[&id]).await? else {
+    // Both reads go out together, one round trip with the server; it runs
+    // them in this order, as it would one after the other.
+    let order = async {
+        let statement = client
+            .prepare_cached(include_str!("store/select_order.sql"))
+            .await?;
+        client.query_opt(&statement, &[&id]).await
+    };
+    let items = async {
+        let statement = client
+            .prepare_cached(include_str!("store/select_items.sql"))
+            .await?;
+        client.query(&statement, &[&id]).await
+    };
+    let (row, items) = tokio::try_join!(order, items)?;
+    let Some(row) = row else {
         return Ok(None);
     };
-    let statement = client
-        .prepare_cached(include_str!("store/select_items.sql"))
-        .await?;
-    let items = client
-        .query(&statement, &[&id])
-        .await?
+    let items = items
         .iter()
         .map(|row| LineItem {
             sku: row.get(0),
