@@ -69,7 +69,7 @@ impl Default for Config {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50055)),
             metrics_addr: SocketAddr::from(([127, 0, 0, 1], 9155)),
             sources: vec!["orders".to_owned(), "payments".to_owned()],
-            batch_size: 500,
+            batch_size: 1_000,
             max_in_flight: 4,
             mark_interval_ms: 100,
             poll_interval_ms: 1_000,
