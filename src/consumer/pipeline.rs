@@ -231,9 +231,8 @@ impl<H: Handler> Pipeline<H> {
         };
         let next = position.1;
         let mut client = self.pool.get().await?;
-        let tx = self
-            .begin_with_ack(&mut client, fence, position, &deferred.rows())
-            .await?;
+        let tx = crate::consumer::store::begin(&mut client).await?;
+        self.ack(&tx, fence, position, &deferred.rows()).await?;
         tx.commit().await?;
         deferred.committed(next);
         Ok(())
@@ -277,28 +276,6 @@ impl<H: Handler> Pipeline<H> {
                 rows.versions()
             ))),
         }
-    }
-
-    /// Begins a transaction whose first statement is its bookkeeping
-    /// ([`Self::ack`]): the planner settings and the bookkeeping go out
-    /// together, one round trip instead of two.
-    pub(super) async fn begin_with_ack<'c>(
-        &self,
-        client: &'c mut deadpool_postgres::Client,
-        fence: &Fence,
-        position: (&str, i64, Option<Uuid>),
-        rows: &AckRows,
-    ) -> Result<deadpool_postgres::Transaction<'c>, HandleError> {
-        let tx = client.transaction().await?;
-        // `join` polls the settings first, so they are sent first.
-        let (planned, acked) = futures::future::join(
-            crate::consumer::store::plan_by_index(&tx),
-            self.ack(&tx, fence, position, rows),
-        )
-        .await;
-        planned?;
-        acked?;
-        Ok(tx)
     }
 
     /// Moves a partition's position to `next_offset` (backwards: its log
@@ -423,61 +400,52 @@ impl<H: Handler> Pipeline<H> {
             return Ok(Outcome::Applied);
         }
         let mut client = self.pool.get().await?;
-        // A conflict breaks out with its error: the connection goes back to
-        // the pool before `after_conflict` takes one.
-        let (error, fence) = 'write: {
-            let tx = match mode {
-                Mode::Live(fence) => {
-                    // Inbox row, version and the partition's position (with
-                    // what waits in `deferred`) in one statement, only while
-                    // this replica owns the partition.
-                    let rows = deferred.rows_with([(
-                        event.event_id,
-                        event.aggregate_id.as_str(),
-                        event.version,
-                    )]);
-                    let position = (
-                        record.topic.as_str(),
-                        record.offset + 1,
-                        Some(event.event_id),
-                    );
-                    match self
-                        .begin_with_ack(&mut client, fence, position, &rows)
-                        .await
-                    {
-                        Ok(tx) => tx,
-                        Err(error) => break 'write (error, fence),
-                    }
+        let tx = crate::consumer::store::begin(&mut client).await?;
+        match mode {
+            Mode::Live(fence) => {
+                // Inbox row, version and the partition's position (with
+                // what waits in `deferred`) in one statement, only while
+                // this replica owns the partition.
+                let rows = deferred.rows_with([(
+                    event.event_id,
+                    event.aggregate_id.as_str(),
+                    event.version,
+                )]);
+                let position = (
+                    record.topic.as_str(),
+                    record.offset + 1,
+                    Some(event.event_id),
+                );
+                if let Err(error) = self.ack(&tx, fence, position, &rows).await {
+                    drop(tx);
+                    drop(client);
+                    return Err(self.after_conflict(error, fence, deferred).await);
                 }
-                Mode::Requeue(id) => {
-                    let tx = crate::consumer::store::begin(&mut client).await?;
-                    if !self
-                        .store
-                        .insert_inbox(&tx, self.name, event.event_id)
-                        .await?
-                    {
-                        return Ok(Outcome::Duplicate);
-                    }
-                    self.store.mark_requeued(&tx, id).await?;
-                    // A letter set aside without moving its aggregate's version
-                    // moves it now, if it is the next one.
-                    let _ = self
-                        .store
-                        .advance_version(&tx, self.name, &event.aggregate_id, event.version)
-                        .await?;
-                    tx
-                }
-            };
-            guard::apply(&self.handler, &tx, &event, effect, &self.metrics).await?;
-            tx.commit().await?;
-            self.handler.committed(&event);
-            if let Mode::Live(_) = mode {
-                deferred.committed(record.offset + 1);
             }
-            return Ok(Outcome::Applied);
-        };
-        drop(client);
-        Err(self.after_conflict(error, fence, deferred).await)
+            Mode::Requeue(id) => {
+                if !self
+                    .store
+                    .insert_inbox(&tx, self.name, event.event_id)
+                    .await?
+                {
+                    return Ok(Outcome::Duplicate);
+                }
+                self.store.mark_requeued(&tx, id).await?;
+                // A letter set aside without moving its aggregate's version
+                // moves it now, if it is the next one.
+                let _ = self
+                    .store
+                    .advance_version(&tx, self.name, &event.aggregate_id, event.version)
+                    .await?;
+            }
+        }
+        guard::apply(&self.handler, &tx, &event, effect, &self.metrics).await?;
+        tx.commit().await?;
+        self.handler.committed(&event);
+        if let Mode::Live(_) = mode {
+            deferred.committed(record.offset + 1);
+        }
+        Ok(Outcome::Applied)
     }
 
     /// The newest version of `aggregate_id` applied (0: none), with what

@@ -30,18 +30,8 @@ pub(crate) async fn begin(
     client: &mut deadpool_postgres::Client,
 ) -> Result<deadpool_postgres::Transaction<'_>, Error> {
     let tx = client.transaction().await?;
-    plan_by_index(&tx).await?;
+    tx.batch_execute(INDEX_PLANS).await?;
     Ok(tx)
-}
-
-/// Makes the rest of `tx` plan its statements as index lookups (see
-/// `store/index_plans.sql`). Sent before the transaction's first statement
-/// and polled together with it, both go out in one round trip; the server
-/// runs them in order, so that statement is planned under the settings.
-pub(crate) async fn plan_by_index(
-    tx: &deadpool_postgres::Transaction<'_>,
-) -> Result<(), tokio_postgres::Error> {
-    tx.batch_execute(INDEX_PLANS).await
 }
 
 /// One consumer's statements on its schema.

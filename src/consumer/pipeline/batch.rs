@@ -259,6 +259,7 @@ impl<H: Handler> Pipeline<H> {
         }
         let rows = deferred.rows_with(moves);
         let mut client = self.pool.get().await?;
+        let tx = crate::consumer::store::begin(&mut client).await?;
         let last = &members[members.len() - 1];
         let last_record = &records[records.len() - 1];
         let position = (
@@ -266,34 +267,26 @@ impl<H: Handler> Pipeline<H> {
             last_record.offset + 1,
             Some(last.event.event_id),
         );
-        // A conflict breaks out with its error: the connection goes back to
-        // the pool before `after_conflict` takes one.
-        let error = 'write: {
-            let tx = match self
-                .begin_with_ack(&mut client, fence, position, &rows)
-                .await
-            {
-                Ok(tx) => tx,
-                Err(error) => break 'write error,
-            };
-            let mut applied = Vec::with_capacity(members.len());
-            for (member, effect) in members.iter().zip(effects) {
-                if let Some(effect) = effect {
-                    guard::apply(&self.handler, &tx, &member.event, effect, &self.metrics)
-                        .instrument(member.span.clone())
-                        .await?;
-                    applied.push(&member.event);
-                }
+        if let Err(error) = self.ack(&tx, fence, position, &rows).await {
+            drop(tx);
+            drop(client);
+            return Err(self.after_conflict(error, fence, deferred).await);
+        }
+        let mut applied = Vec::with_capacity(members.len());
+        for (member, effect) in members.iter().zip(effects) {
+            if let Some(effect) = effect {
+                guard::apply(&self.handler, &tx, &member.event, effect, &self.metrics)
+                    .instrument(member.span.clone())
+                    .await?;
+                applied.push(&member.event);
             }
-            tx.commit().await?;
-            for event in applied {
-                self.handler.committed(event);
-            }
-            deferred.committed(last_record.offset + 1);
-            return Ok(outcomes);
-        };
-        drop(client);
-        Err(self.after_conflict(error, fence, deferred).await)
+        }
+        tx.commit().await?;
+        for event in applied {
+            self.handler.committed(event);
+        }
+        deferred.committed(last_record.offset + 1);
+        Ok(outcomes)
     }
 
     /// Counts and reports a committed batch, record by record.

@@ -1,9 +1,7 @@
 //! Plans that stay index lookups whatever the statistics: a consumer's
 //! transactions plan the acknowledgement's version update as a lookup per
 //! aggregate even on a table that looked empty when the plan was made, and
-//! the owner of slot 0 analyzes the bookkeeping tables as they grow. The
-//! settings hold whether awaited first or sent together with the
-//! acknowledgement (one round trip), as the runtime sends them.
+//! the owner of slot 0 analyzes the bookkeeping tables as they grow.
 
 use orderly_integration_tests::eventually;
 use tokio_util::sync::CancellationToken;
@@ -14,49 +12,32 @@ use super::{WAIT, setup};
 const ACK: &str = include_str!("../../../../src/consumer/store/ack.sql");
 const INDEX_PLANS: &str = include_str!("../../../../src/consumer/store/index_plans.sql");
 
-/// How the settings reach the transaction before the acknowledgement.
-#[derive(Clone, Copy, PartialEq)]
-enum Sent {
-    /// Awaited on their own first.
-    First,
-    /// Sent with the acknowledgement, polled before it (as the runtime's
-    /// `begin_with_ack` does): one round trip.
-    Together,
-}
-
 /// The generic plan of the acknowledgement on the (empty) versions table
-/// of `orders`, made inside a transaction that ran `settings` before it.
-async fn generic_ack_plan(db: &mut tokio_postgres::Client, settings: &str, sent: Sent) -> String {
+/// of `orders`, made inside a transaction that ran `settings` first.
+async fn generic_ack_plan(db: &mut tokio_postgres::Client, settings: &str) -> String {
     let tx = db.transaction().await.expect("begin");
-    // Prepared and planned (EXPLAIN EXECUTE) in one message, so the plan is
-    // made when that message runs.
-    let plan = format!(
-        "SET LOCAL plan_cache_mode = force_generic_plan; PREPARE ack AS {}; \
-         EXPLAIN EXECUTE ack('c', 't', 0, 1, 'g', '00000000-0000-0000-0000-000000000001', 1, '{{}}', '{{a}}', '{{0}}', '{{1}}', \
-         '00000000-0000-0000-0000-000000000000', true, NULL)",
+    tx.batch_execute(settings).await.expect("settings");
+    tx.batch_execute(&format!(
+        "SET LOCAL plan_cache_mode = force_generic_plan; PREPARE ack AS {}",
         ACK.replace("{schema}", "orders")
-    );
-    let planned = if sent == Sent::First {
-        tx.batch_execute(settings).await.expect("settings");
-        tx.simple_query(&plan).await
-    } else {
-        let (set, planned) =
-            futures::future::join(tx.batch_execute(settings), tx.simple_query(&plan)).await;
-        set.expect("settings");
-        planned
-    };
-    let lines: Vec<String> = planned
-        .expect("plan the acknowledgement")
-        .iter()
-        .filter_map(|message| match message {
-            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
-            _ => None,
-        })
-        .collect();
+    ))
+    .await
+    .expect("prepare the acknowledgement");
+    let rows = tx
+        .query(
+            "EXPLAIN EXECUTE ack('c', 't', 0, 1, 'g', '00000000-0000-0000-0000-000000000001', 1, '{}', '{a}', '{0}', '{1}', \
+             '00000000-0000-0000-0000-000000000000', true, NULL)",
+            &[],
+        )
+        .await
+        .expect("explain");
     tx.batch_execute("DEALLOCATE ack")
         .await
         .expect("deallocate");
-    lines.join("\n")
+    rows.iter()
+        .map(|row| row.get::<_, String>(0))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[tokio::test]
@@ -69,22 +50,20 @@ async fn a_consumer_transaction_plans_the_version_update_as_index_lookups_on_a_t
         .expect("analyze the empty table");
     // Without the settings, the planner scans the table it believes empty
     // (the plan a growing table kept until its next analyze).
-    let plain = generic_ack_plan(&mut db, "SELECT 1", Sent::First).await;
+    let plain = generic_ack_plan(&mut db, "SELECT 1").await;
     assert!(
         plain.contains("Seq Scan on aggregate_versions"),
         "the planner's own choice on an empty table:\n{plain}"
     );
-    for sent in [Sent::First, Sent::Together] {
-        let plan = generic_ack_plan(&mut db, INDEX_PLANS, sent).await;
-        assert!(
-            !plan.contains("Seq Scan on aggregate_versions") && !plan.contains("Hash Join"),
-            "a scan of the versions table in a consumer's transaction:\n{plan}"
-        );
-        assert!(
-            plan.contains("Index Scan using aggregate_versions_pkey on aggregate_versions"),
-            "no lookup of the versions by key:\n{plan}"
-        );
-    }
+    let plan = generic_ack_plan(&mut db, INDEX_PLANS).await;
+    assert!(
+        !plan.contains("Seq Scan on aggregate_versions") && !plan.contains("Hash Join"),
+        "a scan of the versions table in a consumer's transaction:\n{plan}"
+    );
+    assert!(
+        plan.contains("Index Scan using aggregate_versions_pkey on aggregate_versions"),
+        "no lookup of the versions by key:\n{plan}"
+    );
 }
 
 #[tokio::test]
