@@ -28,7 +28,7 @@ use crate::{
     config::Config,
     error::Error,
     publisher::Publisher,
-    store::{self, CHANNEL, Queries, RETRY_SUFFIX, SHARES_SUFFIX, Session},
+    store::{self, CHANNEL, Queries, Session},
 };
 use lease::{Buckets, Lease, RELAY_GROUP};
 pub use orderly::backoff::Backoff;
@@ -369,8 +369,8 @@ async fn drive<S, T>(
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let mut connection = connection;
-    let retry = format!("{source}{RETRY_SUFFIX}");
-    let shares = format!("{source}{SHARES_SUFFIX}");
+    let retry = store::retry_payload(&source);
+    let shares = store::shares_payload(&source);
     let mut messages = stream::poll_fn(move |cx| connection.poll_message(cx));
     while let Some(message) = messages.next().await {
         match message {

@@ -35,12 +35,13 @@ const WAKE: &str = "SELECT pg_advisory_unlock_all()";
 /// payload. RelayAdmin.RetrySetAside notifies it too, with `<schema>:retry`.
 pub const CHANNEL: &str = "orderly_outbox";
 
-/// The suffix of a notification payload that announces retried rows.
-pub const RETRY_SUFFIX: &str = ":retry";
+/// The suffix of a notification payload that announces retried rows
+/// ([`retry_payload`]).
+const RETRY_SUFFIX: &str = ":retry";
 
 /// The suffix of a notification payload that tells a source's relays the
 /// shares of its buckets changed ([`shares_payload`]).
-pub const SHARES_SUFFIX: &str = ":shares";
+const SHARES_SUFFIX: &str = ":shares";
 
 /// A row the broker refused for a reason of its own.
 #[derive(Debug, Clone)]
@@ -286,6 +287,12 @@ pub fn shares_payload(source: &str) -> String {
     format!("{source}{SHARES_SUFFIX}")
 }
 
+/// The payload that tells `source`'s active relay rows were put back in
+/// line.
+pub fn retry_payload(source: &str) -> String {
+    format!("{source}{RETRY_SUFFIX}")
+}
+
 /// Puts the set-aside rows `ids` (all of them when empty) back in line and
 /// tells the source's active relay, within the caller's transaction (the
 /// notification goes out when it commits). Returns the ids put back.
@@ -304,8 +311,7 @@ pub async fn retry_set_aside<C: GenericClient>(
     retried.sort_unstable();
     if !retried.is_empty() {
         let notify = tx.prepare_cached(NOTIFY).await?;
-        let payload = format!("{source}{RETRY_SUFFIX}");
-        tx.query_one(&notify, &[&payload]).await?;
+        tx.query_one(&notify, &[&retry_payload(source)]).await?;
     }
     Ok(retried)
 }
@@ -341,15 +347,6 @@ impl Session {
             sleep: client.prepare(&queries.sleep).await?,
             client,
         })
-    }
-
-    /// Tells the source's relays that the shares of its buckets changed
-    /// ([`shares_payload`]).
-    pub async fn notify_shares(&self, source: &str) -> Result<(), Error> {
-        self.client
-            .query_one(NOTIFY, &[&shares_payload(source)])
-            .await?;
-        Ok(())
     }
 
     /// Subscribes this session to outbox notifications.

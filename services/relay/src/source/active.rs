@@ -272,10 +272,8 @@ impl<'a> Relay<'a> {
                 tracing::info!(source = %self.state.name, buckets = ?idle, "relay buckets handed over");
                 self.buckets.give_up(&idle);
                 // Whoever is under its share takes them at once rather than
-                // at its next round. Only a hint: a failure changes nothing.
-                if let Err(error) = self.session.notify_shares(&self.state.name).await {
-                    tracing::debug!(source = %self.state.name, %error, "cannot tell the other relays the shares changed");
-                }
+                // at its next round.
+                super::tell_shares_changed(&self.state.name, self.membership).await;
             }
             Err(error) => {
                 tracing::warn!(source = %self.state.name, %error, buckets = ?idle, "cannot release relay buckets; they pass on when their leases expire");
