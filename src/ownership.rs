@@ -251,8 +251,12 @@ impl Membership {
     pub async fn hint(&self, channel: &str, payload: &str) {
         let tell = async {
             let client = self.pool.get().await.map_err(|e| e.to_string())?;
+            let statement = client
+                .prepare_cached(include_str!("ownership/hint.sql"))
+                .await
+                .map_err(|e| crate::postgres::describe(&e))?;
             client
-                .execute("SELECT pg_notify($1, $2)", &[&channel, &payload])
+                .execute(&statement, &[&channel, &payload])
                 .await
                 .map_err(|e| crate::postgres::describe(&e))
         };
