@@ -1,9 +1,15 @@
 //! A fresh, migrated database per test.
 
+use std::{sync::Arc, time::Duration};
+
 use orderly::config::PostgresConfig;
 use tokio_postgres::{Client, NoTls};
 
-use crate::{FIX_COMMAND, test_resource_name};
+use crate::{FIX_COMMAND, test_end, test_resource_name};
+
+/// How long a test's end waits for its database to be dropped before it
+/// moves on (leaving it, and saying so).
+const DROP_DEADLINE: Duration = Duration::from_secs(30);
 
 /// The tests' Postgres server, without a database name:
 /// `ORDERLY_TEST_POSTGRES_URL`, default the local server.
@@ -15,14 +21,18 @@ fn server_url() -> String {
 }
 
 /// A database of its own for one test, with every migration applied. Test
-/// databases are named `orderly_test_<unix seconds>_<id>`; the test command
-/// drops those older than a few hours.
+/// databases are named `orderly_test_<unix seconds>_<id>` and dropped when
+/// the test ends (the last clone is dropped and its components are gone);
+/// the test command drops those a crashed run left, once a few hours old.
 #[derive(Debug, Clone)]
 pub struct TestDatabase {
     /// Settings that point a component at this database.
     pub config: PostgresConfig,
     /// The database's name.
     pub name: String,
+    /// Drops the database with the last clone; none for a database on a
+    /// server the test runs itself (it goes with the server).
+    cleanup: Option<Arc<DatabaseCleanup>>,
 }
 
 impl TestDatabase {
@@ -44,10 +54,40 @@ impl TestDatabase {
             database_pool_size: 4,
             ..PostgresConfig::default()
         };
+        // Before migrating: a failed migration leaves no database behind.
+        let cleanup = Some(Arc::new(DatabaseCleanup {
+            server,
+            name: name.clone(),
+        }));
         orderly::migrate::run(&config)
             .await
             .expect("migrate test database");
-        Self { config, name }
+        Self {
+            config,
+            name,
+            cleanup,
+        }
+    }
+
+    /// A database on a server the test or bench runs itself: nothing is
+    /// dropped when this is dropped.
+    pub fn on_own_server(config: PostgresConfig, name: impl Into<String>) -> Self {
+        Self {
+            config,
+            name: name.into(),
+            cleanup: None,
+        }
+    }
+
+    /// Whether dropping this handle drops the database at once: it is the
+    /// last one, and the thread is not a test's (see
+    /// [`test_end::deferred`]).
+    pub(crate) fn drops_when_dropped(&self) -> bool {
+        let last = self
+            .cleanup
+            .as_ref()
+            .is_some_and(|cleanup| Arc::strong_count(cleanup) == 1);
+        last && !test_end::deferred()
     }
 
     /// The server's `host:port`, for putting a proxy in front of it.
@@ -79,4 +119,61 @@ async fn connect(url: &str) -> Client {
         });
     tokio::spawn(connection);
     client
+}
+
+/// Drops a test's database from the shared server when dropped, once the
+/// test's components are gone (see [`crate::test_end`]); connections still
+/// open are closed by the server (`WITH (FORCE)`).
+#[derive(Debug)]
+struct DatabaseCleanup {
+    server: String,
+    name: String,
+}
+
+impl Drop for DatabaseCleanup {
+    fn drop(&mut self) {
+        let (server, name) = (self.server.clone(), self.name.clone());
+        test_end::run_at_test_end(move || drop_or_report(&server, &name));
+    }
+}
+
+/// Drops database `name` on a thread and runtime of its own (the caller may
+/// be a runtime's thread), waiting up to [`DROP_DEADLINE`]; a failure is
+/// reported, never raised.
+fn drop_or_report(server: &str, name: &str) {
+    let (url, statement) = (
+        format!("{server}/postgres"),
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+    );
+    let (done, outcome) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("database-cleanup".into())
+        .spawn(move || {
+            let result = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())
+                .and_then(|runtime| {
+                    runtime.block_on(async {
+                        let (client, connection) = tokio_postgres::connect(&url, NoTls)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        tokio::spawn(connection);
+                        client
+                            .batch_execute(&statement)
+                            .await
+                            .map_err(|e| e.to_string())
+                    })
+                });
+            let _ = done.send(result);
+        });
+    let result = match spawned {
+        Ok(_) => outcome
+            .recv_timeout(DROP_DEADLINE)
+            .unwrap_or_else(|_| Err(format!("not done within {DROP_DEADLINE:?}"))),
+        Err(error) => Err(format!("cannot start a thread: {error}")),
+    };
+    if let Err(error) = result {
+        eprintln!("the test database {name} is left on the server: {error}");
+    }
 }

@@ -16,6 +16,7 @@ mod platform;
 pub mod process;
 mod proxy;
 mod redis;
+mod test_end;
 mod tls;
 
 pub use database::TestDatabase;

@@ -93,15 +93,16 @@ const STOP_GRACE: Duration = Duration::from_secs(15);
 impl Drop for TestPlatform {
     fn drop(&mut self) {
         self.stop.cancel();
-        // The topics may go with the fields, and a consumer fetching a
-        // deleted topic crashes the process: then the components must be
-        // gone first. They run on another thread then (a bench's services
-        // runtime); on a test's thread the topics wait for its end.
-        if self
+        // The topics and the database may go with the fields, and a
+        // consumer fetching a deleted topic crashes the process: then the
+        // components must be gone first. They run on another thread then (a
+        // bench's services runtime); on a test's thread both wait for its
+        // end.
+        let topics_go = self
             .kafka
             .as_ref()
-            .is_some_and(TestKafka::deletes_when_dropped)
-        {
+            .is_some_and(TestKafka::deletes_when_dropped);
+        if topics_go || self.db.drops_when_dropped() {
             // A stopped or killed component's task was awaited already (and
             // must not be polled again).
             let tasks = self

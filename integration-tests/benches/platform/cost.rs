@@ -188,7 +188,7 @@ async fn database(server: &PostgresInstance) -> TestDatabase {
         ..orderly::config::PostgresConfig::default()
     };
     orderly::migrate::run(&config).await.expect("migrate");
-    TestDatabase { config, name }
+    TestDatabase::on_own_server(config, name)
 }
 
 /// The counters the section compares.

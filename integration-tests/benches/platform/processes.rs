@@ -54,14 +54,14 @@ pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<()>
         .start()
         .await;
     let stack = Stack {
-        db: TestDatabase {
-            config: PostgresConfig {
+        db: TestDatabase::on_own_server(
+            PostgresConfig {
                 database_url: platform.postgres.url("orderly"),
                 database_pool_size: 4,
                 ..PostgresConfig::default()
             },
-            name: "orderly".into(),
-        },
+            "orderly",
+        ),
         orders: vec![platform.grpc_addr(Component::Order)],
         inventory: platform.grpc_addr(Component::Inventory),
     };

@@ -74,14 +74,14 @@ pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<()>
         builder = builder.replicas(component, 2);
     }
     let mut platform = builder.start().await;
-    let db = TestDatabase {
-        config: PostgresConfig {
+    let db = TestDatabase::on_own_server(
+        PostgresConfig {
             database_url: platform.postgres.url("orderly"),
             database_pool_size: 4,
             ..PostgresConfig::default()
         },
-        name: "orderly".into(),
-    };
+        "orderly",
+    );
     saga::prepare(&stack(&platform, &db)).await;
 
     // Two, one, one, two: a drift during the run (the machine's other load,

@@ -5,11 +5,10 @@
 //! Not while a consumer of this process may still fetch them: tansu 0.6.0
 //! answers a fetch of a deleted topic with a leader hint that has neither
 //! topic id nor name, and librdkafka 2.12 dereferences the missing name and
-//! takes the whole process down (SIGSEGV). A test's components run on its
-//! runtime until the runtime is dropped, after the test's own code, so the
-//! deletion waits for the end of the test's thread; see [`TopicCleanup`].
+//! takes the whole process down (SIGSEGV). So the deletion waits until the
+//! test's components are gone; see [`crate::test_end`].
 
-use std::{cell::RefCell, sync::mpsc, time::Duration};
+use std::{sync::mpsc, time::Duration};
 
 use orderly::kafka::KafkaConfig;
 use rdkafka::{
@@ -18,6 +17,8 @@ use rdkafka::{
     error::KafkaResult,
     types::RDKafkaErrorCode,
 };
+
+use crate::test_end::run_at_test_end;
 
 /// How long one broker call (a listing, a deletion) may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -30,54 +31,16 @@ const CLEANUP_DEADLINE: Duration = Duration::from_secs(30);
 /// topics go may create one again (the relay does after a failed delivery).
 const ROUNDS: usize = 3;
 
-thread_local! {
-    /// Prefixes whose topics go when this thread ends.
-    static AT_THREAD_END: RefCell<AtThreadEnd> = RefCell::default();
-}
-
 /// Deletes every topic under a test's prefix when dropped, components'
-/// topics (dead-letter topics and the like) included: at once when
-/// [`deferred`] is false, else when the dropping thread ends.
+/// topics (dead-letter topics and the like) included, once the test's
+/// components are gone (see [`crate::test_end`]).
 #[derive(Debug)]
 pub(super) struct TopicCleanup(pub(super) KafkaConfig);
 
 impl Drop for TopicCleanup {
     fn drop(&mut self) {
         let config = self.0.clone();
-        if deferred() {
-            // Fails only while the thread's locals are being destroyed,
-            // when its runtime is long gone: then now is safe.
-            let queued = AT_THREAD_END.try_with(|pending| pending.borrow_mut().0.push(config));
-            if queued.is_ok() {
-                return;
-            }
-            delete_or_report(self.0.clone());
-        } else {
-            delete_or_report(config);
-        }
-    }
-}
-
-/// Whether topics dropped on this thread are deleted only when it ends.
-/// On a test's thread (inside its runtime, and not the process's main
-/// thread), the test's runtime, its tasks and their Kafka clients are gone
-/// by then: libtest drops the runtime before the thread ends and waits for
-/// the thread. The main thread (a bench's) may never run its thread-locals'
-/// destructors: there the topics go at once, after [`crate::TestPlatform`]
-/// waited for its components to stop.
-pub(super) fn deferred() -> bool {
-    tokio::runtime::Handle::try_current().is_ok() && std::thread::current().name() != Some("main")
-}
-
-/// The prefixes queued on one thread.
-#[derive(Default)]
-struct AtThreadEnd(Vec<KafkaConfig>);
-
-impl Drop for AtThreadEnd {
-    fn drop(&mut self) {
-        for config in self.0.drain(..) {
-            delete_or_report(config);
-        }
+        run_at_test_end(move || delete_or_report(config));
     }
 }
 

@@ -7,6 +7,7 @@
 
 mod chaos;
 mod consumer;
+mod databases;
 mod grpc_surface;
 mod hostile;
 mod inventory;

@@ -42,10 +42,7 @@ async fn the_saga_runs_with_all_three_stores_over_tls() {
     let (kafka, _tls_front) = broker.test_kafka(&pki).await;
     let platform = TestPlatform::builder()
         .all()
-        .database(TestDatabase {
-            config,
-            name: "orderly".to_owned(),
-        })
+        .database(TestDatabase::on_own_server(config, "orderly"))
         .redis(TestRedis::of(redis_config))
         .kafka(kafka)
         .start()

@@ -1,0 +1,66 @@
+//! Clean-ups that must wait until a test's components are gone.
+//!
+//! A test's components run on its runtime until the runtime is dropped,
+//! after the test's own code: removing what they use (topics they fetch,
+//! the database they are connected to) while they still run makes them
+//! fail loudly, and a consumer fetching a deleted topic crashes the whole
+//! process (see `kafka/cleanup.rs`). So on a test's thread a clean-up is
+//! queued and runs when the thread ends; elsewhere (a bench's main thread,
+//! whose components run on another runtime and are awaited first) it runs
+//! at once.
+
+use std::cell::RefCell;
+
+/// A clean-up to run once.
+type Job = Box<dyn FnOnce() + Send>;
+
+thread_local! {
+    /// Clean-ups queued until this thread ends.
+    static AT_THREAD_END: RefCell<AtThreadEnd> = RefCell::default();
+}
+
+/// Runs `job` when this test's thread ends, or at once where [`deferred`]
+/// is false. Blocking is fine: it runs outside any runtime's worker.
+pub(crate) fn run_at_test_end(job: impl FnOnce() + Send + 'static) {
+    if deferred() {
+        let mut job = Some(Box::new(job) as Job);
+        // Fails only while the thread's locals are being destroyed, when
+        // its runtime is long gone: then now is safe.
+        let queued = AT_THREAD_END.try_with(|pending| {
+            if let Some(job) = job.take() {
+                pending.borrow_mut().0.push(job);
+            }
+        });
+        if queued.is_ok() {
+            return;
+        }
+        if let Some(job) = job {
+            job();
+        }
+    } else {
+        job();
+    }
+}
+
+/// Whether clean-ups started on this thread wait until it ends. On a
+/// test's thread (inside its runtime, and not the process's main thread),
+/// the test's runtime, its tasks and their clients are gone by then:
+/// libtest drops the runtime before the thread ends and waits for the
+/// thread. The main thread (a bench's) may never run its thread-locals'
+/// destructors: there clean-ups run at once, after [`crate::TestPlatform`]
+/// waited for its components to stop.
+pub(crate) fn deferred() -> bool {
+    tokio::runtime::Handle::try_current().is_ok() && std::thread::current().name() != Some("main")
+}
+
+/// The clean-ups queued on one thread, run in the order they were queued.
+#[derive(Default)]
+struct AtThreadEnd(Vec<Job>);
+
+impl Drop for AtThreadEnd {
+    fn drop(&mut self) {
+        for job in self.0.drain(..) {
+            job();
+        }
+    }
+}
