@@ -49,6 +49,8 @@ async fn a_rebuild_swaps_in_an_identical_view_while_the_live_one_serves() {
         before.push(response.order.expect("view"));
     }
     until_caught_up(&platform).await;
+    let db = platform.db.client().await;
+    let names = index_and_constraint_names(&db).await;
 
     let id = rebuild(&platform, "orders").await.expect("Rebuild");
     let saw_running = AtomicBool::new(false);
@@ -84,6 +86,11 @@ async fn a_rebuild_swaps_in_an_identical_view_while_the_live_one_serves() {
         "every event of both orders: {swapped:?}"
     );
     assert!(swapped.finished_at.is_some());
+    assert_eq!(
+        index_and_constraint_names(&db).await,
+        names,
+        "the rebuilt tables keep the migrations' index and constraint names"
+    );
 
     for (order, view) in [&paid, &declined].into_iter().zip(&before) {
         let again = query_view(&platform, &order.order_id, 0, Duration::from_secs(5))
@@ -110,6 +117,28 @@ async fn a_rebuild_swaps_in_an_identical_view_while_the_live_one_serves() {
         .await
         .expect_err("one at a time");
     assert_eq!(error.code(), Code::FailedPrecondition, "{error:?}");
+}
+
+/// The live view tables' indexes and constraints, as `table index` lines.
+async fn index_and_constraint_names(db: &tokio_postgres::Client) -> Vec<String> {
+    db.query(
+        "SELECT c.relname || ' ' || i.relname FROM pg_index x \
+         JOIN pg_class c ON c.oid = x.indrelid JOIN pg_class i ON i.oid = x.indexrelid \
+         WHERE c.relnamespace = 'query'::regnamespace \
+           AND c.relname IN ('order_views', 'order_timeline') \
+         UNION ALL \
+         SELECT c.relname || ' ' || k.conname FROM pg_constraint k \
+         JOIN pg_class c ON c.oid = k.conrelid \
+         WHERE c.relnamespace = 'query'::regnamespace \
+           AND c.relname IN ('order_views', 'order_timeline') \
+         ORDER BY 1",
+        &[],
+    )
+    .await
+    .expect("index names")
+    .iter()
+    .map(|row| row.get(0))
+    .collect()
 }
 
 /// Orders created before the rebuild in the test below.
