@@ -178,6 +178,7 @@ async fn delivery_span(db: &TestDatabase) -> anyhow::Result<Duration> {
 /// The relay's own defaults where the test platform sets others.
 fn relay_defaults(c: &mut orderly_relay::Config) {
     let defaults = orderly_relay::Config::default();
+    c.retention = defaults.retention;
     c.sources = vec!["orders".into()];
     c.batch_size = defaults.batch_size;
     c.poll_interval_ms = defaults.poll_interval_ms;
@@ -190,31 +191,56 @@ fn relay_defaults(c: &mut orderly_relay::Config) {
     }
 }
 
-/// Starts `relays` relays on `db`'s outbox and waits until nothing is
-/// unpublished.
+/// How often a drain looks whether its first row was marked and whether
+/// any is left: two index lookups, cheap beside the relay's work.
+const DRAIN_POLL: Duration = Duration::from_millis(10);
+
+/// Starts `relays` relays on `db`'s outbox, configured by `config`, and
+/// waits until nothing is unpublished. Returns the time from the first
+/// row's mark (the backlog's lowest id, in the first batch; stamped or
+/// deleted) to the last, as polled: a span the relay's marks need not
+/// record, so relays that delete rows are measured like the others.
 async fn drain(
     db: &TestDatabase,
     kafka: &TestKafka,
     settings: &Settings,
     relays: usize,
-) -> anyhow::Result<()> {
+    config: fn(&mut orderly_relay::Config),
+) -> anyhow::Result<Duration> {
+    let client = db.client().await;
+    let first_id: i64 = client
+        .query_one("SELECT min(id) FROM orders.outbox", &[])
+        .await?
+        .get(0);
     let (database, kafka) = (db.clone(), kafka.share());
     let platform = in_services(async move {
         let mut platform = TestPlatform::builder()
             .database(database)
             .kafka(kafka)
-            .relay_with(relay_defaults)
+            .relay_with(config)
             .start()
             .await;
         for _ in 1..relays {
-            platform.add_relay(relay_defaults).await;
+            platform.add_relay(config).await;
         }
         platform
     })
     .await;
-    let client = db.client().await;
     let deadline = Instant::now() + settings.phase_limit;
+    let mut first_marked = None;
     loop {
+        if first_marked.is_none() {
+            let waiting: bool = client
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM orders.outbox WHERE id = $1 AND published_at IS NULL)",
+                    &[&first_id],
+                )
+                .await?
+                .get(0);
+            if !waiting {
+                first_marked = Some(Instant::now());
+            }
+        }
         // EXISTS, not count(*): the probe must not compete with the relay
         // for the database's CPU.
         let left: bool = client
@@ -233,10 +259,17 @@ async fn drain(
                 settings.phase_limit
             );
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(DRAIN_POLL).await;
     }
+    let span = first_marked.map_or(Duration::ZERO, |at| at.elapsed());
     drop(platform);
-    Ok(())
+    Ok(span)
+}
+
+/// The relay's defaults, keeping no published rows (marks delete them).
+fn relay_keeping_nothing(c: &mut orderly_relay::Config) {
+    relay_defaults(c);
+    c.retention = Duration::ZERO;
 }
 
 /// Section 5. Returns the Kafka topics the relay filled, which section 6
@@ -267,7 +300,7 @@ pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<Tes
 
     let cpu = process_cpu(me);
     let started = Instant::now();
-    drain(&db, &relay_kafka, settings, 1).await?;
+    let kept_polled = drain(&db, &relay_kafka, settings, 1, relay_defaults).await?;
     let relay_wall = started.elapsed();
     let relay_cpu = process_cpu(me).saturating_sub(cpu);
     let relay_span = delivery_span(&db).await?;
@@ -278,9 +311,23 @@ pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<Tes
     let pair_db = TestDatabase::create().await;
     let pair_kafka = TestKafka::shared().await;
     fill(&pair_db, &records).await?;
-    drain(&pair_db, &pair_kafka, settings, 2).await?;
+    drain(&pair_db, &pair_kafka, settings, 2, relay_defaults).await?;
     let pair_span = delivery_span(&pair_db).await?;
     crate::drop_database(&pair_db).await;
+
+    // One relay that keeps no published rows: its marks delete them.
+    let deleting_db = TestDatabase::create().await;
+    let deleting_kafka = TestKafka::shared().await;
+    fill(&deleting_db, &records).await?;
+    let deleted_polled = drain(
+        &deleting_db,
+        &deleting_kafka,
+        settings,
+        1,
+        relay_keeping_nothing,
+    )
+    .await?;
+    crate::drop_database(&deleting_db).await;
 
     // From the first delivery to the last: what starting a platform or a
     // producer costs (a fixed part of a second, which moved the whole
@@ -303,6 +350,14 @@ pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<Tes
         rate(pair_span),
         "events/s",
         Some(rate(raw_span)),
+        None,
+    );
+    report.push(
+        SECTION,
+        "one relay keeping no published rows (retention 0: marks delete) vs keeping them, first mark to last as polled",
+        rate(deleted_polled),
+        "events/s",
+        Some(rate(kept_polled)),
         None,
     );
     report.push(

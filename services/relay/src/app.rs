@@ -45,7 +45,7 @@ impl App {
         let sources: Arc<[Arc<SourceState>]> = config
             .sources
             .iter()
-            .map(|name| Arc::new(SourceState::new(name)))
+            .map(|name| Arc::new(SourceState::new(name, config.published_rows())))
             .collect();
         // One producer per source, so a fatal producer error in one source
         // is repaired without touching the others.

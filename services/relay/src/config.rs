@@ -7,6 +7,8 @@ use orderly::{
     kafka::KafkaConfig,
 };
 
+use crate::store::PublishedRows;
+
 /// Everything the relay needs to run.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -33,7 +35,9 @@ pub struct Config {
     /// `ORDERLY_RELAY_POLL_INTERVAL_MS`: how often an idle source looks for
     /// rows when no notification arrives (a lost NOTIFY costs at most this).
     pub poll_interval_ms: u64,
-    /// `ORDERLY_RELAY_RETENTION_HOURS`: how long published rows are kept.
+    /// `ORDERLY_RELAY_RETENTION_HOURS`: how long published rows are kept;
+    /// 0 keeps none (marks delete them, which costs the database less than
+    /// stamping them).
     pub retention: Duration,
     /// `ORDERLY_RELAY_PRUNE_INTERVAL_MS`: how often the active relay prunes.
     pub prune_interval_ms: u64,
@@ -118,6 +122,16 @@ impl Config {
         };
         config.validate()?;
         Ok(config)
+    }
+
+    /// What marks do with delivered rows: with a retention of 0 there is
+    /// nothing to keep them for.
+    pub fn published_rows(&self) -> PublishedRows {
+        if self.retention.is_zero() {
+            PublishedRows::Deleted
+        } else {
+            PublishedRows::Kept
+        }
     }
 
     /// Checks the values a caller may have set by hand (tests do).

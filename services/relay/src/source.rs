@@ -28,7 +28,7 @@ use crate::{
     config::Config,
     error::Error,
     publisher::Publisher,
-    store::{self, CHANNEL, Queries, Session},
+    store::{self, CHANNEL, PublishedRows, Queries, Session},
 };
 use lease::{Buckets, Lease, RELAY_GROUP};
 pub use orderly::backoff::Backoff;
@@ -65,11 +65,12 @@ pub struct SourceState {
 }
 
 impl SourceState {
-    /// A source that has not yet tried for its lock.
-    pub fn new(name: &str) -> Self {
+    /// A source that has not yet tried for its lock; its marks stamp or
+    /// delete rows as `published` says.
+    pub fn new(name: &str, published: PublishedRows) -> Self {
         Self {
             name: name.to_owned(),
-            queries: Queries::new(name),
+            queries: Queries::new(name, published),
             role: AtomicI32::new(RelayRole::Unspecified as i32),
             owned: Arc::new(AtomicU64::new(0)),
             grants: Mutex::new(Vec::new()),

@@ -17,6 +17,7 @@ const FETCH_ALL: &str = include_str!("store/fetch_all.sql");
 const FETCH_BUCKETS: &str = include_str!("store/fetch_buckets.sql");
 const NOT_BEHIND_SET_ASIDE: &str = include_str!("store/not_behind_set_aside.sql");
 const MARK: &str = include_str!("store/mark_published.sql");
+const DELETE_PUBLISHED: &str = include_str!("store/delete_published.sql");
 const BACKLOG: &str = include_str!("store/backlog.sql");
 const PRUNE: &str = include_str!("store/prune_published.sql");
 const RECORD_FAILURES: &str = include_str!("store/record_failures.sql");
@@ -169,6 +170,15 @@ pub struct SetAside {
     pub waiting_behind: i64,
 }
 
+/// What a relay's mark does with delivered rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishedRows {
+    /// Stamped published and kept for the retention, then pruned.
+    Kept,
+    /// Deleted (a retention of 0): nothing is kept to prune.
+    Deleted,
+}
+
 /// The SQL of one source, with its table spliced in.
 #[derive(Debug, Clone)]
 pub struct Queries {
@@ -185,8 +195,9 @@ pub struct Queries {
 }
 
 impl Queries {
-    /// Queries on `<source>.outbox`; `source` must be a validated identifier.
-    pub fn new(source: &str) -> Self {
+    /// Queries on `<source>.outbox`; `source` must be a validated
+    /// identifier. Marks stamp or delete rows as `published` says.
+    pub fn new(source: &str, published: PublishedRows) -> Self {
         let table = format!("{source}.outbox");
         let splice = |sql: &str| {
             sql.replace("{not_behind_set_aside}", NOT_BEHIND_SET_ASIDE)
@@ -196,7 +207,10 @@ impl Queries {
         Self {
             fetch_all: splice(FETCH_ALL),
             fetch_buckets: splice(FETCH_BUCKETS),
-            mark: splice(MARK),
+            mark: splice(match published {
+                PublishedRows::Kept => MARK,
+                PublishedRows::Deleted => DELETE_PUBLISHED,
+            }),
             backlog: splice(BACKLOG),
             prune: splice(PRUNE),
             record_failures: splice(RECORD_FAILURES),
@@ -530,22 +544,24 @@ mod tests {
 
     #[test]
     fn the_source_table_is_spliced_into_every_query() {
-        let queries = Queries::new("payments");
-        for sql in [
-            &queries.fetch_all,
-            &queries.fetch_buckets,
-            &queries.mark,
-            &queries.backlog,
-            &queries.prune,
-            &queries.record_failures,
-            &queries.list_set_aside,
-            &queries.retry_set_aside,
-            &queries.bucket_backlog,
-        ] {
-            assert!(sql.contains("payments.outbox"), "{sql}");
-            assert!(!sql.contains("{outbox}"), "{sql}");
-            assert!(!sql.contains("{schema}"), "{sql}");
-            assert!(!sql.contains("{not_behind_set_aside}"), "{sql}");
+        for published in [PublishedRows::Kept, PublishedRows::Deleted] {
+            let queries = Queries::new("payments", published);
+            for sql in [
+                &queries.fetch_all,
+                &queries.fetch_buckets,
+                &queries.mark,
+                &queries.backlog,
+                &queries.prune,
+                &queries.record_failures,
+                &queries.list_set_aside,
+                &queries.retry_set_aside,
+                &queries.bucket_backlog,
+            ] {
+                assert!(sql.contains("payments.outbox"), "{sql}");
+                assert!(!sql.contains("{outbox}"), "{sql}");
+                assert!(!sql.contains("{schema}"), "{sql}");
+                assert!(!sql.contains("{not_behind_set_aside}"), "{sql}");
+            }
         }
     }
 

@@ -202,12 +202,26 @@ async fn a_joining_relay_gets_its_share_long_before_the_holders_next_round() {
 
 #[tokio::test]
 async fn a_relay_whose_buckets_were_taken_while_its_mark_waited_marks_nothing() {
+    a_fenced_mark_changes_nothing(Duration::from_secs(3_600)).await;
+}
+
+/// The same fence when marks delete the rows (a retention of 0).
+#[tokio::test]
+async fn a_relay_that_keeps_no_published_rows_deletes_none_of_a_lost_bucket() {
+    a_fenced_mark_changes_nothing(Duration::ZERO).await;
+}
+
+/// A relay whose buckets are taken while its mark waits for the leases
+/// marks none of their rows; once the buckets come back, it publishes them
+/// again and marks them; with `retention` 0, marking deletes.
+async fn a_fenced_mark_changes_nothing(retention: Duration) {
     let platform = TestPlatform::builder()
-        .relay_with(|config| {
+        .relay_with(move |config| {
             orders_only(config);
             // Long leases: the grants must outlast the produce and the mark
             // that wait for the test's lock.
             config.lease_ttl_ms = 30_000;
+            config.retention = retention;
         })
         .start()
         .await;
@@ -282,6 +296,12 @@ async fn a_relay_whose_buckets_were_taken_while_its_mark_waited_marks_nothing() 
         .await
         .expect("free the buckets");
     until_drained(&relay, "orders", WAIT).await;
+    let kept = count(&writer, "orders", "true").await;
+    if retention.is_zero() {
+        assert_eq!(kept, 0, "marks delete the rows they mark");
+    } else {
+        assert_eq!(kept, 1 + late.len() as i64, "marks keep the rows they mark");
+    }
     // Every row the relay delivered before the take-over, and only those,
     // had its mark refused.
     let fenced = metric(&relay.metrics().await, FENCED) as usize;
