@@ -32,7 +32,7 @@ pub struct TestDatabase {
     pub name: String,
     /// Drops the database with the last clone; none for a database on a
     /// server the test runs itself (it goes with the server).
-    cleanup: Option<Arc<DatabaseCleanup>>,
+    _cleanup: Option<Arc<DatabaseCleanup>>,
 }
 
 impl TestDatabase {
@@ -65,7 +65,7 @@ impl TestDatabase {
         Self {
             config,
             name,
-            cleanup,
+            _cleanup: cleanup,
         }
     }
 
@@ -75,19 +75,8 @@ impl TestDatabase {
         Self {
             config,
             name: name.into(),
-            cleanup: None,
+            _cleanup: None,
         }
-    }
-
-    /// Whether dropping this handle drops the database at once: it is the
-    /// last one, and the thread is not a test's (see
-    /// [`test_end::deferred`]).
-    pub(crate) fn drops_when_dropped(&self) -> bool {
-        let last = self
-            .cleanup
-            .as_ref()
-            .is_some_and(|cleanup| Arc::strong_count(cleanup) == 1);
-        last && !test_end::deferred()
     }
 
     /// The server's `host:port`, for putting a proxy in front of it.

@@ -131,17 +131,6 @@ impl TestKafka {
         }
     }
 
-    /// Whether dropping this handle deletes the topics at once: it is the
-    /// last one on the shared broker, and the thread is not a test's (see
-    /// [`crate::test_end::deferred`]).
-    pub(crate) fn deletes_when_dropped(&self) -> bool {
-        let last = self
-            .cleanup
-            .as_ref()
-            .is_some_and(|cleanup| Arc::strong_count(cleanup) == 1);
-        last && !crate::test_end::deferred()
-    }
-
     /// The names of the broker's topics under this test's prefix: those
     /// created for it and those its components created.
     pub async fn topics(&self) -> Vec<String> {

@@ -93,16 +93,14 @@ const STOP_GRACE: Duration = Duration::from_secs(15);
 impl Drop for TestPlatform {
     fn drop(&mut self) {
         self.stop.cancel();
-        // The topics and the database may go with the fields, and a
-        // consumer fetching a deleted topic crashes the process: then the
-        // components must be gone first. They run on another thread then (a
-        // bench's services runtime); on a test's thread both wait for its
-        // end.
-        let topics_go = self
-            .kafka
-            .as_ref()
-            .is_some_and(TestKafka::deletes_when_dropped);
-        if topics_go || self.db.drops_when_dropped() {
+        // The topics and the database may go with the fields, or right
+        // after (a bench drops its database itself), and a consumer
+        // fetching a deleted topic crashes the process: components running
+        // on another thread (a bench's services runtime) are waited for
+        // here. On a test's thread they run on its runtime, which cannot be
+        // waited on from inside; they stop with it, before its clean-ups
+        // run (`test_end`).
+        if !crate::test_end::deferred() {
             // A stopped or killed component's task was awaited already (and
             // must not be polled again).
             let tasks = self
