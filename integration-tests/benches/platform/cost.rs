@@ -49,6 +49,9 @@ pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<()>
                     c.batch_size = defaults.batch_size;
                     c.poll_interval_ms = defaults.poll_interval_ms;
                     c.postgres.database_pool_size = 4;
+                    if let Some(retention) = crate::relay_retention() {
+                        c.retention = retention;
+                    }
                 })
                 .start()
                 .await

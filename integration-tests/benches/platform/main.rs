@@ -21,6 +21,8 @@
 //!   source in the saga and relay sections (default: the relay's default),
 //!   to compare; `ORDERLY_BENCH_RELAY_BATCH_SIZE` likewise for the rows
 //!   per batch, in the relay section.
+//! - `ORDERLY_BENCH_RELAY_RETENTION_HOURS`: how long the relays of the saga
+//!   and cost sections keep published rows (0: their marks delete them).
 //! - `ORDERLY_KAFKA_FETCH_WAIT_MS`: the consumers' fetch wait (default: the
 //!   platform's), to compare.
 //! - `ORDERLY_BENCH_STATEMENTS`: a file; section `cost` writes there what
@@ -133,6 +135,14 @@ pub fn relay_max_in_flight() -> Option<usize> {
 /// (`ORDERLY_BENCH_RELAY_BATCH_SIZE`, an A/B knob).
 pub fn relay_batch_size() -> Option<usize> {
     orderly_integration_tests::env_number("ORDERLY_BENCH_RELAY_BATCH_SIZE")
+}
+
+/// How long the saga's and the cost section's relays keep published rows,
+/// when the run sets it (`ORDERLY_BENCH_RELAY_RETENTION_HOURS`, an A/B
+/// knob; 0: marks delete the rows).
+pub fn relay_retention() -> Option<std::time::Duration> {
+    orderly_integration_tests::env_number::<u64>("ORDERLY_BENCH_RELAY_RETENTION_HOURS")
+        .map(|hours| std::time::Duration::from_secs(hours * 3600))
 }
 
 /// Figures one section measures and a later one uses.

@@ -84,6 +84,9 @@ pub async fn start_platform(settings: &Settings) -> TestPlatform {
                 if let Some(n) = crate::relay_max_in_flight() {
                     c.max_in_flight = n;
                 }
+                if let Some(retention) = crate::relay_retention() {
+                    c.retention = retention;
+                }
             })
             .start()
             .await
