@@ -17,6 +17,7 @@ const FETCH_ALL: &str = include_str!("store/fetch_all.sql");
 const FETCH_BUCKETS: &str = include_str!("store/fetch_buckets.sql");
 const NOT_BEHIND_SET_ASIDE: &str = include_str!("store/not_behind_set_aside.sql");
 const MARK: &str = include_str!("store/mark_published.sql");
+const STAMP_PUBLISHED: &str = include_str!("store/stamp_published.sql");
 const DELETE_PUBLISHED: &str = include_str!("store/delete_published.sql");
 const BACKLOG: &str = include_str!("store/backlog.sql");
 const PRUNE: &str = include_str!("store/prune_published.sql");
@@ -207,10 +208,13 @@ impl Queries {
         Self {
             fetch_all: splice(FETCH_ALL),
             fetch_buckets: splice(FETCH_BUCKETS),
-            mark: splice(match published {
-                PublishedRows::Kept => MARK,
-                PublishedRows::Deleted => DELETE_PUBLISHED,
-            }),
+            mark: splice(&MARK.replace(
+                "{mark_rows}",
+                match published {
+                    PublishedRows::Kept => STAMP_PUBLISHED,
+                    PublishedRows::Deleted => DELETE_PUBLISHED,
+                },
+            )),
             backlog: splice(BACKLOG),
             prune: splice(PRUNE),
             record_failures: splice(RECORD_FAILURES),
@@ -561,6 +565,7 @@ mod tests {
                 assert!(!sql.contains("{outbox}"), "{sql}");
                 assert!(!sql.contains("{schema}"), "{sql}");
                 assert!(!sql.contains("{not_behind_set_aside}"), "{sql}");
+                assert!(!sql.contains("{mark_rows}"), "{sql}");
             }
         }
     }
