@@ -134,34 +134,22 @@ fn drop_or_report(server: &str, name: &str) {
         format!("{server}/postgres"),
         format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
     );
-    let (done, outcome) = std::sync::mpsc::channel();
-    let spawned = std::thread::Builder::new()
-        .name("database-cleanup".into())
-        .spawn(move || {
-            let result = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
+    let result = test_end::on_own_thread("database-cleanup", DROP_DEADLINE, move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        runtime.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&url, NoTls)
+                .await
+                .map_err(|e| e.to_string())?;
+            tokio::spawn(connection);
+            client
+                .batch_execute(&statement)
+                .await
                 .map_err(|e| e.to_string())
-                .and_then(|runtime| {
-                    runtime.block_on(async {
-                        let (client, connection) = tokio_postgres::connect(&url, NoTls)
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        tokio::spawn(connection);
-                        client
-                            .batch_execute(&statement)
-                            .await
-                            .map_err(|e| e.to_string())
-                    })
-                });
-            let _ = done.send(result);
-        });
-    let result = match spawned {
-        Ok(_) => outcome
-            .recv_timeout(DROP_DEADLINE)
-            .unwrap_or_else(|_| Err(format!("not done within {DROP_DEADLINE:?}"))),
-        Err(error) => Err(format!("cannot start a thread: {error}")),
-    };
+        })
+    });
     if let Err(error) = result {
         eprintln!("the test database {name} is left on the server: {error}");
     }

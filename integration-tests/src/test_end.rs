@@ -9,7 +9,7 @@
 //! whose components run on another runtime and are awaited first) it runs
 //! at once.
 
-use std::cell::RefCell;
+use std::{cell::RefCell, sync::mpsc, time::Duration};
 
 /// A clean-up to run once.
 type Job = Box<dyn FnOnce() + Send>;
@@ -62,5 +62,27 @@ impl Drop for AtThreadEnd {
         for job in self.0.drain(..) {
             job();
         }
+    }
+}
+
+/// Runs `job` on a thread named `name` (the caller may be a runtime's
+/// thread, which must not block on another runtime's futures) and waits for
+/// it up to `deadline`. Returns the job's error, or why it did not finish.
+pub(crate) fn on_own_thread(
+    name: &str,
+    deadline: Duration,
+    job: impl FnOnce() -> Result<(), String> + Send + 'static,
+) -> Result<(), String> {
+    let (done, outcome) = mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            let _ = done.send(job());
+        });
+    match spawned {
+        Ok(_) => outcome
+            .recv_timeout(deadline)
+            .unwrap_or_else(|_| Err(format!("not done within {deadline:?}"))),
+        Err(error) => Err(format!("cannot start a thread: {error}")),
     }
 }

@@ -8,7 +8,7 @@
 //! takes the whole process down (SIGSEGV). So the deletion waits until the
 //! test's components are gone; see [`crate::test_end`].
 
-use std::{sync::mpsc, time::Duration};
+use std::time::Duration;
 
 use orderly::kafka::KafkaConfig;
 use rdkafka::{
@@ -18,7 +18,7 @@ use rdkafka::{
     types::RDKafkaErrorCode,
 };
 
-use crate::test_end::run_at_test_end;
+use crate::test_end::{on_own_thread, run_at_test_end};
 
 /// How long one broker call (a listing, a deletion) may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -49,20 +49,11 @@ impl Drop for TopicCleanup {
 /// waiting up to [`CLEANUP_DEADLINE`]; a failure is reported, never raised.
 fn delete_or_report(config: KafkaConfig) {
     let prefix = config.kafka_topic_prefix.clone();
-    let (done, outcome) = mpsc::channel();
     // The admin client polls on a thread of its own, so its futures need
     // no runtime.
-    let spawned = std::thread::Builder::new()
-        .name("topic-cleanup".into())
-        .spawn(move || {
-            let _ = done.send(delete_prefix(&config));
-        });
-    let result = match spawned {
-        Ok(_) => outcome
-            .recv_timeout(CLEANUP_DEADLINE)
-            .unwrap_or_else(|_| Err(format!("not done within {CLEANUP_DEADLINE:?}"))),
-        Err(error) => Err(format!("cannot start a thread: {error}")),
-    };
+    let result = on_own_thread("topic-cleanup", CLEANUP_DEADLINE, move || {
+        delete_prefix(&config)
+    });
     if let Err(error) = result {
         eprintln!("the test topics {prefix}* are left on the broker: {error}");
     }

@@ -24,6 +24,14 @@ async fn exists(probe: &TestDatabase, name: &str) -> bool {
         .get(0)
 }
 
+/// A runtime of the test's own, as libtest's thread would run one.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
 #[test]
 fn a_tests_database_goes_when_its_thread_ends_after_its_components() {
     // A test of its own, as libtest runs one: a thread running a
@@ -31,32 +39,23 @@ fn a_tests_database_goes_when_its_thread_ends_after_its_components() {
     let test = std::thread::Builder::new()
         .name("a test".into())
         .spawn(|| {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime")
-                .block_on(async {
-                    let db = TestDatabase::create().await;
-                    let name = db.name.clone();
-                    let platform = TestPlatform::builder().database(db).order().start().await;
-                    let probe = TestDatabase::create().await;
-                    drop(platform);
-                    // The order service's pool lives on this runtime until it
-                    // is dropped: the database stays meanwhile.
-                    assert!(exists(&probe, &name).await, "dropped under its components");
-                    name
-                })
+            runtime().block_on(async {
+                let db = TestDatabase::create().await;
+                let name = db.name.clone();
+                let platform = TestPlatform::builder().database(db).order().start().await;
+                let probe = TestDatabase::create().await;
+                drop(platform);
+                // The order service's pool lives on this runtime until it
+                // is dropped: the database stays meanwhile.
+                assert!(exists(&probe, &name).await, "dropped under its components");
+                name
+            })
         })
         .expect("spawn the test's thread");
     let name = test.join().expect("the test's thread");
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime")
-        .block_on(async {
-            let probe = TestDatabase::create().await;
-            let left =
-                last_seen(WAIT, || async { Some(exists(&probe, &name).await) }, |e| !e).await;
-            assert_eq!(left, Some(false), "the test database {name} is left behind");
-        });
+    runtime().block_on(async {
+        let probe = TestDatabase::create().await;
+        let left = last_seen(WAIT, || async { Some(exists(&probe, &name).await) }, |e| !e).await;
+        assert_eq!(left, Some(false), "the test database {name} is left behind");
+    });
 }
