@@ -180,6 +180,48 @@ pub enum PublishedRows {
     Deleted,
 }
 
+/// The most runs of consecutive ids in flight a read skips by index
+/// ranges; the ids of later runs are left out by a hashed NOT IN. Each run
+/// costs the read one index descent.
+const MAX_SKIPPED_RUNS: usize = 32;
+
+/// The id ranges a read scans to leave out the rows in flight: the open
+/// intervals `(after[i], before[i])` between runs of consecutive excluded
+/// ids, and the excluded ids past the last run skipped (`rest`), which lie
+/// in the last, unbounded interval.
+#[derive(Debug, PartialEq, Eq)]
+struct Gaps {
+    after: Vec<i64>,
+    before: Vec<i64>,
+    rest: Vec<i64>,
+}
+
+impl Gaps {
+    fn around(excluded: &[i64]) -> Self {
+        let mut ids = excluded.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut gaps = Self {
+            after: vec![i64::MIN],
+            before: Vec::new(),
+            rest: Vec::new(),
+        };
+        let mut i = 0;
+        while i < ids.len() && gaps.before.len() < MAX_SKIPPED_RUNS {
+            let start = ids[i];
+            while i + 1 < ids.len() && ids[i + 1] == ids[i] + 1 {
+                i += 1;
+            }
+            gaps.before.push(start);
+            gaps.after.push(ids[i]);
+            i += 1;
+        }
+        gaps.before.push(i64::MAX);
+        gaps.rest = ids[i..].to_vec();
+        gaps
+    }
+}
+
 /// The SQL of one source, with its table spliced in.
 #[derive(Debug, Clone)]
 pub struct Queries {
@@ -408,13 +450,21 @@ impl Session {
             return Ok(Vec::new());
         }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let Gaps {
+            after,
+            before,
+            rest,
+        } = Gaps::around(excluded);
         let rows = if buckets.len() >= self.buckets {
             self.client
-                .query(&self.fetch_all, &[&limit, &excluded])
+                .query(&self.fetch_all, &[&limit, &after, &before, &rest])
                 .await?
         } else {
             self.client
-                .query(&self.fetch_buckets, &[&limit, &excluded, &buckets])
+                .query(
+                    &self.fetch_buckets,
+                    &[&limit, &after, &before, &rest, &buckets],
+                )
                 .await?
         };
         rows.iter()
@@ -567,6 +617,45 @@ mod tests {
                 assert!(!sql.contains("{not_behind_set_aside}"), "{sql}");
                 assert!(!sql.contains("{mark_rows}"), "{sql}");
             }
+        }
+    }
+
+    #[test]
+    fn a_read_scans_the_gaps_between_runs_of_rows_in_flight() {
+        assert_eq!(
+            Gaps::around(&[]),
+            Gaps {
+                after: vec![i64::MIN],
+                before: vec![i64::MAX],
+                rest: vec![],
+            }
+        );
+        assert_eq!(
+            Gaps::around(&[12, 10, 11, 15, 11, 20, 21]),
+            Gaps {
+                after: vec![i64::MIN, 12, 15, 21],
+                before: vec![10, 15, 20, i64::MAX],
+                rest: vec![],
+            }
+        );
+        // Runs past the limit are left out by id, in the last gap.
+        let excluded: Vec<i64> = (0..=MAX_SKIPPED_RUNS as i64 + 1).map(|n| n * 10).collect();
+        let gaps = Gaps::around(&excluded);
+        assert_eq!(gaps.before.len(), MAX_SKIPPED_RUNS + 1);
+        assert_eq!(gaps.after.len(), MAX_SKIPPED_RUNS + 1);
+        let last_skipped = (MAX_SKIPPED_RUNS as i64 - 1) * 10;
+        assert_eq!(gaps.after.last(), Some(&last_skipped));
+        assert_eq!(gaps.rest, vec![last_skipped + 10, last_skipped + 20]);
+        // Every id is in exactly one place: a run skipped, a gap, or rest.
+        for id in -5..400 {
+            let in_gap = gaps
+                .after
+                .iter()
+                .zip(&gaps.before)
+                .filter(|(a, b)| **a < id && id < **b)
+                .count();
+            let read = in_gap == 1 && !gaps.rest.contains(&id);
+            assert_eq!(read, !excluded.contains(&id), "id {id}");
         }
     }
 

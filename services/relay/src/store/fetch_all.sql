@@ -1,17 +1,29 @@
 -- The oldest unpublished rows of the whole outbox (this relay owns every
 -- bucket), in commit-independent id order. No id watermark: a transaction
 -- that took a lower id but committed later is still picked up, because its
--- row is unpublished whenever it appears. $2 holds rows in flight (being
--- produced, or delivered and still being marked); NOT IN over a subquery
--- is tested with a hash, also in the generic plan this session uses.
+-- row is unpublished whenever it appears. The rows in flight (being
+-- produced, or delivered and still being marked) are left out by reading
+-- only the gaps between their runs of consecutive ids ($2 after, $3
+-- before; one index range scan each), and, beyond the last run the relay
+-- lists, by NOT IN over the rest ($4), tested with a hash, also in the
+-- generic plan this session uses. Walking the rows in flight instead made
+-- a read of 1 000 rows take 5 ms with 4 000 in flight and 10 ms with
+-- 8 000, against 0.8 ms by the gaps.
 -- Set-aside rows are left out, and so is every later row of their key: an
 -- order's events never pass one of its own that was set aside
 -- (not_behind_set_aside.sql).
-SELECT id, bucket, topic, partition_key, payload, headers
-FROM {outbox} AS o
-WHERE published_at IS NULL
-  AND set_aside_at IS NULL
-  AND id NOT IN (SELECT unnest($2::bigint[]))
-  AND {not_behind_set_aside}
-ORDER BY id
+SELECT r.id, r.bucket, r.topic, r.partition_key, r.payload, r.headers
+FROM unnest($2::bigint[], $3::bigint[]) AS gap(after, before)
+CROSS JOIN LATERAL (
+    SELECT id, bucket, topic, partition_key, payload, headers
+    FROM {outbox} AS o
+    WHERE published_at IS NULL
+      AND set_aside_at IS NULL
+      AND id > gap.after AND id < gap.before
+      AND id NOT IN (SELECT unnest($4::bigint[]))
+      AND {not_behind_set_aside}
+    ORDER BY id
+    LIMIT $1
+) AS r
+ORDER BY r.id
 LIMIT $1
