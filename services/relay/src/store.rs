@@ -13,8 +13,7 @@ use uuid::Uuid;
 
 use crate::error::Error;
 
-const FETCH_ALL: &str = include_str!("store/fetch_all.sql");
-const FETCH_BUCKETS: &str = include_str!("store/fetch_buckets.sql");
+const FETCH: &str = include_str!("store/fetch.sql");
 const NOT_BEHIND_SET_ASIDE: &str = include_str!("store/not_behind_set_aside.sql");
 const MARK: &str = include_str!("store/mark_published.sql");
 const STAMP_PUBLISHED: &str = include_str!("store/stamp_published.sql");
@@ -248,8 +247,10 @@ impl Queries {
                 .replace("{schema}", source)
         };
         Self {
-            fetch_all: splice(FETCH_ALL),
-            fetch_buckets: splice(FETCH_BUCKETS),
+            fetch_all: splice(&FETCH.replace("{of_buckets}", "")),
+            fetch_buckets: splice(
+                &FETCH.replace("{of_buckets}", "AND bucket = ANY($5::integer[])"),
+            ),
             mark: splice(&MARK.replace(
                 "{mark_rows}",
                 match published {
@@ -616,6 +617,7 @@ mod tests {
                 assert!(!sql.contains("{schema}"), "{sql}");
                 assert!(!sql.contains("{not_behind_set_aside}"), "{sql}");
                 assert!(!sql.contains("{mark_rows}"), "{sql}");
+                assert!(!sql.contains("{of_buckets}"), "{sql}");
             }
         }
     }

@@ -1,8 +1,7 @@
 -- The reads' condition on a row `o`: no earlier row of its key is set
--- aside (spliced into fetch_all.sql and fetch_buckets.sql). The first
--- part is evaluated once per read: with no row set aside (the usual case)
--- the per-row probe is skipped. Both use the small partial index
--- outbox_set_aside.
+-- aside (spliced into fetch.sql). The first part is evaluated once per
+-- read: with no row set aside (the usual case) the per-row probe is
+-- skipped. Both use the small partial index outbox_set_aside.
 (
     NOT (SELECT EXISTS (
         SELECT 1 FROM {outbox}
