@@ -292,7 +292,7 @@ pub async fn alone(
     let c = compare(&platform, settings).await;
     let db = platform.db.clone();
     drop(platform);
-    crate::drop_database(&db).await;
+    db.drop_now().await;
     shared.direct_rate = Some(c.direct_rate);
     let figure = format!(
         "CreateOrder gRPC, order service alone, {} clients",

@@ -70,7 +70,7 @@ pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<()>
     }
     let db = platform.db.clone();
     drop(platform);
-    crate::drop_database(&db).await;
+    db.drop_now().await;
     let [
         (small, small_rate, small_pg, small_svc),
         (large, large_rate, large_pg, large_svc),

@@ -239,7 +239,7 @@ pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<()>
     );
     let db = platform.db.clone();
     drop(platform);
-    crate::drop_database(&db).await;
+    db.drop_now().await;
     delete_prefix(&pool, &prefix).await;
     Ok(())
 }

@@ -354,21 +354,3 @@ fn machine() -> String {
             .join(" "),
     )
 }
-
-/// Drops a database the bench created (they can be large: growth stores a
-/// million orders) once its section is done; its sessions are ended.
-pub async fn drop_database(db: &orderly_integration_tests::TestDatabase) {
-    let Some((server, _)) = db.config.database_url.rsplit_once('/') else {
-        return;
-    };
-    let Ok((client, connection)) =
-        tokio_postgres::connect(&format!("{server}/postgres"), tokio_postgres::NoTls).await
-    else {
-        return;
-    };
-    tokio::spawn(connection);
-    let statement = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", db.name);
-    if let Err(error) = client.batch_execute(&statement).await {
-        eprintln!("  could not drop {}: {error}", db.name);
-    }
-}

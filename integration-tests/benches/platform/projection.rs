@@ -126,7 +126,7 @@ pub async fn run(
     };
     let db = platform.db.clone();
     drop(platform);
-    crate::drop_database(&db).await;
+    db.drop_now().await;
     let (started, applied_then) = first_seen.unwrap_or((finished, 0));
     let rebuild = (applied - applied_then) as f64 / seconds(finished - started);
     report.push(

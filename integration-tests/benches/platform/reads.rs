@@ -205,7 +205,7 @@ pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<()>
     load_average_at_end(report);
     let db = platform.db.clone();
     drop(platform);
-    crate::drop_database(&db).await;
+    db.drop_now().await;
     Ok(())
 }
 

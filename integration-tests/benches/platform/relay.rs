@@ -304,7 +304,7 @@ pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<Tes
     let relay_wall = started.elapsed();
     let relay_cpu = process_cpu(me).saturating_sub(cpu);
     let relay_span = delivery_span(&db).await?;
-    crate::drop_database(&db).await;
+    db.drop_now().await;
 
     // Two relays: the second starts after the first took every bucket, so
     // the figure includes the hand-over of half of them.
@@ -313,7 +313,7 @@ pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<Tes
     fill(&pair_db, &records).await?;
     drain(&pair_db, &pair_kafka, settings, 2, relay_defaults).await?;
     let pair_span = delivery_span(&pair_db).await?;
-    crate::drop_database(&pair_db).await;
+    pair_db.drop_now().await;
 
     // One relay that keeps no published rows: its marks delete them.
     let deleting_db = TestDatabase::create().await;
@@ -327,7 +327,7 @@ pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<Tes
         relay_keeping_nothing,
     )
     .await?;
-    crate::drop_database(&deleting_db).await;
+    deleting_db.drop_now().await;
 
     // From the first delivery to the last: what starting a platform or a
     // producer costs (a fixed part of a second, which moved the whole

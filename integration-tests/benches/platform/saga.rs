@@ -468,7 +468,7 @@ pub async fn run(
         Some(Target::RatioAtLeast(0.6)),
     );
     drop(platform);
-    crate::drop_database(&stack.db).await;
+    stack.db.drop_now().await;
     Ok(())
 }
 

@@ -131,7 +131,7 @@ pub async fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<()>
     );
     drop(platform);
     drop(admin);
-    crate::drop_database(&db).await;
+    db.drop_now().await;
     Ok(())
 }
 
