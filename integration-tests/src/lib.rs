@@ -27,6 +27,7 @@ pub use metrics::{scrape_metrics, try_scrape_metrics};
 pub use platform::{Component, Instance, TestPlatform, TestPlatformBuilder, consumer_runtime};
 pub use proxy::TcpProxy;
 pub use redis::TestRedis;
+pub use test_end::run_as_a_test;
 pub use tls::test_tls;
 
 /// The command that starts every service the tests need.

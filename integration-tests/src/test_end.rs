@@ -22,21 +22,10 @@ thread_local! {
 /// Runs `job` when this test's thread ends, or at once where [`deferred`]
 /// is false. Blocking is fine: it runs outside any runtime's worker.
 pub(crate) fn run_at_test_end(job: impl FnOnce() + Send + 'static) {
-    if deferred() {
-        let mut job = Some(Box::new(job) as Job);
-        // Fails only while the thread's locals are being destroyed, when
-        // its runtime is long gone: then now is safe.
-        let queued = AT_THREAD_END.try_with(|pending| {
-            if let Some(job) = job.take() {
-                pending.borrow_mut().0.push(job);
-            }
-        });
-        if queued.is_ok() {
-            return;
-        }
-        if let Some(job) = job {
-            job();
-        }
+    // The queue is gone only while the thread's locals are being
+    // destroyed, when its runtime is long gone: then now is safe.
+    if deferred() && AT_THREAD_END.try_with(|_| ()).is_ok() {
+        AT_THREAD_END.with(|pending| pending.borrow_mut().0.push(Box::new(job)));
     } else {
         job();
     }
@@ -85,4 +74,27 @@ pub(crate) fn on_own_thread(
             .unwrap_or_else(|_| Err(format!("not done within {deadline:?}"))),
         Err(error) => Err(format!("cannot start a thread: {error}")),
     }
+}
+
+/// Runs `test` as libtest runs a `#[tokio::test]`: on a thread of its own
+/// with a current-thread runtime, which ends, and the thread's clean-ups
+/// run, before this returns the test's result. For tests of the clean-ups
+/// themselves.
+pub fn run_as_a_test<T, F>(test: impl FnOnce() -> F + Send + 'static) -> T
+where
+    F: std::future::Future<Output = T>,
+    T: Send + 'static,
+{
+    std::thread::Builder::new()
+        .name("a test".into())
+        .spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime")
+                .block_on(test())
+        })
+        .expect("spawn the test's thread")
+        .join()
+        .expect("the test's thread")
 }

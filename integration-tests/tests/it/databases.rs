@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use orderly_integration_tests::{TestDatabase, TestPlatform, last_seen};
+use orderly_integration_tests::{TestDatabase, TestPlatform, last_seen, run_as_a_test};
 
 /// Long enough for a test's end to drop its database on a busy machine.
 const WAIT: Duration = Duration::from_secs(30);
@@ -24,36 +24,22 @@ async fn exists(probe: &TestDatabase, name: &str) -> bool {
         .get(0)
 }
 
-/// A runtime of the test's own, as libtest's thread would run one.
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime")
-}
-
 #[test]
 fn a_tests_database_goes_when_its_thread_ends_after_its_components() {
     // A test of its own, as libtest runs one: a thread running a
     // current-thread runtime, which its components share.
-    let test = std::thread::Builder::new()
-        .name("a test".into())
-        .spawn(|| {
-            runtime().block_on(async {
-                let db = TestDatabase::create().await;
-                let name = db.name.clone();
-                let platform = TestPlatform::builder().database(db).order().start().await;
-                let probe = TestDatabase::create().await;
-                drop(platform);
-                // The order service's pool lives on this runtime until it
-                // is dropped: the database stays meanwhile.
-                assert!(exists(&probe, &name).await, "dropped under its components");
-                name
-            })
-        })
-        .expect("spawn the test's thread");
-    let name = test.join().expect("the test's thread");
-    runtime().block_on(async {
+    let name = run_as_a_test(|| async {
+        let db = TestDatabase::create().await;
+        let name = db.name.clone();
+        let platform = TestPlatform::builder().database(db).order().start().await;
+        let probe = TestDatabase::create().await;
+        drop(platform);
+        // The order service's pool lives on this runtime until it is
+        // dropped: the database stays meanwhile.
+        assert!(exists(&probe, &name).await, "dropped under its components");
+        name
+    });
+    run_as_a_test(move || async move {
         let probe = TestDatabase::create().await;
         let left = last_seen(WAIT, || async { Some(exists(&probe, &name).await) }, |e| !e).await;
         assert_eq!(left, Some(false), "the test database {name} is left behind");

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use orderly::kafka::ORDER_TOPIC;
-use orderly_integration_tests::{TestKafka, TestPlatform, eventually, last_seen};
+use orderly_integration_tests::{TestKafka, TestPlatform, eventually, last_seen, run_as_a_test};
 
 /// Long enough for a component to start and create its topics on a busy
 /// 2-core machine.
@@ -52,28 +52,22 @@ async fn assert_all_gone(probe: &TestKafka) {
 fn a_tests_topics_go_when_its_thread_ends_after_its_consumers() {
     // A test of its own, as libtest runs one: a thread running a
     // current-thread runtime, which its components share.
-    let test = std::thread::Builder::new()
-        .name("a test".into())
-        .spawn(|| {
-            runtime().block_on(async {
-                let kafka = TestKafka::shared().await;
-                let probe = TestKafka::of(kafka.config.clone(), None);
-                let platform = platform_with_dead_letters(&kafka).await;
-                drop(kafka);
-                let topics = probe.topics().await;
-                assert!(
-                    topics.contains(&dead_letter_topic(&probe)),
-                    "deleted while the platform still uses them: {topics:?}"
-                );
-                drop(platform);
-                // The payment service's consumer runs on this runtime until
-                // it is dropped: the topics are still there meanwhile.
-                assert!(!probe.topics().await.is_empty(), "deleted under a consumer");
-                probe
-            })
-        })
-        .expect("spawn the test's thread");
-    let probe = test.join().expect("the test's thread");
+    let probe = run_as_a_test(|| async {
+        let kafka = TestKafka::shared().await;
+        let probe = TestKafka::of(kafka.config.clone(), None);
+        let platform = platform_with_dead_letters(&kafka).await;
+        drop(kafka);
+        let topics = probe.topics().await;
+        assert!(
+            topics.contains(&dead_letter_topic(&probe)),
+            "deleted while the platform still uses them: {topics:?}"
+        );
+        drop(platform);
+        // The payment service's consumer runs on this runtime until it is
+        // dropped: the topics are still there meanwhile.
+        assert!(!probe.topics().await.is_empty(), "deleted under a consumer");
+        probe
+    });
     runtime().block_on(assert_all_gone(&probe));
 }
 
