@@ -196,8 +196,8 @@ struct Gaps {
 }
 
 impl Gaps {
-    fn around(excluded: &[i64]) -> Self {
-        let mut ids = excluded.to_vec();
+    fn around(excluded: Vec<i64>) -> Self {
+        let mut ids = excluded;
         ids.sort_unstable();
         ids.dedup();
         let mut gaps = Self {
@@ -440,11 +440,11 @@ impl Session {
     }
 
     /// The oldest `limit` unpublished rows of `buckets`, in id order,
-    /// leaving out the rows `excluded` (in flight).
+    /// leaving out the rows `excluded` (in flight, in any order).
     pub async fn fetch(
         &self,
         limit: usize,
-        excluded: &[i64],
+        excluded: Vec<i64>,
         buckets: &[i32],
     ) -> Result<Vec<OutboxRow>, Error> {
         if buckets.is_empty() {
@@ -625,7 +625,7 @@ mod tests {
     #[test]
     fn a_read_scans_the_gaps_between_runs_of_rows_in_flight() {
         assert_eq!(
-            Gaps::around(&[]),
+            Gaps::around(Vec::new()),
             Gaps {
                 after: vec![i64::MIN],
                 before: vec![i64::MAX],
@@ -633,7 +633,7 @@ mod tests {
             }
         );
         assert_eq!(
-            Gaps::around(&[12, 10, 11, 15, 11, 20, 21]),
+            Gaps::around(vec![12, 10, 11, 15, 11, 20, 21]),
             Gaps {
                 after: vec![i64::MIN, 12, 15, 21],
                 before: vec![10, 15, 20, i64::MAX],
@@ -642,7 +642,7 @@ mod tests {
         );
         // Runs past the limit are left out by id, in the last gap.
         let excluded: Vec<i64> = (0..=MAX_SKIPPED_RUNS as i64 + 1).map(|n| n * 10).collect();
-        let gaps = Gaps::around(&excluded);
+        let gaps = Gaps::around(excluded.clone());
         assert_eq!(gaps.before.len(), MAX_SKIPPED_RUNS + 1);
         assert_eq!(gaps.after.len(), MAX_SKIPPED_RUNS + 1);
         let last_skipped = (MAX_SKIPPED_RUNS as i64 - 1) * 10;

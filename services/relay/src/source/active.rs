@@ -293,7 +293,7 @@ async fn fetch(
 ) -> Result<Vec<OutboxRow>, Error> {
     let mut rows = first_per_key(
         session
-            .fetch(settings.batch_size, &excluded, buckets)
+            .fetch(settings.batch_size, excluded, buckets)
             .await?,
     );
     rows.retain(|row| !keys.contains(&row.partition_key));
