@@ -178,7 +178,6 @@ async fn delivery_span(db: &TestDatabase) -> anyhow::Result<Duration> {
 /// The relay's own defaults where the test platform sets others.
 fn relay_defaults(c: &mut orderly_relay::Config) {
     let defaults = orderly_relay::Config::default();
-    c.retention = defaults.retention;
     c.sources = vec!["orders".into()];
     c.batch_size = defaults.batch_size;
     c.poll_interval_ms = defaults.poll_interval_ms;
