@@ -145,6 +145,12 @@ pub fn relay_retention() -> Option<std::time::Duration> {
         .map(|hours| std::time::Duration::from_secs(hours * 3600))
 }
 
+/// Whether the run's relays keep no published rows: figures read from the
+/// outbox rows' timestamps or counts cannot be measured then.
+pub fn relay_keeps_no_published_rows() -> bool {
+    relay_retention().is_some_and(|retention| retention.is_zero())
+}
+
 /// Figures one section measures and a later one uses.
 #[derive(Debug, Default)]
 pub struct Shared {

@@ -243,7 +243,7 @@ pub async fn throughput(
         "tx",
     );
     // Counted as outbox rows, which a relay keeping none deletes.
-    if !crate::relay_retention().is_some_and(|retention| retention.is_zero()) {
+    if !crate::relay_keeps_no_published_rows() {
         report.value(
             section,
             "Kafka records per order",
@@ -440,7 +440,7 @@ pub async fn run(
     let saga_rate = shared.saga_rate.unwrap_or_default();
     // The latencies are read from the outbox rows' timestamps, which a
     // relay that keeps no published rows deletes.
-    if crate::relay_retention().is_some_and(|retention| retention.is_zero()) {
+    if crate::relay_keeps_no_published_rows() {
         println!("  3 latency: not measured (the relay keeps no published rows)");
     } else {
         for load in [Load::Share(0.5), Load::Share(0.8), Load::Trickle(2.0)] {
